@@ -1,0 +1,75 @@
+"""
+The C{tau} command for operators, in kubo's spirit: C{tau init}, C{tau id},
+C{tau config show}, ...  Commands that need a running node talk to it through
+its local control API (L{tau.control}).
+
+Each command module registers its subcommands in L{COMMANDS}; L{main} parses
+the command line and runs the chosen one under the reactor.
+"""
+
+import argparse
+import sys
+
+from tau._version import __version__
+from tau.control.client import ControlError
+from tau.errors import ConfigError
+
+COMMAND_MODULES = ("tau.cli.node",)
+
+
+class UsageError(Exception):
+    """
+    The command line is wrong; the message says how.
+    """
+
+
+def buildParser():
+    from importlib import import_module
+
+    parser = argparse.ArgumentParser(prog="tau", description="Operate a tau (Taubyte) node.")
+    parser.add_argument("--version", action="version", version=f"tau {__version__}")
+    parser.add_argument("--root", "-r", default=None, help="the node's root folder (default: $TAU_ROOT or ~/.tau)")
+    parser.add_argument("--shape", "-s", default="full", help="the node's shape (default: full)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        import_module(name).register(sub)
+    return parser
+
+
+def main(argv=None):
+    """
+    Entry point of the C{tau} console script.
+    """
+    parser = buildParser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.run(args)
+    except (ConfigError, ControlError, UsageError) as e:
+        print(f"tau: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result or 0
+
+
+def runReactor(coroutineFunction, *args):
+    """
+    Run C{coroutineFunction(reactor, *args)} under the reactor and return its
+    result; exceptions propagate to the caller.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    outcome = {}
+
+    def start():
+        d = Deferred.fromCoroutine(coroutineFunction(reactor, *args))
+        d.addCallbacks(lambda r: outcome.setdefault("result", r), lambda f: outcome.setdefault("failure", f))
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=True)
+    if "failure" in outcome:
+        outcome["failure"].raiseException()
+    return outcome.get("result")

@@ -1,0 +1,83 @@
+"""
+Call a running node's control API, as the CLI does.
+"""
+
+import json
+from urllib.parse import urlencode
+
+import multiaddr
+import treq
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
+from twisted.web.client import Agent
+
+
+class ControlError(Exception):
+    """
+    The node is not reachable, or refused the command: the message says why.
+    """
+
+
+def readAPIAddress(config):
+    """
+    The control API multiaddr that the running node of C{config} wrote.
+
+    @raise ControlError: when no node of that root and shape is running.
+    """
+    try:
+        text = config.apiFile.read_text(encoding="ascii").strip()
+    except OSError:
+        raise ControlError(
+            f"no running node for shape {config.shape!r} at {config.root} (start one with: twistd -n taubyte --shape={config.shape} --root {config.root})"
+        ) from None
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception:
+        raise ControlError(f"{config.apiFile} does not hold an API address: {text!r}") from None
+
+
+def _endpointFor(reactor, addr):
+    names = [p.name for p in addr.protocols()]
+    if names == ["ip4", "tcp"]:
+        return TCP4ClientEndpoint(reactor, addr.value_for_protocol("ip4"), int(addr.value_for_protocol("tcp")), timeout=10)
+    if names == ["ip6", "tcp"]:
+        return TCP6ClientEndpoint(reactor, addr.value_for_protocol("ip6"), int(addr.value_for_protocol("tcp")), timeout=10)
+    if names == ["unix"]:
+        return UNIXClientEndpoint(reactor, addr.value_for_protocol("unix"), timeout=10)
+    raise ControlError(f"unsupported API address {addr}")
+
+
+class _Endpoints:
+    def __init__(self, reactor, addr):
+        self._endpoint = _endpointFor(reactor, addr)
+
+    def endpointForURI(self, uri):
+        return self._endpoint
+
+
+async def call(reactor, config, command, args=(), timeout=60):
+    """
+    POST C{command} with C{args} (a dict, or pairs; positional values under
+    C{"arg"}) to the node of C{config}, and return the decoded JSON answer.
+
+    @raise ControlError: when the node is down or answers with an error.
+    """
+    addr = readAPIAddress(config)
+    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, addr))
+    pairs = list(args.items()) if isinstance(args, dict) else list(args)
+    query = urlencode(pairs, doseq=True)
+    url = f"http://localhost/api/v0/{command}" + (f"?{query}" if query else "")
+    try:
+        response = await treq.post(url, agent=agent, timeout=timeout)
+        body = await response.content()
+    except ControlError:
+        raise
+    except Exception as e:
+        raise ControlError(f"cannot reach the node at {addr}: {e}") from None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ControlError(f"the node answered {response.code} with a body that is not JSON") from None
+    if response.code != 200:
+        message = data.get("Message") if isinstance(data, dict) else None
+        raise ControlError(message or f"the node answered {response.code}")
+    return data

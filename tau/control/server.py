@@ -1,0 +1,83 @@
+"""
+Serve L{tau.control.routes} over HTTP: C{POST /api/v0/<command>}.
+
+Like kubo, only POST is accepted and requests that carry an C{Origin}
+header (a browser page) are refused, so a web page cannot drive the node.
+"""
+
+import json
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from tau.control.routes import COMMANDS, APIError
+
+PREFIX = b"/api/v0/"
+MAX_ARGS = 64
+
+
+def _error(request, status, message):
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps({"Message": message, "Code": 0, "Type": "error"}).encode("utf-8") + b"\n"
+
+
+class ControlResource(Resource):
+    """
+    The whole API as one leaf resource.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, node):
+        super().__init__()
+        self._node = node
+
+    def render(self, request):
+        if request.getHeader(b"origin") is not None:
+            return _error(request, 403, "requests from web pages are refused")
+        path = request.path
+        if not path.startswith(PREFIX):
+            return _error(request, 404, "not found: the API lives under /api/v0/")
+        name = path[len(PREFIX):].decode("utf-8", "replace").strip("/")
+        handler = COMMANDS.get(name)
+        if handler is None:
+            return _error(request, 404, f"unknown command {name!r}")
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return _error(request, 405, f"{request.method.decode('ascii', 'replace')} not allowed: use POST")
+        try:
+            args = {
+                k.decode("utf-8"): [v.decode("utf-8") for v in vs]
+                for k, vs in (request.args or {}).items()
+            }
+        except UnicodeDecodeError:
+            return _error(request, 400, "arguments must be UTF-8")
+        if sum(len(v) for v in args.values()) > MAX_ARGS:
+            return _error(request, 400, f"too many arguments (at most {MAX_ARGS})")
+        d = Deferred.fromCoroutine(handler(self._node, args))
+        d.addCallbacks(self._done, self._failed, callbackArgs=(request,), errbackArgs=(request, name))
+        finished = request.notifyFinish()
+        finished.addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+    def _done(self, result, request):
+        if request.finished or request._disconnected:
+            return
+        request.setHeader(b"content-type", b"application/json")
+        request.write(json.dumps(result).encode("utf-8") + b"\n")
+        request.finish()
+
+    def _failed(self, failure, request, name):
+        if request.finished or request._disconnected:
+            return
+        if failure.check(APIError):
+            body = _error(request, failure.value.status, failure.value.message)
+        else:
+            self.log.failure("control API command {command} failed", failure, command=name)
+            body = _error(request, 500, f"{name} failed: {failure.getErrorMessage()}")
+        request.write(body)
+        request.finish()

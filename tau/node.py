@@ -1,0 +1,205 @@
+"""
+A tau node: one MultiService holding the control API, the p2p host and the
+services its shape names.  Build one with L{makeNode}.
+"""
+
+import os
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from tau import services
+from tau._version import __version__
+from tau.control.server import ControlResource
+from tau.listen import Listener
+from tau.oneshot import OneShot
+
+
+def listeningAddress(port):
+    """
+    A printable address for an L{IListeningPort}.
+    """
+    host = port.getHost()
+    if hasattr(host, "port"):
+        return f"{host.host}:{host.port}" if ":" not in host.host else f"[{host.host}]:{host.port}"
+    return str(getattr(host, "name", host))
+
+
+class Node(MultiService):
+    """
+    A running (or runnable) tau node.
+
+    @ivar config: its L{tau.config.NodeConfig}.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.host = None
+        self._ready = OneShot()
+        self._listeners = []
+
+    # building, done by makeNode
+
+    def addListener(self, listener):
+        self._listeners.append(listener)
+        listener.setServiceParent(self)
+
+    # running
+
+    def startService(self):
+        self._ready = OneShot()
+        super().startService()
+        waits = [listener.whenListening() for listener in self._listeners]
+        if self.host is not None:
+            waits.append(self.host.whenReady())
+        d = gatherResults(waits, consumeErrors=True)
+        d.addCallbacks(self._started, self._startFailed)
+
+    def _started(self, _):
+        self._writeAPIFile()
+        self.log.info(
+            "tau {version} node {peerID} ready, shape {shape}, services: {services}",
+            version=__version__,
+            peerID=str(self.config.peerID),
+            shape=self.config.shape,
+            services=", ".join(self.config.services) or "none",
+        )
+        for what, address in self.listeningAddresses():
+            self.log.info("{what} listening on {address}", what=what, address=address)
+        self._ready.fire(self)
+
+    def _startFailed(self, failure):
+        reason = failure.value.subFailure if hasattr(failure.value, "subFailure") else failure
+        self.log.error("tau node {peerID} failed to start: {reason}", peerID=str(self.config.peerID), reason=reason.getErrorMessage())
+        self._ready.fire(reason)
+
+    def whenReady(self):
+        """
+        @return: a Deferred that fires with this node once every listener is
+            bound, or fails with the reason the node could not start.
+        """
+        return self._ready.whenFired()
+
+    def _api(self):
+        for listener in self._listeners:
+            if listener.name == "api":
+                return listener
+        return None
+
+    def ports(self):
+        """
+        Where the node listens: C{{"api": port, "p2p": port}} for bound TCP
+        listeners (C{p2p} is the first p2p listener).
+        """
+        ports = {}
+        api = self._api()
+        if api is not None and api.port is not None and hasattr(api.port.getHost(), "port"):
+            ports["api"] = api.port.getHost().port
+        if self.host is not None:
+            p2p = self.host.listeningPorts()
+            if p2p:
+                ports["p2p"] = p2p[0]
+        return ports
+
+    def listeningAddresses(self):
+        """
+        C{(what, address)} for every bound listener.
+        """
+        out = []
+        for listener in self._listeners:
+            if listener.port is not None:
+                out.append((listener.name, listeningAddress(listener.port)))
+        if self.host is not None:
+            out.extend(("p2p", str(addr)) for addr in self.host.listenAddresses())
+        return out
+
+    def announcedAddresses(self):
+        """
+        The p2p multiaddrs other peers may dial, with C{/p2p/<id>}.
+        """
+        if self.host is None:
+            return []
+        return [f"{addr}/p2p/{self.config.peerID}" for addr in self.host.announcedAddresses()]
+
+    def protocols(self):
+        if self.host is None:
+            return []
+        return sorted(self.host.protocols())
+
+    def _apiAddress(self):
+        api = self._api()
+        if api is None or api.port is None:
+            return None
+        host = api.port.getHost()
+        if hasattr(host, "port"):
+            family = "ip6" if ":" in host.host else "ip4"
+            return f"/{family}/{host.host}/tcp/{host.port}"
+        return f"/unix/{host.name}"
+
+    def _writeAPIFile(self):
+        address = self._apiAddress()
+        if address is None:
+            return
+        path = self.config.apiFile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(address + "\n", encoding="ascii")
+        os.replace(tmp, path)
+
+    def _removeAPIFile(self):
+        address = self._apiAddress()
+        try:
+            if address is not None and self.config.apiFile.read_text(encoding="ascii").strip() == address:
+                self.config.apiFile.unlink()
+        except OSError:
+            pass
+
+    def stopService(self):
+        """
+        Stop the services first, then the host, then the listeners, each
+        step waiting for the one before.
+        """
+        self._removeAPIFile()
+        self.running = 0
+        children = list(self)
+        children.reverse()
+        return _stopInOrder(children)
+
+
+def _stopInOrder(children):
+    async def run():
+        for child in children:
+            if child.running:
+                try:
+                    await maybeDeferred(child.stopService)
+                except Exception:
+                    Node.log.failure("stopping {service} failed", service=child.name)
+
+    return Deferred.fromCoroutine(run())
+
+
+def makeNode(config, reactor):
+    """
+    Build an unstarted node for C{config}.
+
+    The control API listens on C{config.apiListen}; each service of the shape
+    is built by its factory C{(config, node, reactor)}.  Nothing binds a port
+    until the node is started.
+
+    @rtype: L{Node}
+    """
+    node = Node(config, reactor)
+    site = Site(ControlResource(node))
+    site.noisy = False
+    node.addListener(Listener("api", config.apiListen, site, reactor))
+    for name in config.services:
+        service = services.factoryFor(name)(config, node, reactor)
+        service.setName(name)
+        service.setServiceParent(node)
+    return node

@@ -1,0 +1,107 @@
+"""
+The twistd plugin: C{twistd -n taubyte --shape=full [--root DIR] ...}.
+"""
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from tau.config import defaultRoot, loadConfig
+from tau.errors import ConfigError
+from tau.node import makeNode
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run a tau (Taubyte) node.  The first start creates the root folder with "
+        "a new identity; later starts reuse it.  Values given here override "
+        "--config FILE, which overrides ROOT/config/SHAPE.yaml."
+    )
+    optParameters = [
+        ["shape", "s", "full", "The node's shape: full, gateway, a service name, or any name with a config file."],
+        ["root", "r", None, "The node's root folder (default: $TAU_ROOT or ~/.tau)."],
+        ["config", "c", None, "A YAML config file (Taubyte shape-file fields)."],
+        ["api-listen", None, None, "Endpoint string of the local control API (loopback only)."],
+        ["swarmkey", None, None, "Path of a libp2p swarm.key: join the private swarm it names."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+        self["announce"] = []
+        self["peer"] = []
+
+    def opt_listen(self, addr):
+        """
+        A p2p listen multiaddr, e.g. /ip4/0.0.0.0/tcp/4242 (repeatable).
+        """
+        self["listen"].append(addr)
+
+    def opt_announce(self, addr):
+        """
+        A multiaddr to announce to peers (repeatable).
+        """
+        self["announce"].append(addr)
+
+    def opt_peer(self, addr):
+        """
+        A bootstrap peer multiaddr ending in /p2p/ID (repeatable).
+        """
+        self["peer"].append(addr)
+
+    def overrides(self):
+        """
+        The config fields given on the command line, under Taubyte's names.
+        """
+        out = {}
+        for option, field in (("listen", "p2p-listen"), ("announce", "p2p-announce"), ("peer", "peers")):
+            if self[option]:
+                out[field] = list(self[option])
+        for option in ("api-listen", "swarmkey"):
+            if self[option] is not None:
+                out[option] = self[option]
+        return out
+
+
+class _Guard(Service):
+    """
+    Under twistd: turn a node that cannot start into a one-line error and a
+    non-zero exit, instead of a traceback or a node that runs half-started.
+    """
+
+    def __init__(self, node, reactor):
+        self._node = node
+        self._reactor = reactor
+
+    def startService(self):
+        super().startService()
+        d = self._node.whenReady()
+        failures = []
+        d.addErrback(failures.append)
+        if failures:
+            # twistd starts services before running the reactor: failing here
+            # ends the process with the message and exit status 1.
+            raise SystemExit(f"taubyte: {failures[0].getErrorMessage()}")
+        d.addErrback(lambda f: self._reactor.stop())
+
+
+def makeService(options):
+    from twisted.internet import reactor
+
+    if options["root"] is None:
+        log.info("using root {root} (default; --root or TAU_ROOT to change)", root=str(defaultRoot()))
+    try:
+        config = loadConfig(
+            shape=options["shape"],
+            root=options["root"],
+            configFile=options["config"],
+            overrides=options.overrides(),
+        )
+    except ConfigError as e:
+        raise SystemExit(f"taubyte: {e}") from None
+    node = makeNode(config, reactor=reactor)
+    _Guard(node, reactor).setServiceParent(node)
+    return node

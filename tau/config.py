@@ -371,16 +371,18 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         raise ConfigError(servicesFrom, "connections", "low must not be above high")
     values["connections"] = conns
 
-    fresh = "privateKey" not in values
-    if fresh:
-        if rootFile.exists():
-            raise ConfigError(rootFile, "privatekey", "missing: the root's shape file must hold the node's key (run `tau init` on a new root)")
-        if not create:
-            raise ConfigError(rootFile, None, "no such node root (run `tau init` first)")
+    fresh = not rootFile.exists()
+    if fresh and not create:
+        raise ConfigError(rootFile, None, "no such node root (run `tau init` first)")
+    if "privateKey" not in values:
+        if not fresh:
+            raise ConfigError(rootFile, "privatekey", "missing: the root's shape file holds the node's key")
         values["privateKey"] = PrivateKey.generate()
     config = NodeConfig(root=root, shape=shape, sources=tuple(sources), **values)
     if fresh:
         initRoot(config)
+    else:
+        config.dataDir.mkdir(parents=True, exist_ok=True)
     return config
 
 

@@ -14,7 +14,7 @@ class ConfigError(Exception):
 
     def __init__(self, source, field, problem):
         super().__init__(source, field, problem)
-        self.source = source
+        self.source = str(source)
         self.field = field
         self.problem = problem
 

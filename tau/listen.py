@@ -46,7 +46,8 @@ class Listener(Service):
 
     def startService(self):
         super().startService()
-        self._listening = OneShot()
+        if self._listening.fired:
+            self._listening = OneShot()
         try:
             endpoint = serverFromString(self._reactor, self.description)
         except (ValueError, TypeError, KeyError) as e:

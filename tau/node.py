@@ -53,7 +53,8 @@ class Node(MultiService):
     # running
 
     def startService(self):
-        self._ready = OneShot()
+        if self._ready.fired:
+            self._ready = OneShot()
         super().startService()
         waits = [listener.whenListening() for listener in self._listeners]
         if self.host is not None:

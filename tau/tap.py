@@ -2,7 +2,7 @@
 The twistd plugin: C{twistd -n taubyte --shape=full [--root DIR] ...}.
 """
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -69,7 +69,8 @@ class Options(usage.Options):
 class _Guard(Service):
     """
     Under twistd: turn a node that cannot start into a one-line error and a
-    non-zero exit, instead of a traceback or a node that runs half-started.
+    non-zero exit, instead of a traceback or a node that runs half-started;
+    and let a stop on SIGTERM or SIGINT exit with status 0.
     """
 
     def __init__(self, node, reactor):
@@ -85,7 +86,19 @@ class _Guard(Service):
             # twistd starts services before running the reactor: failing here
             # ends the process with the message and exit status 1.
             raise SystemExit(f"taubyte: {failures[0].getErrorMessage()}")
-        d.addErrback(lambda f: self._reactor.stop())
+        d.addErrback(self._failedLater)
+        self._reactor.addSystemEventTrigger("after", "shutdown", self._cleanExit)
+
+    def _failedLater(self, failure):
+        log.error("taubyte: {reason}; stopping", reason=failure.getErrorMessage())
+        self._reactor.callWhenRunning(self._reactor.stop)
+
+    def _cleanExit(self):
+        # twistd re-raises SIGTERM/SIGINT on itself after a clean shutdown, so
+        # the exit status would say "killed".  A node that stopped cleanly on
+        # request exits 0, as operators and service managers expect.
+        if getattr(self._reactor, "_exitSignal", None) is not None:
+            self._reactor._exitSignal = None
 
 
 def makeService(options):
@@ -102,6 +115,8 @@ def makeService(options):
         )
     except ConfigError as e:
         raise SystemExit(f"taubyte: {e}") from None
+    top = MultiService()
     node = makeNode(config, reactor=reactor)
-    _Guard(node, reactor).setServiceParent(node)
-    return node
+    node.setServiceParent(top)
+    _Guard(node, reactor).setServiceParent(top)
+    return top

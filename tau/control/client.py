@@ -67,7 +67,7 @@ async def call(reactor, config, command, args=(), timeout=60):
     query = urlencode(pairs, doseq=True)
     url = f"http://localhost/api/v0/{command}" + (f"?{query}" if query else "")
     try:
-        response = await treq.post(url, agent=agent, timeout=timeout)
+        response = await treq.post(url, agent=agent, timeout=timeout, persistent=False)
         body = await response.content()
     except ControlError:
         raise

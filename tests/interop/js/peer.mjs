@@ -1,0 +1,476 @@
+// One js-libp2p node driven by JSON lines on stdin, answering JSON lines on
+// stdout; everything else (libp2p's DEBUG output, our own log lines) goes to
+// stderr. Run as `node --import ./polyfill.mjs peer.mjs [options]`; the Python
+// side is tests/interop/jspeer.py.
+//
+// Options (argv, or the env variable in brackets):
+//   --listen ADDR        listen multiaddr, repeatable (TAU_JS_LISTEN, comma
+//                        separated); default /ip4/127.0.0.1/tcp/0; "none" = no
+//                        listener (a pure dialer)
+//   --encrypter LIST     "tls" (default), "noise", "tls,noise" or "noise,tls";
+//                        order = dial preference (TAU_JS_ENCRYPTER)
+//   --swarm-key PATH     PSK v1 swarm key file -> @libp2p/pnet (TAU_JS_SWARM_KEY)
+//   --private-key HEX    libp2p protobuf-encoded private key (TAU_JS_PRIVATE_KEY)
+//   --key-type TYPE      Ed25519 (default), secp256k1, ECDSA, RSA: type of the
+//                        generated key when no --private-key is given
+//
+// Requests:  {"id": 1, "cmd": "dial", "addr": "/ip4/.../p2p/..."}
+// Replies:   {"id": 1, "ok": true, ...} or {"id": 1, "ok": false, "error": "..."}
+// Events:    {"event": "ready" | "identify" | "connection:open" | "connection:close", ...}
+// Every command accepts "timeoutMs" (default 30000).
+
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { identify, identifyPush } from '@libp2p/identify'
+import { noise } from '@libp2p/noise'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+
+export const ECHO_PROTOCOL = '/tau/echo/1.0.0'
+// The perf protocol (libp2p/specs perf/perf.md). @libp2p/perf is not
+// published on the npm registry, so client and server live here.
+export const PERF_PROTOCOL = '/perf/1.0.0'
+const BLOCK = 64 * 1024
+const DEFAULT_TIMEOUT_MS = 30_000
+const MAX_ECHO_STREAMS = 1024
+const MAX_ECHO_BYTES = 256 * 1024 * 1024
+const MAX_PERF_BYTES = 64 * 1024 * 1024 * 1024
+const MAX_LINE = 1024 * 1024
+
+function log (...args) {
+  process.stderr.write(`[peer.mjs ${process.pid}] ${args.join(' ')}\n`)
+}
+
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function hex (buf) {
+  return Buffer.from(buf).toString('hex')
+}
+
+function bufOf (data) {
+  // Uint8Array or Uint8ArrayList -> Uint8Array
+  return data instanceof Uint8Array ? data : data.subarray()
+}
+
+// ---------------------------------------------------------------- options
+
+const { values: opts } = parseArgs({
+  options: {
+    listen: { type: 'string', multiple: true },
+    encrypter: { type: 'string' },
+    'swarm-key': { type: 'string' },
+    'private-key': { type: 'string' },
+    'key-type': { type: 'string' }
+  },
+  strict: true
+})
+
+const env = process.env
+let listen = opts.listen ?? (env.TAU_JS_LISTEN != null ? env.TAU_JS_LISTEN.split(',') : ['/ip4/127.0.0.1/tcp/0'])
+if (listen.length === 1 && listen[0] === 'none') listen = []
+const encrypterNames = (opts.encrypter ?? env.TAU_JS_ENCRYPTER ?? 'tls').split(',').map(s => s.trim()).filter(Boolean)
+const swarmKeyPath = opts['swarm-key'] ?? env.TAU_JS_SWARM_KEY
+const privateKeyHex = opts['private-key'] ?? env.TAU_JS_PRIVATE_KEY
+const keyType = opts['key-type'] ?? 'Ed25519'
+
+const encrypters = encrypterNames.map(name => {
+  if (name === 'tls') return tls()
+  if (name === 'noise') return noise()
+  throw new Error(`unknown encrypter ${name} (tls or noise)`)
+})
+if (encrypters.length === 0) throw new Error('no encrypter')
+
+const privateKey = privateKeyHex != null
+  ? privateKeyFromProtobuf(Buffer.from(privateKeyHex, 'hex'))
+  : await generateKeyPair(keyType)
+
+const config = {
+  privateKey,
+  addresses: { listen },
+  transports: [tcp()],
+  connectionEncrypters: encrypters,
+  streamMuxers: [yamux()],
+  connectionManager: {
+    // defaults are 5 inbound connections/s per host and 10 pending upgrades,
+    // too few for loopback stress tests
+    inboundConnectionThreshold: 1e6,
+    maxIncomingPendingConnections: 256,
+    maxConnections: 1024,
+    dialTimeout: 10_000
+  },
+  services: {
+    identify: identify(),
+    identifyPush: identifyPush(),
+    ping: ping()
+  }
+}
+if (swarmKeyPath != null) {
+  config.connectionProtector = preSharedKey({ psk: readFileSync(swarmKeyPath) })
+}
+
+const node = await createLibp2p(config)
+
+// ---------------------------------------------------------------- servers
+
+// /tau/echo/1.0.0: echo everything until the remote half-closes, then close.
+// Backpressure: pause reading while our send buffer is full.
+function handleEcho (stream) {
+  stream.addEventListener('message', (evt) => {
+    try {
+      if (!stream.send(evt.data)) {
+        stream.pause()
+        stream.onDrain({ signal: AbortSignal.timeout(60_000) }).then(() => { stream.resume() }, (err) => { stream.abort(err) })
+      }
+    } catch (err) {
+      stream.abort(err)
+    }
+  })
+  const finish = () => {
+    stream.close({ signal: AbortSignal.timeout(60_000) }).catch((err) => { stream.abort(err) })
+  }
+  if (stream.readableEnded) finish()
+  else stream.addEventListener('end', finish)
+}
+
+// /perf/1.0.0 server: read a big-endian u64 N, read until EOF, send N bytes, close.
+async function handlePerf (stream) {
+  const block = new Uint8Array(BLOCK)
+  const signal = AbortSignal.timeout(600_000)
+  try {
+    const header = []
+    let headerLen = 0
+    for await (const chunk of stream) {
+      if (headerLen < 8) {
+        const b = bufOf(chunk)
+        header.push(b.subarray(0, 8 - headerLen))
+        headerLen += Math.min(b.byteLength, 8 - headerLen)
+      }
+    }
+    if (headerLen < 8) throw new Error('perf: stream ended before the 8-byte header')
+    let toSend = Number(Buffer.concat(header).readBigUInt64BE(0))
+    if (toSend > MAX_PERF_BYTES) throw new Error(`perf: refusing to send ${toSend} bytes`)
+    while (toSend > 0) {
+      const n = Math.min(BLOCK, toSend)
+      toSend -= n
+      if (!stream.send(block.subarray(0, n))) await stream.onDrain({ signal })
+    }
+    await stream.close({ signal })
+  } catch (err) {
+    log('perf server:', err.message)
+    stream.abort(err)
+  }
+}
+
+await node.handle(ECHO_PROTOCOL, handleEcho, { maxInboundStreams: MAX_ECHO_STREAMS, maxOutboundStreams: MAX_ECHO_STREAMS })
+await node.handle(PERF_PROTOCOL, (stream) => { void handlePerf(stream) }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
+
+// ---------------------------------------------------------------- identify tracking
+
+const identified = new Set() // connection ids whose identify (by us) finished
+const identifyWaiters = new Map() // connection id -> [resolve]
+
+node.addEventListener('peer:identify', (evt) => {
+  const result = evt.detail
+  const id = result.connection.id
+  identified.add(id)
+  for (const resolve of identifyWaiters.get(id) ?? []) resolve()
+  identifyWaiters.delete(id)
+  emit({
+    event: 'identify',
+    peer: result.peerId.toString(),
+    connection: id,
+    protocols: result.protocols,
+    listenAddrs: result.listenAddrs.map(String),
+    agentVersion: result.agentVersion
+  })
+})
+node.addEventListener('connection:open', (evt) => {
+  const c = evt.detail
+  emit({ event: 'connection:open', peer: c.remotePeer.toString(), connection: c.id, direction: c.direction, remoteAddr: c.remoteAddr.toString() })
+})
+node.addEventListener('connection:close', (evt) => {
+  const c = evt.detail
+  identified.delete(c.id)
+  for (const resolve of identifyWaiters.get(c.id) ?? []) resolve()
+  identifyWaiters.delete(c.id)
+  emit({ event: 'connection:close', peer: c.remotePeer.toString(), connection: c.id })
+})
+
+function waitIdentify (conn, signal) {
+  if (identified.has(conn.id)) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const list = identifyWaiters.get(conn.id) ?? []
+    list.push(resolve)
+    identifyWaiters.set(conn.id, list)
+    signal.addEventListener('abort', () => { reject(new Error(`identify of ${conn.remotePeer} not done in time`)) }, { once: true })
+  }).then(() => {
+    if (!identified.has(conn.id)) throw new Error('connection closed before identify completed')
+  })
+}
+
+// ---------------------------------------------------------------- commands
+
+function target (args) {
+  if (args.addr != null) return multiaddr(args.addr)
+  if (args.peer != null) return peerIdFromString(args.peer)
+  throw new Error('need addr or peer')
+}
+
+function describeConnection (c) {
+  return {
+    connection: c.id,
+    peer: c.remotePeer.toString(),
+    remoteAddr: c.remoteAddr.toString(),
+    direction: c.direction,
+    status: c.status,
+    encryption: c.encryption,
+    multiplexer: c.multiplexer,
+    streams: c.streams.map(s => ({ id: s.id, protocol: s.protocol, direction: s.direction }))
+  }
+}
+
+async function cmdDial (args, signal) {
+  const started = performance.now()
+  const conn = await node.dial(target(args), { signal, force: args.force === true })
+  const dialMs = performance.now() - started
+  let identifyMs = null
+  if (args.waitIdentify !== false) {
+    await waitIdentify(conn, signal)
+    identifyMs = performance.now() - started
+  }
+  return { ...describeConnection(conn), dialMs, identifyMs }
+}
+
+async function cmdPing (args, signal) {
+  const rtt = await node.services.ping.ping(target(args), { signal })
+  return { rtt }
+}
+
+async function cmdPeerInfo (args) {
+  const peerId = peerIdFromString(args.peer)
+  let peer
+  try {
+    peer = await node.peerStore.get(peerId)
+  } catch (err) {
+    if (err.name === 'NotFoundError') return { known: false }
+    throw err
+  }
+  const text = (k) => peer.metadata.has(k) ? Buffer.from(peer.metadata.get(k)).toString('utf8') : null
+  const publicKey = peer.id.publicKey
+  return {
+    known: true,
+    peer: peer.id.toString(),
+    protocols: [...peer.protocols].sort(),
+    addrs: peer.addresses.map(a => a.multiaddr.toString()),
+    certifiedAddrs: peer.addresses.filter(a => a.isCertified).map(a => a.multiaddr.toString()),
+    agentVersion: text('AgentVersion'),
+    protocolVersion: text('ProtocolVersion'),
+    publicKey: publicKey != null ? hex(publicKeyToProtobuf(publicKey)) : null,
+    keyType: publicKey?.type ?? null,
+    hasPeerRecord: peer.peerRecordEnvelope != null
+  }
+}
+
+// Write `data` to a fresh echo stream, half-close, read everything back.
+async function echoOnce (tgt, data, signal) {
+  const stream = await node.dialProtocol(tgt, ECHO_PROTOCOL, { signal, maxOutboundStreams: MAX_ECHO_STREAMS })
+  const onAbort = () => { stream.abort(new Error('echo timed out')) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    const chunks = []
+    let received = 0
+    const reading = (async () => {
+      for await (const chunk of stream) {
+        const b = bufOf(chunk)
+        received += b.byteLength
+        if (received > data.byteLength) throw new Error(`echo: got more than the ${data.byteLength} bytes sent`)
+        chunks.push(b)
+      }
+    })()
+    const writing = (async () => {
+      for (let off = 0; off < data.byteLength; off += BLOCK) {
+        if (!stream.send(data.subarray(off, off + BLOCK))) await stream.onDrain({ signal })
+      }
+      await stream.close({ signal })
+    })()
+    await Promise.all([reading, writing])
+    const got = Buffer.concat(chunks, received)
+    if (got.byteLength !== data.byteLength) throw new Error(`echo: sent ${data.byteLength} bytes, got ${got.byteLength} back`)
+    if (!got.equals(data)) {
+      let i = 0
+      while (i < got.byteLength && got[i] === data[i]) i++
+      throw new Error(`echo: data differs at offset ${i}`)
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+async function cmdEcho (args, signal) {
+  const streams = args.streams ?? 1
+  const bytes = args.bytes ?? 1024
+  if (!(streams >= 1 && streams <= MAX_ECHO_STREAMS)) throw new Error(`streams must be 1..${MAX_ECHO_STREAMS}`)
+  if (!(bytes >= 0 && bytes <= MAX_ECHO_BYTES)) throw new Error(`bytes must be 0..${MAX_ECHO_BYTES}`)
+  let tgt = target(args)
+  // an address is dialled once; all streams then share that connection
+  if (args.addr != null) tgt = (await node.dial(tgt, { signal })).remotePeer
+  const payloads = Array.from({ length: streams }, () => randomBytes(bytes))
+  const started = performance.now()
+  await Promise.all(payloads.map(p => echoOnce(tgt, p, signal)))
+  return { streams, bytes, totalBytes: streams * bytes, elapsedMs: performance.now() - started }
+}
+
+// /perf/1.0.0 client. upload time = stream open until the server starts its
+// answer (it reads to EOF first); download time = first to last answer byte.
+async function cmdPerf (args, signal) {
+  const upload = args.upload ?? 0
+  const download = args.download ?? 0
+  if (!(upload >= 0 && upload <= MAX_PERF_BYTES && download >= 0 && download <= MAX_PERF_BYTES)) throw new Error('bad perf sizes')
+  const conn = await node.dial(target(args), { signal, force: args.newConnection === true })
+  const stream = await conn.newStream(PERF_PROTOCOL, { signal })
+  const onAbort = () => { stream.abort(new Error('perf timed out')) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    const block = new Uint8Array(BLOCK)
+    const header = Buffer.alloc(8)
+    header.writeBigUInt64BE(BigInt(download))
+    const t0 = performance.now()
+    let tFirst = null
+    let received = 0
+    const reading = (async () => {
+      for await (const chunk of stream) {
+        if (tFirst == null) tFirst = performance.now()
+        received += chunk.byteLength
+      }
+    })()
+    stream.send(header)
+    let left = upload
+    while (left > 0) {
+      const n = Math.min(BLOCK, left)
+      left -= n
+      if (!stream.send(block.subarray(0, n))) await stream.onDrain({ signal })
+    }
+    await stream.close({ signal })
+    await reading
+    const tEnd = performance.now()
+    if (tFirst == null) tFirst = tEnd
+    if (received !== download) throw new Error(`perf: expected ${download} bytes, received ${received}`)
+    return {
+      uploadBytes: upload,
+      uploadSeconds: (tFirst - t0) / 1000,
+      downloadBytes: received,
+      downloadSeconds: (tEnd - tFirst) / 1000,
+      totalSeconds: (tEnd - t0) / 1000,
+      encryption: conn.encryption,
+      multiplexer: conn.multiplexer
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+async function cmdHangup (args, signal) {
+  await node.hangUp(target(args), { signal })
+  return {}
+}
+
+let stopping = false
+async function shutdown (code) {
+  if (stopping) return
+  stopping = true
+  const timer = setTimeout(() => { log('stop timed out'); process.exit(code) }, 10_000)
+  try {
+    await node.stop()
+  } catch (err) {
+    log('stop failed:', err.message)
+  }
+  clearTimeout(timer)
+  process.exit(code)
+}
+
+const commands = {
+  dial: cmdDial,
+  ping: cmdPing,
+  peerInfo: cmdPeerInfo,
+  echo: cmdEcho,
+  perf: cmdPerf,
+  hangup: cmdHangup,
+  connections: async () => ({ connections: node.getConnections().map(describeConnection) }),
+  info: async () => ({
+    peerId: node.peerId.toString(),
+    addrs: node.getMultiaddrs().map(String),
+    protocols: node.getProtocols(),
+    privateKey: hex(privateKeyToProtobuf(privateKey))
+  })
+}
+
+async function handleLine (line) {
+  let req
+  try {
+    req = JSON.parse(line)
+  } catch (err) {
+    emit({ id: null, ok: false, error: `bad JSON: ${err.message}` })
+    return
+  }
+  const { id, cmd, timeoutMs, ...args } = req
+  if (cmd === 'stop') {
+    emit({ id, ok: true })
+    await shutdown(0)
+    return
+  }
+  const fn = commands[cmd]
+  if (fn == null) {
+    emit({ id, ok: false, error: `unknown command ${JSON.stringify(cmd)}` })
+    return
+  }
+  const signal = AbortSignal.timeout(timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  const timedOut = new Promise((resolve, reject) => {
+    signal.addEventListener('abort', () => { reject(new Error(`${cmd} timed out after ${timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)) }, { once: true })
+  })
+  timedOut.catch(() => {})
+  try {
+    const result = await Promise.race([fn(args, signal), timedOut])
+    emit({ ...result, id, ok: true })
+  } catch (err) {
+    const detail = err?.errors != null ? ` (${err.errors.map(e => e.message).join('; ')})` : ''
+    emit({ id, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}${detail}` })
+  }
+}
+
+process.on('SIGTERM', () => { void shutdown(0) })
+// the controller went away (EPIPE on stdout): stop
+process.stdout.on('error', () => { void shutdown(0) })
+process.on('SIGINT', () => { void shutdown(0) })
+
+const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+rl.on('line', (line) => {
+  if (line.length > MAX_LINE) {
+    emit({ id: null, ok: false, error: 'line too long' })
+    return
+  }
+  if (line.trim() === '') return
+  handleLine(line).catch((err) => { log('command failed:', err.stack) })
+})
+// the controller went away: stop
+rl.on('close', () => { void shutdown(0) })
+
+emit({
+  event: 'ready',
+  peerId: node.peerId.toString(),
+  addrs: node.getMultiaddrs().map(String),
+  protocols: node.getProtocols(),
+  encrypters: encrypterNames,
+  pnet: swarmKeyPath != null
+})
+log('ready', node.peerId.toString(), node.getMultiaddrs().map(String).join(' '))

@@ -1,0 +1,250 @@
+"""
+Node configuration: fields, precedence, first start, and every way it can be wrong.
+"""
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import yaml
+from twisted.trial.unittest import SynchronousTestCase
+
+from tau import services
+from tau.config import loadConfig, publicView, shapeFile
+from tau.errors import ConfigError
+from tau.identity import PrivateKey
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_KEY = "CAESQAICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICgTl3Dqh9F19Wo1Rmw0x+zMuNipG07jeiXfYPW4/Js5Q="
+SPEC_PEER = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+
+
+def snapshot(root):
+    """
+    Every file under C{root} with its bytes, to prove nothing changed.
+    """
+    root = Path(root)
+    if not root.exists():
+        return None
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class ConfigTestsMixin:
+    def setUp(self):
+        self.root = Path(self.mktemp())
+
+    def writeConfig(self, data, name="node.yaml"):
+        path = Path(self.mktemp())
+        path.mkdir()
+        path = path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        return path
+
+
+class FirstStartTests(ConfigTestsMixin, SynchronousTestCase):
+    def test_firstStartCreatesRoot(self):
+        """
+        A new root gets a config file holding a fresh key, mode 0600, and a
+        data folder; the next load reuses that identity.
+        """
+        config = loadConfig(shape="full", root=self.root)
+        path = shapeFile(self.root, "full")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertTrue(config.dataDir.is_dir())
+        stored = yaml.safe_load(path.read_text())
+        key = PrivateKey.fromProtobuf(base64.b64decode(stored["privatekey"]))
+        self.assertEqual(key.peerID(), config.peerID)
+        self.assertTrue(str(config.peerID).startswith("12D3KooW"))
+        again = loadConfig(shape="full", root=self.root)
+        self.assertEqual(again.peerID, config.peerID)
+
+    def test_shapesGetTheirOwnIdentity(self):
+        full = loadConfig(shape="full", root=self.root)
+        other = self.writeConfig({"services": []})
+        custom = loadConfig(shape="edge", root=self.root, configFile=other)
+        self.assertNotEqual(full.peerID, custom.peerID)
+
+    def test_noCreate(self):
+        e = self.assertRaises(ConfigError, loadConfig, shape="full", root=self.root, create=False)
+        self.assertIn("tau init", str(e))
+        self.assertFalse(self.root.exists())
+
+    def test_taubyteKeyAccepted(self):
+        """
+        A privatekey in the form Taubyte writes (base64 of the protobuf key).
+        """
+        path = self.writeConfig({"privatekey": SPEC_KEY})
+        config = loadConfig(shape="full", root=self.root, configFile=path)
+        self.assertEqual(str(config.peerID), SPEC_PEER)
+        stored = yaml.safe_load(shapeFile(self.root, "full").read_text())
+        self.assertEqual(stored["privatekey"], SPEC_KEY)
+        self.assertEqual(loadConfig(shape="full", root=self.root).peerID, config.peerID)
+
+
+class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
+    def test_commandLineOverFileOverRootOverDefaults(self):
+        loadConfig(shape="full", root=self.root)
+        config = loadConfig(shape="full", root=self.root)
+        self.assertEqual(config.p2pListen, ("/ip4/0.0.0.0/tcp/4242",))
+        self.assertEqual(config.ports["main"], 4242)
+        path = self.writeConfig({"p2p-listen": ["/ip4/127.0.0.1/tcp/5000"], "ports": {"main": 5000}, "network-fqdn": "a.example.com"})
+        config = loadConfig(shape="full", root=self.root, configFile=path)
+        self.assertEqual(config.p2pListen, ("/ip4/127.0.0.1/tcp/5000",))
+        self.assertEqual(config.networkFqdn, "a.example.com")
+        config = loadConfig(
+            shape="full", root=self.root, configFile=path, overrides={"p2p-listen": ["/ip6/::1/tcp/0"]}
+        )
+        self.assertEqual(config.p2pListen, ("/ip6/::1/tcp/0",))
+        self.assertEqual(config.ports["main"], 5000)
+        self.assertEqual(config.sources[-1], "command line")
+
+    def test_fullShapeFollowsTheBuild(self):
+        """
+        C{full} is every service this build provides but gateway.
+        """
+        config = loadConfig(shape="full", root=self.root)
+        expected = tuple(n for n in services.available() if n != "gateway")
+        self.assertEqual(config.services, expected)
+
+    def test_taubyteProtocolsAlias(self):
+        """
+        Older Taubyte shape files call the services "protocols".
+        """
+        path = self.writeConfig({"protocols": []})
+        self.assertEqual(loadConfig(shape="x", root=self.root, configFile=path).services, ())
+
+    def test_publicViewRedactsKey(self):
+        config = loadConfig(shape="full", root=self.root)
+        view = publicView(config)
+        self.assertEqual(view["privatekey"], "<redacted>")
+        self.assertNotIn(base64.b64encode(config.privateKey.toProtobuf()).decode(), repr(view))
+
+
+class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
+    """
+    Each wrong value: one ConfigError naming the file, the field and what is
+    expected, and nothing on disk changed.
+    """
+
+    def assertRefused(self, data, field, words, shape="full", existing=False):
+        if existing:
+            loadConfig(shape="full", root=self.root)
+        before = snapshot(self.root)
+        path = self.writeConfig(data)
+        e = self.assertRaises(ConfigError, loadConfig, shape=shape, root=self.root, configFile=path)
+        self.assertEqual(e.source, str(path))
+        self.assertEqual(e.field, field)
+        for word in words:
+            self.assertIn(word, str(e))
+        self.assertTrue(str(e).startswith(f"{path}: "))
+        self.assertEqual(snapshot(self.root), before)
+
+    def test_badMultiaddr(self):
+        self.assertRefused({"p2p-listen": ["/ip4/300.1.1.1/tcp/1"]}, "p2p-listen[0]", ["not a multiaddr"])
+        self.assertRefused({"p2p-listen": ["/ip4/1.2.3.4/udp/1"]}, "p2p-listen[0]", ["/tcp/PORT"], existing=True)
+        self.assertRefused({"p2p-announce": ["nonsense"]}, "p2p-announce[0]", ["not a multiaddr"])
+        self.assertRefused({"peers": ["/ip4/1.2.3.4/tcp/1"]}, "peers[0]", ["/p2p/PEERID"])
+
+    def test_unknownService(self):
+        self.assertRefused({"services": ["seer", "bogus"]}, "services[1]", ["unknown service 'bogus'", "tns"])
+
+    def test_gatewayAndSubstrate(self):
+        """
+        Never both on one node (reported even before either is provided).
+        """
+        self.patch(services, "FACTORIES", {"gateway": "x:y", "substrate": "x:y"})
+        self.assertRefused({"services": ["gateway", "substrate"]}, "services", ["gateway and substrate"])
+
+    def test_serviceNotProvidedYet(self):
+        missing = [n for n in services.KNOWN if n not in services.FACTORIES]
+        if not missing:
+            return
+        self.assertRefused({"services": [missing[0]]}, "services[0]", ["not provided by this version"])
+
+    def test_unreadableKey(self):
+        self.assertRefused({"privatekey": "not base64!"}, "privatekey", ["unreadable key"])
+        self.assertRefused({"privatekey": base64.b64encode(b"\x08\x00\x12\x01x").decode()}, "privatekey", ["unreadable key"])
+        self.assertRefused({"privatekey": 42}, "privatekey", ["base64"])
+
+    def test_wrongTypes(self):
+        self.assertRefused({"p2p-listen": "/ip4/1.2.3.4/tcp/1"}, "p2p-listen", ["expected a list"])
+        self.assertRefused({"p2p-listen": [5]}, "p2p-listen[0]", ["expected a string"])
+        self.assertRefused({"ports": {"main": "x"}}, "ports.main", ["port number"])
+        self.assertRefused({"ports": {"main": 70000}}, "ports.main", ["port number"])
+        self.assertRefused({"ports": {"mian": 1}}, "ports.mian", ["unknown port"])
+        self.assertRefused({"location": {"lat": "north"}}, "location", ["lat and long"])
+        self.assertRefused({"location": {"lat": 91, "long": 0}}, "location.lat", ["latitude"])
+        self.assertRefused({"network-fqdn": "not a domain"}, "network-fqdn", ["domain name"])
+        self.assertRefused({"domains": {"whitelist": []}}, "domains.whitelist", ["unknown field"])
+        self.assertRefused({"services": "seer"}, "services", ["expected a list"])
+        self.assertRefused({"connections": {"low": -1}}, "connections.low", ["whole number"])
+
+    def test_unknownField(self):
+        self.assertRefused({"p2p-lisen": []}, "p2p-lisen", ["unknown field", "p2p-listen"])
+
+    def test_apiListenLoopbackOnly(self):
+        self.assertRefused({"api-listen": "tcp:5001"}, "api-listen", ["loopback"])
+        self.assertRefused({"api-listen": "tcp:5001:interface=0.0.0.0"}, "api-listen", ["loopback"])
+        self.assertRefused({"api-listen": "ssl:5001"}, "api-listen", ["tcp: or unix:"])
+
+    def test_swarmKeyMissingOrBad(self):
+        self.assertRefused({"swarmkey": "nope/swarm.key"}, "swarmkey", ["cannot read"])
+        bad = self.writeConfig("/key/swarm/psk/1.0.0/\n/base16/\nzz\n", name="swarm.key")
+        self.assertRefused({"swarmkey": str(bad)}, "swarmkey", [str(bad)])
+
+    def test_swarmKeyRelativeToConfigFile(self):
+        path = self.writeConfig({"swarmkey": "swarm.key"})
+        (path.parent / "swarm.key").write_text("/key/swarm/psk/1.0.0/\n/base16/\n" + "ab" * 32 + "\n")
+        config = loadConfig(shape="full", root=self.root, configFile=path)
+        self.assertEqual(config.swarmKey, bytes.fromhex("ab" * 32))
+
+    def test_notYAML(self):
+        self.assertRefused("p2p-listen: [unclosed", None, ["not valid YAML", "line"])
+        self.assertRefused("- a list\n- of things\n", None, ["mapping"])
+
+    def test_missingFile(self):
+        e = self.assertRaises(ConfigError, loadConfig, shape="full", root=self.root, configFile="/nonexistent/x.yaml")
+        self.assertIn("cannot read", str(e))
+        self.assertFalse(self.root.exists())
+
+    def test_customShapeNeedsServices(self):
+        e = self.assertRaises(ConfigError, loadConfig, shape="edge", root=self.root)
+        self.assertIn("not a built-in shape", str(e))
+        self.assertFalse(self.root.exists())
+
+    def test_badShapeName(self):
+        e = self.assertRaises(ConfigError, loadConfig, shape="../etc", root=self.root)
+        self.assertEqual(e.field, "shape")
+
+    def test_rootFileWithoutKey(self):
+        path = shapeFile(self.root, "full")
+        path.parent.mkdir(parents=True)
+        path.write_text("p2p-listen: [/ip4/0.0.0.0/tcp/1]\n")
+        before = snapshot(self.root)
+        e = self.assertRaises(ConfigError, loadConfig, shape="full", root=self.root)
+        self.assertEqual(e.field, "privatekey")
+        self.assertEqual(snapshot(self.root), before)
+
+
+class SampleShapeTests(ConfigTestsMixin, SynchronousTestCase):
+    """
+    etc/ holds full, gateway and one shape per service, all valid.
+    """
+
+    def test_everyShapeHasASample(self):
+        names = {p.stem for p in (REPO / "etc").glob("*.yaml")}
+        self.assertEqual(names, {"full", "gateway", *services.KNOWN})
+
+    def test_samplesLoadOrNameTheMissingService(self):
+        for path in sorted((REPO / "etc").glob("*.yaml")):
+            shape = path.stem
+            root = Path(self.mktemp())
+            chosen = services.builtinShapes()[shape]
+            if all(n in services.FACTORIES for n in chosen):
+                config = loadConfig(shape=shape, root=root, configFile=path)
+                self.assertEqual(config.networkFqdn, "cloud.example.com")
+            else:
+                e = self.assertRaises(ConfigError, loadConfig, shape=shape, root=root, configFile=path)
+                self.assertIn("not provided by this version", str(e))
+                self.assertFalse(root.exists())

@@ -1,0 +1,145 @@
+"""
+Starting and stopping a node, on a fake reactor and on the real one, and its
+control API.
+"""
+
+import json
+from pathlib import Path
+
+import treq
+from twisted.application.service import MultiService
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tau import loadConfig, makeNode
+from tau.listen import ListenError
+
+
+def testConfig(case, shape="full", **overrides):
+    fields = {"api-listen": "tcp:0:interface=127.0.0.1", "p2p-listen": ["/ip4/127.0.0.1/tcp/0"]}
+    fields.update(overrides)
+    return loadConfig(shape=shape, root=Path(case.mktemp()), overrides=fields)
+
+
+class FakeReactorTests(SynchronousTestCase):
+    def test_startAndStop(self):
+        """
+        Nothing is bound before start; start binds the control API on
+        loopback; whenReady fires with the node; stop closes the port.
+        """
+        clock = MemoryReactorClock()
+        node = makeNode(testConfig(self), reactor=clock)
+        self.assertEqual(clock.tcpServers, [])
+        ready = []
+        node.whenReady().addCallback(ready.append)
+        node.startService()
+        self.assertEqual(ready, [node])
+        [(port, factory, backlog, interface)] = clock.tcpServers
+        self.assertEqual(interface, "127.0.0.1")
+        self.assertIn("api", node.ports())
+        self.assertTrue(node.config.apiFile.exists())
+        stopped = []
+        node.stopService().addCallback(stopped.append)
+        self.assertEqual(stopped, [None])
+        self.assertFalse(node.running)
+        self.assertFalse(node.config.apiFile.exists())
+
+    def test_badEndpointFailsWhenReady(self):
+        clock = MemoryReactorClock()
+        config = testConfig(self).evolve(apiListen="nonsense:1")
+        node = makeNode(config, reactor=clock)
+        node.startService()
+        failure = self.failureResultOf(node.whenReady(), ListenError)
+        self.assertIn("api", str(failure.value))
+        self.successResultOf(node.stopService())
+
+
+class RealReactorTests(TestCase):
+    async def startNode(self, **overrides):
+        parent = MultiService()
+        node = makeNode(testConfig(self, **overrides), reactor=reactor)
+        node.setServiceParent(parent)
+        parent.startService()
+        self.addCleanup(parent.stopService)
+        await node.whenReady()
+        return node
+
+    def test_embedInParentService(self):
+        """
+        A node embedded in an application's service tree starts on port 0,
+        says where it listens, and stops with its parent leaving the reactor
+        clean (trial fails the test on a leftover port or call).
+        """
+
+        async def go():
+            parent = MultiService()
+            node = makeNode(testConfig(self), reactor=reactor)
+            node.setServiceParent(parent)
+            parent.startService()
+            await node.whenReady()
+            port = node.ports()["api"]
+            self.assertNotEqual(port, 0)
+            address = node.config.apiFile.read_text().strip()
+            self.assertEqual(address, f"/ip4/127.0.0.1/tcp/{port}")
+            await parent.stopService()
+            self.assertFalse(node.config.apiFile.exists())
+
+        return Deferred.fromCoroutine(go())
+
+    def test_portInUse(self):
+        """
+        A listener that cannot bind makes whenReady fail with a clear error.
+        """
+
+        async def go():
+            first = await self.startNode()
+            taken = first.ports()["api"]
+            node = makeNode(testConfig(self, **{"api-listen": f"tcp:{taken}:interface=127.0.0.1"}), reactor=reactor)
+            node.startService()
+            try:
+                await node.whenReady()
+            except ListenError as e:
+                self.assertIn(str(taken), str(e))
+                self.assertIn("api", str(e))
+            else:
+                self.fail("a second node bound a taken port")
+            finally:
+                await node.stopService()
+
+        return Deferred.fromCoroutine(go())
+
+    def test_apiId(self):
+        async def go():
+            node = await self.startNode()
+            url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/id"
+            response = await treq.post(url, persistent=False)
+            self.assertEqual(response.code, 200)
+            body = json.loads(await response.content())
+            self.assertEqual(body["ID"], str(node.config.peerID))
+            self.assertTrue(body["AgentVersion"].startswith("tau/"))
+            self.assertEqual(body["Shape"], "full")
+
+        return Deferred.fromCoroutine(go())
+
+    def test_apiRefusals(self):
+        """
+        GET, browser requests and unknown commands are refused with a JSON error.
+        """
+
+        async def go():
+            node = await self.startNode()
+            base = f"http://127.0.0.1:{node.ports()['api']}/api/v0/"
+            for method, path, headers, status in [
+                ("GET", "id", {}, 405),
+                ("POST", "id", {"Origin": "http://evil.example"}, 403),
+                ("POST", "nope", {}, 404),
+            ]:
+                response = await treq.request(method, base + path, headers=headers, persistent=False)
+                self.assertEqual(response.code, status)
+                body = json.loads(await response.content())
+                self.assertEqual(body["Type"], "error")
+                self.assertTrue(body["Message"])
+
+        return Deferred.fromCoroutine(go())

@@ -1,0 +1,208 @@
+"""
+Async reading and writing on a negotiated libp2p stream.
+
+Request/response protocols (identify, kad, relay, ...) read naturally as
+coroutines: L{StreamProtocol} buffers what arrives and hands it out through
+C{await readExactly(n)}, C{await readLP(maxLength)} and C{await
+readToEnd(limit)}.  Past C{highWater} buffered bytes it pauses the transport,
+so a fast peer is held back by the window of the muxer instead of filling
+memory.  Bulk protocols that need every last bit of speed use a plain
+L{Protocol} instead.
+"""
+
+from twisted.internet.defer import Deferred, CancelledError
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tau.protocols import varint
+
+
+class StreamClosed(ConnectionDone):
+    """
+    The stream ended before the expected bytes arrived.
+    """
+
+
+class StreamTooLong(ValueError):
+    """
+    The peer sent more than the protocol allows.
+    """
+
+
+@implementer(IHalfCloseableProtocol)
+class StreamProtocol(Protocol):
+    """
+    A stream with coroutine reads.  One reader at a time.
+
+    @ivar protocolID: the negotiated protocol, set by the host.
+    @ivar remotePeer: the remote L{tau.identity.PeerID}, set by the host.
+    @ivar connection: the host's connection the stream belongs to.
+    """
+
+    highWater = 1 << 20
+
+    def __init__(self, protocolID=None, remotePeer=None, connection=None):
+        self.protocolID = protocolID
+        self.remotePeer = remotePeer
+        self.connection = connection
+        self._buffer = bytearray()
+        self._eof = False
+        self._lost = None
+        self._waiter = None
+        self._paused = False
+        self._closed = Deferred()
+
+    # Protocol
+
+    def dataReceived(self, data):
+        self._buffer += data
+        if not self._paused and len(self._buffer) > self.highWater:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._wake()
+
+    def readConnectionLost(self):
+        self._eof = True
+        self._wake()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason=Failure(ConnectionDone())):
+        self._eof = True
+        self._lost = reason
+        self._wake()
+        if not self._closed.called:
+            self._closed.callback(None)
+
+    # reading
+
+    def _wake(self):
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+    async def _more(self):
+        if self._waiter is not None:
+            raise RuntimeError("one reader at a time")
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+        self._waiter = Deferred(lambda d: setattr(self, "_waiter", None))
+        await self._waiter
+
+    def _ended(self, wanted):
+        if self._lost is not None and not self._lost.check(ConnectionDone):
+            self._lost.raiseException()
+        raise StreamClosed(f"stream ended with {len(self._buffer)} of {wanted} bytes")
+
+    def _take(self, n):
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    async def readExactly(self, n):
+        """
+        Exactly C{n} bytes.
+
+        @raise StreamClosed: when the stream ends first.
+        """
+        while len(self._buffer) < n:
+            if self._eof:
+                self._ended(n)
+            await self._more()
+        return self._take(n)
+
+    async def readSome(self, limit=65536):
+        """
+        Whatever is available (at least one byte), or C{b""} at the end.
+        """
+        while not self._buffer:
+            if self._eof:
+                if self._lost is not None and not self._lost.check(ConnectionDone):
+                    self._lost.raiseException()
+                return b""
+            await self._more()
+        return self._take(min(limit, len(self._buffer)))
+
+    async def readVarint(self, maxValue=varint.MAX_VALUE, allowEOF=False):
+        """
+        One unsigned varint; None at a clean end of stream if C{allowEOF}.
+        """
+        while True:
+            decoded = varint.decode(self._buffer, 0, maxValue)
+            if decoded is not None:
+                value, used = decoded
+                del self._buffer[:used]
+                return value
+            if self._eof:
+                if allowEOF and not self._buffer:
+                    return None
+                self._ended("a varint of")
+            await self._more()
+
+    async def readLP(self, maxLength, allowEOF=False):
+        """
+        One length-prefixed message of at most C{maxLength} bytes; None at a
+        clean end of stream (between messages) when C{allowEOF}.
+
+        @raise StreamTooLong: when the prefix announces more than C{maxLength}.
+        """
+        try:
+            length = await self.readVarint(maxLength, allowEOF=allowEOF)
+        except varint.VarintError as e:
+            raise StreamTooLong(f"message longer than {maxLength} bytes ({e})") from None
+        if length is None:
+            return None
+        return await self.readExactly(length)
+
+    async def readToEnd(self, limit):
+        """
+        Everything until the peer closes its side.
+
+        @raise StreamTooLong: past C{limit} bytes.
+        """
+        while not self._eof:
+            if len(self._buffer) > limit:
+                raise StreamTooLong(f"more than {limit} bytes")
+            await self._more()
+        if self._lost is not None and not self._lost.check(ConnectionDone):
+            self._lost.raiseException()
+        if len(self._buffer) > limit:
+            raise StreamTooLong(f"more than {limit} bytes")
+        return self._take(len(self._buffer))
+
+    # writing and closing
+
+    def write(self, data):
+        self.transport.write(data)
+
+    def writeLP(self, payload):
+        self.transport.writeSequence([varint.encode(len(payload)), payload])
+
+    def closeWrite(self):
+        """
+        Half-close: the peer reads the end of stream, we may still read.
+        """
+        self.transport.loseConnection()
+
+    def reset(self):
+        """
+        Abort the stream in both directions.
+        """
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def whenClosed(self):
+        """
+        A Deferred that fires when the stream is fully closed.
+        """
+        d = Deferred()
+        self._closed.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
+
+
+__all__ = ["StreamProtocol", "StreamClosed", "StreamTooLong", "CancelledError"]

@@ -1,0 +1,105 @@
+"""
+Between multiaddrs and Twisted: listen endpoint strings, client endpoints,
+and the multiaddr of a socket address.
+"""
+
+import ipaddress
+
+import multiaddr
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+
+
+class UnsupportedAddress(ValueError):
+    """
+    A multiaddr this host cannot listen on or dial.
+    """
+
+
+def _parts(addr):
+    ma = addr if isinstance(addr, multiaddr.Multiaddr) else multiaddr.Multiaddr(addr)
+    return [(proto.name, value) for proto, value in ma.items()]
+
+
+def listenEndpoint(addr):
+    """
+    The Twisted endpoint string for listening on C{/ip4|ip6/ADDR/tcp/PORT}.
+    """
+    parts = _parts(addr)
+    if len(parts) != 2 or parts[1][0] != "tcp" or parts[0][0] not in ("ip4", "ip6"):
+        raise UnsupportedAddress(f"cannot listen on {addr}: expected /ip4|ip6/ADDRESS/tcp/PORT")
+    (family, host), (_, port) = parts
+    if family == "ip6":
+        return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}"
+    return f"tcp:{port}:interface={host}"
+
+
+def clientEndpoint(reactor, addr, timeout=10):
+    """
+    A client endpoint for a TCP multiaddr (C{ip4}, C{ip6}, C{dns}, C{dns4},
+    C{dns6}), with any trailing C{/p2p/<id>} removed beforehand.
+    """
+    parts = _parts(addr)
+    if len(parts) != 2 or parts[1][0] != "tcp":
+        raise UnsupportedAddress(f"cannot dial {addr}: only TCP addresses are supported")
+    (family, host), (_, port) = parts
+    port = int(port)
+    if family == "ip4":
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if family == "ip6":
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    if family in ("dns", "dns4", "dns6"):
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    raise UnsupportedAddress(f"cannot dial {addr}: unsupported protocol {family}")
+
+
+def fromSocketAddress(address):
+    """
+    The multiaddr text of a Twisted TCP address, or None for others.
+    """
+    if isinstance(address, IPv4Address) and address.type == "TCP":
+        return f"/ip4/{address.host}/tcp/{address.port}"
+    if isinstance(address, IPv6Address) and address.type == "TCP":
+        return f"/ip6/{address.host.split('%')[0]}/tcp/{address.port}"
+    return None
+
+
+def isUnspecified(addr):
+    parts = _parts(addr)
+    return parts[0][0] in ("ip4", "ip6") and ipaddress.ip_address(parts[0][1]).is_unspecified
+
+
+def isLoopback(addr):
+    parts = _parts(addr)
+    return parts[0][0] in ("ip4", "ip6") and ipaddress.ip_address(parts[0][1]).is_loopback
+
+
+def interfaceAddresses(family):
+    """
+    The addresses of this machine's interfaces, for announcing a listener
+    bound to 0.0.0.0 or ::.
+    """
+    try:
+        import psutil
+    except ImportError:
+        return ["127.0.0.1"] if family == "ip4" else ["::1"]
+    import socket
+
+    want = socket.AF_INET if family == "ip4" else socket.AF_INET6
+    out = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family == want:
+                out.append(entry.address.split("%")[0])
+    return out
+
+
+def expandUnspecified(addr):
+    """
+    C{addr} itself, or one address per interface when it is unspecified.
+    """
+    if not isUnspecified(addr):
+        return [str(addr)]
+    parts = _parts(addr)
+    family, rest = parts[0][0], "".join(f"/{n}/{v}" for n, v in parts[1:])
+    return [f"/{family}/{ip}{rest}" for ip in interfaceAddresses(family)]

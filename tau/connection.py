@@ -1,0 +1,261 @@
+"""
+Upgrading a raw byte stream into a libp2p connection, and the connection.
+
+The layers, bottom to top::
+
+    TCP (or a relayed stream)
+      [pnet: XSalsa20 with the swarm key]        when the node has a swarmkey
+      multistream-select -> /tls/1.0.0
+      TLS 1.3, the remote's PeerId verified
+      multistream-select -> /yamux/1.0.0
+      yamux: one stream per protocol exchange
+
+L{RawConnection} is the protocol of the raw transport and drives the
+upgrade; L{Connection} is what the host keeps once it is done.
+"""
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tau.addrs import fromSocketAddress
+from tau.oneshot import OneShot
+from tau.protocols import pnet
+from tau.protocols.multistream import MultistreamNegotiator
+from tau.protocols.tls import PROTOCOL_ID as TLS
+from tau.protocols.yamux import YamuxSession
+
+YAMUX = "/yamux/1.0.0"
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+log = Logger()
+
+
+class UpgradeFailed(Exception):
+    """
+    A raw connection did not become a libp2p connection.
+    """
+
+
+class Connection:
+    """
+    A secured, multiplexed connection to one peer.
+
+    @ivar remotePeer: the peer's verified L{PeerID}.
+    @ivar direction: L{INBOUND} or L{OUTBOUND}.
+    @ivar remoteAddr: the multiaddr (text) of the remote end.
+    @ivar localAddr: the multiaddr (text) of our end.
+    @ivar session: the L{YamuxSession}.
+    """
+
+    def __init__(self, remotePeer, direction, remoteAddr, localAddr, session, clock):
+        self.remotePeer = remotePeer
+        self.direction = direction
+        self.remoteAddr = remoteAddr
+        self.localAddr = localAddr
+        self.session = session
+        self.clock = clock
+        self.opened = clock.seconds()
+        self.lastActivity = self.opened
+        self.closing = False
+        self.limited = False
+
+    @property
+    def dialer(self):
+        """
+        True when we opened this connection.
+        """
+        return self.direction == OUTBOUND
+
+    @property
+    def streamCount(self):
+        return self.session.streamCount
+
+    def openStream(self):
+        """
+        A new outbound yamux stream (not negotiated yet).
+        """
+        self.lastActivity = self.clock.seconds()
+        return self.session.openStream()
+
+    def touch(self):
+        self.lastActivity = self.clock.seconds()
+
+    def goAway(self):
+        """
+        Accept no new streams; the streams open now carry on.
+        """
+        self.closing = True
+        self.session.goAway()
+
+    def close(self):
+        """
+        Close the connection; the Deferred fires once it is gone.
+        """
+        self.closing = True
+        d = self.session.whenClosed()
+        self.session.close()
+        return d
+
+    def abort(self):
+        self.closing = True
+        transport = self.session.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def whenClosed(self):
+        return self.session.whenClosed()
+
+    def __repr__(self):
+        return f"<Connection {self.direction} {self.remotePeer} {self.remoteAddr}>"
+
+
+class _Forward(Protocol):
+    """
+    Sits where multistream-select hands the raw transport over, and starts
+    TLS on it: the TLS layer gets every byte and the end of the connection.
+    """
+
+    def __init__(self, start):
+        self._start = start
+        self._layer = None
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self._layer = self._start(transport)
+
+    def dataReceived(self, data):
+        self._layer.dataReceived(data)
+
+    def connectionLost(self, reason=Failure(ConnectionDone())):
+        self._layer.connectionLost(reason)
+
+
+class RawConnection(Protocol):
+    """
+    The protocol of a raw transport, upgrading it for C{host}.
+
+    @ivar upgraded: a L{OneShot} firing with the L{Connection}, or with the
+        failure that ended the upgrade.
+    """
+
+    def __init__(self, host, isClient, expectedPeer=None, timeout=None):
+        self.host = host
+        self.isClient = isClient
+        self.expectedPeer = expectedPeer
+        self.timeout = timeout if timeout is not None else host.upgradeTimeout
+        self.upgraded = OneShot()
+        self._next = None
+        self._timer = None
+        self._tls = None
+        self.connection = None
+
+    # the raw transport's protocol
+
+    def connectionMade(self):
+        host = self.host
+        clock = host.clock
+        self._timer = clock.callLater(self.timeout, self._timedOut)
+        protocols = [TLS]
+        if self.isClient:
+            negotiator = MultistreamNegotiator.dialer(protocols, clock, self.timeout)
+        else:
+            negotiator = MultistreamNegotiator.listener(protocols, clock=clock, timeout=self.timeout)
+        if host.swarmKey is not None:
+            self._next = pnet.wrap(self.transport, host.swarmKey, protocol=negotiator)
+        else:
+            self._next = negotiator
+            negotiator.makeConnection(self.transport)
+        negotiator.whenNegotiated().addCallbacks(self._securitySelected, self._failed, callbackArgs=(negotiator,))
+
+    def dataReceived(self, data):
+        self._next.dataReceived(data)
+
+    def connectionLost(self, reason=Failure(ConnectionDone())):
+        self._cancelTimer()
+        if self._next is not None:
+            self._next.connectionLost(reason)
+        if not self.upgraded.fired:
+            self._failed(Failure(UpgradeFailed(f"connection lost during the upgrade: {reason.getErrorMessage()}")))
+
+    # the upgrade
+
+    def _securitySelected(self, result, negotiator):
+        _protocol, leftover = result
+        muxer = (
+            MultistreamNegotiator.dialer([YAMUX], self.host.clock, self.timeout)
+            if self.isClient
+            else MultistreamNegotiator.listener([YAMUX], clock=self.host.clock, timeout=self.timeout)
+        )
+
+        def startTLS(transport):
+            layer, verified = self.host.security.secure(
+                transport,
+                isClient=self.isClient,
+                protocol=muxer,
+                expectedPeer=self.expectedPeer,
+                timeout=self.timeout,
+            )
+            verified.addErrback(self._failed)
+            self._tls = layer
+            return layer
+
+        negotiator.switchProtocol(_Forward(startTLS), leftover)
+        muxer.whenNegotiated().addCallbacks(self._muxerSelected, self._failed, callbackArgs=(muxer,))
+
+    def _muxerSelected(self, result, muxer):
+        _protocol, leftover = result
+        if self.upgraded.fired:
+            return
+        self._cancelTimer()
+        host = self.host
+        remotePeer = self._tls.remotePeer
+        session = YamuxSession(self.isClient, host.clock, lambda stream: host._inboundStream(connection, stream), host.yamuxConfig)
+        connection = Connection(
+            remotePeer,
+            OUTBOUND if self.isClient else INBOUND,
+            fromSocketAddress(self.transport.getPeer()) or str(self.transport.getPeer()),
+            fromSocketAddress(self.transport.getHost()) or str(self.transport.getHost()),
+            session,
+            host.clock,
+        )
+        self.connection = connection
+        muxer.switchProtocol(session, leftover)
+        self.upgraded.fire(connection)
+
+    def _failed(self, failure):
+        self._cancelTimer()
+        if self.upgraded.fired:
+            return None
+        reason = failure.getErrorMessage() or failure.type.__name__
+        if self.host.swarmKey is not None and "multistream" in reason.lower():
+            reason += " (the peer may not hold this swarm key)"
+        log.info(
+            "{direction} connection with {peer} failed during the upgrade: {reason}",
+            direction="outbound" if self.isClient else "inbound",
+            peer=self._peerText(),
+            reason=reason,
+        )
+        self.upgraded.fire(Failure(UpgradeFailed(reason)))
+        if self.transport is not None and self.transport.connected:
+            self.transport.abortConnection()
+        return None
+
+    def _timedOut(self):
+        self._timer = None
+        if not self.upgraded.fired:
+            self._failed(Failure(UpgradeFailed(f"upgrade not done after {self.timeout}s")))
+
+    def _cancelTimer(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _peerText(self):
+        try:
+            return fromSocketAddress(self.transport.getPeer()) or str(self.transport.getPeer())
+        except Exception:
+            return "?"
+

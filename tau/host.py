@@ -1,0 +1,438 @@
+"""
+The libp2p host: listens, dials, upgrades connections, keeps one connection
+per peer, and dispatches streams to protocol handlers by protocol id.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tau._version import __version__
+from tau.addrs import UnsupportedAddress, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
+from tau.connection import OUTBOUND, RawConnection, UpgradeFailed
+from tau.connmgr import ConnectionManager
+from tau.listen import Listener
+from tau.oneshot import OneShot
+from tau.peerstore import PeerStore, stripPeer
+from tau.protocols.multistream import MultistreamNegotiator
+from tau.protocols.tls import TLSSecurity
+from tau.protocols.yamux import YamuxConfig
+from tau.streams import StreamProtocol
+
+STREAM_NEGOTIATION_TIMEOUT = 10.0
+DIAL_TIMEOUT = 10.0
+
+
+class DialError(Exception):
+    """
+    No connection could be made to a peer; the message says why.
+    """
+
+
+class _RawFactory(Factory):
+    def __init__(self, host, isClient, expectedPeer=None):
+        self.host = host
+        self.isClient = isClient
+        self.expectedPeer = expectedPeer
+
+    def buildProtocol(self, addr):
+        if not self.isClient and not self.host._admitInbound():
+            return None
+        raw = RawConnection(self.host, self.isClient, self.expectedPeer)
+        if not self.isClient:
+            self.host._upgrading += 1
+            raw.upgraded.whenFired().addBoth(self.host._inboundUpgraded)
+        return raw
+
+
+class Host(Service):
+    """
+    A libp2p host for one identity.
+
+    @param key: the host's L{PrivateKey}.
+    @param reactor: provides IReactorTCP and IReactorTime.
+    @param listen: multiaddrs to listen on.
+    @param announce: multiaddrs to announce instead of the listen addresses.
+    @param swarmKey: the 32-byte pnet key, or None for the public network.
+    @param connections: the connection manager's C{low}, C{high}, C{grace}
+        (seconds a new connection is safe from trimming) and C{idle}
+        (seconds after which a connection without streams is closed).
+    """
+
+    log = Logger()
+    upgradeTimeout = 10.0
+    maxInboundUpgrades = 128
+    maxConnections = 1024
+
+    def __init__(self, key, reactor, *, listen=(), announce=(), swarmKey=None, connections=None, yamuxConfig=None):
+        self.setName("host")
+        self.key = key
+        self.peerID = key.peerID()
+        self.reactor = reactor
+        self.clock = reactor
+        self.swarmKey = swarmKey
+        self.agentVersion = f"tau/{__version__}"
+        self.peerstore = PeerStore(reactor)
+        self.security = TLSSecurity(key, reactor)
+        self.yamuxConfig = yamuxConfig or YamuxConfig()
+        self.connmgr = ConnectionManager(self, reactor, **(connections or {}))
+        self._listenAddrs = list(listen)
+        self._announce = list(announce)
+        self._listeners = []
+        self._handlers = {}
+        self._conns = {}
+        self._dialing = {}
+        self._observers = []
+        self._upgrading = 0
+        self._ready = OneShot()
+
+    # protocol handlers
+
+    def setStreamHandler(self, protocolID, handler):
+        """
+        Serve C{protocolID} with C{async def handler(stream)}, C{stream} a
+        connected L{StreamProtocol}.  The stream is reset if it raises.
+        """
+        self._handlers[protocolID] = ("async", handler)
+
+    def setProtocolFactory(self, protocolID, factory):
+        """
+        Serve C{protocolID} with C{factory(stream) -> IProtocol}; the stream
+        transport carries C{remotePeer}, C{protocolID} and C{connection}.
+        """
+        self._handlers[protocolID] = ("raw", factory)
+
+    def removeHandler(self, protocolID):
+        self._handlers.pop(protocolID, None)
+
+    def protocols(self):
+        return list(self._handlers)
+
+    def addConnectionObserver(self, observer):
+        """
+        Call C{observer(connection)} for each new connection.
+        """
+        self._observers.append(observer)
+
+    # addresses
+
+    def listeningPorts(self):
+        return [listener.port.getHost().port for listener in self._listeners if listener.port is not None]
+
+    def listenAddresses(self):
+        """
+        The multiaddrs bound now (unspecified addresses as bound).
+        """
+        out = []
+        for listener in self._listeners:
+            if listener.port is not None:
+                out.append(fromSocketAddress(listener.port.getHost()))
+        return out
+
+    def announcedAddresses(self):
+        """
+        What peers should dial: the configured announce addresses, or every
+        interface address of the listeners.
+        """
+        if self._announce:
+            return list(self._announce)
+        out = []
+        for addr in self.listenAddresses():
+            for expanded in expandUnspecified(addr):
+                if expanded not in out:
+                    out.append(expanded)
+        return out
+
+    # running
+
+    def startService(self):
+        super().startService()
+        if self._ready.fired:
+            self._ready = OneShot()
+        self._listeners = []
+        waits = []
+        for addr in self._listenAddrs:
+            try:
+                description = listenEndpoint(addr)
+            except UnsupportedAddress as e:
+                self._ready.fire(Failure(e))
+                return
+            listener = Listener(f"p2p {addr}", description, _RawFactory(self, isClient=False), self.reactor)
+            listener.startService()
+            self._listeners.append(listener)
+            waits.append(listener.whenListening())
+        self.connmgr.start()
+        gatherResults(waits, consumeErrors=True).addCallbacks(
+            lambda _: self._ready.fire(self),
+            lambda f: self._ready.fire(f.value.subFailure),
+        )
+
+    def whenReady(self):
+        return self._ready.whenFired()
+
+    async def _stop(self):
+        self.connmgr.stop()
+        for d in list(self._dialing.values()):
+            d.cancel()
+        waits = [listener.stopService() for listener in self._listeners]
+        waits = [d for d in waits if d is not None]
+        for conn in self.connections():
+            waits.append(conn.close())
+        if waits:
+            await gatherResults(waits, consumeErrors=True)
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    # connections
+
+    def connections(self, peerID=None):
+        """
+        The open connections, to C{peerID} or to everyone.
+        """
+        if peerID is not None:
+            return list(self._conns.get(peerID, ()))
+        return [c for conns in self._conns.values() for c in conns]
+
+    def connectedPeers(self):
+        return [peer for peer, conns in self._conns.items() if conns]
+
+    def connectionTo(self, peerID):
+        """
+        The connection to use for new streams to C{peerID}, or None.
+        """
+        best = None
+        for conn in self._conns.get(peerID, ()):
+            if conn.closing:
+                continue
+            if best is None or _keep(conn, best, self.peerID):
+                best = conn
+        return best
+
+    def _admitInbound(self):
+        if self._upgrading >= self.maxInboundUpgrades:
+            self.log.warn("refusing an inbound connection: {count} upgrades in progress", count=self._upgrading)
+            return False
+        if len(self.connections()) >= self.maxConnections:
+            self.log.warn("refusing an inbound connection: at the limit of {limit} connections", limit=self.maxConnections)
+            return False
+        return True
+
+    def _inboundUpgraded(self, result):
+        self._upgrading -= 1
+        if not isinstance(result, Failure):
+            self._register(result)
+        return None
+
+    def _register(self, conn):
+        """
+        Keep a new connection.  Two connections to one peer (both dialed at
+        once) are settled the same way on both ends: the one dialed by the
+        smaller PeerId is kept, and the other is sent a GoAway and closed
+        once its streams are done.
+        """
+        if not self.running:
+            conn.close()
+            return
+        peer = conn.remotePeer
+        conns = self._conns.setdefault(peer, [])
+        conns.append(conn)
+        conn.whenClosed().addCallback(lambda _: self._forget(conn))
+        self.log.debug("{direction} connection with {peer} at {addr}", direction=conn.direction, peer=str(peer), addr=conn.remoteAddr)
+        if conn.direction == OUTBOUND:
+            self.peerstore.addAddrs(peer, [conn.remoteAddr])
+        keep = self.connectionTo(peer)
+        for other in conns:
+            if other is not keep and not other.closing:
+                self.log.debug("closing a redundant connection to {peer}", peer=str(peer))
+                self._retire(other)
+        for observer in list(self._observers):
+            try:
+                observer(conn)
+            except Exception:
+                self.log.failure("connection observer failed")
+        self.connmgr.connectionAdded()
+
+    def _retire(self, conn):
+        conn.goAway()
+
+        def closeWhenIdle(remaining):
+            if conn.streamCount == 0 or remaining <= 0:
+                conn.close()
+            else:
+                self.clock.callLater(1.0, closeWhenIdle, remaining - 1)
+
+        self.clock.callLater(0, closeWhenIdle, 30)
+
+    def _forget(self, conn):
+        conns = self._conns.get(conn.remotePeer)
+        if conns and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._conns[conn.remotePeer]
+
+    async def connect(self, addr, timeout=DIAL_TIMEOUT):
+        """
+        Connect to C{addr}, a multiaddr (text) that may end in C{/p2p/<id>};
+        the remote must prove that identity.  An open connection to that
+        peer is reused.
+
+        @rtype: L{tau.connection.Connection}
+        @raise DialError: when no connection could be made.
+        """
+        try:
+            text, peer = stripPeer(addr)
+        except Exception as e:
+            raise DialError(f"bad address {addr!r}: {e}") from None
+        if peer is not None:
+            if peer == self.peerID:
+                raise DialError("cannot dial ourselves")
+            existing = self.connectionTo(peer)
+            if existing is not None:
+                return existing
+            self.peerstore.addAddrs(peer, [text], ttl=600)
+        return await self._dialAddr(text, peer, timeout)
+
+    async def dial(self, peerID, timeout=DIAL_TIMEOUT):
+        """
+        A connection to C{peerID}: an open one, or a new one to an address
+        from the peer store.  Concurrent calls share one dial.
+        """
+        if peerID == self.peerID:
+            raise DialError("cannot dial ourselves")
+        existing = self.connectionTo(peerID)
+        if existing is not None:
+            return existing
+        pending = self._dialing.get(peerID)
+        if pending is None:
+            pending = self._dialing[peerID] = OneShot()
+            d = Deferred.fromCoroutine(self._dialPeer(peerID, timeout))
+            d.addBoth(self._dialDone, peerID, pending)
+        return await pending.whenFired()
+
+    def _dialDone(self, result, peerID, pending):
+        self._dialing.pop(peerID, None)
+        pending.fire(result)
+
+    async def _dialPeer(self, peerID, timeout):
+        addrs = self.peerstore.addrs(peerID)
+        if not addrs:
+            raise DialError(f"no known addresses for {peerID}")
+        errors = []
+        for addr in addrs:
+            try:
+                return await self._dialAddr(addr, peerID, timeout)
+            except DialError as e:
+                errors.append(str(e))
+        raise DialError(f"could not reach {peerID}: " + "; ".join(errors))
+
+    async def _dialAddr(self, addr, peerID, timeout):
+        if not self.running:
+            raise DialError("the host is not running")
+        try:
+            endpoint = clientEndpoint(self.reactor, addr, timeout=timeout)
+        except (UnsupportedAddress, ValueError) as e:
+            raise DialError(str(e)) from None
+        factory = _RawFactory(self, isClient=True, expectedPeer=peerID)
+        try:
+            raw = await endpoint.connect(factory)
+        except Exception as e:
+            raise DialError(f"{addr}: {e.__class__.__name__}: {e}") from None
+        try:
+            conn = await raw.upgraded.whenFired()
+        except UpgradeFailed as e:
+            raise DialError(f"{addr}: {e}") from None
+        self._register(conn)
+        return self.connectionTo(conn.remotePeer) or conn
+
+    # streams
+
+    def _inboundStream(self, connection, stream):
+        connection.touch()
+        stream.remotePeer = connection.remotePeer
+        stream.connection = connection
+        negotiator = MultistreamNegotiator.listener(self._handlers, clock=self.clock, timeout=STREAM_NEGOTIATION_TIMEOUT)
+        stream.setProtocol(negotiator)
+        negotiator.whenNegotiated().addCallbacks(
+            self._dispatch,
+            lambda f: self.log.debug("stream from {peer} not negotiated: {reason}", peer=str(connection.remotePeer), reason=f.getErrorMessage()),
+            callbackArgs=(stream, negotiator),
+        )
+
+    def _dispatch(self, result, stream, negotiator):
+        protocolID, leftover = result
+        stream.protocolID = protocolID
+        handler = self._handlers.get(protocolID)
+        if handler is None:
+            stream.abortConnection()
+            return
+        kind, function = handler
+        if kind == "raw":
+            try:
+                protocol = function(stream)
+            except Exception:
+                self.log.failure("handler for {protocol} failed", protocol=protocolID)
+                stream.abortConnection()
+                return
+            negotiator.switchProtocol(protocol, leftover)
+            return
+        sp = StreamProtocol(protocolID, stream.remotePeer, stream.connection)
+        negotiator.switchProtocol(sp, leftover)
+        d = Deferred.fromCoroutine(function(sp))
+        d.addErrback(self._handlerFailed, sp)
+
+    def _handlerFailed(self, failure, stream):
+        self.log.info(
+            "{protocol} stream from {peer} failed: {reason}",
+            protocol=stream.protocolID,
+            peer=str(stream.remotePeer),
+            reason=failure.getErrorMessage() or failure.type.__name__,
+        )
+        stream.reset()
+
+    async def _negotiatedStream(self, peerID, protocols, timeout):
+        conn = await self.dial(peerID)
+        stream = conn.openStream()
+        stream.remotePeer = peerID
+        stream.connection = conn
+        negotiator = MultistreamNegotiator.dialer(list(protocols), self.clock, timeout)
+        stream.setProtocol(negotiator)
+        protocolID, leftover = await negotiator.whenNegotiated()
+        stream.protocolID = protocolID
+        return stream, negotiator, protocolID, leftover
+
+    async def newStream(self, peerID, protocols, timeout=STREAM_NEGOTIATION_TIMEOUT):
+        """
+        Open a stream to C{peerID} speaking the first of C{protocols} it
+        supports (dialing it if needed).
+
+        @rtype: L{StreamProtocol}
+        """
+        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout)
+        sp = StreamProtocol(protocolID, peerID, stream.connection)
+        negotiator.switchProtocol(sp, leftover)
+        return sp
+
+    async def newRawStream(self, peerID, protocols, protocol, timeout=STREAM_NEGOTIATION_TIMEOUT):
+        """
+        Like L{newStream}, but connect C{protocol} (any IProtocol) to it.
+        """
+        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout)
+        negotiator.switchProtocol(protocol, leftover)
+        return protocol
+
+
+def _keep(a, b, localPeer):
+    """
+    Which of two connections to one peer both ends keep: the one dialed by
+    the smaller PeerId; between two dialed by the same side, the older.
+    """
+    dialerA = localPeer if a.direction == OUTBOUND else a.remotePeer
+    dialerB = localPeer if b.direction == OUTBOUND else b.remotePeer
+    if dialerA != dialerB:
+        return dialerA < dialerB
+    return a.opened < b.opened
+

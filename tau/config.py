@@ -28,6 +28,8 @@ from tau.identity import InvalidKey, PeerID, PrivateKey
 
 DEFAULT_PORTS = {"main": 4242, "lite": 4247, "ipfs": 4252}
 DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
+# The connection manager: watermarks, grace for new connections, idle close.
+DEFAULT_CONNECTIONS = {"low": 32, "high": 96, "grace": 20.0, "idle": 300.0}
 SHAPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 # Every field a node config may hold; Taubyte's names, plus tau's own last.
@@ -70,7 +72,7 @@ class NodeConfig:
     swarmKey: bytes = None
     swarmKeyPath: Path = None
     apiListen: str = DEFAULT_API_LISTEN
-    connections: dict = field(default_factory=lambda: {"low": 32, "high": 96, "grace": 20.0})
+    connections: dict = field(default_factory=lambda: dict(DEFAULT_CONNECTIONS))
     sources: tuple = ()
 
     @property
@@ -280,16 +282,17 @@ def _validate(source, data, configDir):
         out["apiListen"] = _apiListen(source, "api-listen", data["api-listen"])
     if data.get("connections") is not None:
         value = data["connections"]
-        _check(source, "connections", isinstance(value, dict), "expected a mapping with low, high and grace")
+        _check(source, "connections", isinstance(value, dict), "expected a mapping with low, high, grace and idle")
         for key in value:
-            _check(source, f"connections.{key}", key in ("low", "high", "grace"), "unknown field (expected: low, high, grace)")
+            _check(source, f"connections.{key}", key in DEFAULT_CONNECTIONS, "unknown field (expected: low, high, grace, idle)")
         for key in ("low", "high"):
             if key in value:
                 v = value[key]
                 _check(source, f"connections.{key}", isinstance(v, int) and not isinstance(v, bool) and v >= 0, "expected a whole number of connections")
-        if "grace" in value:
-            v = value["grace"]
-            _check(source, "connections.grace", isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "expected a number of seconds")
+        for key in ("grace", "idle"):
+            if key in value:
+                v = value[key]
+                _check(source, f"connections.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
         out["connections"] = dict(value)
     return out
 
@@ -365,7 +368,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
             f"{shape!r} is not a built-in shape ({', '.join(services.builtinShapes())}), so its config must list its services",
         )
     _refuseServices(servicesFrom, values["services"])
-    conns = {"low": 32, "high": 96, "grace": 20.0}
+    conns = dict(DEFAULT_CONNECTIONS)
     conns.update(values.get("connections", {}))
     if conns["low"] > conns["high"]:
         raise ConfigError(servicesFrom, "connections", "low must not be above high")

@@ -15,7 +15,7 @@ import hashlib
 import base58
 import cid
 import multihash
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from google.protobuf.message import DecodeError
@@ -136,7 +136,7 @@ class Secp256k1PublicKey(PublicKey):
     def fromRaw(cls, raw):
         try:
             key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), raw)
-        except ValueError as e:
+        except (ValueError, UnsupportedAlgorithm) as e:
             raise InvalidKey(f"bad secp256k1 public key: {e}") from None
         return cls(key, bytes(raw))
 
@@ -149,7 +149,7 @@ class _DERPublicKey(PublicKey):
     def fromRaw(cls, raw):
         try:
             key = serialization.load_der_public_key(raw)
-        except ValueError as e:
+        except (ValueError, UnsupportedAlgorithm) as e:
             raise InvalidKey(f"bad {KEY_TYPES[cls.keyType]} public key: {e}") from None
         if not isinstance(key, cls.keyClass):
             raise InvalidKey(f"key data is not an {KEY_TYPES[cls.keyType]} key")

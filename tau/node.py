@@ -13,6 +13,8 @@ from twisted.web.server import Site
 from tau import services
 from tau._version import __version__
 from tau.control.server import ControlResource
+from tau.host import Host
+from tau.protocols import installProtocols
 from tau.listen import Listener
 from tau.oneshot import OneShot
 
@@ -74,6 +76,10 @@ class Node(MultiService):
         for what, address in self.listeningAddresses():
             self.log.info("{what} listening on {address}", what=what, address=address)
         self._ready.fire(self)
+        for addr in self.config.peers:
+            Deferred.fromCoroutine(self.host.connect(addr)).addErrback(
+                lambda f, addr=addr: self.log.info("bootstrap peer {addr} not reached: {reason}", addr=addr, reason=f.getErrorMessage())
+            )
 
     def _startFailed(self, failure):
         reason = failure.value.subFailure if hasattr(failure.value, "subFailure") else failure
@@ -196,9 +202,20 @@ def makeNode(config, reactor):
     @rtype: L{Node}
     """
     node = Node(config, reactor)
+    host = Host(
+        config.privateKey,
+        reactor,
+        listen=config.p2pListen,
+        announce=config.p2pAnnounce,
+        swarmKey=config.swarmKey,
+        connections=config.connections,
+    )
+    installProtocols(host)
+    node.host = host
     site = Site(ControlResource(node))
     site.noisy = False
     node.addListener(Listener("api", config.apiListen, site, reactor))
+    host.setServiceParent(node)
     for name in config.services:
         service = services.factoryFor(name)(config, node, reactor)
         service.setName(name)

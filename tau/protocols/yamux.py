@@ -154,6 +154,7 @@ class YamuxSession(Protocol):
         self.onStream = onStream
         self.config = config if config is not None else YamuxConfig()
         self.rtt = 0.0
+        self._registered = False
         self._state = _OPEN
         self._streams: dict[int, YamuxStream] = {}
         self._nextStreamID = 1 if isClient else 2
@@ -250,7 +251,7 @@ class YamuxSession(Protocol):
         self.goAway(GO_AWAY_NORMAL)
         self._shutdown(Failure(ConnectionLost("yamux session closed")))
         self._flush()
-        self.transport.loseConnection()
+        self._loseTransport()
 
     def whenClosed(self) -> Deferred[None]:
         """
@@ -278,6 +279,7 @@ class YamuxSession(Protocol):
         self._decoder = FrameDecoder(self, max(config.maxWindow, INITIAL_WINDOW))
         try:
             self.transport.registerProducer(self, True)
+            self._registered = True
         except RuntimeError:
             log.info("yamux: transport already has a producer; no write push-back")
         if config.keepAliveInterval is not None:
@@ -499,16 +501,15 @@ class YamuxSession(Protocol):
         if self._corked:
             self._outbox.extend(parts)
         else:
-            self.transport.writeSequence(parts)
+            # One joined write: parts may be memoryviews, which only some
+            # transports accept in writeSequence (TLS joins them anyway).
+            self.transport.write(b"".join(parts))
 
     def _flush(self) -> None:
         outbox = self._outbox
         if outbox:
             self._outbox = []
-            if len(outbox) == 1:
-                self.transport.write(outbox[0])
-            else:
-                self.transport.writeSequence(outbox)
+            self.transport.write(outbox[0] if len(outbox) == 1 and type(outbox[0]) is bytes else b"".join(outbox))
 
     def _peer(self) -> object:
         try:
@@ -529,6 +530,17 @@ class YamuxSession(Protocol):
         self._shutdown(Failure(ConnectionLost(f"yamux protocol error: {reason}")))
         self._corked = False
         self._flush()
+        self._loseTransport()
+
+    def _loseTransport(self) -> None:
+        """
+        Close the transport.  We are its producer: a transport that still
+        has a producer waits for it to go before closing (TCP, TLS), so
+        unregister first.
+        """
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _shutdown(self, reason: Failure) -> None:
@@ -594,7 +606,7 @@ class YamuxSession(Protocol):
         if abort is not None:
             abort()
         else:
-            self.transport.loseConnection()
+            self._loseTransport()
 
 
 def _failed(error: Exception) -> Deferred:

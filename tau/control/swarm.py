@@ -1,0 +1,65 @@
+"""
+Control API commands for the p2p layer: swarm peers and connect, ping.
+"""
+
+from tau.control.routes import APIError, argument, command
+from tau.host import DialError
+from tau.identity import InvalidKey, PeerID
+
+
+def peerArgument(args, name="arg"):
+    text = argument(args, name)
+    try:
+        return PeerID.fromString(text)
+    except InvalidKey as e:
+        raise APIError(f"{text!r} is not a peer ID: {e}") from None
+
+
+@command("swarm/peers")
+async def swarmPeers(node, args):
+    """
+    The open connections: peer, remote address, direction, streams, agent.
+    """
+    host = node.host
+    peers = []
+    for conn in host.connections():
+        record = host.peerstore.get(conn.remotePeer)
+        peers.append(
+            {
+                "Peer": str(conn.remotePeer),
+                "Addr": conn.remoteAddr,
+                "Direction": conn.direction,
+                "Streams": conn.streamCount,
+                "Agent": record.agentVersion if record else "",
+            }
+        )
+    peers.sort(key=lambda p: p["Peer"])
+    return {"Peers": peers}
+
+
+@command("swarm/connect")
+async def swarmConnect(node, args):
+    addr = argument(args)
+    try:
+        conn = await node.host.connect(addr)
+    except DialError as e:
+        raise APIError(f"connect {addr} failure: {e}", status=502) from None
+    return {"Strings": [f"connect {conn.remotePeer} success"], "Peer": str(conn.remotePeer), "Addr": conn.remoteAddr}
+
+
+@command("ping")
+async def pingPeer(node, args):
+    from tau.protocols.ping import ping
+
+    peer = peerArgument(args)
+    count = argument(args, "count", required=False) or "3"
+    if not count.isdigit() or not 1 <= int(count) <= 100:
+        raise APIError("count must be a whole number from 1 to 100")
+    try:
+        rtts = await ping(node.host, peer, count=int(count))
+    except DialError as e:
+        raise APIError(f"ping {peer}: {e}", status=502) from None
+    except Exception as e:
+        raise APIError(f"ping {peer} failed: {e}", status=502) from None
+    ms = [round(r * 1000, 3) for r in rtts]
+    return {"Peer": str(peer), "RTTs": ms, "Average": round(sum(ms) / len(ms), 3)}

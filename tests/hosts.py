@@ -1,0 +1,51 @@
+"""
+Real hosts on loopback for tests.
+"""
+
+from twisted.internet import reactor
+
+from tau.host import Host
+from tau.identity import PrivateKey
+
+
+async def echo(stream):
+    """
+    Echo everything until the peer half-closes, then close.
+    """
+    while True:
+        data = await stream.readSome()
+        if not data:
+            break
+        stream.write(data)
+    stream.closeWrite()
+
+
+async def startHost(case, *, swarmKey=None, install=True, key=None, **kwargs):
+    """
+    A started L{Host} on 127.0.0.1:0 serving C{/tau/echo/1.0.0}, stopped
+    when the test ends.
+    """
+    host = Host(key or PrivateKey.generate(), reactor, listen=["/ip4/127.0.0.1/tcp/0"], swarmKey=swarmKey, **kwargs)
+    if install:
+        from tau.protocols import installProtocols
+
+        installProtocols(host)
+    host.setStreamHandler("/tau/echo/1.0.0", echo)
+    host.startService()
+    case.addCleanup(lambda: host.stopService() if host.running else None)
+    await host.whenReady()
+    return host
+
+
+def addressOf(host):
+    return f"{host.listenAddresses()[0]}/p2p/{host.peerID}"
+
+
+async def roundTrip(host, peerID, payload):
+    """
+    Send C{payload} on an echo stream and return what comes back.
+    """
+    stream = await host.newStream(peerID, ["/tau/echo/1.0.0"])
+    stream.write(payload)
+    stream.closeWrite()
+    return await stream.readToEnd(len(payload) + 1)

@@ -130,7 +130,11 @@ function handleEcho (stream) {
     try {
       if (!stream.send(evt.data)) {
         stream.pause()
-        stream.onDrain({ signal: AbortSignal.timeout(60_000) }).then(() => { stream.resume() }, (err) => { stream.abort(err) })
+        // By the time the buffer drains the remote may have ended and the
+        // stream be closing: then there is nothing left to resume.
+        stream.onDrain({ signal: AbortSignal.timeout(60_000) }).then(() => {
+          try { stream.resume() } catch (err) { if (err.name !== 'StreamStateError') stream.abort(err) }
+        }, (err) => { stream.abort(err) })
       }
     } catch (err) {
       stream.abort(err)

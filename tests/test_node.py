@@ -36,9 +36,9 @@ class FakeReactorTests(SynchronousTestCase):
         node.whenReady().addCallback(ready.append)
         node.startService()
         self.assertEqual(ready, [node])
-        [(port, factory, backlog, interface)] = clock.tcpServers
-        self.assertEqual(interface, "127.0.0.1")
-        self.assertIn("api", node.ports())
+        # the control API and the p2p listener, both on loopback as configured
+        self.assertEqual([server[3] for server in clock.tcpServers], ["127.0.0.1", "127.0.0.1"])
+        self.assertEqual(set(node.ports()), {"api", "p2p"})
         self.assertTrue(node.config.apiFile.exists())
         stopped = []
         node.stopService().addCallback(stopped.append)
@@ -141,5 +141,68 @@ class RealReactorTests(TestCase):
                 body = json.loads(await response.content())
                 self.assertEqual(body["Type"], "error")
                 self.assertTrue(body["Message"])
+
+        return Deferred.fromCoroutine(go())
+
+
+async def api(node, command, **args):
+    url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/{command}"
+    response = await treq.post(url, params=args, persistent=False)
+    return response.code, json.loads(await response.content())
+
+
+class SwarmAPITests(TestCase):
+    """
+    The p2p commands of the control API, between two real nodes.
+    """
+
+    async def startNode(self):
+        node = makeNode(testConfig(self), reactor=reactor)
+        node.startService()
+        self.addCleanup(node.stopService)
+        await node.whenReady()
+        return node
+
+    def test_idHasP2PAddresses(self):
+        async def go():
+            node = await self.startNode()
+            code, body = await api(node, "id")
+            self.assertEqual(code, 200)
+            port = node.ports()["p2p"]
+            self.assertEqual(body["Addresses"], [f"/ip4/127.0.0.1/tcp/{port}/p2p/{node.config.peerID}"])
+            for protocol in ("/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/perf/1.0.0"):
+                self.assertIn(protocol, body["Protocols"])
+
+        return Deferred.fromCoroutine(go())
+
+    def test_connectPeersPing(self):
+        async def go():
+            a = await self.startNode()
+            b = await self.startNode()
+            code, body = await api(b, "id")
+            target = body["Addresses"][0]
+            code, body = await api(a, "swarm/connect", arg=target)
+            self.assertEqual(code, 200, body)
+            self.assertEqual(body["Peer"], str(b.config.peerID))
+            code, body = await api(a, "swarm/peers")
+            self.assertEqual([p["Peer"] for p in body["Peers"]], [str(b.config.peerID)])
+            self.assertEqual(body["Peers"][0]["Direction"], "outbound")
+            code, body = await api(a, "ping", arg=str(b.config.peerID), count="2")
+            self.assertEqual(code, 200, body)
+            self.assertEqual(len(body["RTTs"]), 2)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_badArguments(self):
+        async def go():
+            a = await self.startNode()
+            code, body = await api(a, "ping", arg="not-a-peer")
+            self.assertEqual(code, 400)
+            self.assertIn("not a peer ID", body["Message"])
+            code, body = await api(a, "swarm/connect", arg="/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq")
+            self.assertEqual(code, 502)
+            self.assertIn("failure", body["Message"])
+            code, body = await api(a, "swarm/connect")
+            self.assertEqual(code, 400)
 
         return Deferred.fromCoroutine(go())

@@ -75,6 +75,8 @@ class Node(MultiService):
         )
         for what, address in self.listeningAddresses():
             self.log.info("{what} listening on {address}", what=what, address=address)
+        for address in self.announcedAddresses():
+            self.log.info("reachable at {address}", address=address)
         self._ready.fire(self)
         for addr in self.config.peers:
             Deferred.fromCoroutine(self.host.connect(addr)).addErrback(

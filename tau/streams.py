@@ -10,8 +10,9 @@ memory.  Bulk protocols that need every last bit of speed use a plain
 L{Protocol} instead.
 """
 
-from twisted.internet.defer import Deferred, CancelledError
-from twisted.internet.error import ConnectionDone
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, TimeoutError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -205,4 +206,16 @@ class StreamProtocol(Protocol):
         return d
 
 
-__all__ = ["StreamProtocol", "StreamClosed", "StreamTooLong", "CancelledError"]
+async def withTimeout(clock, seconds, coroutine):
+    """
+    Await C{coroutine}, cancelled after C{seconds} (None: no limit).
+
+    @raise twisted.internet.error.TimeoutError: when the time runs out.
+    """
+    d = Deferred.fromCoroutine(coroutine)
+    if seconds is not None:
+        d.addTimeout(seconds, clock)
+    try:
+        return await d
+    except defer.TimeoutError:
+        raise TimeoutError(f"no answer in {seconds} seconds") from None

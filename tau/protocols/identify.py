@@ -33,9 +33,7 @@ from weakref import WeakKeyDictionary
 import multiaddr
 from cryptography.exceptions import UnsupportedAlgorithm
 from google.protobuf.message import DecodeError
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 
 from tau.identity import InvalidKey, PeerID, PublicKey
@@ -44,7 +42,7 @@ from tau.pb import envelope_pb2, identify_pb2
 from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS
 from tau.protocols import varint
 from tau.protocols.multistream import MultistreamNegotiator
-from tau.streams import StreamProtocol, StreamTooLong
+from tau.streams import StreamProtocol, StreamTooLong, withTimeout
 
 __all__ = [
     "ID",
@@ -508,16 +506,6 @@ def parseIdentify(msg: identify_pb2.Identify) -> IdentifyInfo:
 # -- streams ------------------------------------------------------------------
 
 
-async def _withTimeout(clock, seconds, coroutine):
-    d = Deferred.fromCoroutine(coroutine)
-    if seconds is not None:
-        d.addTimeout(seconds, clock)
-    try:
-        return await d
-    except defer.TimeoutError:
-        raise TimeoutError(f"no answer in {seconds} seconds") from None
-
-
 async def _readMessages(stream) -> tuple[identify_pb2.Identify, int]:
     """
     Read LP identify messages until the end of the stream and merge them.
@@ -664,7 +652,7 @@ async def identify(host, target, timeout: float | None = TIMEOUT) -> IdentifyRes
         stream = await _openStream(host, target, [ID], timeout)
     peerID = stream.remotePeer
     try:
-        merged, count = await _withTimeout(host.clock, timeout, _readMessages(stream))
+        merged, count = await withTimeout(host.clock, timeout, _readMessages(stream))
         info = parseIdentify(merged)
         if info.publicKey is None:
             raise IdentifyRejected(f"identify from {peerID} without a public key")
@@ -732,7 +720,7 @@ async def handlePush(host, stream, timeout: float | None = TIMEOUT) -> None:
         host then resets the stream).
     """
     peerID = stream.remotePeer
-    merged, count = await _withTimeout(host.clock, timeout, _readMessages(stream))
+    merged, count = await withTimeout(host.clock, timeout, _readMessages(stream))
     info = parseIdentify(merged)
     _checkKey(info, peerID)
     if info.recordError is not None:

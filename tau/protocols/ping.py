@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from twisted.internet import defer
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone, TimeoutError
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from tau.streams import withTimeout
 
 __all__ = [
     "ID",
@@ -153,16 +153,6 @@ class PingService:
             self._active.pop(peer, None)
 
 
-async def _withTimeout(clock, seconds, coroutine):
-    d = Deferred.fromCoroutine(coroutine)
-    if seconds is not None:
-        d.addTimeout(seconds, clock)
-    try:
-        return await d
-    except defer.TimeoutError:
-        raise TimeoutError(f"no answer in {seconds} seconds") from None
-
-
 async def ping(host, peerID, count: int = 1, timeout: float | None = 10.0) -> list:
     """
     Ping C{peerID} C{count} times on one stream.
@@ -181,7 +171,7 @@ async def ping(host, peerID, count: int = 1, timeout: float | None = 10.0) -> li
             payload = os.urandom(PING_SIZE)
             start = clock.seconds()
             stream.write(payload)
-            echo = await _withTimeout(clock, timeout, stream.readExactly(PING_SIZE))
+            echo = await withTimeout(clock, timeout, stream.readExactly(PING_SIZE))
             if echo != payload:
                 raise PingError(f"{peerID} answered a ping with other bytes")
             rtts.append(max(clock.seconds() - start, 0.0))

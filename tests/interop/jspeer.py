@@ -318,6 +318,7 @@ async def startJsPeer(
     reactor: Any,
     *,
     swarmKeyPath: Optional[str | os.PathLike[str]] = None,
+    dht: bool = False,
     encrypter: str = "tls",
     listen: Optional[list[str]] = None,
     privateKey: Optional[str] = None,
@@ -332,6 +333,7 @@ async def startJsPeer(
 
     @param reactor: an L{IReactorProcess} and L{IReactorTime}.
     @param swarmKeyPath: a PSK v1 swarm key file: join that private network.
+    @param dht: run @libp2p/kad-dht (server mode, /ipfs/kad/1.0.0).
     @param encrypter: C{"tls"}, C{"noise"}, or both (C{"tls,noise"}) in dial
         preference order.
     @param listen: listen multiaddrs (default C{/ip4/127.0.0.1/tcp/0});
@@ -350,6 +352,8 @@ async def startJsPeer(
             args += ["--listen", addr]
     if swarmKeyPath is not None:
         args += ["--swarm-key", os.fspath(Path(swarmKeyPath).resolve())]
+    if dht:
+        args += ["--dht"]
     if privateKey is not None:
         args += ["--private-key", privateKey]
     if keyType is not None:

@@ -13,6 +13,8 @@
 //   --private-key HEX    libp2p protobuf-encoded private key (TAU_JS_PRIVATE_KEY)
 //   --key-type TYPE      Ed25519 (default), secp256k1, ECDSA, RSA: type of the
 //                        generated key when no --private-key is given
+//   --dht                run @libp2p/kad-dht on /ipfs/kad/1.0.0 in server mode,
+//                        keeping loopback addresses (TAU_JS_DHT=1)
 //
 // Requests:  {"id": 1, "cmd": "dial", "addr": "/ip4/.../p2p/..."}
 // Replies:   {"id": 1, "ok": true, ...} or {"id": 1, "ok": false, "error": "..."}
@@ -25,6 +27,7 @@ import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { identify, identifyPush } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
@@ -34,6 +37,7 @@ import { tls } from '@libp2p/tls'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { CID } from 'multiformats/cid'
 
 export const ECHO_PROTOCOL = '/tau/echo/1.0.0'
 // The perf protocol (libp2p/specs perf/perf.md). @libp2p/perf is not
@@ -71,7 +75,8 @@ const { values: opts } = parseArgs({
     encrypter: { type: 'string' },
     'swarm-key': { type: 'string' },
     'private-key': { type: 'string' },
-    'key-type': { type: 'string' }
+    'key-type': { type: 'string' },
+    dht: { type: 'boolean' }
   },
   strict: true
 })
@@ -83,6 +88,7 @@ const encrypterNames = (opts.encrypter ?? env.TAU_JS_ENCRYPTER ?? 'tls').split('
 const swarmKeyPath = opts['swarm-key'] ?? env.TAU_JS_SWARM_KEY
 const privateKeyHex = opts['private-key'] ?? env.TAU_JS_PRIVATE_KEY
 const keyType = opts['key-type'] ?? 'Ed25519'
+const withDHT = opts.dht ?? (env.TAU_JS_DHT === '1')
 
 const encrypters = encrypterNames.map(name => {
   if (name === 'tls') return tls()
@@ -114,6 +120,14 @@ const config = {
     identifyPush: identifyPush(),
     ping: ping()
   }
+}
+if (withDHT) {
+  config.services.dht = kadDHT({
+    protocol: '/ipfs/kad/1.0.0',
+    clientMode: false,
+    peerInfoMapper: passthroughMapper,
+    allowQueryWithZeroPeers: true
+  })
 }
 if (swarmKeyPath != null) {
   config.connectionProtector = preSharedKey({ psk: readFileSync(swarmKeyPath) })
@@ -389,6 +403,46 @@ async function cmdHangup (args, signal) {
   return {}
 }
 
+// DHT commands (need --dht). CIDs are given as text; peers as peer id text.
+function dht () {
+  if (node.services.dht == null) throw new Error('this peer runs no DHT (start it with --dht)')
+  return node.services.dht
+}
+
+async function cmdDhtProvide (args, signal) {
+  await node.contentRouting.provide(CID.parse(args.cid), { signal })
+  return {}
+}
+
+async function cmdDhtFindProviders (args, signal) {
+  const providers = []
+  for await (const p of node.contentRouting.findProviders(CID.parse(args.cid), { signal })) {
+    providers.push({ peer: p.id.toString(), addrs: p.multiaddrs.map(String) })
+    if (providers.length >= (args.count ?? 20)) break
+  }
+  return { providers }
+}
+
+async function cmdDhtFindPeer (args, signal) {
+  const info = await node.peerRouting.findPeer(peerIdFromString(args.peer), { signal })
+  return { peer: info.id.toString(), addrs: info.multiaddrs.map(String) }
+}
+
+async function cmdDhtClosestPeers (args, signal) {
+  const peers = []
+  for await (const event of dht().getClosestPeers(peerIdFromString(args.peer).toMultihash().bytes, { signal })) {
+    if (event.name === 'FINAL_PEER') peers.push(event.peer.id.toString())
+  }
+  return { peers }
+}
+
+async function cmdDhtRoutingTable () {
+  const rt = dht().routingTable
+  const peers = []
+  for (const bucketPeer of rt.kb?.toIterable?.() ?? []) peers.push(bucketPeer.peerId.toString())
+  return { size: rt.size, peers }
+}
+
 let stopping = false
 async function shutdown (code) {
   if (stopping) return
@@ -410,6 +464,11 @@ const commands = {
   echo: cmdEcho,
   perf: cmdPerf,
   hangup: cmdHangup,
+  dhtProvide: cmdDhtProvide,
+  dhtFindProviders: cmdDhtFindProviders,
+  dhtFindPeer: cmdDhtFindPeer,
+  dhtClosestPeers: cmdDhtClosestPeers,
+  dhtRoutingTable: cmdDhtRoutingTable,
   connections: async () => ({ connections: node.getConnections().map(describeConnection) }),
   info: async () => ({
     peerId: node.peerId.toString(),

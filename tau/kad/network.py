@@ -1,0 +1,187 @@
+"""
+The DHT on a host: C{/ipfs/kad/1.0.0} streams for L{KademliaCore}.
+
+L{DHTService} serves the protocol, feeds the routing table with identified
+peers that speak it, bootstraps from the config's peers and offers
+C{findPeer}, C{provide}, C{findProviders}, C{getValue} and C{putValue}.
+"""
+
+import multiaddr
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tau.kad.dht import IKadTransport, KademliaCore
+from tau.kad.messages import PROTOCOL_ID, PeerInfo
+from tau.kad.records import RecordStore
+from tau.kad.wire import requestOverStream, serveStream
+from tau.peerstore import stripPeer
+
+# How long addresses learnt from a lookup stay in the peer store.
+LEARNT_ADDR_TTL = 600.0
+
+log = Logger()
+
+
+def addrsToBytes(addrs):
+    out = []
+    for text in addrs:
+        try:
+            out.append(multiaddr.Multiaddr(text).to_bytes())
+        except Exception:
+            continue
+    return out
+
+
+def addrsFromBytes(addrs):
+    out = []
+    for data in addrs:
+        try:
+            out.append(str(multiaddr.Multiaddr(bytes(data))))
+        except Exception:
+            continue
+    return out
+
+
+@implementer(IKadTransport)
+class HostKadTransport:
+    """
+    Kad requests over a host's streams.
+    """
+
+    def __init__(self, host):
+        self.host = host
+
+    def request(self, peerID, message, addrs=()):
+        return Deferred.fromCoroutine(self._request(peerID, message, addrs))
+
+    async def _request(self, peerID, message, addrs, expectResponse=True):
+        learnt = addrsFromBytes(addrs)
+        if learnt:
+            self.host.peerstore.addAddrs(peerID, learnt, ttl=LEARNT_ADDR_TTL)
+        stream = await self.host.newStream(peerID, [PROTOCOL_ID])
+        try:
+            return await requestOverStream(stream, message, expectResponse=expectResponse)
+        except BaseException:
+            stream.reset()
+            raise
+
+    def send(self, peerID, message, addrs=()):
+        d = Deferred.fromCoroutine(self._request(peerID, message, addrs, expectResponse=False))
+        d.addErrback(lambda f: log.debug("kad: sending to {peer} failed: {why}", peer=str(peerID), why=f.getErrorMessage()))
+        return d
+
+    def addrsOf(self, peerID):
+        return addrsToBytes(self.host.peerstore.addrs(peerID))
+
+    def selfAddrs(self):
+        return addrsToBytes(self.host.announcedAddresses())
+
+
+class DHTService(Service):
+    """
+    The node's Kademlia DHT.
+
+    @param host: the started-with-the-node L{tau.host.Host}.
+    @param storePath: the SQLite file for provider records and values.
+    @param peers: bootstrap multiaddrs (ending in C{/p2p/<id>}).
+    @param mode: C{"server"} (answer queries, be in others' routing tables)
+        or C{"client"}.
+    """
+
+    log = Logger()
+
+    def __init__(self, host, reactor, *, storePath=":memory:", peers=(), mode="server", **options):
+        self.setName("dht")
+        self.host = host
+        self.reactor = reactor
+        self.peers = list(peers)
+        self.mode = mode
+        self.store = RecordStore(storePath)
+        self.core = KademliaCore(host.peerID, reactor, HostKadTransport(host), self.store, mode=mode, **options)
+        self._bootstrapping = None
+
+    def startService(self):
+        super().startService()
+        if self.mode == "server":
+            self.host.setStreamHandler(PROTOCOL_ID, self._serve)
+        self.host.addConnectionObserver(self._connected)
+        for conn in self.host.connections():
+            self._connected(conn)
+        self.core.start()
+        if self.peers:
+            self._bootstrapping = Deferred.fromCoroutine(self._bootstrap())
+            self._bootstrapping.addErrback(lambda f: self.log.info("kad: bootstrap failed: {why}", why=f.getErrorMessage()))
+
+    def stopService(self):
+        super().stopService()
+        if self._bootstrapping is not None and not self._bootstrapping.called:
+            self._bootstrapping.cancel()
+        self.host.removeHandler(PROTOCOL_ID)
+        self.core.stop()
+        self.store.close()
+
+    async def _serve(self, stream):
+        await serveStream(stream, self.core, stream.remotePeer)
+
+    def _connected(self, connection):
+        from tau.protocols import identify
+
+        d = identify.whenIdentified(self.host, connection)
+        d.addCallback(lambda _: self._identified(connection.remotePeer))
+        d.addErrback(lambda f: None)
+
+    def _identified(self, peerID):
+        if not self.running:
+            return
+        self.core.peerSeen(peerID, self.host.peerstore.supports(peerID, PROTOCOL_ID))
+
+    async def _bootstrap(self):
+        infos = []
+        for addr in self.peers:
+            text, peer = stripPeer(addr)
+            if peer is None or peer == self.host.peerID:
+                continue
+            self.host.peerstore.addAddrs(peer, [text])
+            infos.append(PeerInfo(peer, tuple(addrsToBytes([text]))))
+        size = await self.core.bootstrap(infos)
+        self.log.info("kad: bootstrapped, {size} peers in the routing table", size=size)
+        return size
+
+    # the API the rest of tau uses: keys are bytes (a multihash for content)
+
+    def findPeer(self, peerID):
+        """
+        @return: a Deferred firing with the multiaddrs (text) of C{peerID}.
+        """
+        local = self.host.connectionTo(peerID)
+        if local is not None:
+            return Deferred.fromCoroutine(_done(self.host.peerstore.addrs(peerID)))
+        d = self.core.findPeer(peerID)
+        return d.addCallback(lambda info: self._remember(info))
+
+    def _remember(self, info):
+        addrs = addrsFromBytes(info.addrs)
+        self.host.peerstore.addAddrs(info.peerID, addrs, ttl=LEARNT_ADDR_TTL)
+        return addrs
+
+    def provide(self, key):
+        return self.core.provide(key)
+
+    def findProviders(self, key, count=20):
+        """
+        @return: a Deferred firing with C{[(PeerID, [multiaddr text])]}.
+        """
+        d = self.core.findProviders(key, count)
+        return d.addCallback(lambda infos: [(info.peerID, self._remember(info)) for info in infos])
+
+    def getValue(self, key, quorum=1):
+        return self.core.getValue(key, quorum)
+
+    def putValue(self, key, value):
+        return self.core.putValue(key, value)
+
+
+async def _done(value):
+    return value

@@ -1,0 +1,3 @@
+"""
+Tests for L{tau.kad}: the Kademlia DHT core.
+"""

@@ -84,6 +84,7 @@ class Host(Service):
         self._handlers = {}
         self._conns = {}
         self._dialing = {}
+        self._retiring = {}
         self._observers = []
         self._upgrading = 0
         self._ready = OneShot()
@@ -174,8 +175,10 @@ class Host(Service):
 
     async def _stop(self):
         self.connmgr.stop()
-        for d in list(self._dialing.values()):
-            d.cancel()
+        for call in self._retiring.values():
+            if call.active():
+                call.cancel()
+        self._retiring.clear()
         waits = [listener.stopService() for listener in self._listeners]
         waits = [d for d in waits if d is not None]
         for conn in self.connections():
@@ -257,17 +260,24 @@ class Host(Service):
         self.connmgr.connectionAdded()
 
     def _retire(self, conn):
+        """
+        Send C{conn} a GoAway and close it once its streams are done (30 s
+        at most).
+        """
         conn.goAway()
+        self._retiring[conn] = self.clock.callLater(0, self._closeWhenIdle, conn, 30)
 
-        def closeWhenIdle(remaining):
-            if conn.streamCount == 0 or remaining <= 0:
-                conn.close()
-            else:
-                self.clock.callLater(1.0, closeWhenIdle, remaining - 1)
-
-        self.clock.callLater(0, closeWhenIdle, 30)
+    def _closeWhenIdle(self, conn, remaining):
+        self._retiring.pop(conn, None)
+        if conn.streamCount == 0 or remaining <= 0:
+            conn.close()
+        else:
+            self._retiring[conn] = self.clock.callLater(1.0, self._closeWhenIdle, conn, remaining - 1)
 
     def _forget(self, conn):
+        call = self._retiring.pop(conn, None)
+        if call is not None and call.active():
+            call.cancel()
         conns = self._conns.get(conn.remotePeer)
         if conns and conn in conns:
             conns.remove(conn)

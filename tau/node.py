@@ -14,6 +14,7 @@ from tau import services
 from tau._version import __version__
 from tau.control.server import ControlResource
 from tau.host import Host
+from tau.kad.network import DHTService
 from tau.protocols import installProtocols
 from tau.listen import Listener
 from tau.oneshot import OneShot
@@ -43,6 +44,7 @@ class Node(MultiService):
         self.config = config
         self.reactor = reactor
         self.host = None
+        self.dht = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -214,10 +216,18 @@ def makeNode(config, reactor):
     )
     installProtocols(host)
     node.host = host
+    node.dht = DHTService(
+        host,
+        reactor,
+        storePath=str(config.dataDir / "dht.sqlite"),
+        peers=config.peers,
+        mode="server" if config.p2pListen else "client",
+    )
     site = Site(ControlResource(node))
     site.noisy = False
     node.addListener(Listener("api", config.apiListen, site, reactor))
     host.setServiceParent(node)
+    node.dht.setServiceParent(node)
     for name in config.services:
         service = services.factoryFor(name)(config, node, reactor)
         service.setName(name)

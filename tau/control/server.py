@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from tau.control import swarm  # noqa: F401  (registers its commands)
+from tau.control import dht, swarm  # noqa: F401  (they register their commands)
 from tau.control.routes import COMMANDS, APIError
 
 PREFIX = b"/api/v0/"

@@ -23,10 +23,19 @@ class UsageError(Exception):
     """
 
 
+class _Parser(argparse.ArgumentParser):
+    """
+    Command-line mistakes are one line, C{tau: ...}, and exit status 2.
+    """
+
+    def error(self, message):
+        self.exit(2, f"tau: {message} (see: {self.prog} --help)\n")
+
+
 def buildParser():
     from importlib import import_module
 
-    parser = argparse.ArgumentParser(prog="tau", description="Operate a tau (Taubyte) node.")
+    parser = _Parser(prog="tau", description="Operate a tau (Taubyte) node.")
     parser.add_argument("--version", action="version", version=f"tau {__version__}")
     parser.add_argument("--root", "-r", default=None, help="the node's root folder (default: $TAU_ROOT or ~/.tau)")
     parser.add_argument("--shape", "-s", default="full", help="the node's shape (default: full)")

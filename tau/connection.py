@@ -28,6 +28,8 @@ from tau.protocols.yamux import YamuxSession
 
 YAMUX = "/yamux/1.0.0"
 INBOUND = "inbound"
+# Seconds a closing connection waits for the peer's TLS close_notify.
+CLOSE_GRACE = 2.0
 OUTBOUND = "outbound"
 
 log = Logger()
@@ -90,14 +92,26 @@ class Connection:
         self.closing = True
         self.session.goAway()
 
-    def close(self):
+    def close(self, grace=CLOSE_GRACE):
         """
-        Close the connection; the Deferred fires once it is gone.
+        Close the connection: yamux GoAway, TLS close_notify, then the raw
+        connection, without waiting for the peer's close_notify (js-libp2p
+        does not send one promptly).  Whatever is still open after C{grace}
+        seconds is aborted.  The Deferred fires once the connection is gone.
         """
         self.closing = True
-        d = self.session.whenClosed()
+        closed = self.session.whenClosed()
         self.session.close()
-        return d
+        # Like go-libp2p: once our close_notify is written, close the raw
+        # connection instead of waiting for the peer's close_notify.
+        tls = self.session.transport
+        lower = getattr(tls, "transport", None)
+        if lower is not None and not closed.called:
+            lower.loseConnection()
+        if not closed.called:
+            timer = self.clock.callLater(grace, self.abort)
+            self.session.whenClosed().addCallback(lambda _: timer.cancel() if timer.active() else None)
+        return closed
 
     def abort(self):
         self.closing = True

@@ -345,6 +345,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
     configDir = root / "config"
 
     values = _shapeDefaults(shape)
+    values["ports"] = dict(DEFAULT_PORTS)
     sources = []
     servicesFrom = "built-in shape " + shape
     layers = []
@@ -359,6 +360,10 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         cleaned = _validate(source, data, base)
         if "services" in cleaned:
             servicesFrom = source
+        for mapping in ("ports", "connections"):
+            # a layer that gives some keys keeps the others from below
+            if mapping in cleaned and mapping in values:
+                cleaned[mapping] = {**values[mapping], **cleaned[mapping]}
         values.update(cleaned)
         sources.append(source)
     if "services" not in values:

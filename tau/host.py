@@ -32,6 +32,8 @@ class DialError(Exception):
 
 
 class _RawFactory(Factory):
+    noisy = False
+
     def __init__(self, host, isClient, expectedPeer=None):
         self.host = host
         self.isClient = isClient

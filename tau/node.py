@@ -64,9 +64,17 @@ class Node(MultiService):
         if self.host is not None:
             waits.append(self.host.whenReady())
         d = gatherResults(waits, consumeErrors=True)
-        d.addCallbacks(self._started, self._startFailed)
+        d.addCallbacks(self._bound, self._startFailed)
 
-    def _started(self, _):
+    def _bound(self, _):
+        # Ready once the reactor runs: under twistd, services start before
+        # the reactor has its signal handlers, and a node that says "ready"
+        # must already stop cleanly on SIGTERM.
+        self.reactor.callWhenRunning(self._started)
+
+    def _started(self):
+        if not self.running:
+            return
         self._writeAPIFile()
         self.log.info(
             "tau {version} node {peerID} ready, shape {shape}, services: {services}",
@@ -195,6 +203,17 @@ def _stopInOrder(children):
     return Deferred.fromCoroutine(run())
 
 
+class _QuietSite(Site):
+    """
+    The control API's site: no "Starting factory" lines, no access log.
+    """
+
+    noisy = False
+
+    def log(self, request):
+        pass
+
+
 def makeNode(config, reactor):
     """
     Build an unstarted node for C{config}.
@@ -223,8 +242,7 @@ def makeNode(config, reactor):
         peers=config.peers,
         mode="server" if config.p2pListen else "client",
     )
-    site = Site(ControlResource(node))
-    site.noisy = False
+    site = _QuietSite(ControlResource(node))
     node.addListener(Listener("api", config.apiListen, site, reactor))
     host.setServiceParent(node)
     node.dht.setServiceParent(node)

@@ -96,7 +96,7 @@ class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
             shape="full", root=self.root, configFile=path, overrides={"p2p-listen": ["/ip6/::1/tcp/0"]}
         )
         self.assertEqual(config.p2pListen, ("/ip6/::1/tcp/0",))
-        self.assertEqual(config.ports["main"], 5000)
+        self.assertEqual(config.ports, {"main": 5000, "lite": 4247, "ipfs": 4252})
         self.assertEqual(config.sources[-1], "command line")
 
     def test_fullShapeFollowsTheBuild(self):

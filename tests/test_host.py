@@ -253,7 +253,9 @@ class BadPeerTests(TestCase):
     async def test_twoHundredConnections(self):
         server = await startHost(self, connections={"low": 250, "high": 300})
         clients = [await startHost(self, install=False) for _ in range(200)]
-        await gatherResults([Deferred.fromCoroutine(c.connect(addressOf(server))) for c in clients])
+        # in waves: a node upgrades at most maxInboundUpgrades connections at once
+        for wave in range(0, 200, 50):
+            await gatherResults([Deferred.fromCoroutine(c.connect(addressOf(server))) for c in clients[wave : wave + 50]])
         self.assertEqual(len(server.connections()), 200)
         answers = await gatherResults([Deferred.fromCoroutine(roundTrip(c, server.peerID, b"%d" % i)) for i, c in enumerate(clients)])
         self.assertEqual(answers, [b"%d" % i for i in range(200)])

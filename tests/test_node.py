@@ -35,6 +35,8 @@ class FakeReactorTests(SynchronousTestCase):
         ready = []
         node.whenReady().addCallback(ready.append)
         node.startService()
+        self.assertEqual(ready, [])  # bound, but ready only once the reactor runs
+        clock.run()
         self.assertEqual(ready, [node])
         # the control API and the p2p listener, both on loopback as configured
         self.assertEqual([server[3] for server in clock.tcpServers], ["127.0.0.1", "127.0.0.1"])

@@ -28,6 +28,9 @@ from tau.identity import InvalidKey, PeerID, PrivateKey
 
 DEFAULT_PORTS = {"main": 4242, "lite": 4247, "ipfs": 4252}
 DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
+# The DHT: mode (auto = server when the node listens), provider record
+# lifetime and how often our own records are republished, in seconds.
+DEFAULT_DHT = {"mode": "auto", "provider-expiry": 48 * 3600.0, "republish": 22 * 3600.0}
 # The connection manager: watermarks, grace for new connections, idle close.
 DEFAULT_CONNECTIONS = {"low": 32, "high": 96, "grace": 20.0, "idle": 300.0}
 SHAPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -48,6 +51,7 @@ FIELDS = (
     "plugins",
     "api-listen",
     "connections",
+    "dht",
 )
 
 
@@ -73,6 +77,7 @@ class NodeConfig:
     swarmKeyPath: Path = None
     apiListen: str = DEFAULT_API_LISTEN
     connections: dict = field(default_factory=lambda: dict(DEFAULT_CONNECTIONS))
+    dht: dict = field(default_factory=lambda: dict(DEFAULT_DHT))
     sources: tuple = ()
 
     @property
@@ -294,6 +299,18 @@ def _validate(source, data, configDir):
                 v = value[key]
                 _check(source, f"connections.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
         out["connections"] = dict(value)
+    if data.get("dht") is not None:
+        value = data["dht"]
+        _check(source, "dht", isinstance(value, dict), "expected a mapping with mode, provider-expiry and republish")
+        for key in value:
+            _check(source, f"dht.{key}", key in DEFAULT_DHT, "unknown field (expected: mode, provider-expiry, republish)")
+        if "mode" in value:
+            _check(source, "dht.mode", value["mode"] in ("auto", "server", "client"), "expected auto, server or client")
+        for key in ("provider-expiry", "republish"):
+            if key in value:
+                v = value[key]
+                _check(source, f"dht.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
+        out["dht"] = dict(value)
     return out
 
 
@@ -346,6 +363,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
 
     values = _shapeDefaults(shape)
     values["ports"] = dict(DEFAULT_PORTS)
+    values["dht"] = dict(DEFAULT_DHT)
     sources = []
     servicesFrom = "built-in shape " + shape
     layers = []
@@ -360,7 +378,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         cleaned = _validate(source, data, base)
         if "services" in cleaned:
             servicesFrom = source
-        for mapping in ("ports", "connections"):
+        for mapping in ("ports", "connections", "dht"):
             # a layer that gives some keys keeps the others from below
             if mapping in cleaned and mapping in values:
                 cleaned[mapping] = {**values[mapping], **cleaned[mapping]}
@@ -443,6 +461,7 @@ def publicView(config):
         "plugins": list(config.plugins),
         "api-listen": config.apiListen,
         "connections": dict(config.connections),
+        "dht": dict(config.dht),
         "sources": list(config.sources),
     }
     return view

@@ -203,6 +203,16 @@ def _stopInOrder(children):
     return Deferred.fromCoroutine(run())
 
 
+def _dhtMode(config):
+    """
+    C{auto}: a server when the node listens for peers, else a client.
+    """
+    mode = config.dht["mode"]
+    if mode == "auto":
+        return "server" if config.p2pListen else "client"
+    return mode
+
+
 class _QuietSite(Site):
     """
     The control API's site: no "Starting factory" lines, no access log.
@@ -240,7 +250,9 @@ def makeNode(config, reactor):
         reactor,
         storePath=str(config.dataDir / "dht.sqlite"),
         peers=config.peers,
-        mode="server" if config.p2pListen else "client",
+        mode=_dhtMode(config),
+        storeOptions={"provideValidity": config.dht["provider-expiry"]},
+        reprovideInterval=config.dht["republish"],
     )
     site = _QuietSite(ControlResource(node))
     node.addListener(Listener("api", config.apiListen, site, reactor))

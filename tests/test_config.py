@@ -107,6 +107,11 @@ class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
         expected = tuple(n for n in services.available() if n != "gateway")
         self.assertEqual(config.services, expected)
 
+    def test_dhtSettings(self):
+        path = self.writeConfig({"dht": {"provider-expiry": 3600}})
+        config = loadConfig(shape="full", root=self.root, configFile=path)
+        self.assertEqual(config.dht, {"mode": "auto", "provider-expiry": 3600, "republish": 22 * 3600.0})
+
     def test_taubyteProtocolsAlias(self):
         """
         Older Taubyte shape files call the services "protocols".
@@ -179,6 +184,8 @@ class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertRefused({"domains": {"whitelist": []}}, "domains.whitelist", ["unknown field"])
         self.assertRefused({"services": "seer"}, "services", ["expected a list"])
         self.assertRefused({"connections": {"low": -1}}, "connections.low", ["whole number"])
+        self.assertRefused({"dht": {"mode": "both"}}, "dht.mode", ["auto, server or client"])
+        self.assertRefused({"dht": {"republish": 0}}, "dht.republish", ["positive number"])
 
     def test_unknownField(self):
         self.assertRefused({"p2p-lisen": []}, "p2p-lisen", ["unknown field", "p2p-listen"])

@@ -88,17 +88,20 @@ class DHTService(Service):
     @param peers: bootstrap multiaddrs (ending in C{/p2p/<id>}).
     @param mode: C{"server"} (answer queries, be in others' routing tables)
         or C{"client"}.
+    @param storeOptions: keyword arguments of L{RecordStore} (e.g.
+        C{provideValidity}); other keyword arguments go to L{KademliaCore}
+        (e.g. C{reprovideInterval}).
     """
 
     log = Logger()
 
-    def __init__(self, host, reactor, *, storePath=":memory:", peers=(), mode="server", **options):
+    def __init__(self, host, reactor, *, storePath=":memory:", peers=(), mode="server", storeOptions=None, **options):
         self.setName("dht")
         self.host = host
         self.reactor = reactor
         self.peers = list(peers)
         self.mode = mode
-        self.store = RecordStore(storePath)
+        self.store = RecordStore(storePath, **(storeOptions or {}))
         self.core = KademliaCore(host.peerID, reactor, HostKadTransport(host), self.store, mode=mode, **options)
         self._bootstrapping = None
 

@@ -1,0 +1,1 @@
+"""Content-addressed storage: block store, UnixFS, chunkers."""

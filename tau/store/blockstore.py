@@ -1,0 +1,646 @@
+"""
+A content-addressed block store: one file per block, indexed by SQLite.
+
+Layout under ``root``::
+
+    blocks/<shard>/<KEY>.data   the block bytes; KEY = base32 (RFC 4648, upper,
+                                no padding) of the multihash, as kubo's flatfs
+                                names them; shard = KEY[-3:-1] ("next-to-last/2")
+    tmp/                        temp files of writes in progress
+    corrupt/                    blocks that failed their hash check on read
+    index.sqlite                the index (sqlite-utils), WAL mode
+
+Blocks are keyed by their multihash, so the CIDv0 and the CIDv1 of the same
+bytes share one file.  The index holds, per block, its size and last use, and
+the pins (a pin is ``(key, root)``: ``root == key`` for a direct pin; the UnixFS
+layer pins the blocks of a DAG with the DAG's root as ``root``, so a block
+shared by two pinned DAGs stays pinned while either pin holds -- the number of
+pin rows of a block is its reference count).
+
+Writes: temp file, fsync, rename into the shard, fsync of the shard directory,
+then the index row.  A put is acknowledged only after all of this, so a crash
+(even SIGKILL) can leave a temp file (deleted on open) or a block file without
+its row (re-hashed and indexed on open), never a row whose block is missing or
+a half-written block under a real name.  Rows without a file are dropped on
+open.
+
+Threads: all disk and hashing work runs in a thread pool (the one given, or
+the reactor's).  The SQLite connection lives in a dedicated single-thread
+pool owned by the store (SQLite connections are per thread), so every index
+operation is serialised there.  Operations on one key are serialised in the
+reactor thread by a per-key lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+import cid as pycid
+import sqlite_utils
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+log = Logger()
+
+IDENTITY = 0x00
+
+# multihash code -> (hashlib factory, full digest length)
+_HASHES = {
+    0x12: (hashlib.sha256, 32),
+    0x13: (hashlib.sha512, 64),
+    0x17: (hashlib.sha3_224, 28),
+    0x16: (hashlib.sha3_256, 32),
+    0x15: (hashlib.sha3_384, 48),
+    0x14: (hashlib.sha3_512, 64),
+    0xB220: (lambda data=b"": hashlib.blake2b(data, digest_size=32), 32),
+    0xB240: (lambda data=b"": hashlib.blake2b(data, digest_size=64), 64),
+    0xB260: (lambda data=b"": hashlib.blake2s(data, digest_size=32), 32),
+}
+
+_NOSPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class CorruptBlock(Exception):
+    """A block on disk does not match its hash; it was taken out of the store."""
+
+
+class StoreFull(Exception):
+    """The disk is full; the write was undone and the store is consistent."""
+
+
+class BadBlock(ValueError):
+    """The bytes handed to put() do not hash to the CID."""
+
+
+class UnsupportedHash(ValueError):
+    """The multihash function is not one the store can verify."""
+
+
+class BlockPinned(Exception):
+    """delete() of a pinned block."""
+
+
+# -- multihash helpers (pure) -------------------------------------------------
+
+def _uvarint(buf: bytes, pos: int = 0) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("bad varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def splitMultihash(mh: bytes) -> tuple[int, bytes]:
+    code, pos = _uvarint(mh)
+    length, pos = _uvarint(mh, pos)
+    digest = mh[pos:]
+    if len(digest) != length:
+        raise ValueError("multihash length mismatch")
+    return code, digest
+
+
+def multihashOf(c) -> bytes:
+    """The multihash bytes of a py-cid CID (v0 or v1) or of raw multihash bytes."""
+    if isinstance(c, (bytes, bytearray, memoryview)):
+        return bytes(c)
+    return bytes(c.multihash)
+
+
+def verifies(mh: bytes, data: bytes) -> bool:
+    """Whether ``data`` hashes to the multihash ``mh``."""
+    code, digest = splitMultihash(mh)
+    if code == IDENTITY:
+        return bytes(data) == digest
+    try:
+        factory, full = _HASHES[code]
+    except KeyError:
+        raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
+    if not 0 < len(digest) <= full:
+        return False
+    return factory(data).digest()[: len(digest)] == digest
+
+
+def keyName(mh: bytes) -> str:
+    return base64.b32encode(mh).decode("ascii").rstrip("=")
+
+
+def nameKey(name: str) -> bytes:
+    return base64.b32decode(name + "=" * (-len(name) % 8))
+
+
+def _writeAll(f, data) -> None:
+    """Write data to an open binary file (a seam for ENOSPC tests)."""
+    f.write(data)
+
+
+def _isFull(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in _NOSPACE
+    if isinstance(e, sqlite3.Error):
+        code = getattr(e, "sqlite_errorcode", None)
+        return code == 13 or "full" in str(e).lower()  # SQLITE_FULL
+    return False
+
+
+class BlockStore:
+    def __init__(self, root: Path, reactor, threadpool: ThreadPool | None = None):
+        self._root = Path(root)
+        self._reactor = reactor
+        self._pool = threadpool
+        self._indexPool: ThreadPool | None = None
+        self._db: sqlite_utils.Database | None = None
+        self._tails: dict[bytes, Deferred] = {}
+        self._touched: dict[bytes, float] = {}
+        self._tick = 0
+
+    # -- plumbing -------------------------------------------------------------
+
+    @property
+    def _blocks(self) -> Path:
+        return self._root / "blocks"
+
+    def _path(self, key: bytes) -> Path:
+        name = keyName(key)
+        return self._blocks / name[-3:-1] / (name + ".data")
+
+    def _io(self, f, *a, **kw) -> Deferred:
+        return deferToThreadPool(self._reactor, self._pool, f, *a, **kw)
+
+    def _index(self, f, *a, **kw) -> Deferred:
+        if self._indexPool is None:
+            raise RuntimeError("BlockStore is not open")
+        return deferToThreadPool(self._reactor, self._indexPool, f, *a, **kw)
+
+    def _now(self) -> float:
+        # reactor time, made strictly increasing so LRU order is exact
+        self._tick += 1
+        return self._reactor.seconds() + self._tick * 1e-9
+
+    def _tryLock(self, key: bytes) -> Deferred | None:
+        if key in self._tails:
+            return None
+        d = self._tails[key] = Deferred()
+        return d
+
+    async def _lock(self, key: bytes) -> Deferred:
+        while True:
+            prev = self._tails.get(key)
+            if prev is None:
+                d = self._tails[key] = Deferred()
+                return d
+            waiter = Deferred()
+            prev.addBoth(lambda r, w=waiter: (w.callback(None), r)[1])
+            await waiter
+
+    def _unlock(self, key: bytes, d: Deferred) -> None:
+        if self._tails.get(key) is d:
+            del self._tails[key]
+        d.callback(None)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is None:
+            self._pool = self._reactor.getThreadPool()
+        self._indexPool = ThreadPool(1, 1, name=f"tau-blockstore-index:{self._root}")
+        self._indexPool.start()
+        try:
+            await self._index(self._openSync)
+        except BaseException:
+            await self._io(self._indexPool.stop)
+            self._indexPool = None
+            raise
+
+    async def close(self) -> None:
+        if self._indexPool is None:
+            return
+        try:
+            await self._index(self._closeSync, dict(self._touched))
+            self._touched.clear()
+        finally:
+            pool, self._indexPool = self._indexPool, None
+            await self._io(pool.stop)
+
+    def _openSync(self) -> None:
+        for d in ("blocks", "tmp", "corrupt"):
+            (self._root / d).mkdir(parents=True, exist_ok=True)
+        db = self._db = sqlite_utils.Database(self._root / "index.sqlite")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db["blocks"].create(
+            {"key": bytes, "size": int, "last_used": float},
+            pk="key", if_not_exists=True,
+        )
+        db["blocks"].create_index(["last_used"], if_not_exists=True)
+        db["pins"].create(
+            {"key": bytes, "root": bytes, "cid": bytes},
+            pk=("key", "root"), if_not_exists=True,
+        )
+        db["pins"].create_index(["root"], if_not_exists=True)
+        self._reconcileSync()
+
+    def _closeSync(self, touched) -> None:
+        if self._db is not None:
+            self._touchSync(touched)
+            self._db.close()
+            self._db = None
+
+    def _reconcileSync(self) -> None:
+        db = self._db
+        removedTmp = 0
+        for entry in os.scandir(self._root / "tmp"):
+            os.unlink(entry.path)
+            removedTmp += 1
+        indexed = {row[0]: row[1] for row in db.execute("SELECT key, size FROM blocks")}
+        added, bad, dropped = [], 0, 0
+        for shard in os.scandir(self._blocks):
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                name = entry.name
+                if not name.endswith(".data"):
+                    continue
+                try:
+                    key = nameKey(name[: -len(".data")])
+                    splitMultihash(key)
+                except ValueError:
+                    continue
+                size = indexed.pop(key, None)
+                if size is not None and size == entry.stat().st_size:
+                    continue
+                data = Path(entry.path).read_bytes()
+                try:
+                    ok = verifies(key, data)
+                except UnsupportedHash:
+                    ok = False
+                if ok:
+                    added.append({"key": key, "size": len(data), "last_used": 0.0})
+                else:
+                    os.replace(entry.path, self._root / "corrupt" / name)
+                    bad += 1
+                    if size is not None:
+                        dropped += 1
+                        db.execute("DELETE FROM blocks WHERE key = ?", [key])
+        with db.conn:
+            if added:
+                db["blocks"].upsert_all(added, pk="key")
+            for key in indexed:
+                db.execute("DELETE FROM blocks WHERE key = ?", [key])
+        if removedTmp or added or bad or indexed:
+            log.info(
+                "block store {root} reconciled: {tmp} temp files removed, {added} "
+                "unindexed blocks indexed, {bad} bad files set aside, {missing} "
+                "rows without a file dropped",
+                root=str(self._root), tmp=removedTmp, added=len(added), bad=bad,
+                missing=len(indexed),
+            )
+
+    # -- index helpers (index thread) ------------------------------------------
+
+    def _touchSync(self, touched: dict) -> None:
+        if touched:
+            with self._db.conn:
+                self._db.conn.executemany(
+                    "UPDATE blocks SET last_used = ? WHERE key = ?",
+                    [(t, k) for k, t in touched.items()],
+                )
+
+    def _flushTouches(self) -> dict:
+        touched, self._touched = self._touched, {}
+        return touched
+
+    def _existingSync(self, keys: list, touched: dict) -> set:
+        self._touchSync(touched)
+        found = set()
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = ",".join("?" * len(part))
+            found.update(r[0] for r in self._db.execute(
+                f"SELECT key FROM blocks WHERE key IN ({q})", part))
+        return found
+
+    def _insertSync(self, rows: list) -> None:
+        with self._db.conn:
+            self._db.conn.executemany(
+                "INSERT OR REPLACE INTO blocks (key, size, last_used) VALUES (?, ?, ?)",
+                [(r["key"], r["size"], r["last_used"]) for r in rows],
+            )
+
+    # -- file helpers (io threads) --------------------------------------------
+
+    def _writeSync(self, items: list, verified: bool) -> None:
+        """Write (key, data) blocks durably under their real names."""
+        if not verified:
+            for key, data in items:
+                if not verifies(key, data):
+                    raise BadBlock(f"data does not match multihash {keyName(key)}")
+        tmpdir = self._root / "tmp"
+        temps = []
+        try:
+            for key, data in items:
+                fd, tmp = _mkstemp(tmpdir)
+                temps.append(tmp)
+                with os.fdopen(fd, "wb") as f:
+                    _writeAll(f, data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            for tmp in temps:
+                _unlinkQuiet(tmp)
+            raise
+        dirs = set()
+        done = []
+        try:
+            for (key, _), tmp in zip(items, temps):
+                path = self._path(key)
+                if path.parent not in dirs:
+                    path.parent.mkdir(exist_ok=True)
+                    dirs.add(path.parent)
+                os.replace(tmp, path)
+                done.append(path)
+            for d in dirs:
+                _fsyncDir(d)
+        except BaseException:
+            for tmp in temps[len(done):]:
+                _unlinkQuiet(tmp)
+            for path in done:
+                _unlinkQuiet(path)
+            raise
+
+    def _readSync(self, key: bytes):
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not verifies(key, data):
+            try:
+                os.replace(path, self._root / "corrupt" / path.name)
+            except OSError:
+                _unlinkQuiet(path)
+            raise CorruptBlock(f"block {keyName(key)} does not match its hash")
+        return data
+
+    # -- public API --------------------------------------------------------------
+
+    async def put(self, cid, data: bytes) -> None:
+        await self.putMany([(cid, data)])
+
+    async def putMany(self, blocks: Iterable, verified: bool = False) -> None:
+        """
+        Store several blocks with one index transaction.  ``verified=True``
+        skips re-hashing, for callers that computed the CIDs themselves from
+        these very bytes (the UnixFS importer).
+        """
+        items: dict[bytes, bytes] = {}
+        for c, data in blocks:
+            key = multihashOf(c)
+            code, _ = splitMultihash(key)
+            if code == IDENTITY:
+                if not verifies(key, data):
+                    raise BadBlock("data does not match identity multihash")
+                continue
+            if code not in _HASHES:
+                raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
+            items[key] = bytes(data) if not isinstance(data, bytes) else data
+        if not items:
+            return
+        keys = sorted(items)  # sorted lock order: no deadlock between batches
+        locks = [(k, await self._lock(k)) for k in keys]
+        try:
+            existing = await self._index(self._existingSync, keys, self._flushTouches())
+            now = self._now()
+            for k in existing:
+                self._touched[k] = now
+            new = [(k, items[k]) for k in keys if k not in existing]
+            if not new:
+                return
+            try:
+                await self._io(self._writeSync, new, verified)
+            except OSError as e:
+                if _isFull(e):
+                    raise StoreFull(f"no space left in {self._root}") from e
+                raise
+            rows = [{"key": k, "size": len(d), "last_used": now} for k, d in new]
+            try:
+                await self._index(self._insertSync, rows)
+            except BaseException as e:
+                # not acknowledged: take the files away again
+                await self._io(lambda: [_unlinkQuiet(self._path(k)) for k, _ in new])
+                if _isFull(e):
+                    raise StoreFull(f"no space left in {self._root}") from e
+                raise
+        finally:
+            for k, d in locks:
+                self._unlock(k, d)
+
+    async def get(self, cid) -> bytes | None:
+        key = multihashOf(cid)
+        code, digest = splitMultihash(key)
+        if code == IDENTITY:
+            return digest
+        lock = await self._lock(key)
+        try:
+            try:
+                data = await self._io(self._readSync, key)
+            except CorruptBlock:
+                log.warn("corrupt block {key} set aside", key=keyName(key))
+                self._touched.pop(key, None)
+                await self._index(self._dropRowSync, key)
+                raise
+            if data is None:
+                self._touched.pop(key, None)
+                await self._index(self._dropRowSync, key)
+                return None
+            self._touched[key] = self._now()
+            if len(self._touched) >= 1024:
+                await self._index(self._touchSync, self._flushTouches())
+            return data
+        finally:
+            self._unlock(key, lock)
+
+    def _dropRowSync(self, key: bytes) -> None:
+        with self._db.conn:
+            self._db.execute("DELETE FROM blocks WHERE key = ?", [key])
+
+    def _rowSync(self, key: bytes):
+        r = self._db.execute("SELECT size FROM blocks WHERE key = ?", [key]).fetchone()
+        return None if r is None else r[0]
+
+    async def has(self, cid) -> bool:
+        return (await self.size(cid)) is not None
+
+    async def size(self, cid) -> int | None:
+        key = multihashOf(cid)
+        code, digest = splitMultihash(key)
+        if code == IDENTITY:
+            return len(digest)
+        return await self._index(self._rowSync, key)
+
+    async def delete(self, cid) -> None:
+        key = multihashOf(cid)
+        if splitMultihash(key)[0] == IDENTITY:
+            return
+        lock = await self._lock(key)
+        try:
+            self._touched.pop(key, None)
+            await self._index(self._deleteRowSync, key)
+            await self._io(_unlinkQuiet, self._path(key))
+        finally:
+            self._unlock(key, lock)
+
+    def _deleteRowSync(self, key: bytes) -> None:
+        if self._db.execute("SELECT 1 FROM pins WHERE key = ? LIMIT 1", [key]).fetchone():
+            raise BlockPinned(f"block {keyName(key)} is pinned")
+        self._dropRowSync(key)
+
+    async def pin(self, cid, root=None) -> None:
+        """
+        Pin a block.  Without ``root`` a direct pin; with ``root`` (the CID of
+        the DAG the block belongs to) a pin held on behalf of that root.
+        """
+        key = multihashOf(cid)
+        rootKey = key if root is None else multihashOf(root)
+        cidBytes = bytes(cid.buffer) if root is None and hasattr(cid, "buffer") else key
+        await self._index(self._pinSync, [(key, rootKey, cidBytes)])
+
+    async def pinMany(self, cids: Iterable, root) -> None:
+        """Pin many blocks on behalf of ``root`` in one transaction."""
+        rootKey = multihashOf(root)
+        await self._index(
+            self._pinSync, [(multihashOf(c), rootKey, multihashOf(c)) for c in cids])
+
+    def _pinSync(self, rows) -> None:
+        with self._db.conn:
+            self._db.conn.executemany(
+                "INSERT OR IGNORE INTO pins (key, root, cid) VALUES (?, ?, ?)", rows)
+
+    async def unpin(self, cid, root=None) -> None:
+        """Drop the direct pin of ``cid``, or with ``root`` the pin ``root`` holds on it."""
+        key = multihashOf(cid)
+        rootKey = key if root is None else multihashOf(root)
+        await self._index(self._unpinSync, key, rootKey)
+
+    async def unpinRoot(self, root) -> int:
+        """Drop every pin held on behalf of ``root`` (a recursive unpin)."""
+        return await self._index(self._unpinRootSync, multihashOf(root))
+
+    def _unpinSync(self, key, rootKey) -> None:
+        with self._db.conn:
+            self._db.execute("DELETE FROM pins WHERE key = ? AND root = ?", [key, rootKey])
+
+    def _unpinRootSync(self, rootKey) -> int:
+        with self._db.conn:
+            cur = self._db.execute("DELETE FROM pins WHERE root = ? AND key != root", [rootKey])
+            return cur.rowcount
+
+    async def pins(self) -> list:
+        """The directly pinned CIDs (as given to pin())."""
+        rows = await self._index(lambda: self._db.execute(
+            "SELECT cid FROM pins WHERE key = root ORDER BY cid").fetchall())
+        return [pycid.from_bytes(r[0]) if r[0][:1] in (b"\x01",) else _v0(r[0]) for r in rows]
+
+    async def isPinned(self, cid) -> bool:
+        key = multihashOf(cid)
+        return await self._index(lambda: self._db.execute(
+            "SELECT 1 FROM pins WHERE key = ? LIMIT 1", [key]).fetchone() is not None)
+
+    async def gc(self, budgetBytes: int | None = None) -> tuple[int, int]:
+        """
+        Remove unpinned blocks, least recently used first, until the store
+        holds at most ``budgetBytes`` (None: remove every unpinned block).
+        Blocks with an operation in flight are skipped.
+        """
+        candidates, total = await self._index(self._gcCandidatesSync, self._flushTouches())
+        if budgetBytes is not None and total <= budgetBytes:
+            return 0, 0
+        chosen, locks, excess = [], [], (total - budgetBytes) if budgetBytes is not None else None
+        freed = 0
+        for key, size in candidates:
+            if excess is not None and freed >= excess:
+                break
+            d = self._tryLock(key)
+            if d is None:
+                continue
+            locks.append((key, d))
+            chosen.append(key)
+            freed += size
+        try:
+            removed = await self._index(self._gcDeleteSync, chosen)
+            await self._io(lambda: [_unlinkQuiet(self._path(k)) for k, _ in removed])
+        finally:
+            for k, d in locks:
+                self._unlock(k, d)
+        n, b = len(removed), sum(s for _, s in removed)
+        log.info("gc removed {n} blocks, {b} bytes", n=n, b=b)
+        return n, b
+
+    def _gcCandidatesSync(self, touched):
+        self._touchSync(touched)
+        total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blocks").fetchone()[0]
+        rows = self._db.execute(
+            "SELECT key, size FROM blocks WHERE key NOT IN (SELECT key FROM pins) "
+            "ORDER BY last_used, rowid").fetchall()
+        return rows, total
+
+    def _gcDeleteSync(self, keys):
+        removed = []
+        with self._db.conn:
+            for key in keys:
+                if self._db.execute("SELECT 1 FROM pins WHERE key = ? LIMIT 1", [key]).fetchone():
+                    continue
+                r = self._db.execute("SELECT size FROM blocks WHERE key = ?", [key]).fetchone()
+                if r is None:
+                    continue
+                self._db.execute("DELETE FROM blocks WHERE key = ?", [key])
+                removed.append((key, r[0]))
+        return removed
+
+    async def stat(self) -> dict:
+        def q():
+            n, b = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks").fetchone()
+            p = self._db.execute("SELECT COUNT(DISTINCT key) FROM pins").fetchone()[0]
+            return {"blocks": n, "bytes": b, "pinned": p}
+        return await self._index(q)
+
+    async def keys(self) -> list[bytes]:
+        """The multihashes of all stored blocks."""
+        return await self._index(lambda: [r[0] for r in self._db.execute("SELECT key FROM blocks")])
+
+
+def _v0(mh: bytes):
+    return pycid.CIDv0(mh)
+
+
+def _mkstemp(tmpdir: Path):
+    import tempfile
+    return tempfile.mkstemp(dir=tmpdir, suffix=".tmp")
+
+
+def _unlinkQuiet(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsyncDir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -80,6 +80,16 @@ class Process(ProcessProtocol):
             self.transport.signalProcess({signal.SIGTERM: "TERM", signal.SIGINT: "INT", signal.SIGKILL: "KILL"}[sig])
 
 
+def stopped(proc):
+    """
+    Kill C{proc} if it still runs, and wait for its end (a test cleanup).
+    """
+    if proc.status is not None:
+        return None
+    proc.kill(signal.SIGKILL)
+    return proc.ended()
+
+
 def spawn(reactor, argv, cwd=None, env=None):
     proto = Process(reactor)
     reactor.spawnProcess(proto, argv[0], argv, env=env or environment(), path=cwd)

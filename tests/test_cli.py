@@ -17,19 +17,9 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau import loadConfig
-from tests.processes import TAU, TWISTD, run, spawn
+from tests.processes import TAU, TWISTD, run, spawn, stopped
 
 PEER_ID = re.compile(r"\b12D3KooW[1-9A-HJ-NP-Za-km-z]{44}\b")
-
-
-def stopped(proc):
-    """
-    Kill C{proc} if it still runs, and wait for its end (a test cleanup).
-    """
-    if proc.status is not None:
-        return None
-    proc.kill(signal.SIGKILL)
-    return proc.ended()
 
 
 class ConsoleScriptTests(SynchronousTestCase):

@@ -5,7 +5,6 @@ swarm connect and peers, ping, dht provide, findprovs and findpeer.
 
 import hashlib
 import re
-import signal
 from pathlib import Path
 
 import cid as pycid
@@ -13,7 +12,7 @@ import multihash
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.processes import TAU, TWISTD, run, spawn
+from tests.processes import TAU, TWISTD, run, spawn, stopped
 
 
 class P2PCommandTests(TestCase):
@@ -22,7 +21,7 @@ class P2PCommandTests(TestCase):
     async def startNode(self):
         root = Path(self.mktemp()).resolve()
         node = spawn(reactor, TWISTD + ["-n", "--pidfile=", "taubyte", f"--root={root}", "--listen=/ip4/127.0.0.1/tcp/0"])
-        self.addCleanup(lambda: (node.kill(signal.SIGKILL), node.ended())[1] if node.status is None else None)
+        self.addCleanup(stopped, node)
         await node.waitFor(b"reachable at")
         peerID = re.search(r"node (12D3KooW\w+) ready", node.output()).group(1)
         address = re.search(r"reachable at (\S+)", node.output()).group(1)
@@ -38,7 +37,7 @@ class P2PCommandTests(TestCase):
         return out
 
     async def test_swarmPingDHT(self):
-        (rootA, idA, addrA), (rootB, idB, addrB) = await self.startNode(), await self.startNode()
+        (rootA, idA, _), (rootB, idB, addrB) = await self.startNode(), await self.startNode()
         self.assertTrue(addrB.endswith(f"/p2p/{idB}"))
 
         out = await self.ok(rootA, "swarm", "connect", addrB)

@@ -13,20 +13,10 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tau import loadConfig
-from tests.processes import REPO, TWISTD, environment, spawn
+from tests.processes import REPO, TWISTD, environment, spawn, stopped
 
 TAC = Path(REPO) / "docs" / "embedding.tac"
 READY = re.compile(r"embedded tau node (12D3KooW\w+) listening: api port (\d+), p2p port (\d+); ready")
-
-
-def stopped(proc):
-    """
-    Kill C{proc} if it still runs, and wait for its end (a test cleanup).
-    """
-    if proc.status is not None:
-        return None
-    proc.kill(signal.SIGKILL)
-    return proc.ended()
 
 
 class EmbeddingExampleTests(TestCase):

@@ -11,13 +11,14 @@ import yaml
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from zope.interface.verify import verifyObject
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau.tap import Options
-from tests.processes import TWISTD, spawn, run, environment
+from tests.processes import TWISTD, environment, run, spawn, stopped
 
 
 class PluginTests(SynchronousTestCase):
@@ -81,8 +82,8 @@ class TwistdTests(TestCase):
     timeout = 120
 
     def startNode(self, root, *extra):
-        proc = spawn(reactor, twistdArgs(root, *extra), cwd=self.mktemp() if False else None)
-        self.addCleanup(lambda: proc.kill(signal.SIGKILL) if proc.status is None else None)
+        proc = spawn(reactor, twistdArgs(root, *extra))
+        self.addCleanup(stopped, proc)
         return proc
 
     def test_runStopRestart(self):
@@ -155,7 +156,7 @@ class TwistdTests(TestCase):
     def test_portInUseExits(self):
         async def go():
             root = Path(self.mktemp()).resolve()
-            port = reactor.listenTCP(0, __import__("twisted.internet.protocol", fromlist=["Factory"]).Factory(), interface="127.0.0.1")
+            port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
             self.addCleanup(port.stopListening)
             taken = port.getHost().port
             status, out, err = await run(reactor, twistdArgs(root, f"--api-listen=tcp:{taken}:interface=127.0.0.1"))
@@ -172,7 +173,7 @@ class TwistdTests(TestCase):
             env = environment(HOME=str(home))
             env.pop("TAU_ROOT", None)
             proc = spawn(reactor, TWISTD + ["-n", "--pidfile=", "taubyte", "--listen=/ip4/127.0.0.1/tcp/0"], env=env)
-            self.addCleanup(lambda: proc.kill(signal.SIGKILL) if proc.status is None else None)
+            self.addCleanup(stopped, proc)
             await proc.waitFor(b"api listening on")
             self.assertIn(f"using root {home / '.tau'}", proc.output())
             self.assertTrue((home / ".tau" / "config" / "full.yaml").exists())

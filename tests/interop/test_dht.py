@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 
 from tau.identity import PeerID
 from tau.kad.network import DHTService
-from tests.hosts import addressOf, startHost
+from tests.hosts import startHost
 from tests.interop.jspeer import startJsPeer
 
 

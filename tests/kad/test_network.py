@@ -8,7 +8,7 @@ import statistics
 
 import multihash
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from tau.kad.network import DHTService

@@ -1,0 +1,418 @@
+"""
+UnixFS on dag-pb: a streaming importer and a streaming exporter.
+
+Defaults are those of ``@helia/unixfs`` (``ipfs-unixfs-importer`` with no
+profile): CIDv1, raw leaves, 256 KiB fixed chunks, balanced layout with 174
+links per node, a file of one chunk is that raw leaf.  ``KUBO`` is
+``ipfs add --cid-version=1 --raw-leaves`` (boxo: size-262144, balanced, 174
+links) -- the same parameters, hence the same CIDs.  ``KUBO_V0`` is plain
+``ipfs add`` (CIDv0, dag-pb leaves).
+
+The importer reads, chunks and hashes in a worker thread, a batch of chunks at a
+time, and hands each batch to the block store while the next one is read, so a
+file is never held in memory: only the links of the unfinished tree nodes are
+(174 per level).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Iterable
+
+import cid as pycid
+from twisted.internet.threads import deferToThreadPool
+
+from tau.pb import unixfs_pb2
+from tau.store import dagpb
+from tau.store.chunker import FixedSize
+from tau.store.dagpb import Link
+
+SHA256 = 0x12
+DATA = unixfs_pb2.Data
+
+
+@dataclass(frozen=True)
+class Params:
+    chunker: object = field(default_factory=FixedSize)
+    maxLinks: int = 174
+    rawLeaves: bool = True
+    cidVersion: int = 1
+    reduceSingleLeafToSelf: bool = True
+    batchBytes: int = 4 << 20   # bytes read and hashed per thread hop
+
+
+HELIA = Params()
+KUBO = Params()                                   # ipfs add --cid-version=1 --raw-leaves
+KUBO_V0 = Params(rawLeaves=False, cidVersion=0)   # ipfs add
+
+
+class BlockMissing(Exception):
+    """A block of the DAG is not in the store."""
+
+
+class ShardingUnsupported(ValueError):
+    """
+    A directory large enough to need HAMT sharding: this version cannot build
+    or read one yet (it would give another CID than helia and kubo).
+    """
+
+
+class NotAFile(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    cid: object       # py-cid CID
+    size: int         # cumulative size of the DAG (what a parent's Tsize holds)
+    filesize: int     # bytes of file content (0 for directories)
+
+
+def _mh(data: bytes) -> bytes:
+    return b"\x12\x20" + hashlib.sha256(data).digest()
+
+
+def makeCid(codec: str, block: bytes, version: int):
+    mh = _mh(block)
+    if version == 0:
+        if codec != "dag-pb":
+            raise ValueError("CIDv0 is dag-pb only")
+        return pycid.CIDv0(mh)
+    return pycid.CIDv1(codec, mh)
+
+
+def cidFromBytes(b: bytes):
+    """A py-cid CID from binary (py-cid's from_bytes misses binary CIDv0)."""
+    b = bytes(b)
+    if len(b) == 34 and b[:2] == b"\x12\x20":
+        return pycid.CIDv0(b)
+    return pycid.from_bytes(b)
+
+
+def _cidBytes(c) -> bytes:
+    return bytes(c.buffer)
+
+
+def fileNode(links: list[tuple[object, int, int]], version: int) -> tuple[object, bytes, int, int]:
+    """A File node over children (cid, tsize, filesize) -> (cid, block, tsize, filesize)."""
+    d = DATA(Type=DATA.File)
+    total = 0
+    for _, _, fs in links:
+        d.blocksizes.append(fs)
+        total += fs
+    d.filesize = total
+    block = dagpb.encodeNode(
+        [Link(_cidBytes(c), "", ts) for c, ts, _ in links], d.SerializeToString())
+    c = makeCid("dag-pb", block, version)
+    return c, block, len(block) + sum(ts for _, ts, _ in links), total
+
+
+def _leaf(chunk: bytes, p: Params):
+    """(cid, block, tsize, filesize) of one chunk."""
+    if p.rawLeaves:
+        return pycid.CIDv1("raw", _mh(chunk)), chunk, len(chunk), len(chunk)
+    d = DATA(Type=DATA.File, filesize=len(chunk))
+    if chunk:
+        d.Data = chunk  # an empty Data field is left out, as js and go do
+    block = dagpb.encodeNode([], d.SerializeToString())
+    return makeCid("dag-pb", block, p.cidVersion), block, len(block), len(chunk)
+
+
+class _Tree:
+    """
+    Streaming balanced tree: keeps at most maxLinks items per level.  A level
+    is folded into a parent when it holds maxLinks items and one more item
+    arrives, or at the end -- so a level whose items all fit in one node is
+    the root (this is what batching by maxLinks level by level gives).
+    """
+
+    def __init__(self, p: Params):
+        self.p = p
+        self.levels: list[list] = [[]]
+        self.made: list = []
+
+    def add(self, item, level=0):
+        if level == len(self.levels):
+            self.levels.append([])
+        if len(self.levels[level]) == self.p.maxLinks:
+            self._fold(level)
+        self.levels[level].append(item)
+
+    def _fold(self, level):
+        items, self.levels[level] = self.levels[level], []
+        c, block, ts, fs = fileNode(items, self.p.cidVersion)
+        self.made.append((c, block))
+        self.add((c, ts, fs), level + 1)
+
+    def finish(self):
+        level = 0
+        while True:
+            pending = self.levels[level]
+            top = not any(self.levels[level + 1 :])
+            if top and len(pending) == 1:
+                if level == 0 and not (self.p.rawLeaves and self.p.reduceSingleLeafToSelf):
+                    if not self.p.reduceSingleLeafToSelf:
+                        self._fold(0)
+                        return self.levels[1][0]
+                return pending[0]
+            if pending:
+                self._fold(level)
+            level += 1
+
+
+def _pull(chunks, p: Params):
+    """Worker thread: the next batch of leaves [(cid, block, tsize, filesize)], [] at the end."""
+    out, got = [], 0
+    for chunk in chunks:
+        out.append(_leaf(chunk, p))
+        got += len(chunk)
+        if got >= p.batchBytes:
+            break
+    return out
+
+
+async def importFile(store, source, reactor, threadpool=None, params: Params = HELIA,
+                     pin: bool = False) -> Entry:
+    """
+    Import a file into ``store``.  ``source``: bytes, a path, or a binary file
+    object with ``read(n)`` (read in a worker thread).
+    """
+    pool = threadpool or reactor.getThreadPool()
+    close = None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        import io
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, Path)):
+        source = close = await deferToThreadPool(reactor, pool, open, source, "rb")
+    try:
+        chunks = params.chunker(source.read)
+        tree = _Tree(params)
+        nxt = deferToThreadPool(reactor, pool, _pull, chunks, params)
+        while True:
+            batch = await nxt
+            if not batch:
+                break
+            nxt = deferToThreadPool(reactor, pool, _pull, chunks, params)
+            for c, block, ts, fs in batch:
+                tree.add((c, ts, fs))
+            blocks = [(c, block) for c, block, _, _ in batch] + tree.made
+            tree.made = []
+            try:
+                await store.putMany(blocks, verified=True)
+            except BaseException:
+                nxt.addErrback(lambda f: None)
+                raise
+        root = tree.finish()
+        if tree.made:
+            await store.putMany(tree.made, verified=True)
+    finally:
+        if close is not None:
+            close.close()
+    c, ts, fs = root
+    if pin:
+        await pinRecursive(store, c)
+    return Entry(c, ts, fs)
+
+
+# -- directories ----------------------------------------------------------------
+
+def directoryNode(children: dict[str, Entry], version: int = 1):
+    """A plain (unsharded) directory: links sorted by name bytes, as @ipld/dag-pb sorts."""
+    names = sorted(children, key=lambda n: n.encode("utf-8"))
+    links = [Link(_cidBytes(children[n].cid), n, children[n].size) for n in names]
+    block = dagpb.encodeNode(links, DATA(Type=DATA.Directory).SerializeToString())
+    c = makeCid("dag-pb", block, version)
+    return c, block, len(block) + sum(children[n].size for n in names)
+
+
+SHARD_THRESHOLD = 262144  # ipfs-unixfs-importer 'links-bytes': sum(len(name) + len(cid))
+
+
+def _needsShard(children: dict[str, Entry]) -> bool:
+    est = sum(len(n.encode("utf-8")) + len(_cidBytes(e.cid)) for n, e in children.items())
+    return est > SHARD_THRESHOLD
+
+
+async def importDirectory(store, entries: Iterable, reactor, threadpool=None,
+                          params: Params = HELIA, pin: bool = False) -> Entry:
+    """
+    Import a tree.  ``entries``: (path, source) pairs, ``path`` with "/"
+    separators, ``source`` as for importFile, or None for an (empty)
+    directory.  Returns the root directory that wraps them all.
+    """
+    tree: dict = {}
+    for path, source in entries:
+        parts = [x for x in path.split("/") if x]
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{path}: a file is in the way")
+        if source is None:
+            node.setdefault(parts[-1], {})
+        else:
+            node[parts[-1]] = await importFile(store, source, reactor, threadpool, params)
+    root = await _buildDir(store, tree, params)
+    if pin:
+        await pinRecursive(store, root.cid)
+    return root
+
+
+async def _buildDir(store, tree: dict, params: Params) -> Entry:
+    children = {}
+    for name, value in tree.items():
+        children[name] = value if isinstance(value, Entry) else await _buildDir(store, value, params)
+    if _needsShard(children):
+        # helia and kubo switch to a HAMT-sharded directory here; we cannot
+        # produce their CID yet, so refuse rather than build a different one
+        raise ShardingUnsupported(
+            "directories of more than 256 KiB of links (HAMT sharding) are not supported yet")
+    c, block, size = directoryNode(children, params.cidVersion)
+    await store.putMany([(c, block)], verified=True)
+    return Entry(c, size, 0)
+
+
+async def importPath(store, path: Path, reactor, threadpool=None, params: Params = HELIA,
+                     pin: bool = False) -> Entry:
+    """Import a file or a directory tree from disk (symlinks are not followed)."""
+    path = Path(path)
+    if path.is_file():
+        return await importFile(store, path, reactor, threadpool, params, pin)
+    pool = threadpool or reactor.getThreadPool()
+
+    def walk():
+        out = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            rel = Path(dirpath).relative_to(path)
+            if not dirnames and not filenames and rel != Path("."):
+                out.append((rel.as_posix(), None))
+            for f in filenames:
+                full = Path(dirpath) / f
+                if full.is_file() and not full.is_symlink():
+                    out.append(((rel / f).as_posix(), full))
+        return sorted(out, key=lambda x: x[0])
+    entries = await deferToThreadPool(reactor, pool, walk)
+    return await importDirectory(store, entries, reactor, threadpool, params, pin)
+
+
+# -- exporter ---------------------------------------------------------------------
+
+def _parse(c):
+    return cidFromBytes(c) if isinstance(c, (bytes, bytearray)) else (
+        pycid.make_cid(c) if isinstance(c, str) else c)
+
+
+async def _block(store, c) -> bytes:
+    data = await store.get(c)
+    if data is None:
+        raise BlockMissing(str(c))
+    return data
+
+
+def _decodeUnixfs(block: bytes):
+    links, data = dagpb.decodeNode(block)
+    if data is None:
+        raise NotAFile("dag-pb node without UnixFS data")
+    u = DATA()
+    u.ParseFromString(data)
+    return links, u
+
+
+async def cat(store, c, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    """Stream the bytes of the file ``c`` (a CID, its string or bytes), optionally a range."""
+    c = _parse(c)
+    end = None if length is None else offset + length
+    if end is not None and end <= offset:
+        return
+    async for piece in _cat(store, c, offset, end):
+        yield piece
+
+
+async def _cat(store, c, start, end):
+    block = await _block(store, c)
+    if c.codec == "raw":
+        lo, hi = start, len(block) if end is None else min(end, len(block))
+        if lo < hi:
+            yield block[lo:hi]
+        return
+    if c.codec != "dag-pb":
+        raise NotAFile(f"codec {c.codec}")
+    links, u = _decodeUnixfs(block)
+    if u.Type not in (DATA.File, DATA.Raw):
+        raise NotAFile(f"UnixFS type {DATA.DataType.Name(u.Type)}")
+    if u.blocksizes and len(u.blocksizes) != len(links):
+        raise NotAFile("blocksizes and links differ in length")
+    pos = 0
+    inline = u.Data
+    if inline:
+        lo, hi = max(start, 0), len(inline) if end is None else min(end, len(inline))
+        if lo < hi:
+            yield inline[lo:hi]
+        pos = len(inline)
+    for i, link in enumerate(links):
+        size = u.blocksizes[i] if u.blocksizes else None
+        if end is not None and pos >= end:
+            return
+        if size is not None and pos + size <= start:
+            pos += size
+            continue
+        child = cidFromBytes(link.hash)
+        got = 0
+        async for piece in _cat(store, child, max(start - pos, 0),
+                                None if end is None else end - pos):
+            got += len(piece)
+            yield piece
+        pos += size if size is not None else got
+
+
+async def ls(store, c) -> list[tuple[str, object, int]]:
+    """Entries (name, cid, tsize) of a directory, plain or sharded."""
+    c = _parse(c)
+    links, u = _decodeUnixfs(await _block(store, c))
+    if u.Type == DATA.Directory:
+        return [(l.name, cidFromBytes(l.hash), l.tsize) for l in links]
+    if u.Type == DATA.HAMTShard:
+        raise ShardingUnsupported("HAMT-sharded directories are not supported yet")
+    raise NotAFile("not a directory")
+
+
+async def resolve(store, c, path: str):
+    """The CID at ``path`` below the directory ``c``."""
+    c = _parse(c)
+    for part in [x for x in path.split("/") if x]:
+        for name, child, _ in await ls(store, c):
+            if name == part:
+                c = child
+                break
+        else:
+            raise FileNotFoundError(path)
+    return c
+
+
+async def walkDag(store, c) -> AsyncIterator:
+    """Every CID of the DAG under ``c`` (root first)."""
+    stack = [_parse(c)]
+    while stack:
+        c = stack.pop()
+        yield c
+        if c.codec == "dag-pb":
+            links, _ = dagpb.decodeNode(await _block(store, c))
+            stack.extend(cidFromBytes(l.hash) for l in reversed(links))
+
+
+async def pinRecursive(store, root) -> int:
+    """Pin ``root`` directly and every block under it on its behalf."""
+    root = _parse(root)
+    cids = [c async for c in walkDag(store, root)]
+    await store.pinMany(cids[1:], root)
+    await store.pin(root)
+    return len(cids)
+
+
+async def unpinRecursive(store, root) -> None:
+    root = _parse(root)
+    await store.unpinRoot(root)
+    await store.unpin(root)

@@ -1,0 +1,44 @@
+import hashlib
+from pathlib import Path
+
+import cid as pycid
+import multihash
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.python.threadpool import ThreadPool
+
+from tau.store.blockstore import BlockStore
+
+
+def rawCid(data: bytes, version: int = 1):
+    mh = multihash.encode(hashlib.sha256(data).digest(), "sha2-256")
+    if version == 0:
+        return pycid.CIDv0(mh)
+    return pycid.CIDv1("raw", mh)
+
+
+def dagpbCid(data: bytes, version: int = 1):
+    mh = multihash.encode(hashlib.sha256(data).digest(), "sha2-256")
+    return pycid.CIDv0(mh) if version == 0 else pycid.CIDv1("dag-pb", mh)
+
+
+class StoreMixin:
+    """Real temp dir, real thread pool, real reactor (threads need it)."""
+
+    def setUp(self):
+        self.pool = ThreadPool(2, 4, name="test-store-io")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+        self.root = Path(self.mktemp())
+        self.stores = []
+
+    def makeStore(self, root=None):
+        s = BlockStore(root or self.root, reactor, self.pool)
+        self.stores.append(s)
+        return s
+
+    async def openStore(self, root=None):
+        s = self.makeStore(root)
+        await s.open()
+        self.addCleanup(lambda: Deferred.fromCoroutine(s.close()))
+        return s

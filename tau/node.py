@@ -16,6 +16,7 @@ from tau.control.server import ControlResource
 from tau.host import Host
 from tau.kad.network import DHTService
 from tau.protocols import installProtocols
+from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
 
@@ -45,6 +46,7 @@ class Node(MultiService):
         self.reactor = reactor
         self.host = None
         self.dht = None
+        self.store = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -63,6 +65,8 @@ class Node(MultiService):
         waits = [listener.whenListening() for listener in self._listeners]
         if self.host is not None:
             waits.append(self.host.whenReady())
+        if self.store is not None:
+            waits.append(self.store.whenReady())
         d = gatherResults(waits, consumeErrors=True)
         d.addCallbacks(self._bound, self._startFailed)
 
@@ -254,7 +258,9 @@ def makeNode(config, reactor):
         storeOptions={"provideValidity": config.dht["provider-expiry"]},
         reprovideInterval=config.dht["republish"],
     )
+    node.store = StoreService(config.dataDir / "blocks", reactor)
     site = _QuietSite(ControlResource(node))
+    node.store.setServiceParent(node)
     node.addListener(Listener("api", config.apiListen, site, reactor))
     host.setServiceParent(node)
     node.dht.setServiceParent(node)

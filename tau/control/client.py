@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import multiaddr
 import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
-from twisted.web.client import Agent
+from twisted.web.client import Agent, FileBodyProducer
 
 
 class ControlError(Exception):
@@ -54,30 +54,64 @@ class _Endpoints:
         return self._endpoint
 
 
-async def call(reactor, config, command, args=(), timeout=60):
-    """
-    POST C{command} with C{args} (a dict, or pairs; positional values under
-    C{"arg"}) to the node of C{config}, and return the decoded JSON answer.
-
-    @raise ControlError: when the node is down or answers with an error.
-    """
-    addr = readAPIAddress(config)
-    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, addr))
+def _url(command, args):
     pairs = list(args.items()) if isinstance(args, dict) else list(args)
     query = urlencode(pairs, doseq=True)
-    url = f"http://localhost/api/v0/{command}" + (f"?{query}" if query else "")
+    return f"http://localhost/api/v0/{command}" + (f"?{query}" if query else "")
+
+
+async def _post(reactor, config, command, args, body, timeout):
+    addr = readAPIAddress(config)
+    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, addr))
+    if hasattr(body, "read"):
+        body = FileBodyProducer(body)
     try:
-        response = await treq.post(url, agent=agent, timeout=timeout, persistent=False)
-        body = await response.content()
+        return await treq.post(_url(command, args), data=body, agent=agent, timeout=timeout, persistent=False)
     except ControlError:
         raise
     except Exception as e:
         raise ControlError(f"cannot reach the node at {addr}: {e}") from None
+
+
+async def _error(response):
+    body = await response.content()
     try:
         data = json.loads(body)
     except ValueError:
-        raise ControlError(f"the node answered {response.code} with a body that is not JSON") from None
+        return ControlError(f"the node answered {response.code} with a body that is not JSON")
+    message = data.get("Message") if isinstance(data, dict) else None
+    return ControlError(message or f"the node answered {response.code}")
+
+
+async def call(reactor, config, command, args=(), timeout=60, body=None):
+    """
+    POST C{command} with C{args} (a dict, or pairs; positional values under
+    C{"arg"}) and an optional C{body} (bytes or a binary file) to the node
+    of C{config}, and return the decoded JSON answer.
+
+    @raise ControlError: when the node is down or answers with an error.
+    """
+    response = await _post(reactor, config, command, args, body, timeout)
     if response.code != 200:
-        message = data.get("Message") if isinstance(data, dict) else None
-        raise ControlError(message or f"the node answered {response.code}")
-    return data
+        raise await _error(response)
+    try:
+        return json.loads(await response.content())
+    except ValueError:
+        raise ControlError(f"the node answered {response.code} with a body that is not JSON") from None
+
+
+async def stream(reactor, config, command, args, write, timeout=None):
+    """
+    POST C{command} and hand each chunk of the (non-JSON) answer to
+    C{write}, as it arrives.
+
+    @raise ControlError: when the node is down, refuses, or the answer is
+        cut short.
+    """
+    response = await _post(reactor, config, command, args, None, timeout)
+    if response.code != 200:
+        raise await _error(response)
+    try:
+        await treq.collect(response, write)
+    except Exception as e:
+        raise ControlError(f"{command}: the answer was cut short ({e.__class__.__name__})") from None

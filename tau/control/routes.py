@@ -12,6 +12,8 @@ import base64
 from tau._version import __version__
 
 COMMANDS = {}
+# Commands that read the request body: they are called with it (a file).
+TAKES_BODY = set()
 
 
 class APIError(Exception):
@@ -25,16 +27,31 @@ class APIError(Exception):
         self.status = status
 
 
-def command(name):
+def command(name, body=False):
     """
-    Register the decorated coroutine function as command C{name}.
+    Register the decorated coroutine function as command C{name}; with
+    C{body}, it is called as C{handler(node, args, body)}, C{body} the
+    request body as a binary file.
     """
 
     def register(handler):
         COMMANDS[name] = handler
+        if body:
+            TAKES_BODY.add(name)
         return handler
 
     return register
+
+
+class BodyStream:
+    """
+    A command's answer that is not JSON but bytes, streamed as they come
+    from C{chunks} (an async iterator), with flow control.
+    """
+
+    def __init__(self, chunks, contentType=b"application/octet-stream"):
+        self.chunks = chunks
+        self.contentType = contentType
 
 
 def argument(args, name="arg", required=True):

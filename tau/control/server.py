@@ -10,10 +10,12 @@ import json
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
-from tau.control import dht, swarm  # noqa: F401  (they register their commands)
-from tau.control.routes import COMMANDS, APIError
+from tau.control import dht, store, swarm  # noqa: F401  (they register their commands)
+from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
 
 PREFIX = b"/api/v0/"
 MAX_ARGS = 64
@@ -23,6 +25,54 @@ def _error(request, status, message):
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     return json.dumps({"Message": message, "Code": 0, "Type": "error"}).encode("utf-8") + b"\n"
+
+
+@implementer(IPushProducer)
+class _Pacer:
+    """
+    Pauses a streamed answer while the client's connection is full.
+    """
+
+    def __init__(self):
+        self._resumed = None
+        self.stopped = False
+
+    def pauseProducing(self):
+        if self._resumed is None:
+            self._resumed = Deferred()
+
+    def resumeProducing(self):
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.callback(None)
+
+    def stopProducing(self):
+        self.stopped = True
+        self.resumeProducing()
+
+    async def ready(self):
+        if self._resumed is not None:
+            await self._resumed
+
+
+async def _stream(request, body):
+    """
+    Write C{body.chunks} to C{request}, then finish it.  An error after the
+    first byte propagates (the caller cuts the connection).
+    """
+    request.setHeader(b"content-type", body.contentType)
+    pacer = _Pacer()
+    request.registerProducer(pacer, True)
+    try:
+        async for chunk in body.chunks:
+            if pacer.stopped:
+                return
+            request.write(chunk)
+            await pacer.ready()
+    finally:
+        request.unregisterProducer()
+    if not pacer.stopped:
+        request.finish()
 
 
 class ControlResource(Resource):
@@ -59,7 +109,11 @@ class ControlResource(Resource):
             return _error(request, 400, "arguments must be UTF-8")
         if sum(len(v) for v in args.values()) > MAX_ARGS:
             return _error(request, 400, f"too many arguments (at most {MAX_ARGS})")
-        d = Deferred.fromCoroutine(handler(self._node, args))
+        if name in TAKES_BODY:
+            request.content.seek(0)
+            d = Deferred.fromCoroutine(handler(self._node, args, request.content))
+        else:
+            d = Deferred.fromCoroutine(handler(self._node, args))
         d.addCallbacks(self._done, self._failed, callbackArgs=(request,), errbackArgs=(request, name))
         finished = request.notifyFinish()
         finished.addErrback(lambda _: d.cancel())
@@ -68,9 +122,20 @@ class ControlResource(Resource):
     def _done(self, result, request):
         if request.finished or request._disconnected:
             return
+        if isinstance(result, BodyStream):
+            d = Deferred.fromCoroutine(_stream(request, result))
+            d.addErrback(self._streamFailed, request)
+            return
         request.setHeader(b"content-type", b"application/json")
         request.write(json.dumps(result).encode("utf-8") + b"\n")
         request.finish()
+
+    def _streamFailed(self, failure, request):
+        # The status line is gone already: cut the response short, so the
+        # client sees an incomplete body rather than a truncated success.
+        self.log.info("control API stream failed: {reason}", reason=failure.getErrorMessage())
+        if not request.finished and not request._disconnected:
+            request.channel.transport.abortConnection()
 
     def _failed(self, failure, request, name):
         if request.finished or request._disconnected:

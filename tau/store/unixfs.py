@@ -71,6 +71,16 @@ class Entry:
     filesize: int     # bytes of file content (0 for directories)
 
 
+def cidText(c) -> str:
+    """
+    The usual text of a CID: base58btc for v0 (C{Qm...}), base32 for v1
+    (C{bafy...}, C{bafk...}), as kubo and helia print them.
+    """
+    if c.version == 0:
+        return str(c)
+    return c.encode("base32").decode("ascii")
+
+
 def _mh(data: bytes) -> bytes:
     return b"\x12\x20" + hashlib.sha256(data).digest()
 
@@ -371,7 +381,10 @@ async def _cat(store, c, start, end):
 async def ls(store, c) -> list[tuple[str, object, int]]:
     """Entries (name, cid, tsize) of a directory, plain or sharded."""
     c = _parse(c)
-    links, u = _decodeUnixfs(await _block(store, c))
+    block = await _block(store, c)
+    if c.codec != "dag-pb":
+        raise NotAFile("not a directory")
+    links, u = _decodeUnixfs(block)
     if u.Type == DATA.Directory:
         return [(l.name, cidFromBytes(l.hash), l.tsize) for l in links]
     if u.Type == DATA.HAMTShard:
@@ -416,3 +429,37 @@ async def unpinRecursive(store, root) -> None:
     root = _parse(root)
     await store.unpinRoot(root)
     await store.unpin(root)
+
+
+async def entryOf(store, c) -> Entry:
+    """
+    The L{Entry} of an existing node, computed from its root block (so a
+    directory can be built from CIDs without trusting anyone's sizes).
+    """
+    c = _parse(c)
+    block = await _block(store, c)
+    if c.codec == "raw":
+        return Entry(c, len(block), len(block))
+    links, u = _decodeUnixfs(block)
+    return Entry(c, len(block) + sum(l.tsize for l in links), u.filesize if u.Type == DATA.File else 0)
+
+
+async def buildDirectory(store, entries: dict, params: Params = HELIA) -> Entry:
+    """
+    A directory tree over existing nodes: C{entries} maps "a/b/name" paths
+    to L{Entry}s (see L{entryOf}).
+    """
+    tree: dict = {}
+    for path, entry in entries.items():
+        parts = [x for x in path.split("/") if x]
+        if not parts:
+            raise ValueError("an empty path")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{path}: a file is in the way")
+        if parts[-1] in node:
+            raise ValueError(f"{path}: given twice")
+        node[parts[-1]] = entry
+    return await _buildDir(store, tree, params)

@@ -1,0 +1,195 @@
+"""
+tau add, tau cat, tau get, tau pin add|rm|ls, tau repo gc|stat.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from tau.cli import UsageError, runReactor
+from tau.cli.swarm import _config
+from tau.control.client import call, stream
+
+
+def register(sub):
+    p = sub.add_parser("add", help="store a file or a folder, print its CID")
+    p.add_argument("path", help="a file or a folder")
+    p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144) or buzhash")
+    p.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin what is added")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the root CID")
+    p.set_defaults(run=add)
+
+    p = sub.add_parser("cat", help="write a file's bytes to stdout")
+    p.add_argument("cid")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to find missing blocks (default 60)")
+    p.set_defaults(run=cat)
+
+    p = sub.add_parser("get", help="save a file or folder by CID")
+    p.add_argument("cid")
+    p.add_argument("-o", "--output", required=True, help="the path to write")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to find missing blocks (default 60)")
+    p.set_defaults(run=get)
+
+    p = sub.add_parser("pin", help="keep data from garbage collection")
+    psub = p.add_subparsers(dest="action", metavar="ACTION")
+    psub.required = True
+    for name, run, needsCid in (("add", pinAdd, True), ("rm", pinRemove, True), ("ls", pinList, False)):
+        q = psub.add_parser(name)
+        if needsCid:
+            q.add_argument("cid")
+        q.set_defaults(run=run)
+
+    p = sub.add_parser("repo", help="the block store")
+    rsub = p.add_subparsers(dest="action", metavar="ACTION")
+    rsub.required = True
+    gc = rsub.add_parser("gc", help="remove unpinned blocks")
+    gc.add_argument("--budget", type=int, default=None, help="stop once the store is under this many bytes")
+    gc.set_defaults(run=repoGC)
+    rsub.add_parser("stat", help="blocks, bytes, pins").set_defaults(run=repoStat)
+
+
+class _Progress:
+    """
+    A file whose reads draw a progress bar on stderr when it is a terminal.
+    """
+
+    def __init__(self, f, total, name):
+        self._f = f
+        self._total = max(total, 1)
+        self._done = 0
+        self._name = name
+        self._show = sys.stderr.isatty()
+
+    def read(self, n=-1):
+        data = self._f.read(n)
+        self._done += len(data)
+        if self._show:
+            part = self._done / self._total
+            bar = "#" * int(part * 30)
+            sys.stderr.write(f"\r{self._name[-30:]:30} [{bar:30}] {part:6.1%}")
+            if not data or self._done >= self._total:
+                sys.stderr.write("\n")
+        return data
+
+    def seek(self, *a):
+        return self._f.seek(*a)
+
+    def close(self):
+        pass  # the caller's "with" closes the file
+
+    def tell(self):
+        return self._f.tell()
+
+
+async def _addFile(reactor, config, path, chunker, pin):
+    with open(path, "rb") as f:
+        body = _Progress(f, os.fstat(f.fileno()).st_size, str(path))
+        return await call(reactor, config, "add", {"chunker": chunker, "pin": "true" if pin else "false"}, body=body, timeout=None)
+
+
+async def _add(reactor, config, args):
+    root = Path(args.path)
+    if root.is_file():
+        answer = await _addFile(reactor, config, root, args.chunker, args.pin)
+        return [(root.name, answer["Hash"])]
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such file or folder")
+    added, entries = [], {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        answer = await _addFile(reactor, config, path, args.chunker, False)
+        entries[rel] = answer["Hash"]
+        added.append((f"{root.name}/{rel}", answer["Hash"]))
+    import json
+
+    body = json.dumps({"entries": entries}).encode("utf-8")
+    answer = await call(reactor, config, "add/dir", {"pin": "true" if args.pin else "false"}, body=body)
+    added.append((root.name, answer["Hash"]))
+    return added
+
+
+def add(args):
+    added = runReactor(_add, _config(args), args)
+    if args.quiet:
+        print(added[-1][1])
+    else:
+        for name, cid in added:
+            print(f"added {cid} {name}")
+    return 0
+
+
+async def _cat(reactor, config, cid, timeout, write):
+    await stream(reactor, config, "cat", {"arg": cid, "timeout": str(timeout)}, write)
+
+
+def cat(args):
+    out = sys.stdout.buffer
+    runReactor(_cat, _config(args), args.cid, args.timeout, out.write)
+    out.flush()
+    return 0
+
+
+async def _get(reactor, config, cid, target, timeout):
+    try:
+        listing = await call(reactor, config, "ls", {"arg": cid, "timeout": str(timeout)})
+    except Exception as e:
+        if "not a directory" not in str(e):
+            raise
+        listing = None
+    if listing is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as f:
+            await stream(reactor, config, "cat", {"arg": cid, "timeout": str(timeout)}, f.write)
+        os.replace(tmp, target)
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for link in listing["Links"]:
+        name = link["Name"]
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"refusing the unsafe name {name!r} in {cid}")
+        await _get(reactor, config, link["Hash"], target / name, timeout)
+
+
+def get(args):
+    runReactor(_get, _config(args), args.cid, Path(args.output), args.timeout)
+    print(f"saved {args.cid} to {args.output}")
+    return 0
+
+
+async def _simple(reactor, config, name, params):
+    return await call(reactor, config, name, params)
+
+
+def pinAdd(args):
+    answer = runReactor(_simple, _config(args), "pin/add", {"arg": args.cid})
+    print(f"pinned {answer['Pins'][0]} ({answer['Blocks']} blocks)")
+    return 0
+
+
+def pinRemove(args):
+    answer = runReactor(_simple, _config(args), "pin/rm", {"arg": args.cid})
+    print(f"unpinned {answer['Pins'][0]}")
+    return 0
+
+
+def pinList(args):
+    for key in runReactor(_simple, _config(args), "pin/ls", {})["Keys"]:
+        print(key)
+    return 0
+
+
+def repoGC(args):
+    params = {} if args.budget is None else {"budget": str(args.budget)}
+    answer = runReactor(_simple, _config(args), "repo/gc", params)
+    print(f"removed {answer['Removed']} blocks, freed {answer['Freed']} bytes")
+    return 0
+
+
+def repoStat(args):
+    answer = runReactor(_simple, _config(args), "repo/stat", {})
+    print(f"NumObjects: {answer['NumObjects']}")
+    print(f"RepoSize:   {answer['RepoSize']}")
+    print(f"Pinned:     {answer['Pinned']}")
+    print(f"RepoPath:   {answer['RepoPath']}")
+    return 0

@@ -1,0 +1,193 @@
+"""
+Control API commands for stored data: add, cat, ls, pin, repo.
+"""
+
+import json
+
+from google.protobuf.message import DecodeError
+
+from twisted.internet.error import TimeoutError
+
+from tau.control.routes import APIError, BodyStream, argument, command
+from tau.store import unixfs
+from tau.store.blockstore import BadBlock, StoreFull
+from tau.store.chunker import Buzhash, FixedSize
+from tau.store.service import NetworkBlocks
+from tau.streams import withTimeout
+
+MAX_DIRECTORY_ENTRIES = 100_000
+
+
+def _store(node):
+    if node.store is None:
+        raise APIError("this node keeps no block store", status=503)
+    return node.store
+
+
+def _cid(args, name="arg"):
+    text = argument(args, name)
+    try:
+        return unixfs._parse(text.split("/ipfs/")[-1].strip("/"))
+    except Exception:
+        raise APIError(f"{text!r} is not a CID") from None
+
+
+def _flag(args, name, default):
+    value = argument(args, name, required=False)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise APIError(f"{name} must be true or false")
+    return value == "true"
+
+
+def _number(args, name, default, low, high):
+    value = argument(args, name, required=False)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise APIError(f"{name} must be a number") from None
+    if not low <= number <= high:
+        raise APIError(f"{name} must be between {low} and {high}")
+    return number
+
+
+def _params(args):
+    chunker = argument(args, "chunker", required=False) or "size-262144"
+    if chunker == "buzhash":
+        return unixfs.Params(chunker=Buzhash())
+    if chunker.startswith("size-") and chunker[5:].isdigit() and 1024 <= int(chunker[5:]) <= 1 << 20:
+        return unixfs.Params(chunker=FixedSize(int(chunker[5:])))
+    raise APIError("chunker must be size-N (1024 <= N <= 1048576) or buzhash")
+
+
+async def _guard(what, coroutine):
+    try:
+        return await coroutine
+    except unixfs.BlockMissing as e:
+        raise APIError(f"{what}: block {e} not found", status=404) from None
+    except TimeoutError:
+        raise APIError(f"{what}: not found in time (no peer sent it)", status=504) from None
+    except StoreFull as e:
+        raise APIError(f"{what}: the disk is full ({e}); nothing stored is lost", status=507) from None
+    except (unixfs.NotAFile, unixfs.ShardingUnsupported, BadBlock, ValueError) as e:
+        raise APIError(f"{what}: {e}") from None
+    except DecodeError:
+        raise APIError(f"{what}: not a UnixFS node") from None
+
+
+@command("add", body=True)
+async def add(node, args, body):
+    """
+    Import the request body as one UnixFS file; pinned unless pin=false.
+    """
+    store = _store(node)
+    entry = await _guard(
+        "add",
+        unixfs.importFile(store.blocks, body, node.reactor, params=_params(args), pin=_flag(args, "pin", True)),
+    )
+    return {"Hash": unixfs.cidText(entry.cid), "Size": entry.filesize, "CumulativeSize": entry.size}
+
+
+@command("add/dir", body=True)
+async def addDirectory(node, args, body):
+    """
+    A directory over nodes already stored: the body is JSON
+    C{{"entries": {"path/in/dir": "CID", ...}}}.
+    """
+    store = _store(node)
+    try:
+        given = json.loads(body.read(16 << 20))["entries"]
+        if not isinstance(given, dict) or len(given) > MAX_DIRECTORY_ENTRIES:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise APIError('expected a JSON body {"entries": {"path": "CID", ...}}') from None
+    entries = {}
+    for path, text in given.items():
+        entries[path] = await _guard(path, unixfs.entryOf(store.blocks, unixfs._parse(text)))
+    root = await _guard("add/dir", unixfs.buildDirectory(store.blocks, entries))
+    if _flag(args, "pin", True):
+        await unixfs.pinRecursive(store.blocks, root.cid)
+    return {"Hash": unixfs.cidText(root.cid), "CumulativeSize": root.size}
+
+
+@command("cat")
+async def cat(node, args):
+    """
+    The bytes of a file, streamed; C{offset} and C{length} select a range.
+    A CID found neither here nor from peers fails after C{timeout} seconds.
+    """
+    store = _store(node)
+    c = _cid(args)
+    offset = int(_number(args, "offset", 0, 0, 1 << 62))
+    length = argument(args, "length", required=False)
+    length = None if length is None else int(_number(args, "length", 0, 0, 1 << 62))
+    timeout = _number(args, "timeout", 60, 0.1, 600)
+    chunks = unixfs.cat(NetworkBlocks(store), c, offset, length).__aiter__()
+
+    async def first():
+        try:
+            return await chunks.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    head = await _guard(f"cat {unixfs.cidText(c)}", withTimeout(node.reactor, timeout, first()))
+
+    async def rest():
+        if head:
+            yield head
+        async for chunk in chunks:
+            yield chunk
+
+    return BodyStream(rest())
+
+
+@command("ls")
+async def ls(node, args):
+    store = _store(node)
+    c = _cid(args)
+    timeout = _number(args, "timeout", 60, 0.1, 600)
+    entries = await _guard(f"ls {unixfs.cidText(c)}", withTimeout(node.reactor, timeout, unixfs.ls(NetworkBlocks(store), c)))
+    return {"Links": [{"Name": name, "Hash": unixfs.cidText(child), "Size": size} for name, child, size in entries]}
+
+
+@command("pin/add")
+async def pinAdd(node, args):
+    store = _store(node)
+    c = _cid(args)
+    count = await _guard(f"pin {unixfs.cidText(c)}", unixfs.pinRecursive(NetworkBlocks(store), c))
+    return {"Pins": [unixfs.cidText(c)], "Blocks": count}
+
+
+@command("pin/rm")
+async def pinRemove(node, args):
+    store = _store(node)
+    c = _cid(args)
+    if c not in await store.blocks.pins():
+        raise APIError(f"{unixfs.cidText(c)} is not pinned")
+    await unixfs.unpinRecursive(store.blocks, c)
+    return {"Pins": [unixfs.cidText(c)]}
+
+
+@command("pin/ls")
+async def pinList(node, args):
+    store = _store(node)
+    return {"Keys": sorted(unixfs.cidText(c) for c in await store.blocks.pins())}
+
+
+@command("repo/gc")
+async def repoGC(node, args):
+    store = _store(node)
+    budget = argument(args, "budget", required=False)
+    budget = None if budget is None else int(_number(args, "budget", 0, 0, 1 << 62))
+    removed, freed = await store.blocks.gc(budget)
+    return {"Removed": removed, "Freed": freed}
+
+
+@command("repo/stat")
+async def repoStat(node, args):
+    store = _store(node)
+    stat = await store.blocks.stat()
+    return {"NumObjects": stat["blocks"], "RepoSize": stat["bytes"], "Pinned": stat["pinned"], "RepoPath": str(node.config.dataDir / "blocks")}

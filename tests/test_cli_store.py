@@ -1,0 +1,90 @@
+"""
+Storing data through the C{tau} CLI against a running node: add, cat, get,
+pin, repo gc and stat.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from tests.processes import TAU, TWISTD, run, spawn, stopped
+
+# helia's CID (ipfs-unixfs-importer defaults: CIDv1, raw leaves, 256 KiB
+# chunks) of b"hello\n"
+HELLO = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+
+
+class StoreCommandTests(TestCase):
+    timeout = 180
+
+    async def startNode(self):
+        root = Path(self.mktemp()).resolve()
+        node = spawn(reactor, TWISTD + ["-n", "--pidfile=", "taubyte", f"--root={root}", "--listen=/ip4/127.0.0.1/tcp/0"])
+        self.addCleanup(stopped, node)
+        await node.waitFor(b"reachable at")
+        return root
+
+    async def tau(self, root, *args):
+        return await run(reactor, TAU + ["--root", str(root), *args])
+
+    async def ok(self, root, *args):
+        status, out, err = await self.tau(root, *args)
+        self.assertEqual(status, 0, out + err)
+        return out
+
+    def folder(self):
+        top = Path(self.mktemp()).resolve() / "site"
+        (top / "sub").mkdir(parents=True)
+        (top / "sub" / "a.txt").write_bytes(b"hello\n")
+        (top / "big.bin").write_bytes(os.urandom(3_000_000))
+        return top
+
+    async def test_addCatGetPinGC(self):
+        root = await self.startNode()
+        top = self.folder()
+        out = await self.ok(root, "add", str(top / "sub" / "a.txt"))
+        self.assertEqual(out.split(), ["added", HELLO, "a.txt"])
+        status, out, err = await run(reactor, TAU + ["--root", str(root), "cat", HELLO])
+        self.assertEqual(out, "hello\n")
+
+        big = (await self.ok(root, "add", "-q", str(top / "big.bin"))).strip()
+        self.assertTrue(big.startswith("bafybei"))
+        target = Path(self.mktemp())
+        await self.ok(root, "get", big, "-o", str(target))
+        self.assertEqual(target.read_bytes(), (top / "big.bin").read_bytes())
+
+        lines = (await self.ok(root, "add", str(top))).splitlines()
+        self.assertEqual(len(lines), 3)
+        folder = lines[-1].split()[1]
+        self.assertEqual(lines[-1].split()[2], "site")
+        copy = Path(self.mktemp())
+        await self.ok(root, "get", folder, "-o", str(copy))
+        self.assertEqual((copy / "sub" / "a.txt").read_bytes(), b"hello\n")
+        self.assertEqual((copy / "big.bin").read_bytes(), (top / "big.bin").read_bytes())
+
+        pins = (await self.ok(root, "pin", "ls")).split()
+        self.assertEqual(sorted(pins), sorted({HELLO, big, folder}))
+        stat = await self.ok(root, "repo", "stat")
+        self.assertRegex(stat, r"NumObjects: \d+")
+        for cid in (HELLO, big, folder):
+            await self.ok(root, "pin", "rm", cid)
+        out = await self.ok(root, "repo", "gc")
+        self.assertRegex(out, r"removed [1-9]\d* blocks, freed 30\d{5} bytes")
+        self.assertIn("NumObjects: 0", await self.ok(root, "repo", "stat"))
+
+    async def test_errors(self):
+        root = await self.startNode()
+        for args, words in [
+            (("cat", "nonsense"), "is not a CID"),
+            (("cat", HELLO, "--timeout", "1"), "not found"),
+            (("pin", "rm", HELLO), "not pinned"),
+            (("add", "/no/such/file"), "no such file"),
+        ]:
+            status, out, err = await self.tau(root, *args)
+            self.assertNotEqual(status, 0)
+            self.assertNotIn("Traceback", err)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            self.assertTrue(err.startswith("tau: ") and words in err, err)

@@ -13,6 +13,7 @@ from twisted.web.server import Site
 from tau import services
 from tau._version import __version__
 from tau.control.server import ControlResource
+from tau.bitswap.service import BitswapService
 from tau.host import Host
 from tau.kad.network import DHTService
 from tau.protocols import installProtocols
@@ -47,6 +48,7 @@ class Node(MultiService):
         self.host = None
         self.dht = None
         self.store = None
+        self.bitswap = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -264,6 +266,9 @@ def makeNode(config, reactor):
     node.addListener(Listener("api", config.apiListen, site, reactor))
     host.setServiceParent(node)
     node.dht.setServiceParent(node)
+    node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)
+    node.store.fetcher = node.bitswap.fetch
+    node.bitswap.setServiceParent(node)
     for name in config.services:
         service = services.factoryFor(name)(config, node, reactor)
         service.setName(name)

@@ -4,7 +4,6 @@ pin, repo gc and stat.
 """
 
 import os
-import re
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -17,7 +16,7 @@ from tests.processes import TAU, TWISTD, run, spawn, stopped
 HELLO = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
 
 
-class StoreCommandTests(TestCase):
+class NodeMixin:
     timeout = 180
 
     async def startNode(self):
@@ -42,6 +41,8 @@ class StoreCommandTests(TestCase):
         (top / "big.bin").write_bytes(os.urandom(3_000_000))
         return top
 
+
+class StoreCommandTests(NodeMixin, TestCase):
     async def test_addCatGetPinGC(self):
         root = await self.startNode()
         top = self.folder()
@@ -88,3 +89,20 @@ class StoreCommandTests(TestCase):
             self.assertNotIn("Traceback", err)
             self.assertEqual(len(err.splitlines()), 1, err)
             self.assertTrue(err.startswith("tau: ") and words in err, err)
+
+
+class TwoNodeTests(NodeMixin, TestCase):
+    """
+    Data added on one node is read on another, over Bitswap.
+    """
+
+    async def test_catAndGetFromAnotherNode(self):
+        a, b = await self.startNode(), await self.startNode()
+        top = self.folder()
+        folder = (await self.ok(a, "add", "-q", str(top))).strip()
+        address = (await self.ok(a, "id")).split()[1]
+        await self.ok(b, "swarm", "connect", address)
+        copy = Path(self.mktemp())
+        await self.ok(b, "get", folder, "-o", str(copy), "--timeout", "30")
+        self.assertEqual((copy / "big.bin").read_bytes(), (top / "big.bin").read_bytes())
+        self.assertEqual((copy / "sub" / "a.txt").read_bytes(), b"hello\n")

@@ -7,7 +7,9 @@ import json
 from google.protobuf.message import DecodeError
 
 from twisted.internet.error import TimeoutError
+from twisted.logger import Logger
 
+from tau.bitswap.client import FetchTimeout
 from tau.control.routes import APIError, BodyStream, argument, command
 from tau.store import unixfs
 from tau.store.blockstore import BadBlock, StoreFull
@@ -16,6 +18,7 @@ from tau.store.service import NetworkBlocks
 from tau.streams import withTimeout
 
 MAX_DIRECTORY_ENTRIES = 100_000
+_log = Logger()
 
 
 def _store(node):
@@ -70,12 +73,26 @@ async def _guard(what, coroutine):
         raise APIError(f"{what}: block {e} not found", status=404) from None
     except TimeoutError:
         raise APIError(f"{what}: not found in time (no peer sent it)", status=504) from None
+    except FetchTimeout as e:
+        raise APIError(f"{what}: {e}", status=504) from None
     except StoreFull as e:
         raise APIError(f"{what}: the disk is full ({e}); nothing stored is lost", status=507) from None
     except (unixfs.NotAFile, unixfs.ShardingUnsupported, BadBlock, ValueError) as e:
         raise APIError(f"{what}: {e}") from None
     except DecodeError:
         raise APIError(f"{what}: not a UnixFS node") from None
+
+
+def _announce(node, cid):
+    """
+    Tell peers waiting for C{cid} that we have it, and provide it in the
+    DHT, in the background (a slow DHT must not hold up an add).
+    """
+    if node.bitswap is not None:
+        node.bitswap.notifyNewBlocks([cid])
+    if node.dht is not None:
+        d = node.dht.provide(bytes(cid.multihash))
+        d.addErrback(lambda f: _log.info("providing {cid} failed: {why}", cid=unixfs.cidText(cid), why=f.getErrorMessage()))
 
 
 @command("add", body=True)
@@ -88,6 +105,7 @@ async def add(node, args, body):
         "add",
         unixfs.importFile(store.blocks, body, node.reactor, params=_params(args), pin=_flag(args, "pin", True)),
     )
+    _announce(node, entry.cid)
     return {"Hash": unixfs.cidText(entry.cid), "Size": entry.filesize, "CumulativeSize": entry.size}
 
 
@@ -110,6 +128,7 @@ async def addDirectory(node, args, body):
     root = await _guard("add/dir", unixfs.buildDirectory(store.blocks, entries))
     if _flag(args, "pin", True):
         await unixfs.pinRecursive(store.blocks, root.cid)
+    _announce(node, root.cid)
     return {"Hash": unixfs.cidText(root.cid), "CumulativeSize": root.size}
 
 

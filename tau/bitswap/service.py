@@ -1,0 +1,233 @@
+"""
+L{BitswapService}: Bitswap 1.2.0 on a host, serving a block store and
+fetching into it.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
+
+from tau.bitswap import cids
+from tau.bitswap.client import BadBlock, Client
+from tau.bitswap.engine import Engine
+from tau.bitswap.message import INBOUND_PROTOCOLS, MessageError
+from tau.bitswap.network import PeerQueue, readMessages
+from tau.protocols.multistream import NegotiationFailed
+
+#: Most providers dialled per search.
+MAX_PROVIDERS = 10
+#: Seconds before a peer that refused bitswap is asked again.
+NO_BITSWAP_RETRY = 600.0
+
+
+class BitswapService(Service):
+    """
+    @param host: the node's L{tau.host.Host}.
+    @param blockstore: the block store (async C{get}, C{put}, C{has},
+        C{size}).
+    @param dht: a L{tau.kad.network.DHTService} for provider search, or None.
+    @param options: L{Client} timeouts (C{blockTimeout}, C{fetchTimeout},
+        C{providerSearchDelay}) and L{Engine} limits (C{maxWantlist},
+        C{maxMessage}).
+    """
+
+    log = Logger()
+
+    def __init__(self, host, blockstore, dht=None, reactor=None, **options):
+        self.setName("bitswap")
+        self.host = host
+        self.store = blockstore
+        self.dht = dht
+        self.reactor = reactor if reactor is not None else host.reactor
+        engineOptions = {k: options.pop(k) for k in ("maxWantlist", "maxMessage", "replaceHasWithBlock", "maxLedgers") if k in options}
+        self.engine = Engine(blockstore, self._sendMessage, **engineOptions)
+        self.client = Client(
+            blockstore,
+            self.reactor,
+            self._sendWants,
+            self._connectedPeers,
+            self._findProviders if dht is not None else None,
+            self.engine.blocksAdded,
+            **options,
+        )
+        self._queues = {}
+        self._observed = set()
+        self._noBitswap = {}
+        self._observing = False
+
+    # Service
+
+    def startService(self):
+        super().startService()
+        for pid in INBOUND_PROTOCOLS:
+            self.host.setStreamHandler(pid, self._serve)
+        if not self._observing:
+            # the host has no removeConnectionObserver; the observer checks
+            # self.running instead.
+            self._observing = True
+            self.host.addConnectionObserver(self._connected)
+        for conn in self.host.connections():
+            self._connected(conn)
+
+    def stopService(self):
+        super().stopService()
+        for pid in INBOUND_PROTOCOLS:
+            self.host.removeHandler(pid)
+        self.client.stop()
+        self.engine.stop()
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+
+    # public API
+
+    async def fetch(self, c, timeout=None):
+        """
+        The bytes of block C{c} (CID object or text), local or fetched.
+
+        @raise tau.bitswap.FetchTimeout: nobody delivered it in time.
+        """
+        return await self.client.fetch(c, timeout=timeout)
+
+    async def fetchDAG(self, root, childrenOf=cids.childrenOf, parallelism=32, timeout=None):
+        """
+        Fetch the whole DAG under C{root}; see L{Client.fetchDAG}.
+        """
+        return await self.client.fetchDAG(root, childrenOf, parallelism, timeout)
+
+    def notifyNewBlocks(self, added):
+        """
+        Blocks added to the store by others (an import): answer the peers
+        waiting for them.
+        """
+        self.engine.blocksAdded(added)
+
+    def stat(self):
+        client = self.client.stat()
+        return {
+            "peers": [str(p) for p in self._queues],
+            "wantlist": client["wantlist"],
+            "blocksReceived": client["blocksReceived"],
+            "bytesReceived": client["bytesReceived"],
+            "duplicateBlocks": client["duplicateBlocks"],
+            "badBlocks": client["badBlocks"],
+            "blocksSent": self.engine.blocksSent,
+            "bytesSent": self.engine.bytesSent,
+            "ledgers": self.engine.stat(),
+        }
+
+    # connections
+
+    def _connectedPeers(self):
+        now = self.reactor.seconds()
+        out = []
+        for peer in self.host.connectedPeers():
+            until = self._noBitswap.get(peer)
+            if until is not None:
+                if until > now:
+                    continue
+                del self._noBitswap[peer]
+            if self.host.connectionTo(peer) is not None:
+                out.append(peer)
+        return out
+
+    def _connected(self, conn):
+        if not self.running:
+            return
+        peer = conn.remotePeer
+        conn.whenClosed().addCallback(lambda _: self._connectionClosed(peer))
+        self.client.peerConnected(peer)
+
+    def _connectionClosed(self, peer):
+        if self.host.connections(peer):
+            return
+        queue = self._queues.pop(peer, None)
+        if queue is not None:
+            queue.close()
+        self.engine.peerDisconnected(peer)
+        self.client.peerDisconnected(peer)
+
+    def _queue(self, peer):
+        queue = self._queues.get(peer)
+        if queue is None:
+            queue = self._queues[peer] = PeerQueue(self.host, peer, self.reactor, onError=self._queueFailed)
+        return queue
+
+    def _queueFailed(self, queue, error):
+        """
+        Our wants could not be sent to a peer: forget the queue, and treat
+        the peer as gone for the wants it was asked.
+        """
+        peer = queue.peer
+        if self._queues.get(peer) is queue:
+            del self._queues[peer]
+            queue.close()
+        if isinstance(error, NegotiationFailed):
+            self._noBitswap[peer] = self.reactor.seconds() + NO_BITSWAP_RETRY
+        self.client.peerDisconnected(peer)
+
+    def _sendWants(self, peer, entries):
+        if not self.running:
+            return
+        self._queue(peer).want(entries)
+
+    async def _sendMessage(self, peer, message):
+        queue = self._queue(peer)
+        try:
+            await queue.send(message)
+        except Exception as e:
+            if self._queues.get(peer) is queue:
+                del self._queues[peer]
+                queue.close()
+            if isinstance(e, NegotiationFailed):
+                self._noBitswap[peer] = self.reactor.seconds() + NO_BITSWAP_RETRY
+            raise
+
+    async def _findProviders(self, key):
+        found = await self.dht.findProviders(key, MAX_PROVIDERS)
+        peers = []
+        dials = []
+        for peer, addrs in found:
+            if peer == self.host.peerID:
+                continue
+            if addrs:
+                self.host.peerstore.addAddrs(peer, addrs, ttl=600)
+            peers.append(peer)
+            d = Deferred.fromCoroutine(self.host.dial(peer))
+            d.addErrback(lambda f, p=peer: self.log.debug("bitswap: provider {peer} unreachable: {why}", peer=str(p), why=f.getErrorMessage()))
+            dials.append(d)
+        if dials:
+            await gatherResults(dials)
+        return [p for p in peers if self.host.connectionTo(p) is not None]
+
+    # inbound
+
+    async def _serve(self, stream):
+        peer = stream.remotePeer
+        try:
+            await readMessages(stream, lambda message: self._received(peer, message))
+        except MessageError as e:
+            self.log.warn("bitswap: bad message from {peer}, dropping it: {why}", peer=str(peer), why=str(e))
+            self._drop(peer)
+            return
+        except BadBlock as e:
+            self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=str(e))
+            self._drop(peer)
+            return
+        stream.closeWrite()
+
+    async def _received(self, peer, message):
+        if not self.running:
+            return
+        if message.blocks:
+            for _, data in message.blocks:
+                self.engine.blockReceivedFrom(peer, len(data))
+            await self.client.blocksReceived(peer, message.blocks)
+        if message.presences:
+            self.client.presencesReceived(peer, message.presences)
+        if message.entries or message.full:
+            self.engine.messageReceived(peer, message)
+
+    def _drop(self, peer):
+        for conn in self.host.connections(peer):
+            conn.close()

@@ -25,21 +25,33 @@ class StoreService(Service):
         self.reactor = reactor
         self.blocks = BlockStore(root, reactor)
         self.fetcher = None
+        self._opening = None
         self._ready = OneShot()
 
     def startService(self):
         super().startService()
         if self._ready.fired:
             self._ready = OneShot()
-        d = Deferred.fromCoroutine(self.blocks.open())
-        d.addCallbacks(lambda _: self._ready.fire(self), self._ready.fire)
+        # Once the reactor runs: opening starts threads, and a node that
+        # fails to start before that (twistd, a port in use) must be able to
+        # exit without waiting for them.
+        self.reactor.callWhenRunning(self._open)
+
+    def _open(self):
+        if not self.running:
+            return
+        self._opening = Deferred.fromCoroutine(self.blocks.open())
+        self._opening.addCallbacks(lambda _: self._ready.fire(self), self._ready.fire)
 
     def whenReady(self):
         return self._ready.whenFired()
 
     def stopService(self):
         super().stopService()
-        return Deferred.fromCoroutine(self.blocks.close())
+        if self._opening is None:
+            return None
+        opening, self._opening = self._opening, None
+        return opening.addBoth(lambda _: Deferred.fromCoroutine(self.blocks.close()))
 
     async def get(self, cid):
         """

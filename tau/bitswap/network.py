@@ -20,7 +20,7 @@ slow peer holds back only its own queue.
 from collections import OrderedDict
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -39,7 +39,7 @@ class QueueClosed(Exception):
     """
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class _Writer(Protocol):
     """
     Our end of an outbound bitswap stream: writes, ignores whatever the peer
@@ -59,6 +59,9 @@ class _Writer(Protocol):
         pass
 
     def readConnectionLost(self):
+        pass
+
+    def writeConnectionLost(self):
         pass
 
     def connectionLost(self, reason=None):

@@ -1,0 +1,109 @@
+"""
+File interop with helia over Bitswap (tests/interop/helia/files.mjs, with
+C{@helia/unixfs}): a helia node reads a 20 MiB file a tau node imported, and
+a tau node fetches a 20 MiB file helia added, both by CID.  The tau side is a
+real host and a real L{BlockStore} in a temp dir.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import TestCase
+
+from tau.bitswap import BitswapService
+from tau.store import unixfs
+from tau.store.blockstore import BlockStore
+from tests.bitswap.test_helia import HELIA_DIR, _Node
+from tests.hosts import addressOf, startHost
+from tests.interop.jspeer import JsPeerUnavailable, findNode
+
+SIZE = 20 * 1024 * 1024
+#: Seconds any single wait on the helia process may take.
+WAIT = 60.0
+
+
+def deterministicBytes(size, seed="tau"):
+    """
+    The bytes files.mjs serve-file makes: block i of 32 bytes is
+    sha256(f"{seed}:{i}").
+    """
+    out = b"".join(hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in range((size + 31) // 32))
+    return out[:size]
+
+
+def bounded(coro, seconds=WAIT):
+    """
+    Await C{coro} (a coroutine or a Deferred), failing with
+    C{TimeoutError} after C{seconds}.
+    """
+    d = ensureDeferred(coro)
+    d.addTimeout(seconds, reactor)
+    return d
+
+
+class HeliaFileInteropTests(TestCase):
+    timeout = 180
+
+    def setUp(self):
+        # No skip: CI installs node and these packages (.ci/run).
+        self.node = findNode()
+        if not (HELIA_DIR / "node_modules" / "@helia" / "unixfs").is_dir():
+            raise JsPeerUnavailable(f"npm packages missing: npm ci --prefix {HELIA_DIR}")
+        self.pool = ThreadPool(2, 4, name="test-helia-files-io")
+        self.pool.start()
+        self.addCleanup(self.pool.stop)
+
+    def spawn(self, *args):
+        proto = _Node()
+        transport = reactor.spawnProcess(
+            proto,
+            self.node,
+            [self.node, "--import", "./polyfill.mjs", "files.mjs", *args],
+            env=dict(os.environ),
+            path=str(HELIA_DIR),
+        )
+
+        def cleanup():
+            if proto.ended.called:
+                return None
+            try:
+                transport.signalProcess("KILL")
+            except Exception:
+                return None
+            return proto.ended
+
+        self.addCleanup(cleanup)
+        return proto, transport
+
+    async def tauNode(self):
+        store = BlockStore(Path(self.mktemp()), reactor, self.pool)
+        await store.open()
+        self.addCleanup(lambda: Deferred.fromCoroutine(store.close()))
+        host = await startHost(self)
+        service = BitswapService(host, store, reactor=reactor, fetchTimeout=WAIT)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return host, store, service
+
+    async def test_heliaCatsFileFromTau(self):
+        """
+        tau imports 20 MiB with the UnixFS importer; helia, dialled to tau
+        and nothing else, reads the file by CID with C{unixfs.cat} and gets
+        the same bytes.
+        """
+        host, store, service = await self.tauNode()
+        data = os.urandom(SIZE)
+        entry = await unixfs.importFile(store, data, reactor, self.pool)
+        cid = unixfs.cidText(entry.cid)
+        proto, _ = self.spawn("cat-file", addressOf(host), cid, str(int(WAIT * 1000)))
+        result = json.loads(await bounded(proto.line(), WAIT + 15))
+        self.assertTrue(result["ok"], result.get("error"))
+        self.assertEqual(result["size"], SIZE)
+        self.assertEqual(result["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(await bounded(proto.ended), 0)
+        self.assertGreaterEqual(service.stat()["bytesSent"], SIZE)

@@ -63,21 +63,25 @@ class _Node(ProcessProtocol):
         return self.lines.pop(0)
 
 
-class HeliaInteropTests(TestCase):
-    timeout = 90
+class HeliaMixin:
+    """
+    Start the helia scripts of tests/interop/helia; C{package} is the npm
+    package the script needs.  No skip: CI installs node and the packages.
+    """
+
+    package = "@helia/bitswap"
 
     def setUp(self):
-        # No skip: CI installs node and these packages (.ci/run).
         self.node = findNode()
-        if not (HELIA_DIR / "node_modules" / "@helia" / "bitswap").is_dir():
+        if not (HELIA_DIR / "node_modules" / self.package).is_dir():
             raise JsPeerUnavailable(f"npm packages missing: npm ci --prefix {HELIA_DIR}")
 
-    def spawn(self, *args):
+    def spawn(self, script, *args):
         proto = _Node()
         transport = reactor.spawnProcess(
             proto,
             self.node,
-            [self.node, "--import", "./polyfill.mjs", "bitswap.mjs", *args],
+            [self.node, "--import", "./polyfill.mjs", script, *args],
             env=dict(os.environ),
             path=str(HELIA_DIR),
         )
@@ -93,6 +97,10 @@ class HeliaInteropTests(TestCase):
 
         self.addCleanup(cleanup)
         return proto, transport
+
+
+class HeliaInteropTests(HeliaMixin, TestCase):
+    timeout = 90
 
     async def tauNode(self):
         host = await startHost(self)
@@ -110,7 +118,7 @@ class HeliaInteropTests(TestCase):
         host, store, service = await self.tauNode()
         blocks = [os.urandom(n) for n in (100, 256 * 1024, 2 * 1024 * 1024)]
         wanted = [store.add(b) for b in blocks]
-        proto, _ = self.spawn("fetch", addressOf(host), *[cids.cidText(c) for c in wanted])
+        proto, _ = self.spawn("bitswap.mjs", "fetch", addressOf(host), *[cids.cidText(c) for c in wanted])
         result = json.loads(await proto.line())
         self.assertTrue(result["ok"], result.get("error"))
         self.assertEqual([b["sha256"] for b in result["blocks"]], [hashlib.sha256(b).hexdigest() for b in blocks])
@@ -121,7 +129,7 @@ class HeliaInteropTests(TestCase):
         tau fetches blocks helia stored, verifying each.
         """
         host, store, service = await self.tauNode()
-        proto, transport = self.spawn("serve", str(300 * 1024), "3")
+        proto, transport = self.spawn("bitswap.mjs", "serve", str(300 * 1024), "3")
         info = json.loads(await proto.line())
         await host.connect(info["addr"])
         for text in info["cids"]:

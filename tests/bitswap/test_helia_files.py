@@ -19,9 +19,8 @@ from twisted.trial.unittest import TestCase
 from tau.bitswap import BitswapService
 from tau.store import unixfs
 from tau.store.blockstore import BlockStore
-from tests.bitswap.test_helia import HELIA_DIR, _Node
+from tests.bitswap.test_helia import HeliaMixin
 from tests.hosts import addressOf, startHost
-from tests.interop.jspeer import JsPeerUnavailable, findNode
 
 SIZE = 20 * 1024 * 1024
 #: Seconds any single wait on the helia process may take.
@@ -47,39 +46,15 @@ def bounded(coro, seconds=WAIT):
     return d
 
 
-class HeliaFileInteropTests(TestCase):
+class HeliaFileInteropTests(HeliaMixin, TestCase):
     timeout = 180
+    package = "@helia/unixfs"
 
     def setUp(self):
-        # No skip: CI installs node and these packages (.ci/run).
-        self.node = findNode()
-        if not (HELIA_DIR / "node_modules" / "@helia" / "unixfs").is_dir():
-            raise JsPeerUnavailable(f"npm packages missing: npm ci --prefix {HELIA_DIR}")
+        super().setUp()
         self.pool = ThreadPool(2, 4, name="test-helia-files-io")
         self.pool.start()
         self.addCleanup(self.pool.stop)
-
-    def spawn(self, *args):
-        proto = _Node()
-        transport = reactor.spawnProcess(
-            proto,
-            self.node,
-            [self.node, "--import", "./polyfill.mjs", "files.mjs", *args],
-            env=dict(os.environ),
-            path=str(HELIA_DIR),
-        )
-
-        def cleanup():
-            if proto.ended.called:
-                return None
-            try:
-                transport.signalProcess("KILL")
-            except Exception:
-                return None
-            return proto.ended
-
-        self.addCleanup(cleanup)
-        return proto, transport
 
     async def tauNode(self):
         store = BlockStore(Path(self.mktemp()), reactor, self.pool)
@@ -101,7 +76,7 @@ class HeliaFileInteropTests(TestCase):
         data = os.urandom(SIZE)
         entry = await unixfs.importFile(store, data, reactor, self.pool)
         cid = unixfs.cidText(entry.cid)
-        proto, _ = self.spawn("cat-file", addressOf(host), cid, str(int(WAIT * 1000)))
+        proto, _ = self.spawn("files.mjs", "cat-file", addressOf(host), cid, str(int(WAIT * 1000)))
         result = json.loads(await bounded(proto.line(), WAIT + 15))
         self.assertTrue(result["ok"], result.get("error"))
         self.assertEqual(result["size"], SIZE)

@@ -89,11 +89,13 @@ class StreamProtocol(Protocol):
     async def _more(self):
         if self._waiter is not None:
             raise RuntimeError("one reader at a time")
+        # The waiter exists before we resume: resuming may deliver buffered
+        # data at once (and pause us again), and that data must wake us.
+        waiter = self._waiter = Deferred(lambda d: setattr(self, "_waiter", None))
         if self._paused:
             self._paused = False
             self.transport.resumeProducing()
-        self._waiter = Deferred(lambda d: setattr(self, "_waiter", None))
-        await self._waiter
+        await waiter
 
     def _ended(self, wanted):
         if self._lost is not None and not self._lost.check(ConnectionDone):
@@ -196,6 +198,20 @@ class StreamProtocol(Protocol):
         """
         if self.transport is not None:
             self.transport.abortConnection()
+
+    def detach(self):
+        """
+        Stop using the stream, to hand its transport to another protocol
+        (as circuit relay does once its handshake is done): return
+        C{(buffered, eof)}, the bytes received and not read and whether the
+        peer already closed its side.  The caller then connects the new
+        protocol to C{self.transport}, feeds it C{buffered} first and calls
+        C{self.transport.resumeProducing()} (reading may have been paused).
+        """
+        if self._waiter is not None:
+            raise RuntimeError("cannot detach a stream while a read is pending")
+        self._paused = False
+        return self._take(len(self._buffer)), self._eof
 
     def whenClosed(self):
         """

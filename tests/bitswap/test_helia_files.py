@@ -1,9 +1,8 @@
 """
 File interop with helia over Bitswap (tests/interop/helia/files.mjs, with
 C{@helia/unixfs}): a helia node reads, by CID, a 20 MiB file a tau node
-imported.  The tau side is a real host and a real L{BlockStore} in a temp
-dir.  (The other direction, tau fetching a file helia added, does not work
-yet: see the open issue 5 note.)
+imported, and a tau node fetches a 20 MiB file helia added.  The tau side
+is a real host and a real L{BlockStore} in a temp dir.
 """
 
 import hashlib
@@ -83,3 +82,30 @@ class HeliaFileInteropTests(HeliaMixin, TestCase):
         self.assertEqual(result["sha256"], hashlib.sha256(data).hexdigest())
         self.assertEqual(await bounded(proto.ended), 0)
         self.assertGreaterEqual(service.stat()["bytesSent"], SIZE)
+
+    async def test_tauFetchesFileHeliaAdded(self):
+        """
+        helia adds 20 MiB of known bytes with C{unixfs.addBytes}; tau, dialled
+        to helia and nothing else, fetches the whole DAG by CID into its
+        block store, and C{unixfs.cat} then gives back exactly those bytes
+        without the network.
+        """
+        host, store, service = await self.tauNode()
+        proto, transport = self.spawn("files.mjs", "serve-file", str(SIZE), "tau")
+        info = json.loads(await bounded(proto.line()))
+        self.assertTrue(info["ok"], info.get("error"))
+        expected = deterministicBytes(SIZE, "tau")
+        self.assertEqual(info["sha256"], hashlib.sha256(expected).hexdigest())
+        await bounded(host.connect(info["addr"]))
+        fetched = await bounded(service.fetchDAG(info["cid"], timeout=WAIT))
+        self.assertGreaterEqual(fetched["bytes"], SIZE)
+        transport.closeStdin()
+        self.assertEqual(await bounded(proto.ended), 0)
+        got = []
+
+        async def cat():
+            async for piece in unixfs.cat(store, info["cid"]):
+                got.append(piece)
+
+        await bounded(cat())
+        self.assertEqual(b"".join(got), expected)

@@ -9,6 +9,9 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from tau.pb import unixfs_pb2
+from tau.store import dagpb, unixfs
+from tests.bitswap.fakes import MemoryBlockStore
 from tests.processes import TAU, TWISTD, run, spawn, stopped
 
 # helia's CID (ipfs-unixfs-importer defaults: CIDv1, raw leaves, 256 KiB
@@ -106,3 +109,36 @@ class TwoNodeTests(NodeMixin, TestCase):
         await self.ok(b, "get", folder, "-o", str(copy), "--timeout", "30")
         self.assertEqual((copy / "big.bin").read_bytes(), (top / "big.bin").read_bytes())
         self.assertEqual((copy / "sub" / "a.txt").read_bytes(), b"hello\n")
+
+
+class ShardedFolderTests(NodeMixin, TestCase):
+    """
+    A folder of thousands of files -- a HAMT-sharded directory -- through
+    tau add, tau ls and tau get.
+    """
+
+    async def test_addListGet(self):
+        root = await self.startNode()
+        top = Path(self.mktemp()).resolve() / "many"
+        (top / "sub").mkdir(parents=True)
+        # 2500 links of 100 + 36 bytes: over the 256 KiB sharding threshold
+        names = [f"{i:05d}-".ljust(100, "n") for i in range(2500)]
+        for i, name in enumerate(names):
+            (top / name).write_bytes(b"%d\n" % i * (i % 7))
+        (top / "sub" / "x").write_bytes(b"x")
+        folder = (await self.ok(root, "add", "-q", str(top))).strip()
+
+        store = MemoryBlockStore()
+        expected = await unixfs.importPath(store, top, reactor)
+        self.assertEqual(folder, unixfs.cidText(expected.cid))
+        _, data = dagpb.decodeNode(store.blocks[expected.cid.multihash])
+        self.assertEqual(unixfs_pb2.Data.FromString(data).Type, unixfs_pb2.Data.HAMTShard)
+
+        listing = (await self.ok(root, "ls", folder)).splitlines()
+        self.assertEqual(sorted(line.split(" ", 2)[2] for line in listing), sorted(names + ["sub"]))
+        copy = Path(self.mktemp())
+        await self.ok(root, "get", folder, "-o", str(copy))
+        self.assertEqual(sorted(p.name for p in copy.iterdir()), sorted(names + ["sub"]))
+        for i, name in enumerate(names):
+            self.assertEqual((copy / name).read_bytes(), b"%d\n" % i * (i % 7), name)
+        self.assertEqual((copy / "sub" / "x").read_bytes(), b"x")

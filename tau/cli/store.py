@@ -1,10 +1,12 @@
 """
-tau add, tau cat, tau get, tau pin add|rm|ls, tau repo gc|stat.
+tau add, tau cat, tau ls, tau get, tau pin add|rm|ls, tau repo gc|stat.
 """
 
 import os
 import sys
 from pathlib import Path
+
+import cid as pycid
 
 from tau.cli import UsageError, runReactor
 from tau.cli.swarm import _config
@@ -23,6 +25,11 @@ def register(sub):
     p.add_argument("cid")
     p.add_argument("--timeout", type=float, default=60, help="seconds to find missing blocks (default 60)")
     p.set_defaults(run=cat)
+
+    p = sub.add_parser("ls", help="list a folder by CID: CID, size and name per entry")
+    p.add_argument("cid")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to find missing blocks (default 60)")
+    p.set_defaults(run=ls)
 
     p = sub.add_parser("get", help="save a file or folder by CID")
     p.add_argument("cid")
@@ -129,13 +136,29 @@ def cat(args):
     return 0
 
 
-async def _get(reactor, config, cid, target, timeout):
+def ls(args):
+    listing = runReactor(_simple, _config(args), "ls", {"arg": args.cid, "timeout": str(args.timeout)})
+    for link in listing["Links"]:
+        print(f"{link['Hash']} {link['Size']} {link['Name']}")
+    return 0
+
+
+def _isRaw(text):
+    """A raw-codec CID (bafk...): a file of one block, never a directory."""
     try:
-        listing = await call(reactor, config, "ls", {"arg": cid, "timeout": str(timeout)})
-    except Exception as e:
-        if "not a directory" not in str(e):
-            raise
-        listing = None
+        return pycid.make_cid(text).codec == "raw"
+    except Exception:
+        return False
+
+
+async def _get(reactor, config, cid, target, timeout):
+    listing = None
+    if not _isRaw(cid):
+        try:
+            listing = await call(reactor, config, "ls", {"arg": cid, "timeout": str(timeout)})
+        except Exception as e:
+            if "not a directory" not in str(e):
+                raise
     if listing is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")

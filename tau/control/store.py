@@ -77,7 +77,7 @@ async def _guard(what, coroutine):
         raise APIError(f"{what}: {e}", status=504) from None
     except StoreFull as e:
         raise APIError(f"{what}: the disk is full ({e}); nothing stored is lost", status=507) from None
-    except (unixfs.NotAFile, unixfs.ShardingUnsupported, BadBlock, ValueError) as e:
+    except (unixfs.NotAFile, unixfs.BadShard, BadBlock, ValueError) as e:
         raise APIError(f"{what}: {e}") from None
     except DecodeError:
         raise APIError(f"{what}: not a UnixFS node") from None
@@ -125,7 +125,7 @@ async def addDirectory(node, args, body):
     entries = {}
     for path, text in given.items():
         entries[path] = await _guard(path, unixfs.entryOf(store.blocks, unixfs._parse(text)))
-    root = await _guard("add/dir", unixfs.buildDirectory(store.blocks, entries))
+    root = await _guard("add/dir", unixfs.buildDirectory(store.blocks, entries, reactor=node.reactor))
     if _flag(args, "pin", True):
         await unixfs.pinRecursive(store.blocks, root.cid)
     _announce(node, root.cid)

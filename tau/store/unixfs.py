@@ -1,12 +1,21 @@
 """
 UnixFS on dag-pb: a streaming importer and a streaming exporter.
 
-Defaults are those of ``@helia/unixfs`` (``ipfs-unixfs-importer`` with no
-profile): CIDv1, raw leaves, 256 KiB fixed chunks, balanced layout with 174
-links per node, a file of one chunk is that raw leaf.  ``KUBO`` is
-``ipfs add --cid-version=1 --raw-leaves`` (boxo: size-262144, balanced, 174
-links) -- the same parameters, hence the same CIDs.  ``KUBO_V0`` is plain
+Defaults (``DEFAULT``, also called ``HELIA`` and ``KUBO``) are those of
+``ipfs-unixfs-importer`` 17 with no options and no profile: CIDv1, raw leaves,
+256 KiB fixed chunks, balanced layout with 174 links per node, a file of one
+chunk is that raw leaf.  ``kubo``'s ``ipfs add --cid-version=1 --raw-leaves``
+(boxo: size-262144, balanced, 174 links) uses the same parameters, hence gives
+the same CIDs.  ``HELIA_UNIXFS`` is what ``@helia/unixfs`` 8 ``addBytes`` /
+``addAll`` give with default options: they override the importer's chunker
+and layout with 1 MiB chunks and 1024 links per node.  ``KUBO_V0`` is plain
 ``ipfs add`` (CIDv0, dag-pb leaves).
+
+Directories whose links outgrow ``Params.shardThreshold`` become HAMT-sharded
+directories (L{tau.store.hamt}) by ipfs-unixfs-importer's rule (checked live
+against it in tests/store/test_helia_cids.py; kubo's own rule has not been
+checked against a kubo binary); the exporter reads plain and sharded
+directories, whoever made them.
 
 The importer reads, chunks and hashes in a worker thread, a batch of chunks at a
 time, and hands each batch to the block store while the next one is read, so a
@@ -23,10 +32,11 @@ from pathlib import Path
 from typing import AsyncIterator, Iterable
 
 import cid as pycid
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 
 from tau.pb import unixfs_pb2
-from tau.store import dagpb
+from tau.store import dagpb, hamt
 from tau.store.chunker import FixedSize
 from tau.store.dagpb import Link
 
@@ -42,22 +52,23 @@ class Params:
     cidVersion: int = 1
     reduceSingleLeafToSelf: bool = True
     batchBytes: int = 4 << 20   # bytes read and hashed per thread hop
+    # a directory whose links weigh more than this becomes a HAMT (see
+    # hamt.ShardRule); ipfs-unixfs-importer's shardSplitThresholdBytes
+    shardThreshold: int = hamt.SHARD_SPLIT_THRESHOLD
+    shardFanout: int = hamt.DEFAULT_FANOUT
 
 
-HELIA = Params()
-KUBO = Params()                                   # ipfs add --cid-version=1 --raw-leaves
+DEFAULT = Params()
+HELIA = DEFAULT                                   # ipfs-unixfs-importer 17, no options
+KUBO = DEFAULT                                    # ipfs add --cid-version=1 --raw-leaves
 KUBO_V0 = Params(rawLeaves=False, cidVersion=0)   # ipfs add
+HELIA_UNIXFS = Params(chunker=FixedSize(1 << 20), maxLinks=1024)   # @helia/unixfs 8 defaults
+
+BadShard = hamt.BadShard
 
 
 class BlockMissing(Exception):
     """A block of the DAG is not in the store."""
-
-
-class ShardingUnsupported(ValueError):
-    """
-    A directory large enough to need HAMT sharding: this version cannot build
-    or read one yet (it would give another CID than helia and kubo).
-    """
 
 
 class NotAFile(Exception):
@@ -238,12 +249,119 @@ def directoryNode(children: dict[str, Entry], version: int = 1):
     return c, block, len(block) + sum(children[n].size for n in names)
 
 
-SHARD_THRESHOLD = 262144  # ipfs-unixfs-importer 'links-bytes': sum(len(name) + len(cid))
+def shardedDirectoryNodes(children: dict[str, Entry], version: int = 1, fanout: int = hamt.DEFAULT_FANOUT):
+    """
+    A HAMT-sharded directory over ``children``: ``(cid, tsize, blocks)``,
+    ``blocks`` every node as ``(cid, block)``.
+    """
+    byBytes = {}
+
+    def cidFor(block):
+        c = makeCid("dag-pb", block, version)
+        raw = _cidBytes(c)
+        byBytes[raw] = c
+        return raw
+    rootCid, _, size, blocks = hamt.buildShard(
+        [hamt.Child(n, _cidBytes(e.cid), e.size) for n, e in children.items()], cidFor, fanout)
+    return byBytes[rootCid], size, [(byBytes[c], block) for c, block in blocks]
 
 
-def _needsShard(children: dict[str, Entry]) -> bool:
-    est = sum(len(n.encode("utf-8")) + len(_cidBytes(e.cid)) for n, e in children.items())
-    return est > SHARD_THRESHOLD
+# directories with more entries than this are built in a worker thread
+_THREAD_ENTRIES = 2000
+
+
+class _DirNode:
+    """
+    A directory being imported: its children (L{Entry} or L{_DirNode}),
+    and whether ipfs-unixfs-importer would have made it a HAMT by now.
+    ``explicit``: added as an (empty) directory entry of its own, which
+    the importer counts in its parent's estimate until something is put
+    below it.
+    """
+
+    __slots__ = ("children", "rule", "explicit")
+
+    def __init__(self, threshold, explicit=False):
+        self.children: dict = {}
+        self.rule = hamt.ShardRule(threshold)
+        self.explicit = explicit
+
+
+class _DirTree:
+    """
+    Puts entries into a tree the way ipfs-unixfs-importer's tree builder
+    does, keeping each directory's shard estimate (hamt.ShardRule), then
+    builds the directory nodes bottom up.
+    """
+
+    def __init__(self, params: Params):
+        self.params = params
+        self.root = _DirNode(params.shardThreshold)
+        emptyCid, _, _ = directoryNode({}, params.cidVersion)
+        self._emptyWeight = len(_cidBytes(emptyCid))
+
+    def _weight(self, name, value):
+        if isinstance(value, Entry):
+            return hamt.linkWeight(name, len(_cidBytes(value.cid)))
+        if value.explicit:
+            return hamt.linkWeight(name, self._emptyWeight)
+        return 0
+
+    def put(self, path: str, value, replace: bool = True):
+        """
+        ``value``: an L{Entry}, or None for an (empty) directory.
+        """
+        parts = [x for x in path.split("/") if x]
+        if not parts:
+            raise ValueError("an empty path")
+        node = self.root
+        for part in parts[:-1]:
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = _DirNode(self.params.shardThreshold)
+            elif isinstance(child, Entry):
+                raise ValueError(f"{path}: a file is in the way")
+            elif child.explicit:
+                node.rule.drop(self._weight(part, child))
+                child.explicit = False
+            node = child
+        name = parts[-1]
+        old = node.children.get(name)
+        if value is None:
+            if old is not None:
+                if isinstance(old, Entry):
+                    raise ValueError(f"{path}: a file is in the way")
+                return
+            value = _DirNode(self.params.shardThreshold, explicit=True)
+        elif old is not None and not replace:
+            raise ValueError(f"{path}: given twice")
+        if old is not None:
+            node.rule.drop(self._weight(name, old))
+        node.children[name] = value
+        node.rule.put(self._weight(name, value))
+        node.rule.check()
+
+    async def build(self, store, reactor=None, threadpool=None) -> Entry:
+        return await self._build(store, self.root, reactor, threadpool)
+
+    async def _build(self, store, node: _DirNode, reactor, threadpool) -> Entry:
+        children = {}
+        for name, value in node.children.items():
+            children[name] = value if isinstance(value, Entry) else await self._build(
+                store, value, reactor, threadpool)
+        p = self.params
+        if not node.rule.sharded:
+            c, block, size = directoryNode(children, p.cidVersion)
+            await store.putMany([(c, block)], verified=True)
+            return Entry(c, size, 0)
+        if reactor is not None and len(children) > _THREAD_ENTRIES:
+            c, size, blocks = await deferToThreadPool(
+                reactor, threadpool or reactor.getThreadPool(),
+                shardedDirectoryNodes, children, p.cidVersion, p.shardFanout)
+        else:
+            c, size, blocks = shardedDirectoryNodes(children, p.cidVersion, p.shardFanout)
+        await store.putMany(blocks, verified=True)
+        return Entry(c, size, 0)
 
 
 async def importDirectory(store, entries: Iterable, reactor, threadpool=None,
@@ -251,38 +369,20 @@ async def importDirectory(store, entries: Iterable, reactor, threadpool=None,
     """
     Import a tree.  ``entries``: (path, source) pairs, ``path`` with "/"
     separators, ``source`` as for importFile, or None for an (empty)
-    directory.  Returns the root directory that wraps them all.
+    directory.  Returns the root directory that wraps them all (what
+    ipfs-unixfs-importer gives with ``wrapWithDirectory``, entries in the
+    same order giving the same CID).
     """
-    tree: dict = {}
+    tree = _DirTree(params)
     for path, source in entries:
-        parts = [x for x in path.split("/") if x]
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{path}: a file is in the way")
-        if source is None:
-            node.setdefault(parts[-1], {})
-        else:
-            node[parts[-1]] = await importFile(store, source, reactor, threadpool, params)
-    root = await _buildDir(store, tree, params)
+        if not [x for x in path.split("/") if x]:
+            raise ValueError("an empty path")
+        value = None if source is None else await importFile(store, source, reactor, threadpool, params)
+        tree.put(path, value)
+    root = await tree.build(store, reactor, threadpool)
     if pin:
         await pinRecursive(store, root.cid)
     return root
-
-
-async def _buildDir(store, tree: dict, params: Params) -> Entry:
-    children = {}
-    for name, value in tree.items():
-        children[name] = value if isinstance(value, Entry) else await _buildDir(store, value, params)
-    if _needsShard(children):
-        # helia and kubo switch to a HAMT-sharded directory here; we cannot
-        # produce their CID yet, so refuse rather than build a different one
-        raise ShardingUnsupported(
-            "directories of more than 256 KiB of links (HAMT sharding) are not supported yet")
-    c, block, size = directoryNode(children, params.cidVersion)
-    await store.putMany([(c, block)], verified=True)
-    return Entry(c, size, 0)
 
 
 async def importPath(store, path: Path, reactor, threadpool=None, params: Params = HELIA,
@@ -378,30 +478,69 @@ async def _cat(store, c, start, end):
         pos += size if size is not None else got
 
 
-async def ls(store, c) -> list[tuple[str, object, int]]:
-    """Entries (name, cid, tsize) of a directory, plain or sharded."""
-    c = _parse(c)
-    block = await _block(store, c)
+async def _gather(awaitables):
+    """Await coroutines concurrently; results in order, the first error raised as itself."""
+    try:
+        return await gatherResults([Deferred.fromCoroutine(x) for x in awaitables], consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
+
+
+def _loader(store):
+    async def load(raw: bytes):
+        links, u = _decodeUnixfs(await _block(store, cidFromBytes(raw)))
+        return links, u
+    return load
+
+
+async def _directory(store, c):
+    """(links, UnixFS data) of the directory node ``c``; NotAFile otherwise."""
     if c.codec != "dag-pb":
         raise NotAFile("not a directory")
-    links, u = _decodeUnixfs(block)
+    links, u = _decodeUnixfs(await _block(store, c))
+    if u.Type not in (DATA.Directory, DATA.HAMTShard):
+        raise NotAFile("not a directory")
+    return links, u
+
+
+async def ls(store, c) -> list[tuple[str, object, int]]:
+    """
+    Entries (name, cid, tsize) of a directory, plain (in link order) or
+    HAMT-sharded (in trie order; the sub-shards of a node are fetched
+    together).
+    """
+    c = _parse(c)
+    links, u = await _directory(store, c)
     if u.Type == DATA.Directory:
         return [(l.name, cidFromBytes(l.hash), l.tsize) for l in links]
+    found = await hamt.entries(_loader(store), links, u, concurrency=_gather)
+    return [(name, cidFromBytes(h), tsize) for name, h, tsize in found]
+
+
+async def lookup(store, c, name: str):
+    """
+    The CID called ``name`` in the directory ``c`` (in a HAMT, only the
+    nodes on the way are fetched), or None.
+    """
+    c = _parse(c)
+    links, u = await _directory(store, c)
     if u.Type == DATA.HAMTShard:
-        raise ShardingUnsupported("HAMT-sharded directories are not supported yet")
-    raise NotAFile("not a directory")
+        got = await hamt.find(_loader(store), links, u, name)
+        return None if got is None else cidFromBytes(got[0])
+    matches = [l for l in links if l.name == name]
+    if len(matches) > 1:
+        raise NotAFile(f"the name {name!r} twice in one directory")
+    return cidFromBytes(matches[0].hash) if matches else None
 
 
 async def resolve(store, c, path: str):
     """The CID at ``path`` below the directory ``c``."""
     c = _parse(c)
     for part in [x for x in path.split("/") if x]:
-        for name, child, _ in await ls(store, c):
-            if name == part:
-                c = child
-                break
-        else:
+        child = await lookup(store, c, part)
+        if child is None:
             raise FileNotFoundError(path)
+        c = child
     return c
 
 
@@ -444,22 +583,15 @@ async def entryOf(store, c) -> Entry:
     return Entry(c, len(block) + sum(l.tsize for l in links), u.filesize if u.Type == DATA.File else 0)
 
 
-async def buildDirectory(store, entries: dict, params: Params = HELIA) -> Entry:
+async def buildDirectory(store, entries: dict, params: Params = HELIA,
+                         reactor=None, threadpool=None) -> Entry:
     """
     A directory tree over existing nodes: C{entries} maps "a/b/name" paths
-    to L{Entry}s (see L{entryOf}).
+    to L{Entry}s (see L{entryOf}).  Big directories are HAMT-sharded as
+    importDirectory shards them; with ``reactor``, big shards are built in a
+    worker thread.
     """
-    tree: dict = {}
+    tree = _DirTree(params)
     for path, entry in entries.items():
-        parts = [x for x in path.split("/") if x]
-        if not parts:
-            raise ValueError("an empty path")
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{path}: a file is in the way")
-        if parts[-1] in node:
-            raise ValueError(f"{path}: given twice")
-        node[parts[-1]] = entry
-    return await _buildDir(store, tree, params)
+        tree.put(path, entry, replace=False)
+    return await tree.build(store, reactor, threadpool)

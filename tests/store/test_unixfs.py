@@ -1,9 +1,11 @@
 """
 UnixFS import/export against CIDs computed by helia's importer.
 
-Vectors: produced with ipfs-unixfs-importer 17.1.1 (what @helia/unixfs 8.0.5
-addBytes/addAll runs) and blockstore-core's MemoryBlockstore, default options,
-on Node 20 in a scratch dir outside the repo:
+Vectors: produced with ipfs-unixfs-importer 17.1.1 (the importer of
+@helia/unixfs 8.0.5, which however overrides its chunker and layout with 1 MiB
+chunks and 1024 links: see test_helia_cids, which also runs both live) and
+blockstore-core's MemoryBlockstore, default options, on Node 20 in a scratch
+dir outside the repo:
 
     npm i ipfs-unixfs-importer blockstore-core multiformats
     for await (const e of importer([{ content: content(n) }], new MemoryBlockstore())) ...
@@ -25,6 +27,8 @@ from twisted.trial import unittest
 from tau.store import unixfs
 from tau.store.chunker import Buzhash, FixedSize
 from tau.store.unixfs import BlockMissing, importDirectory, importFile, ls
+
+from tests.bitswap.fakes import MemoryBlockStore
 
 from .helpers import StoreMixin
 
@@ -258,15 +262,62 @@ class ChunkerTests(StoreMixin, unittest.TestCase):
 
 
 class ShardingTests(StoreMixin, unittest.TestCase):
-    def test_bigDirectoryRefused(self):
+    timeout = 120
+
+    def test_hamt6000(self):
         """
-        6000 entries exceed the 256 KiB 'links-bytes' threshold: helia gives
-        DIR_VECTORS["hamt6000"] (a HAMT); until sharding exists we refuse
-        instead of producing a different CID.
+        6000 entries exceed the 256 KiB 'links-bytes' threshold: a HAMT,
+        helia's CID; listed, looked up, read, pinned through GC.
         """
         async def t():
             s = await self.openStore()
             entries = [(f"file-{i:05d}", str(i).encode()) for i in range(6000)]
-            with self.assertRaises(unixfs.ShardingUnsupported):
-                await importDirectory(s, entries, reactor, self.pool)
+            e = await importDirectory(s, entries, reactor, self.pool, pin=True)
+            self.assertEqual(b32(e.cid), DIR_VECTORS["hamt6000"])
+            listed = await ls(s, e.cid)
+            self.assertEqual(sorted(n for n, _, _ in listed), [n for n, _ in entries])
+            for name, c, size in listed[:50]:
+                self.assertEqual(await catAll(s, c), str(int(name[5:])).encode())
+                self.assertEqual(size, len(str(int(name[5:]))))
+            c = await unixfs.resolve(s, e.cid, "/file-04321")
+            self.assertEqual(await catAll(s, c), b"4321")
+            self.assertIsNone(await unixfs.lookup(s, e.cid, "file-06000"))
+            with self.assertRaises(FileNotFoundError):
+                await unixfs.resolve(s, e.cid, "file-06000")
+            with self.assertRaises(unixfs.NotAFile):
+                await catAll(s, e.cid)
+            # the entry of the root, as add/dir computes it, is the importer's
+            self.assertEqual(await unixfs.entryOf(s, e.cid), e)
+            await importFile(s, b"garbage", reactor, self.pool)
+            self.assertEqual((await s.gc())[0], 1)
+            self.assertEqual(len(await ls(s, e.cid)), 6000)
+        return d(t())
+
+    def test_buildDirectoryShards(self):
+        """
+        A directory over existing nodes (what add/dir builds) is sharded
+        the same way: the same CID as importing the files.
+        """
+        async def t():
+            s = MemoryBlockStore()
+            entries = {}
+            for i in range(6000):
+                entries[f"file-{i:05d}"] = await importFile(s, str(i).encode(), reactor, self.pool)
+            e = await unixfs.buildDirectory(s, entries, reactor=reactor, threadpool=self.pool)
+            self.assertEqual(b32(e.cid), DIR_VECTORS["hamt6000"])
+            nested = await unixfs.buildDirectory(s, {"a/b": e, "c": entries["file-00001"]})
+            self.assertEqual(await unixfs.resolve(s, nested.cid, "a/b/file-00001"), entries["file-00001"].cid)
+            with self.assertRaises(ValueError):
+                await unixfs.buildDirectory(s, {"x": e, "x/y": e})
+        return d(t())
+
+    def test_kuboV0Shards(self):
+        """CIDv0 parameters shard too (CIDv0 links weigh 34 bytes, not 36)."""
+        async def t():
+            s = MemoryBlockStore()
+            entries = [(f"file-{i:05d}", str(i).encode()) for i in range(6000)]
+            e = await importDirectory(s, entries, reactor, self.pool, unixfs.KUBO_V0)
+            self.assertEqual(e.cid.version, 0)
+            self.assertEqual(len(await ls(s, e.cid)), 6000)
+            self.assertEqual(await catAll(s, await unixfs.resolve(s, e.cid, "file-00042")), b"42")
         return d(t())

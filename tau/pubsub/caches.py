@@ -1,0 +1,129 @@
+"""
+The two caches of a pubsub router, both bounded:
+
+  - L{SeenCache}: the ids of messages seen in the last C{seen_ttl} seconds
+    (duplicates are dropped without a second validation);
+  - L{MessageCache}: the messages of the last C{history} heartbeats, served
+    to IWANTs, the last C{gossip} of them announced in IHAVEs.
+"""
+
+from collections import OrderedDict
+
+
+class SeenCache:
+    """
+    Message ids with the time they were first seen; entries older than
+    C{ttl} seconds are forgotten, and at most C{maxSize} are kept (the
+    oldest go first).
+    """
+
+    def __init__(self, clock, ttl=120.0, maxSize=200_000):
+        self.clock = clock
+        self.ttl = ttl
+        self.maxSize = maxSize
+        self._entries = OrderedDict()
+
+    def __contains__(self, msgID):
+        self._expire()
+        return msgID in self._entries
+
+    def __len__(self):
+        return len(self._entries)
+
+    def add(self, msgID):
+        """
+        Remember C{msgID}; False when it was already there.
+        """
+        self._expire()
+        if msgID in self._entries:
+            return False
+        self._entries[msgID] = self.clock.seconds()
+        while len(self._entries) > self.maxSize:
+            self._entries.popitem(last=False)
+        return True
+
+    def _expire(self):
+        limit = self.clock.seconds() - self.ttl
+        entries = self._entries
+        while entries:
+            first = next(iter(entries))
+            if entries[first] > limit:
+                break
+            del entries[first]
+
+
+class MessageCache:
+    """
+    The recent messages, in C{history} windows (one per heartbeat).
+
+    @ivar transmissions: how often each peer asked each message with IWANT.
+    """
+
+    def __init__(self, history=5, gossip=3, maxMessages=100_000):
+        if gossip > history:
+            raise ValueError("gossip windows cannot exceed history windows")
+        self.history = history
+        self.gossip = gossip
+        self.maxMessages = maxMessages
+        self._messages = {}
+        self._windows = [[]]
+        self._transmissions = {}
+
+    def __len__(self):
+        return len(self._messages)
+
+    def __contains__(self, msgID):
+        return msgID in self._messages
+
+    def put(self, message):
+        if message.msgID in self._messages:
+            return
+        if len(self._messages) >= self.maxMessages:
+            # past the bound the oldest window gives way
+            for window in reversed(self._windows):
+                if window:
+                    old = window.pop(0)
+                    self._messages.pop(old, None)
+                    self._transmissions.pop(old, None)
+                    break
+        self._messages[message.msgID] = message
+        self._windows[0].append((message.msgID, message.topic))
+
+    def get(self, msgID):
+        return self._messages.get(msgID)
+
+    def getForPeer(self, msgID, peer, maxTransmissions):
+        """
+        The message for an IWANT of C{peer}, or None when unknown or
+        already sent to it C{maxTransmissions} times.
+        """
+        message = self._messages.get(msgID)
+        if message is None:
+            return None
+        counts = self._transmissions.setdefault(msgID, {})
+        sent = counts.get(peer, 0)
+        if sent >= maxTransmissions:
+            return None
+        counts[peer] = sent + 1
+        return message
+
+    def gossipIDs(self, topic):
+        """
+        The ids to announce in IHAVE for C{topic}, newest window first.
+        """
+        out = []
+        for window in self._windows[: self.gossip]:
+            for msgID, t in window:
+                if t == topic:
+                    out.append(msgID)
+        return out
+
+    def shift(self):
+        """
+        Start a new window, dropping the oldest beyond C{history}.
+        """
+        self._windows.insert(0, [])
+        while len(self._windows) > self.history:
+            for msgID, _ in self._windows.pop():
+                self._messages.pop(msgID, None)
+                self._transmissions.pop(msgID, None)

@@ -1,0 +1,246 @@
+// A js-libp2p node with @libp2p/circuit-relay-v2, for tau's relay interop
+// tests (tests/relay/test_interop.py). Same JSON-lines protocol as peer.mjs
+// (tests/interop/jspeer.py drives both): requests {"id", "cmd", ...} on stdin,
+// replies {"id", "ok", ...} and events {"event", ...} on stdout, logs on stderr.
+// Run as `node --import ./polyfill.mjs relay.mjs [options]`.
+//
+// Options:
+//   --listen ADDR          listen multiaddr, repeatable (default
+//                          /ip4/127.0.0.1/tcp/0); ADDR/p2p-circuit reserves a
+//                          slot on the relay at ADDR
+//   --relay-server         run circuitRelayServer (hop)
+//   --relay-data BYTES     its data limit per relayed connection (js default 131072)
+//   --relay-duration MS    its duration limit in milliseconds (js default 120000)
+//   --no-relay-limit       no limits at all on relayed connections
+//
+// Commands: info, dial {addr}, echo {addr|peer, bytes, streams}, ping {addr|peer},
+// connections, reservations (relay side), stop. Echo and ping run on limited
+// (relayed) connections too.
+
+import { randomBytes } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { identify, identifyPush } from '@libp2p/identify'
+import { noise } from '@libp2p/noise'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+
+const ECHO_PROTOCOL = '/tau/echo/1.0.0'
+const BLOCK = 64 * 1024
+const DEFAULT_TIMEOUT_MS = 30_000
+const MAX_ECHO_BYTES = 64 * 1024 * 1024
+const MAX_STREAMS = 64
+const MAX_LINE = 1024 * 1024
+
+function log (...args) {
+  process.stderr.write(`[relay.mjs ${process.pid}] ${args.join(' ')}\n`)
+}
+
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function bufOf (data) {
+  return data instanceof Uint8Array ? data : data.subarray()
+}
+
+const { values: opts } = parseArgs({
+  options: {
+    listen: { type: 'string', multiple: true },
+    'relay-server': { type: 'boolean' },
+    'relay-data': { type: 'string' },
+    'relay-duration': { type: 'string' },
+    'no-relay-limit': { type: 'boolean' }
+  },
+  strict: true
+})
+
+const services = { identify: identify(), identifyPush: identifyPush(), ping: ping() }
+if (opts['relay-server']) {
+  const reservations = { maxReservations: 64 }
+  if (opts['no-relay-limit']) reservations.applyDefaultLimit = false
+  if (opts['relay-data'] != null) reservations.defaultDataLimit = BigInt(opts['relay-data'])
+  if (opts['relay-duration'] != null) reservations.defaultDurationLimit = Number(opts['relay-duration'])
+  services.relay = circuitRelayServer({ reservations })
+}
+
+const node = await createLibp2p({
+  addresses: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+  transports: [tcp(), circuitRelayTransport()],
+  connectionEncrypters: [tls(), noise()],
+  streamMuxers: [yamux()],
+  connectionManager: { inboundConnectionThreshold: 1e6, maxIncomingPendingConnections: 256 },
+  services
+})
+
+// /tau/echo/1.0.0: echo until the remote half-closes, then close (also on
+// limited connections).
+function handleEcho (stream) {
+  stream.addEventListener('message', (evt) => {
+    try {
+      if (!stream.send(evt.data)) {
+        stream.pause()
+        stream.onDrain({ signal: AbortSignal.timeout(60_000) }).then(() => {
+          try { stream.resume() } catch (err) { if (err.name !== 'StreamStateError') stream.abort(err) }
+        }, (err) => { stream.abort(err) })
+      }
+    } catch (err) {
+      stream.abort(err)
+    }
+  })
+  const finish = () => {
+    stream.close({ signal: AbortSignal.timeout(60_000) }).catch((err) => { stream.abort(err) })
+  }
+  if (stream.readableEnded) finish()
+  else stream.addEventListener('end', finish)
+}
+await node.handle(ECHO_PROTOCOL, handleEcho, { runOnLimitedConnection: true, maxInboundStreams: MAX_STREAMS })
+
+node.addEventListener('connection:open', (evt) => {
+  const c = evt.detail
+  emit({ event: 'connection:open', peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), limited: c.limits != null })
+})
+node.addEventListener('self:peer:update', () => {
+  emit({ event: 'addrs', addrs: node.getMultiaddrs().map(String) })
+})
+
+function target (args) {
+  if (args.addr != null) return multiaddr(args.addr)
+  if (args.peer != null) return peerIdFromString(args.peer)
+  throw new Error('need addr or peer')
+}
+
+function describe (c) {
+  return {
+    peer: c.remotePeer.toString(),
+    remoteAddr: c.remoteAddr.toString(),
+    direction: c.direction,
+    encryption: c.encryption,
+    multiplexer: c.multiplexer,
+    limited: c.limits != null,
+    limits: c.limits == null ? null : { bytes: c.limits.bytes?.toString() ?? null, seconds: c.limits.seconds ?? null }
+  }
+}
+
+// The connection to use: a new one for an address, else an open one (js would
+// dial again, and over the same relay fail with "Duplicate multiaddr
+// connection", when the open one is limited).
+async function connectionTo (args, signal) {
+  if (args.addr != null) return node.dial(multiaddr(args.addr), { signal })
+  if (args.peer == null) throw new Error('need addr or peer')
+  const open = node.getConnections(peerIdFromString(args.peer))
+  if (open.length > 0) return open[0]
+  return node.dial(peerIdFromString(args.peer), { signal })
+}
+
+async function echoOnce (conn, data, signal) {
+  const stream = await conn.newStream(ECHO_PROTOCOL, { signal, runOnLimitedConnection: true })
+  const onAbort = () => { stream.abort(new Error('echo timed out')) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    const chunks = []
+    let received = 0
+    const reading = (async () => {
+      for await (const chunk of stream) {
+        const b = bufOf(chunk)
+        received += b.byteLength
+        if (received > data.byteLength) throw new Error(`echo: got more than the ${data.byteLength} bytes sent`)
+        chunks.push(b)
+      }
+    })()
+    const writing = (async () => {
+      for (let off = 0; off < data.byteLength; off += BLOCK) {
+        if (!stream.send(data.subarray(off, off + BLOCK))) await stream.onDrain({ signal })
+      }
+      await stream.close({ signal })
+    })()
+    await Promise.all([reading, writing])
+    const got = Buffer.concat(chunks, received)
+    if (!got.equals(data)) throw new Error(`echo: sent ${data.byteLength} bytes, got ${got.byteLength} different ones back`)
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+const commands = {
+  info: async () => ({ peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), protocols: node.getProtocols() }),
+  dial: async (args, signal) => describe(await node.dial(target(args), { signal })),
+  ping: async (args, signal) => ({ rtt: await node.services.ping.ping(target(args), { signal, runOnLimitedConnection: true }) }),
+  echo: async (args, signal) => {
+    const bytes = args.bytes ?? 1024
+    const streams = args.streams ?? 1
+    if (!(bytes >= 0 && bytes <= MAX_ECHO_BYTES)) throw new Error(`bytes must be 0..${MAX_ECHO_BYTES}`)
+    if (!(streams >= 1 && streams <= MAX_STREAMS)) throw new Error(`streams must be 1..${MAX_STREAMS}`)
+    const conn = await connectionTo(args, signal)
+    const started = performance.now()
+    await Promise.all(Array.from({ length: streams }, () => echoOnce(conn, randomBytes(bytes), signal)))
+    return { bytes, streams, elapsedMs: performance.now() - started, limited: conn.limits != null }
+  },
+  connections: async () => ({ connections: node.getConnections().map(describe) }),
+  reservations: async () => {
+    const relay = node.services.relay
+    if (relay == null) throw new Error('not a relay (start with --relay-server)')
+    return { peers: [...relay.reservations.keys()].map(String) }
+  }
+}
+
+let stopping = false
+async function shutdown (code) {
+  if (stopping) return
+  stopping = true
+  const timer = setTimeout(() => { log('stop timed out'); process.exit(code) }, 10_000)
+  try { await node.stop() } catch (err) { log('stop failed:', err.message) }
+  clearTimeout(timer)
+  process.exit(code)
+}
+
+async function handleLine (line) {
+  let req
+  try {
+    req = JSON.parse(line)
+  } catch (err) {
+    emit({ id: null, ok: false, error: `bad JSON: ${err.message}` })
+    return
+  }
+  const { id, cmd, timeoutMs, ...args } = req
+  if (cmd === 'stop') {
+    emit({ id, ok: true })
+    await shutdown(0)
+    return
+  }
+  const fn = commands[cmd]
+  if (fn == null) {
+    emit({ id, ok: false, error: `unknown command ${JSON.stringify(cmd)}` })
+    return
+  }
+  const signal = AbortSignal.timeout(timeoutMs ?? DEFAULT_TIMEOUT_MS)
+  try {
+    emit({ ...(await fn(args, signal)), id, ok: true })
+  } catch (err) {
+    const detail = err?.errors != null ? ` (${err.errors.map(e => e.message).join('; ')})` : ''
+    emit({ id, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}${detail}` })
+  }
+}
+
+process.on('SIGTERM', () => { void shutdown(0) })
+process.on('SIGINT', () => { void shutdown(0) })
+process.stdout.on('error', () => { void shutdown(0) })
+const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+rl.on('line', (line) => {
+  if (line.length > MAX_LINE) {
+    emit({ id: null, ok: false, error: 'line too long' })
+    return
+  }
+  if (line.trim() === '') return
+  handleLine(line).catch((err) => { log('command failed:', err.stack) })
+})
+rl.on('close', () => { void shutdown(0) })
+
+emit({ event: 'ready', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), protocols: node.getProtocols() })
+log('ready', node.peerId.toString(), node.getMultiaddrs().map(String).join(' '))

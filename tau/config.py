@@ -33,6 +33,34 @@ DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
 DEFAULT_DHT = {"mode": "auto", "provider-expiry": 48 * 3600.0, "republish": 22 * 3600.0}
 # The connection manager: watermarks, grace for new connections, idle close.
 DEFAULT_CONNECTIONS = {"low": 32, "high": 96, "grace": 20.0, "idle": 300.0}
+# Circuit relay v2 service: auto (on when the node listens for peers; the
+# node's reachability may switch it), on, off; and its limits (go-libp2p's
+# defaults): reservation lifetime, reservations in all and per IP address,
+# RESERVE requests per peer and minute, circuits per peer and in all, and
+# per circuit its duration (seconds) and bytes per direction (0: no limit).
+DEFAULT_RELAY = {
+    "service": "auto",
+    "reservation-ttl": 3600.0,
+    "max-reservations": 128,
+    "max-reservations-per-ip": 8,
+    "reserve-rate": 8,
+    "max-circuits": 16,
+    "max-circuits-total": 1024,
+    "duration": 120,
+    "data": 131072,
+}
+# AutoNAT: answer peers' dial-back requests (service), also dial back
+# peers seen at private or loopback IPs (allow-private: a LAN or a test
+# network), the verdict (auto: ask peers; public or private: forced), the
+# delay before the first probe, and whether a private node holds relay
+# reservations (auto-relay).
+DEFAULT_AUTONAT = {
+    "service": True,
+    "allow-private": False,
+    "reachability": "auto",
+    "boot-delay": 15.0,
+    "auto-relay": True,
+}
 SHAPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 # Every field a node config may hold; Taubyte's names, plus tau's own last.
@@ -52,6 +80,8 @@ FIELDS = (
     "api-listen",
     "connections",
     "dht",
+    "relay",
+    "autonat",
 )
 
 
@@ -78,6 +108,8 @@ class NodeConfig:
     apiListen: str = DEFAULT_API_LISTEN
     connections: dict = field(default_factory=lambda: dict(DEFAULT_CONNECTIONS))
     dht: dict = field(default_factory=lambda: dict(DEFAULT_DHT))
+    relay: dict = field(default_factory=lambda: dict(DEFAULT_RELAY))
+    autonat: dict = field(default_factory=lambda: dict(DEFAULT_AUTONAT))
     sources: tuple = ()
 
     @property
@@ -311,7 +343,44 @@ def _validate(source, data, configDir):
                 v = value[key]
                 _check(source, f"dht.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
         out["dht"] = dict(value)
+    if data.get("relay") is not None:
+        out["relay"] = _relay(source, data["relay"])
+    if data.get("autonat") is not None:
+        out["autonat"] = _autonat(source, data["autonat"])
     return out
+
+
+def _autonat(source, value):
+    _check(source, "autonat", isinstance(value, dict), "expected a mapping with " + ", ".join(DEFAULT_AUTONAT))
+    for key in value:
+        _check(source, f"autonat.{key}", key in DEFAULT_AUTONAT, "unknown field (expected: " + ", ".join(DEFAULT_AUTONAT) + ")")
+    for key in ("service", "allow-private", "auto-relay"):
+        if key in value:
+            _check(source, f"autonat.{key}", isinstance(value[key], bool), "expected true or false")
+    if "reachability" in value:
+        _check(source, "autonat.reachability", value["reachability"] in ("auto", "public", "private"), "expected auto, public or private")
+    if "boot-delay" in value:
+        v = value["boot-delay"]
+        _check(source, "autonat.boot-delay", isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "expected a number of seconds")
+    return dict(value)
+
+
+def _relay(source, value):
+    _check(source, "relay", isinstance(value, dict), "expected a mapping with service and limits")
+    for key in value:
+        _check(source, f"relay.{key}", key in DEFAULT_RELAY, "unknown field (expected: " + ", ".join(DEFAULT_RELAY) + ")")
+    if "service" in value:
+        _check(source, "relay.service", value["service"] in ("auto", "on", "off"), "expected auto, on or off")
+    if "reservation-ttl" in value:
+        v = value["reservation-ttl"]
+        _check(source, "relay.reservation-ttl", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
+    for key in ("max-reservations", "max-reservations-per-ip", "reserve-rate", "max-circuits", "max-circuits-total", "duration", "data"):
+        if key in value:
+            v = value[key]
+            _check(source, f"relay.{key}", isinstance(v, int) and not isinstance(v, bool) and v >= 0, "expected a whole number (0: no limit)")
+    if "duration" in value:
+        _check(source, "relay.duration", value["duration"] < 1 << 32, "expected fewer than 2^32 seconds")
+    return dict(value)
 
 
 def _shapeDefaults(shape):
@@ -364,6 +433,8 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
     values = _shapeDefaults(shape)
     values["ports"] = dict(DEFAULT_PORTS)
     values["dht"] = dict(DEFAULT_DHT)
+    values["relay"] = dict(DEFAULT_RELAY)
+    values["autonat"] = dict(DEFAULT_AUTONAT)
     sources = []
     servicesFrom = "built-in shape " + shape
     layers = []
@@ -378,7 +449,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         cleaned = _validate(source, data, base)
         if "services" in cleaned:
             servicesFrom = source
-        for mapping in ("ports", "connections", "dht"):
+        for mapping in ("ports", "connections", "dht", "relay", "autonat"):
             # a layer that gives some keys keeps the others from below
             if mapping in cleaned and mapping in values:
                 cleaned[mapping] = {**values[mapping], **cleaned[mapping]}
@@ -462,6 +533,8 @@ def publicView(config):
         "api-listen": config.apiListen,
         "connections": dict(config.connections),
         "dht": dict(config.dht),
+        "relay": dict(config.relay),
+        "autonat": dict(config.autonat),
         "sources": list(config.sources),
     }
     return view

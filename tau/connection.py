@@ -50,6 +50,8 @@ class Connection:
     @ivar remoteAddr: the multiaddr (text) of the remote end.
     @ivar localAddr: the multiaddr (text) of our end.
     @ivar session: the L{YamuxSession}.
+    @ivar relay: for a relayed connection, the relay's L{PeerID}; else None.
+    @ivar limited: True when the relay limits its duration or data.
     """
 
     def __init__(self, remotePeer, direction, remoteAddr, localAddr, session, clock):
@@ -62,7 +64,13 @@ class Connection:
         self.opened = clock.seconds()
         self.lastActivity = self.opened
         self.closing = False
+        # A relayed connection: the relay's PeerID and the relay's Limit
+        # (tau.relay.messages.Limit, or None).  limited is True when the
+        # relay cuts the connection after a time or a number of bytes, so
+        # bulk transfers should wait for a direct connection.
         self.limited = False
+        self.relay = None
+        self.limit = None
 
     @property
     def dialer(self):

@@ -89,6 +89,11 @@ class Host(Service):
         self._retiring = {}
         self._observers = []
         self._upgrading = 0
+        self._transports = []
+        self._routing = None
+        self._extraAddrs = []
+        self._changeObservers = []
+        self._changePending = None
         self._ready = OneShot()
 
     # protocol handlers
@@ -119,6 +124,53 @@ class Host(Service):
         """
         self._observers.append(observer)
 
+    def addTransport(self, transport):
+        """
+        Dial the addresses C{transport.canDial(addr)} accepts with C{await
+        transport.dial(addr, peerID, timeout)}, which returns an upgraded
+        L{tau.connection.Connection} (the host registers it) or raises
+        L{DialError}.  The circuit relay transport is one.
+        """
+        self._transports.append(transport)
+
+    def adoptInbound(self, raw):
+        """
+        Take C{raw}, an inbound L{RawConnection} that another transport made
+        (a relayed connection), as TCP ones are taken: count it against
+        the limits and register its connection once upgraded.
+
+        @return: False, and nothing is kept, when the host is at its limits.
+        """
+        if not self.running or not self._admitInbound():
+            return False
+        self._upgrading += 1
+        raw.upgraded.whenFired().addBoth(self._inboundUpgraded)
+        return True
+
+    def addChangeObserver(self, observer):
+        """
+        Call C{observer()} (soon, once per burst of changes) when the
+        addresses or protocols this host announces change; identify uses it
+        to push the change to connected peers.
+        """
+        self._changeObservers.append(observer)
+
+    def notifyChanged(self):
+        """
+        Tell the change observers that announced addresses or protocols
+        changed.
+        """
+        if self._changePending is None or not self._changePending.active():
+            self._changePending = self.clock.callLater(0, self._changed)
+
+    def _changed(self):
+        self._changePending = None
+        for observer in list(self._changeObservers):
+            try:
+                observer()
+            except Exception:
+                self.log.failure("change observer failed")
+
     # addresses
 
     def listeningPorts(self):
@@ -140,13 +192,37 @@ class Host(Service):
         interface address of the listeners.
         """
         if self._announce:
-            return list(self._announce)
+            return list(self._announce) + [a for a in self._extraAddrs if a not in self._announce]
         out = []
         for addr in self.listenAddresses():
             for expanded in expandUnspecified(addr):
                 if expanded not in out:
                     out.append(expanded)
-        return out
+        return out + [a for a in self._extraAddrs if a not in out]
+
+    def addAnnouncedAddrs(self, addrs):
+        """
+        Announce C{addrs} (multiaddr text without C{/p2p/<self>}) besides
+        the listening or configured ones, e.g. C{.../p2p/RELAY/p2p-circuit}
+        while a relay holds a reservation for us; the change observers are
+        told.
+        """
+        added = False
+        for addr in addrs:
+            if addr not in self._extraAddrs:
+                self._extraAddrs.append(addr)
+                added = True
+        if added:
+            self.notifyChanged()
+
+    def removeAnnouncedAddrs(self, addrs):
+        """
+        Stop announcing C{addrs} added by L{addAnnouncedAddrs}.
+        """
+        before = len(self._extraAddrs)
+        self._extraAddrs = [a for a in self._extraAddrs if a not in addrs]
+        if len(self._extraAddrs) != before:
+            self.notifyChanged()
 
     # running
 
@@ -177,6 +253,9 @@ class Host(Service):
 
     async def _stop(self):
         self.connmgr.stop()
+        if self._changePending is not None and self._changePending.active():
+            self._changePending.cancel()
+        self._changePending = None
         for call in self._retiring.values():
             if call.active():
                 call.cancel()
@@ -290,7 +369,7 @@ class Host(Service):
         """
         Connect to C{addr}, a multiaddr (text) that may end in C{/p2p/<id>};
         the remote must prove that identity.  An open connection to that
-        peer is reused.
+        peer is reused (a relayed one only for a relayed address).
 
         @rtype: L{tau.connection.Connection}
         @raise DialError: when no connection could be made.
@@ -302,16 +381,29 @@ class Host(Service):
         if peer is not None:
             if peer == self.peerID:
                 raise DialError("cannot dial ourselves")
+            if not text:
+                # /p2p/<id> alone: the peer store or peer routing knows where
+                return await self.dial(peer, timeout)
             existing = self.connectionTo(peer)
-            if existing is not None:
+            # a relayed connection does not stand for a direct address
+            if existing is not None and (existing.relay is None or "/p2p-circuit" in text):
                 return existing
             self.peerstore.addAddrs(peer, [text], ttl=600)
         return await self._dialAddr(text, peer, timeout)
 
-    async def dial(self, peerID, timeout=DIAL_TIMEOUT):
+    def setPeerRouting(self, routing):
+        """
+        When no known address of a peer works, ask C{routing.findPeer(peerID)}
+        (a Deferred firing with multiaddr text, e.g. the DHT's) and dial
+        what it finds.  None turns it off.
+        """
+        self._routing = routing
+
+    async def dial(self, peerID, timeout=DIAL_TIMEOUT, route=True):
         """
         A connection to C{peerID}: an open one, or a new one to an address
-        from the peer store.  Concurrent calls share one dial.
+        from the peer store, or (with C{route}) found by peer routing when
+        none of those works.  Concurrent calls share one dial.
         """
         if peerID == self.peerID:
             raise DialError("cannot dial ourselves")
@@ -321,7 +413,7 @@ class Host(Service):
         pending = self._dialing.get(peerID)
         if pending is None:
             pending = self._dialing[peerID] = OneShot()
-            d = Deferred.fromCoroutine(self._dialPeer(peerID, timeout))
+            d = Deferred.fromCoroutine(self._dialPeer(peerID, timeout, route))
             d.addBoth(self._dialDone, peerID, pending)
         return await pending.whenFired()
 
@@ -329,21 +421,43 @@ class Host(Service):
         self._dialing.pop(peerID, None)
         pending.fire(result)
 
-    async def _dialPeer(self, peerID, timeout):
-        addrs = self.peerstore.addrs(peerID)
-        if not addrs:
-            raise DialError(f"no known addresses for {peerID}")
+    async def _dialPeer(self, peerID, timeout, route=True):
         errors = []
+        tried = set()
+        conn = await self._dialAddrs(peerID, self.peerstore.addrs(peerID), timeout, tried, errors)
+        if conn is None and route and self._routing is not None and self.running:
+            try:
+                found = await self._routing.findPeer(peerID)
+            except Exception as e:
+                errors.append(f"peer routing: {e.__class__.__name__}: {e}")
+            else:
+                self.log.debug("peer routing found {peer} at {addrs}", peer=str(peerID), addrs=list(found))
+                conn = await self._dialAddrs(peerID, found, timeout, tried, errors)
+        if conn is not None:
+            return conn
+        if not tried and not errors:
+            raise DialError(f"no known addresses for {peerID}")
+        raise DialError(f"could not reach {peerID}: " + "; ".join(errors))
+
+    async def _dialAddrs(self, peerID, addrs, timeout, tried, errors):
+        # direct addresses first, relayed ones only when those fail
+        addrs = sorted((a for a in addrs if a not in tried), key=lambda a: "/p2p-circuit" in a)
         for addr in addrs:
+            tried.add(addr)
             try:
                 return await self._dialAddr(addr, peerID, timeout)
             except DialError as e:
                 errors.append(str(e))
-        raise DialError(f"could not reach {peerID}: " + "; ".join(errors))
+        return None
 
     async def _dialAddr(self, addr, peerID, timeout):
         if not self.running:
             raise DialError("the host is not running")
+        for transport in self._transports:
+            if transport.canDial(addr):
+                conn = await transport.dial(addr, peerID, timeout)
+                self._register(conn)
+                return self.connectionTo(conn.remotePeer) or conn
         try:
             endpoint = clientEndpoint(self.reactor, addr, timeout=timeout)
         except (UnsupportedAddress, ValueError) as e:
@@ -439,9 +553,13 @@ class Host(Service):
 
 def _keep(a, b, localPeer):
     """
-    Which of two connections to one peer both ends keep: the one dialed by
-    the smaller PeerId; between two dialed by the same side, the older.
+    Which of two connections to one peer both ends keep: a direct one
+    rather than a relayed one; then the one dialed by the smaller PeerId;
+    between two dialed by the same side, the older.
     """
+    directA = getattr(a, "relay", None) is None
+    if directA != (getattr(b, "relay", None) is None):
+        return directA
     dialerA = localPeer if a.direction == OUTBOUND else a.remotePeer
     dialerB = localPeer if b.direction == OUTBOUND else b.remotePeer
     if dialerA != dialerB:

@@ -17,6 +17,10 @@ from tau.bitswap.service import BitswapService
 from tau.host import Host
 from tau.kad.network import DHTService
 from tau.protocols import installProtocols
+from tau.pubsub.service import PubSubService
+from tau.kvdb.service import KVDBService
+from tau import relay as _relay
+from tau.autonat import policy as _autonat
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
@@ -29,7 +33,8 @@ def listeningAddress(port):
     host = port.getHost()
     if hasattr(host, "port"):
         return f"{host.host}:{host.port}" if ":" not in host.host else f"[{host.host}]:{host.port}"
-    return str(getattr(host, "name", host))
+    name = getattr(host, "name", host)
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 class Node(MultiService):
@@ -49,6 +54,12 @@ class Node(MultiService):
         self.dht = None
         self.store = None
         self.bitswap = None
+        self.pubsub = None
+        self.kvdb = None
+        self.relay = None
+        self.relayClient = None
+        self.autonat = None
+        self.autorelay = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -69,6 +80,8 @@ class Node(MultiService):
             waits.append(self.host.whenReady())
         if self.store is not None:
             waits.append(self.store.whenReady())
+        if self.kvdb is not None:
+            waits.append(self.kvdb.whenReady())
         d = gatherResults(waits, consumeErrors=True)
         d.addCallbacks(self._bound, self._startFailed)
 
@@ -165,7 +178,8 @@ class Node(MultiService):
         if hasattr(host, "port"):
             family = "ip6" if ":" in host.host else "ip4"
             return f"/{family}/{host.host}/tcp/{host.port}"
-        return f"/unix/{host.name}"
+        name = host.name.decode() if isinstance(host.name, bytes) else host.name
+        return "/unix" + os.path.abspath(name)  # multiaddr: /unix/tmp/api.sock
 
     def _writeAPIFile(self):
         address = self._apiAddress()
@@ -269,6 +283,29 @@ def makeNode(config, reactor):
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)
     node.store.fetcher = node.bitswap.fetch
     node.bitswap.setServiceParent(node)
+    node.pubsub = PubSubService(host, reactor)
+    node.pubsub.setServiceParent(node)
+    node.kvdb = KVDBService(
+        host,
+        node.pubsub,
+        node.store,
+        node.bitswap.fetch,
+        config.privateKey,
+        config.dataDir / "kvdb.sqlite",
+        reactor,
+        notify=node.bitswap.notifyNewBlocks,
+    )
+    node.kvdb.setServiceParent(node)
+    node.relayClient, node.relay = _relay.install(
+        host,
+        reactor,
+        service=config.relay["service"],
+        limits=_relay.RelayLimits.fromConfig(config.relay),
+        autoDefault=bool(config.p2pListen),
+    )
+    node.relayClient.setServiceParent(node)
+    node.relay.setServiceParent(node)
+    node.autonat, node.autorelay = _autonat.install(node, config, reactor)
     for name in config.services:
         service = services.factoryFor(name)(config, node, reactor)
         service.setName(name)

@@ -30,6 +30,9 @@ def withoutStore(node):
     """
     node.store.disownServiceParent()
     node.store = None
+    if node.kvdb is not None:  # kept in SQLite and the block store, threads too
+        node.kvdb.disownServiceParent()
+        node.kvdb = None
     return node
 
 

@@ -16,8 +16,8 @@ def register(sub):
     peers = ssub.add_parser("peers", help="list the open connections")
     peers.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     peers.set_defaults(run=swarmPeers)
-    connect = ssub.add_parser("connect", help="connect to a peer by multiaddr (ending in /p2p/ID)")
-    connect.add_argument("address")
+    connect = ssub.add_parser("connect", help="connect to a peer by multiaddr (ending in /p2p/ID) or by PeerId alone")
+    connect.add_argument("address", help="a multiaddr ending in /p2p/ID, or a PeerId (found through the DHT)")
     connect.set_defaults(run=swarmConnect)
 
     p = sub.add_parser("ping", help="measure the round trip to a peer")

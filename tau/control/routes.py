@@ -84,4 +84,5 @@ async def identity(node, args):
         "Protocols": node.protocols(),
         "Shape": config.shape,
         "Services": list(config.services),
+        "Reachability": node.autonat.status if getattr(node, "autonat", None) is not None else "unknown",
     }

@@ -7,14 +7,14 @@ header (a browser page) are refused, so a web page cannot drive the node.
 
 import json
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from tau.control import dht, store, swarm  # noqa: F401  (they register their commands)
+from tau.control import dht, kvdb, pubsub, store, swarm  # noqa: F401  (they register their commands)
 from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
 
 PREFIX = b"/api/v0/"
@@ -125,12 +125,16 @@ class ControlResource(Resource):
         if isinstance(result, BodyStream):
             d = Deferred.fromCoroutine(_stream(request, result))
             d.addErrback(self._streamFailed, request)
+            # a client that goes away ends the stream (an endless one too)
+            request.notifyFinish().addErrback(lambda _: d.cancel())
             return
         request.setHeader(b"content-type", b"application/json")
         request.write(json.dumps(result).encode("utf-8") + b"\n")
         request.finish()
 
     def _streamFailed(self, failure, request):
+        if failure.check(CancelledError):
+            return
         # The status line is gone already: cut the response short, so the
         # client sees an incomplete body rather than a truncated success.
         self.log.info("control API stream failed: {reason}", reason=failure.getErrorMessage())

@@ -39,7 +39,13 @@ async def swarmPeers(node, args):
 
 @command("swarm/connect")
 async def swarmConnect(node, args):
+    """
+    Connect to a multiaddr ending in C{/p2p/ID}, or to a bare PeerId (its
+    addresses come from the peer store or the DHT; relayed ones included).
+    """
     addr = argument(args)
+    if not addr.startswith("/"):
+        addr = f"/p2p/{peerArgument(args)}"
     try:
         conn = await node.host.connect(addr)
     except DialError as e:

@@ -60,6 +60,8 @@ class HostKadTransport:
         learnt = addrsFromBytes(addrs)
         if learnt:
             self.host.peerstore.addAddrs(peerID, learnt, ttl=LEARNT_ADDR_TTL)
+        # Never through peer routing: a lookup must not start lookups.
+        await self.host.dial(peerID, route=False)
         stream = await self.host.newStream(peerID, [PROTOCOL_ID])
         try:
             return await requestOverStream(stream, message, expectResponse=expectResponse)
@@ -109,6 +111,9 @@ class DHTService(Service):
         super().startService()
         if self.mode == "server":
             self.host.setStreamHandler(PROTOCOL_ID, self._serve)
+        setRouting = getattr(self.host, "setPeerRouting", None)
+        if setRouting is not None:
+            setRouting(self)
         self.host.addConnectionObserver(self._connected)
         for conn in self.host.connections():
             self._connected(conn)
@@ -122,8 +127,31 @@ class DHTService(Service):
         if self._bootstrapping is not None and not self._bootstrapping.called:
             self._bootstrapping.cancel()
         self.host.removeHandler(PROTOCOL_ID)
+        if getattr(self.host, "_routing", None) is self:
+            self.host.setPeerRouting(None)
         self.core.stop()
         self.store.close()
+
+    def setMode(self, mode):
+        """
+        Switch to C{"server"} (answer queries, be in peers' routing tables)
+        or C{"client"} mode, e.g. when reachability changes; the host tells
+        connected peers through identify push.
+        """
+        if mode not in ("server", "client"):
+            raise ValueError(f"mode is 'server' or 'client', not {mode!r}")
+        if mode == self.mode:
+            return
+        self.log.info("kad: switching to {mode} mode", mode=mode)
+        self.mode = self.core.mode = mode
+        if self.running:
+            if mode == "server":
+                self.host.setStreamHandler(PROTOCOL_ID, self._serve)
+            else:
+                self.host.removeHandler(PROTOCOL_ID)
+            changed = getattr(self.host, "notifyChanged", None)
+            if changed is not None:
+                changed()
 
     async def _serve(self, stream):
         await serveStream(stream, self.core, stream.remotePeer)

@@ -73,6 +73,7 @@ __all__ = [
     "whenIdentified",
     "handlePush",
     "push",
+    "pushAll",
     "install",
 ]
 
@@ -741,6 +742,33 @@ async def push(host, peerID, timeout: float | None = TIMEOUT) -> None:
     stream.closeWrite()
 
 
+async def _pushOn(host, connection, timeout: float | None = TIMEOUT) -> None:
+    """
+    Push our identify message on C{connection} (never dialing).
+    """
+    stream = await _openStream(host, connection, [PUSH], timeout)
+    for message in identifyMessages(host, connection):
+        stream.writeLP(message)
+    stream.closeWrite()
+
+
+def pushAll(host) -> None:
+    """
+    Push our identify message to every connected peer that serves push
+    (after our addresses or protocols changed); failures are only logged.
+    """
+    for peerID in host.connectedPeers():
+        connection = host.connectionTo(peerID)
+        if connection is None or not host.peerstore.supports(peerID, PUSH):
+            continue
+        d = Deferred.fromCoroutine(_pushOn(host, connection))
+        d.addErrback(
+            lambda f, peer=peerID: log.debug(
+                "identify push to {peer} failed: {reason}", peer=str(peer), reason=f.getErrorMessage()
+            )
+        )
+
+
 def install(host, identifyConnections: bool = True) -> None:
     """
     Serve identify and identify push on C{host}; with
@@ -749,5 +777,7 @@ def install(host, identifyConnections: bool = True) -> None:
     """
     host.setStreamHandler(ID, partial(handleIdentify, host))
     host.setStreamHandler(PUSH, partial(handlePush, host))
+    if hasattr(host, "addChangeObserver"):
+        host.addChangeObserver(partial(pushAll, host))
     if identifyConnections:
         host.addConnectionObserver(partial(_identifyConnection, host))

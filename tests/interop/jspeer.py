@@ -319,6 +319,7 @@ async def startJsPeer(
     *,
     swarmKeyPath: Optional[str | os.PathLike[str]] = None,
     dht: bool = False,
+    pubsub: bool = False,
     encrypter: str = "tls",
     listen: Optional[list[str]] = None,
     privateKey: Optional[str] = None,
@@ -327,6 +328,8 @@ async def startJsPeer(
     startTimeout: float = 30.0,
     defaultTimeout: float = 30.0,
     jsDir: Path = JS_DIR,
+    script: str = "peer.mjs",
+    extraArgs: tuple = (),
 ) -> JsPeer:
     """
     Start C{node --import ./polyfill.mjs peer.mjs} and wait for it to be ready.
@@ -334,6 +337,8 @@ async def startJsPeer(
     @param reactor: an L{IReactorProcess} and L{IReactorTime}.
     @param swarmKeyPath: a PSK v1 swarm key file: join that private network.
     @param dht: run @libp2p/kad-dht (server mode, /ipfs/kad/1.0.0).
+    @param pubsub: run @libp2p/gossipsub (commands C{subscribe},
+        C{unsubscribe}, C{publish}, C{pubsubPeers}; events C{pubsub:message}).
     @param encrypter: C{"tls"}, C{"noise"}, or both (C{"tls,noise"}) in dial
         preference order.
     @param listen: listen multiaddrs (default C{/ip4/127.0.0.1/tcp/0});
@@ -342,11 +347,17 @@ async def startJsPeer(
     @param keyType: C{Ed25519} (default), C{secp256k1}, C{ECDSA} or C{RSA}.
     @param debug: the C{DEBUG} variable for js-libp2p logs (e.g. C{"libp2p:*"}),
         which end up in the stderr tail of error messages.
+    @param script: another script speaking the same JSON lines (e.g.
+        C{relay.mjs}); it gets C{extraArgs} and only the options it knows
+        should be given.
     """
     IReactorProcess(reactor)
     node = findNode()
     checkNodeModules(jsDir)
-    args = [node, "--import", "./polyfill.mjs", "peer.mjs", "--encrypter", encrypter]
+    args = [node, "--import", "./polyfill.mjs", script]
+    if script == "peer.mjs":
+        args += ["--encrypter", encrypter]
+    args += list(extraArgs)
     if listen is not None:
         for addr in listen or ["none"]:
             args += ["--listen", addr]
@@ -354,6 +365,8 @@ async def startJsPeer(
         args += ["--swarm-key", os.fspath(Path(swarmKeyPath).resolve())]
     if dht:
         args += ["--dht"]
+    if pubsub:
+        args += ["--pubsub"]
     if privateKey is not None:
         args += ["--private-key", privateKey]
     if keyType is not None:

@@ -15,6 +15,9 @@
 //                        generated key when no --private-key is given
 //   --dht                run @libp2p/kad-dht on /ipfs/kad/1.0.0 in server mode,
 //                        keeping loopback addresses (TAU_JS_DHT=1)
+//   --pubsub             run @libp2p/gossipsub (TAU_JS_PUBSUB=1): commands
+//                        subscribe/unsubscribe/publish/pubsubPeers, events
+//                        "pubsub:message"
 //
 // Requests:  {"id": 1, "cmd": "dial", "addr": "/ip4/.../p2p/..."}
 // Replies:   {"id": 1, "ok": true, ...} or {"id": 1, "ok": false, "error": "..."}
@@ -27,6 +30,7 @@ import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { identify, identifyPush } from '@libp2p/identify'
+import { gossipsub } from '@libp2p/gossipsub'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { noise } from '@libp2p/noise'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -76,7 +80,8 @@ const { values: opts } = parseArgs({
     'swarm-key': { type: 'string' },
     'private-key': { type: 'string' },
     'key-type': { type: 'string' },
-    dht: { type: 'boolean' }
+    dht: { type: 'boolean' },
+    pubsub: { type: 'boolean' }
   },
   strict: true
 })
@@ -89,6 +94,7 @@ const swarmKeyPath = opts['swarm-key'] ?? env.TAU_JS_SWARM_KEY
 const privateKeyHex = opts['private-key'] ?? env.TAU_JS_PRIVATE_KEY
 const keyType = opts['key-type'] ?? 'Ed25519'
 const withDHT = opts.dht ?? (env.TAU_JS_DHT === '1')
+const withPubsub = opts.pubsub ?? (env.TAU_JS_PUBSUB === '1')
 
 const encrypters = encrypterNames.map(name => {
   if (name === 'tls') return tls()
@@ -129,11 +135,31 @@ if (withDHT) {
     allowQueryWithZeroPeers: true
   })
 }
+if (withPubsub) {
+  config.services.pubsub = gossipsub({
+    allowPublishToZeroTopicPeers: true,
+    // loopback tests run many peers on one IP
+    scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1']) }
+  })
+}
 if (swarmKeyPath != null) {
   config.connectionProtector = preSharedKey({ psk: readFileSync(swarmKeyPath) })
 }
 
 const node = await createLibp2p(config)
+
+if (withPubsub) {
+  node.services.pubsub.addEventListener('message', (evt) => {
+    const m = evt.detail
+    emit({
+      event: 'pubsub:message',
+      topic: m.topic,
+      data: hex(m.data),
+      from: m.from?.toString() ?? null,
+      seqno: m.sequenceNumber != null ? m.sequenceNumber.toString(16).padStart(16, '0') : null
+    })
+  })
+}
 
 // ---------------------------------------------------------------- servers
 
@@ -470,6 +496,17 @@ const commands = {
   dhtClosestPeers: cmdDhtClosestPeers,
   dhtRoutingTable: cmdDhtRoutingTable,
   connections: async () => ({ connections: node.getConnections().map(describeConnection) }),
+  subscribe: async (args) => { node.services.pubsub.subscribe(args.topic); return {} },
+  unsubscribe: async (args) => { node.services.pubsub.unsubscribe(args.topic); return {} },
+  publish: async (args) => {
+    const result = await node.services.pubsub.publish(args.topic, Buffer.from(args.data, 'hex'))
+    return { recipients: result.recipients.map(String) }
+  },
+  pubsubPeers: async (args) => ({
+    subscribers: node.services.pubsub.getSubscribers(args.topic).map(String),
+    mesh: node.services.pubsub.getMeshPeers(args.topic),
+    peers: node.services.pubsub.getPeers().map(String)
+  }),
   info: async () => ({
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map(String),

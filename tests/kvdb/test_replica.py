@@ -1,0 +1,277 @@
+"""
+The Merkle-CRDT on simulated nodes (real SQLite views, in-memory block
+stores and announcements): convergence, last write wins, restarts,
+snapshots, forged deltas.
+"""
+
+import random
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from tau.identity import PrivateKey
+from tau.kvdb import codec
+from tau.kvdb.view import View, prefixEnd
+from tests.kvdb.fakes import Cluster
+
+
+def expectedWinners(deltas):
+    """
+    Per key, the value of the write with the largest (height, CID).
+    """
+    best = {}
+    for d in deltas:
+        for k, v in d.entries:
+            if k not in best or (d.height, d.cid) > best[k][0]:
+                best[k] = ((d.height, d.cid), v)
+    return {k: v for k, (_, v) in best.items() if v is not None}
+
+
+class ViewTests(TestCase):
+    def test_prefixEnd(self):
+        self.assertEqual(prefixEnd(b"ab"), b"ac")
+        self.assertEqual(prefixEnd(b"a\xff"), b"b")
+        self.assertIsNone(prefixEnd(b"\xff\xff"))
+        self.assertEqual(prefixEnd(b""), None)
+
+    async def test_listInByteOrder(self):
+        """
+        list(prefix) gives the live keys with that prefix in byte order,
+        including keys with 0xff bytes; deleted keys are left out.
+        """
+        cluster = Cluster(self)
+        a = await cluster.add()
+        keys = [b"a", b"a\x00", b"a\xff", b"a\xff\xff", b"ab", b"b", b"\xff", b"\xff\x01", b"A"]
+        for k in keys:
+            await a.write([(k, k * 2)])
+        await a.write([(b"ab", None)])
+        self.assertEqual(await a.list(), sorted(set(keys) - {b"ab"}))
+        self.assertEqual(await a.list(b"a"), [b"a", b"a\x00", b"a\xff", b"a\xff\xff"])
+        self.assertEqual(await a.list(b"a\xff"), [b"a\xff", b"a\xff\xff"])
+        self.assertEqual(await a.list(b"\xff"), [b"\xff", b"\xff\x01"])
+        self.assertEqual(await a.list(b"a", limit=2, values=True), [(b"a", b"aa"), (b"a\x00", b"a\x00a\x00")])
+        self.assertIsNone(await a.get(b"ab"))
+        self.assertEqual(await a.get(b"b"), b"bb")
+
+    async def test_survivesRestart(self):
+        """
+        The view and the heads survive closing and reopening the view; the
+        next write links to the heads from before.
+        """
+        path = self.mktemp()
+        cluster = Cluster(self)
+        a = await cluster.add(path=path)
+        first = await a.write([(b"k", b"1")])
+        await a.view.close()
+        view = View(path, reactor)
+        await view.open()
+        self.addCleanup(view.close)
+        a.view = view
+        await a.open()
+        self.assertEqual(a.heads, {first.cid: 1})
+        self.assertEqual(await a.get(b"k"), b"1")
+        second = await a.write([(b"k", b"2")])
+        self.assertEqual((second.parents, second.height), ([first.cid], 2))
+
+
+class ConvergenceTests(TestCase):
+    timeout = 120
+
+    async def test_partitionAndHeal(self):
+        """
+        Five replicas split 2/3 write concurrently (the same keys on both
+        sides); after healing all five hold the same state, and each key
+        holds the value of its write with the largest (height, CID).  A
+        replica offline the whole time catches up when it returns.
+        """
+        cluster = Cluster(self)
+        nodes = [await cluster.add() for _ in range(6)]
+        cluster.offline = {5}
+        written = []
+        for i in range(5):
+            written.append(await nodes[i].write([(b"shared", b"before-%d" % i), (b"own-%d" % i, b"x")]))
+        await cluster.settle()
+        self.assertEqual(len(set(map(repr, await cluster.states(range(5))))), 1)
+        cluster.partition({0, 1}, {2, 3, 4})
+        # the same key written at the same height on both sides: the CID decides
+        tie = [await nodes[0].write([(b"tie", b"left")]), await nodes[2].write([(b"tie", b"right")])]
+        self.assertEqual(tie[0].height, tie[1].height)
+        written.extend(tie)
+        rng = random.Random(7)
+        for step in range(60):
+            i = rng.randrange(5)
+            key = rng.choice([b"shared", b"k1", b"k2", b"k3", b"side-%d" % (i > 1)])
+            value = None if rng.random() < 0.15 else b"%d-%d" % (i, step)
+            written.append(await nodes[i].write([(key, value)]))
+            if step % 5 == 0:
+                await cluster.settle()
+        await cluster.settle()
+        left, right = await cluster.states([0, 1]), await cluster.states([2, 3, 4])
+        self.assertEqual(left[0], left[1])
+        self.assertEqual(right[0], right[1])
+        self.assertEqual(right[1], right[2])
+        self.assertNotEqual(left[0], right[0])
+        cluster.heal()
+        await cluster.announceAll()
+        states = await cluster.states(range(5))
+        for state in states[1:]:
+            self.assertEqual(state, states[0])
+        self.assertEqual(dict(states[0]), expectedWinners(written))
+        heads = {frozenset(n.heads) for n in nodes[:5]}
+        self.assertEqual(len(heads), 1)
+        # the one that was away
+        self.assertEqual(await nodes[5].list(), [])
+        cluster.offline = set()
+        await cluster.announceAll()
+        self.assertEqual(await nodes[5].list(values=True), states[0])
+
+    async def test_orderDoesNotMatter(self):
+        """
+        The same deltas merged in different orders give the same state.
+        """
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        cluster.offline = {1}
+        deltas = []
+        for i in range(30):
+            deltas.append(await a.write([(b"k%d" % (i % 4), b"%d" % i)]))
+        cluster.offline = set()
+        # merge heads one by one, newest first: each walk stops at known deltas
+        for d in reversed(deltas[::7]):
+            await b.merge([d.cid])
+        await b.merge(list(a.heads))
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+        self.assertEqual(b.heads, a.heads)
+
+
+class SnapshotTests(TestCase):
+    timeout = 120
+
+    async def test_newReplicaStartsFromSnapshot(self):
+        """
+        Past C{snapshotEvery} deltas a snapshot is made and announced; a new
+        replica merges it instead of fetching every delta, then takes the
+        deltas written after it.
+        """
+        cluster = Cluster(self, snapshotEvery=50)
+        a = await cluster.add()
+        for i in range(60):
+            await a.write([(b"k%03d" % (i % 40), b"v%d" % i)] + ([(b"gone", None)] if i == 59 else []))
+        await a._snapshotting if a._snapshotting is not None else None
+        self.assertIsNotNone(a.snapshotCID)
+        b = await cluster.add()
+        fetched = []
+        original = cluster._fetch
+
+        async def counting(i, c):
+            fetched.append(c)
+            return await original(i, c)
+
+        cluster._fetch = counting
+        await a._announce()
+        await cluster.settle()
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+        self.assertEqual(b.heads, a.heads)
+        self.assertEqual(b.snapshotCID, a.snapshotCID)
+        # the snapshot's blocks and the deltas after it, not 60 deltas
+        self.assertLess(len(fetched), 20)
+        await a.write([(b"after", b"1")])
+        await cluster.settle()
+        self.assertEqual(await b.get(b"after"), b"1")
+
+    async def test_snapshotMergeIsLastWriteWins(self):
+        """
+        A replica with its own concurrent writes that merges a snapshot
+        keeps the winners by (height, CID) and the union of heads.
+        """
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        cluster.offline = {1}
+        written = [await a.write([(b"k", b"a%d" % i)]) for i in range(5)]
+        written.append(await b.write([(b"k", b"b")]))
+        written.append(await b.write([(b"only-b", b"b")]))
+        root = await a.snapshot()
+        cluster.offline = set()
+        await b.mergeSnapshot(root)
+        self.assertEqual(dict(await b.list(values=True)), expectedWinners(written))
+        self.assertEqual(set(b.heads), set(a.heads) | {written[-1].cid})
+        await b._announce()
+        await cluster.settle()
+        self.assertEqual(await a.list(values=True), await b.list(values=True))
+
+
+class RejectionTests(TestCase):
+    async def forged(self, cluster, build):
+        a, b = await cluster.add(), await cluster.add()
+        good = await a.write([(b"k", b"good")])
+        await cluster.settle()
+        data = build(good)
+        c = codec.cidOf(data)
+        await a.blocks.putMany([(codec.cidObject(c), data)], verified=True)
+        applied = await b.merge([c], source="a")
+        return b, c, applied, good
+
+    async def test_badSignature(self):
+        """
+        A delta whose signature does not verify is not applied, and not
+        fetched again.
+        """
+        import cbor2
+
+        def build(good):
+            body = cbor2.loads(good.data)
+            body["e"] = [[b"k", b"forged"]]
+            body["h"] = 2
+            body["p"] = [codec.link(good.cid)]
+            return codec.encode(body)
+
+        cluster = Cluster(self)
+        b, c, applied, _ = await self.forged(cluster, build)
+        self.assertEqual(applied, 0)
+        self.assertEqual(await b.get(b"k"), b"good")
+        self.assertIn(c, b._bad)
+        self.assertEqual(await b.merge([c]), 0)
+
+    async def test_badSignatureInline(self):
+        """
+        A forged delta sent along with an announcement is checked and
+        refused like a fetched one.
+        """
+        import cbor2
+
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        good = await a.write([(b"k", b"good")])
+        await cluster.settle()
+        body = cbor2.loads(good.data)
+        body["e"], body["h"], body["p"] = [[b"k", b"forged"]], 2, [codec.link(good.cid)]
+        data = codec.encode(body)
+        heads, snap, blocks = codec.decodeHeads(codec.encodeHeads([codec.cidOf(data)], None, [data]))
+        self.assertEqual(await b.merge(heads, snap, source="a", blocks=blocks), 0)
+        self.assertEqual(await b.get(b"k"), b"good")
+        self.assertIn(codec.cidOf(data), b._bad)
+
+    async def test_inflatedHeight(self):
+        """
+        A correctly signed delta claiming a height its parents do not give
+        (to win every key) is refused, and so are its children.
+        """
+        evil = PrivateKey.generate()
+
+        cluster = Cluster(self)
+        b, c, applied, good = await self.forged(cluster, lambda good: codec.makeDelta(evil, "db", 1000, [good.cid], [(b"k", b"evil")]).data)
+        self.assertEqual(applied, 0)
+        self.assertEqual(await b.get(b"k"), b"good")
+        child = codec.makeDelta(evil, "db", 1001, [c], [(b"k2", b"x")])
+        await cluster.nodes[0].blocks.putMany([(codec.cidObject(child.cid), child.data)], verified=True)
+        self.assertEqual(await b.merge([child.cid]), 0)
+        self.assertIsNone(await b.get(b"k2"))
+
+    async def test_otherDatabase(self):
+        """
+        A valid delta of another database is not applied to this one.
+        """
+        cluster = Cluster(self)
+        b, c, applied, good = await self.forged(cluster, lambda good: codec.makeDelta(PrivateKey.generate(), "other", 2, [good.cid], [(b"k", b"x")]).data)
+        self.assertEqual(applied, 0)
+        self.assertEqual(await b.get(b"k"), b"good")

@@ -33,8 +33,8 @@ DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
 DEFAULT_DHT = {"mode": "auto", "provider-expiry": 48 * 3600.0, "republish": 22 * 3600.0}
 # The connection manager: watermarks, grace for new connections, idle close.
 DEFAULT_CONNECTIONS = {"low": 32, "high": 96, "grace": 20.0, "idle": 300.0}
-# Circuit relay v2 service: auto (on when the node listens for peers; the
-# node's reachability may switch it), on, off; and its limits (go-libp2p's
+# Circuit relay v2 service: auto (on for a full shape that listens for peers;
+# the node's reachability may switch it), on, off; and its limits (go-libp2p's
 # defaults): reservation lifetime, reservations in all and per IP address,
 # RESERVE requests per peer and minute, circuits per peer and in all, and
 # per circuit its duration (seconds) and bytes per direction (0: no limit).

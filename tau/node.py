@@ -301,7 +301,9 @@ def makeNode(config, reactor):
         reactor,
         service=config.relay["service"],
         limits=_relay.RelayLimits.fromConfig(config.relay),
-        autoDefault=bool(config.p2pListen),
+        # auto: a full node that listens for peers relays, until its
+        # reachability says it cannot be dialed
+        autoDefault=bool(config.p2pListen) and config.shape == "full",
     )
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)

@@ -46,9 +46,9 @@ class RelayConfigTests(SynchronousTestCase):
 
 
 class NodeWiringTests(SynchronousTestCase):
-    def node(self, **fields):
+    def node(self, shape="full", **fields):
         fields.setdefault("api-listen", "tcp:0:interface=127.0.0.1")
-        config = loadConfig(shape="full", root=Path(self.mktemp()), overrides=fields)
+        config = loadConfig(shape=shape, root=Path(self.mktemp()), overrides=fields)
         return makeNode(config, reactor=MemoryReactorClock())
 
     def test_autoOnWhenListening(self):
@@ -66,6 +66,20 @@ class NodeWiringTests(SynchronousTestCase):
         node.relay.startService()
         self.assertFalse(node.relay.enabled)
         node.relay.setReachable(True)
+        self.assertTrue(node.relay.enabled)
+        node.relay.stopService()
+
+    def test_autoOffForOtherShapes(self):
+        """
+        C{auto} relays only on a C{full} node; another shape relays when its
+        config says C{on}.
+        """
+        node = self.node(shape="edge", services=[], **{"p2p-listen": ["/ip4/127.0.0.1/tcp/0"]})
+        node.relay.startService()
+        self.assertFalse(node.relay.enabled)
+        node.relay.stopService()
+        node = self.node(shape="edge", services=[], relay={"service": "on"})
+        node.relay.startService()
         self.assertTrue(node.relay.enabled)
         node.relay.stopService()
 

@@ -233,6 +233,18 @@ def _dhtMode(config):
     return mode
 
 
+def _relayMode(config):
+    """
+    C{auto} relays on a C{full} node only (while it listens and its
+    reachability does not say it cannot be dialed); other shapes relay when
+    their config says C{on}.
+    """
+    mode = config.relay["service"]
+    if mode == "auto" and config.shape != "full":
+        return "off"
+    return mode
+
+
 class _QuietSite(Site):
     """
     The control API's site: no "Starting factory" lines, no access log.
@@ -299,11 +311,9 @@ def makeNode(config, reactor):
     node.relayClient, node.relay = _relay.install(
         host,
         reactor,
-        service=config.relay["service"],
+        service=_relayMode(config),
         limits=_relay.RelayLimits.fromConfig(config.relay),
-        # auto: a full node that listens for peers relays, until its
-        # reachability says it cannot be dialed
-        autoDefault=bool(config.p2pListen) and config.shape == "full",
+        autoDefault=bool(config.p2pListen),
     )
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)

@@ -77,6 +77,8 @@ class NodeWiringTests(SynchronousTestCase):
         node = self.node(shape="edge", services=[], **{"p2p-listen": ["/ip4/127.0.0.1/tcp/0"]})
         node.relay.startService()
         self.assertFalse(node.relay.enabled)
+        node.relay.setReachable(True)
+        self.assertFalse(node.relay.enabled)
         node.relay.stopService()
         node = self.node(shape="edge", services=[], relay={"service": "on"})
         node.relay.startService()

@@ -177,8 +177,10 @@ class AutoRelay(Service):
         from tau.protocols import identify
 
         d = identify.whenIdentified(self.host, connection)
-        d.addCallback(lambda result: self._identified(result))
-        d.addErrback(lambda f: None)
+        # a connection that closed before identify finished is no news; a
+        # failure of ours is logged
+        d.addCallbacks(lambda result: self._identified(result), lambda f: None)
+        d.addErrback(lambda f: self.log.failure("auto-relay: handling an identified peer failed", f))
 
     def _identified(self, result):
         if self.active and self.running and HOP in (result.protocols or ()):

@@ -186,8 +186,10 @@ class AutoNATService(Service):
         from tau.protocols import identify
 
         d = identify.whenIdentified(self.host, connection)
-        d.addCallback(lambda result: self._identified(connection, result))
-        d.addErrback(lambda f: None)
+        # a connection that closed before identify finished is no news; a
+        # failure of ours is logged
+        d.addCallbacks(lambda result: self._identified(connection, result), lambda f: None)
+        d.addErrback(lambda f: self.log.failure("autonat: handling an identified peer failed", f))
 
     def _identified(self, connection, result):
         if not self.running or self.forced is not None:
@@ -303,7 +305,7 @@ class AutoNATService(Service):
             )
             if response.status == OK:
                 observation = PUBLIC
-                self._confirm(response.addr)
+                self._confirm(response.addr, addrs)
             elif response.status == E_DIAL_ERROR:
                 observation = PRIVATE
             elif response.status == E_DIAL_REFUSED:
@@ -333,10 +335,21 @@ class AutoNATService(Service):
             self._updateServing()
             self._notify()
 
-    def _confirm(self, addr):
+    def _confirm(self, addr, asked):
+        """
+        A peer says it reached us at C{addr}.  Nothing checks that (the
+        spec's security note), so it is announced only when it is one of
+        the addresses we C{asked} to be dialed at: one peer cannot make us
+        announce an address of its choosing (another node's, say).
+        """
         if not addr or "/p2p-circuit" in addr or ipOf(addr) is None:
             return
+        if addr not in asked:
+            self.log.info("autonat: a peer says it reached us at {addr}, which we did not ask for; not announced", addr=addr)
+            return
         if addr in [str(a) for a in self.host.announcedAddresses()] or addr in self.confirmedAddrs:
+            return
+        if len(self.confirmedAddrs) >= MAX_ADDRS:
             return
         add = getattr(self.host, "addAnnouncedAddrs", None)
         if add is None:

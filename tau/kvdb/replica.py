@@ -31,12 +31,54 @@ from tau.oneshot import OneShot
 #: Most deltas one merge fetches (a longer history is fetched over several
 #: announcements, oldest parts first once snapshots exist).
 MAX_WALK = 200_000
+#: Most bytes of deltas one merge holds in memory (the walk keeps every
+#: delta it fetched until it reaches known ones); past it the walk stops
+#: like past MAX_WALK.
+MAX_WALK_BYTES = 512 << 20
 #: Fetches in flight per merge.
 PARALLEL_FETCHES = 32
-#: Blocks that came with announcements, kept until fetched.
+#: Blocks that came with announcements, kept until fetched (count, bytes).
 MAX_INLINE_KEPT = 4096
+MAX_INLINE_BYTES = 8 << 20
+#: Heads waiting for the next merge round; announcements past this are
+#: dropped (the heads come again with the next rebroadcast).
+MAX_QUEUED = 4 * codec.MAX_PARENTS
+#: Most snapshot pages (about 1 MiB each) merged: they are held in memory.
+MAX_SNAPSHOT_PAGES = 256
 #: Bad CIDs remembered (never fetched again).
 MAX_BAD = 10_000
+#: Seconds a block nobody could give us is not asked for again (a delta
+#: linking to made-up parents would otherwise cost a fetch timeout at every
+#: announcement), and how many such blocks are remembered.
+MISSING_RETRY = 60.0
+MAX_MISSING = 10_000
+
+
+def checkSnapshot(snap, entries, covered):
+    """
+    The consistency of a snapshot's pages with its root (see
+    L{Replica.mergeSnapshot}).
+
+    @raise codec.InvalidBlock: when they disagree.
+    """
+    heights = {}
+    for c, h in covered:
+        if heights.setdefault(c, h) != h:
+            raise codec.InvalidBlock("a delta covered twice at different heights")
+        if h > snap.height:
+            raise codec.InvalidBlock(f"a covered delta at height {h}, above the snapshot's {snap.height}")
+    if len(set(heights.values())) != snap.height:
+        raise codec.InvalidBlock(f"the covered deltas do not reach every height up to {snap.height}")
+    for c, h in snap.heads:
+        if heights.get(c) != h:
+            raise codec.InvalidBlock("a snapshot head is not a covered delta at its height")
+    previous = None
+    for k, _, h, c in entries:
+        if previous is not None and k <= previous:
+            raise codec.InvalidBlock("snapshot entries are not sorted and unique by key")
+        previous = k
+        if heights.get(c) != h:
+            raise codec.InvalidBlock("a snapshot entry is not the write of a covered delta at its height")
 
 
 def pinRoot(text):
@@ -75,9 +117,12 @@ class Replica:
         self._lock = DeferredLock()
         self._queued = {}
         self._inline = {}
+        self._inlineBytes = 0
+        self._snapshotMerging = None
         self._merging = False
         self._nextRound = OneShot()
         self._bad = {}
+        self._missing = {}
         self._observers = []
         self._snapshotting = None
         self._pinRoot = pinRoot(f"tau-kvdb:{name}")
@@ -126,7 +171,14 @@ class Replica:
         """
         async with self._lock:
             height = max(self.heads.values(), default=0) + 1
-            delta = codec.makeDelta(self.key, self.name, height, list(self.heads), entries)
+            # at most MAX_PARENTS heads can be linked (others may have made
+            # more, each writing on its own): the highest, so the height is
+            # still 1 + the largest; the rest are linked by the next writes
+            parents = sorted(self.heads, key=lambda c: (self.heads[c], c), reverse=True)[: codec.MAX_PARENTS]
+            # signing and encoding up to MAX_BLOCK bytes: not in the reactor
+            delta = await deferToThreadPool(
+                self.reactor, self.reactor.getThreadPool(), codec.makeDelta, self.key, self.name, height, parents, entries
+            )
             await self._store([(delta.cid, delta.data)])
             await self.view.apply(self.name, [delta])
             self._applied([delta])
@@ -180,22 +232,38 @@ class Replica:
         @return: how many deltas were applied.
         """
         for c, data in (blocks or {}).items():
-            if c not in self._inline and len(self._inline) >= MAX_INLINE_KEPT:
-                self._inline.pop(next(iter(self._inline)))
-            self._inline[c] = data
-        if snapshot is not None and snapshot != self.snapshotCID and self._wantsSnapshot(heads):
+            self._keepInline(c, data)
+        if self._snapshotMerging is not None:
+            # one snapshot at a time; its heads may be these
+            await self._snapshotMerging.whenFired()
+        elif snapshot is not None and snapshot != self.snapshotCID and self._wantsSnapshot(heads):
+            self._snapshotMerging = done = OneShot()
             try:
-                await self.mergeSnapshot(snapshot)
+                await self.mergeSnapshot(snapshot, onlyIfEmpty=True)
             except Exception as e:
                 self.log.info("kvdb {db}: snapshot {cid} from {peer} not merged: {why}", db=self.name, cid=codec.cidString(snapshot), peer=str(source), why=str(e))
+            finally:
+                self._snapshotMerging = None
+                done.fire(None)
         new = [h for h in heads if h not in self.heads and h not in self._bad]
         if not new:
             return 0
+        waiting = any(h in self._queued for h in new)
+        new = [h for h in new if h not in self._queued]
+        room = max(MAX_QUEUED - len(self._queued), 0)
+        if len(new) > room:
+            self.log.info(
+                "kvdb {db}: {n} heads from {peer} left for later, {queued} already wait",
+                db=self.name, n=len(new) - room, peer=str(source), queued=len(self._queued),
+            )
+            new = new[:room]
+        if not new and not waiting:
+            return 0
         for head in new:
-            self._queued.setdefault(head, source)
+            self._queued[head] = source
         round = self._nextRound
         if not self._merging:
-            Deferred.fromCoroutine(self._mergeLoop())
+            Deferred.fromCoroutine(self._mergeLoop()).addErrback(lambda f: self.log.failure("kvdb {db}: merge loop failed", f, db=self.name))
         return await round.whenFired()
 
     async def _mergeLoop(self):
@@ -218,6 +286,20 @@ class Replica:
         finally:
             self._merging = False
 
+    def _keepInline(self, c, data):
+        if c in self._inline or len(data) > MAX_INLINE_BYTES:
+            return
+        while self._inline and (len(self._inline) >= MAX_INLINE_KEPT or self._inlineBytes + len(data) > MAX_INLINE_BYTES):
+            self._inlineBytes -= len(self._inline.pop(next(iter(self._inline))))
+        self._inline[c] = data
+        self._inlineBytes += len(data)
+
+    def _takeInline(self, c):
+        data = self._inline.pop(c, None)
+        if data is not None:
+            self._inlineBytes -= len(data)
+        return data
+
     def _wantsSnapshot(self, heads):
         """
         Only a replica with no state yet starts from a snapshot; one with
@@ -228,7 +310,7 @@ class Replica:
         return not self.heads
 
     async def _fetchBlock(self, c):
-        data = self._inline.pop(c, None)
+        data = self._takeInline(c)
         if data is not None:
             return data
         data = await self.blocks.get(codec.cidObject(c))
@@ -243,14 +325,34 @@ class Replica:
         out = {}
         limit = DeferredSemaphore(PARALLEL_FETCHES)
 
+        now = self.reactor.seconds()
+
         async def one(c):
             try:
                 out[c] = await self._fetchBlock(c)
             except Exception as e:
                 self.log.info("kvdb {db}: delta {cid} not fetched: {why}", db=self.name, cid=codec.cidString(c), why=str(e) or e.__class__.__name__)
+                self._markMissing(c)
+            else:
+                self._missing.pop(c, None)
 
+        wanted = [c for c in wanted if self._missing.get(c, 0) <= now]
         await gatherResults([limit.run(lambda c=c: Deferred.fromCoroutine(one(c))) for c in wanted])
         return out
+
+    def retryMissing(self, cids):
+        """
+        Fetch C{cids} again even if they could not be fetched lately (a
+        peer pushing them says it has them now).
+        """
+        for c in cids:
+            self._missing.pop(c, None)
+
+    def _markMissing(self, c):
+        self._missing.pop(c, None)
+        while len(self._missing) >= MAX_MISSING:
+            self._missing.pop(next(iter(self._missing)))
+        self._missing[c] = self.reactor.seconds() + MISSING_RETRY
 
     def _decodeMany(self, blocks):
         """
@@ -276,16 +378,21 @@ class Replica:
         known = await self.view.known(self.name, heads)
         frontier = [c for c in heads if c not in known]
         fetched = {}
+        held = 0
         heights = dict(known)
         while frontier:
             if len(fetched) + len(frontier) > MAX_WALK:
                 self.log.warn("kvdb {db}: history walk over {n} deltas stopped", db=self.name, n=MAX_WALK)
+                break
+            if held > MAX_WALK_BYTES:
+                self.log.warn("kvdb {db}: history walk over {n} bytes of deltas stopped", db=self.name, n=MAX_WALK_BYTES)
                 break
             blocks = await self._fetchAll(frontier)
             good, bad = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._decodeMany, blocks)
             for c, why in bad.items():
                 self._markBad(c, why, source)
             fetched.update(good)
+            held += sum(len(d.data) for d in good.values())
             parents = {p for d in good.values() for p in d.parents if p not in fetched and p not in self._bad}
             found = await self.view.known(self.name, parents)
             heights.update(found)
@@ -354,12 +461,27 @@ class Replica:
         if self._notify is not None:
             self._notify([codec.cidObject(c) for c, _ in blocks])
 
-    async def mergeSnapshot(self, root):
+    async def mergeSnapshot(self, root, onlyIfEmpty=False):
         """
         Fetch, verify and merge the snapshot C{root}.
+
+        A snapshot is its signer's word for the state and the deltas it
+        covers (they are not fetched), so it is checked for what can be
+        checked without them: every entry is the write of a covered delta
+        at that delta's height, the heads are covered deltas, and the
+        covered heights fill every level up to the snapshot's height (a
+        chain of height H has a delta at each level), so a snapshot cannot
+        claim heights above what it covers.
+
+        @param onlyIfEmpty: merge only into a replica with no state yet
+            (checked again once the view is ours).
+        @return: how many covered deltas were new here.
         """
+        pool = self.reactor.getThreadPool()
         data = await self._fetchBlock(root)
-        snap = codec.decodeSnapshot(root, data, self.name)
+        snap = await deferToThreadPool(self.reactor, pool, codec.decodeSnapshot, root, data, self.name)
+        if len(snap.state) + len(snap.covered) > MAX_SNAPSHOT_PAGES:
+            raise codec.InvalidBlock(f"snapshot of {len(snap.state) + len(snap.covered)} pages, limit {MAX_SNAPSHOT_PAGES}")
         pages = await self._fetchAll(snap.state + snap.covered)
         if len(pages) != len(snap.state) + len(snap.covered):
             raise codec.InvalidBlock("snapshot pages missing")
@@ -369,10 +491,13 @@ class Replica:
             covered = [e for c in snap.covered for e in codec.decodeCoveredPage(c, pages[c])]
             if len(entries) != snap.count:
                 raise codec.InvalidBlock("snapshot entry count does not match")
+            checkSnapshot(snap, entries, covered)
             return entries, covered
 
-        entries, covered = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), decodePages)
+        entries, covered = await deferToThreadPool(self.reactor, pool, decodePages)
         async with self._lock:
+            if onlyIfEmpty and self.heads:
+                return 0
             new = await self.view.mergeSnapshot(self.name, snap.heads, entries, covered)
             await self._pinSnapshot(root, [(root, data)] + [(c, pages[c]) for c in snap.state + snap.covered])
             self.heads = await self.view.heads(self.name)

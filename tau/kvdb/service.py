@@ -330,10 +330,17 @@ class KVDBService(Service):
             return
 
         async def merge():
+            replica.retryMissing(heads)
             await replica.merge(heads, source=peer)
             known = await self.view.known(name, heads)
             return len(known) == len(set(heads))
 
+        if self._serving.tokens == 0:
+            # no queue of waiting pushes (each holds a stream): the writer
+            # asks again
+            stream.writeLP(codec.encodePushed(False, "busy"))
+            stream.closeWrite()
+            return
         try:
             ok = await self._serving.run(lambda: Deferred.fromCoroutine(withTimeout(self.reactor, self.fetchTimeout * 2, merge())))
             why = "" if ok else "some deltas could not be fetched or were rejected"

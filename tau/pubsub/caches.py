@@ -7,7 +7,7 @@ The two caches of a pubsub router, both bounded:
     to IWANTs, the last C{gossip} of them announced in IHAVEs.
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 
 class SeenCache:
@@ -54,19 +54,23 @@ class SeenCache:
 
 class MessageCache:
     """
-    The recent messages, in C{history} windows (one per heartbeat).
+    The recent messages, in C{history} windows (one per heartbeat), at most
+    C{maxMessages} of them and C{maxBytes} of payload (past either bound the
+    oldest go first).
 
     @ivar transmissions: how often each peer asked each message with IWANT.
     """
 
-    def __init__(self, history=5, gossip=3, maxMessages=100_000):
+    def __init__(self, history=5, gossip=3, maxMessages=100_000, maxBytes=256 << 20):
         if gossip > history:
             raise ValueError("gossip windows cannot exceed history windows")
         self.history = history
         self.gossip = gossip
         self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
+        self.bytes = 0
         self._messages = {}
-        self._windows = [[]]
+        self._windows = [deque()]
         self._transmissions = {}
 
     def __len__(self):
@@ -78,16 +82,26 @@ class MessageCache:
     def put(self, message):
         if message.msgID in self._messages:
             return
-        if len(self._messages) >= self.maxMessages:
-            # past the bound the oldest window gives way
-            for window in reversed(self._windows):
-                if window:
-                    old = window.pop(0)
-                    self._messages.pop(old, None)
-                    self._transmissions.pop(old, None)
-                    break
+        size = len(message.data)
+        # past the bounds the oldest messages give way
+        while self._messages and (len(self._messages) >= self.maxMessages or self.bytes + size > self.maxBytes):
+            self._evictOldest()
         self._messages[message.msgID] = message
+        self.bytes += size
         self._windows[0].append((message.msgID, message.topic))
+
+    def _evictOldest(self):
+        for window in reversed(self._windows):
+            if window:
+                old, _ = window.popleft()
+                self._forget(old)
+                return
+
+    def _forget(self, msgID):
+        message = self._messages.pop(msgID, None)
+        if message is not None:
+            self.bytes -= len(message.data)
+        self._transmissions.pop(msgID, None)
 
     def get(self, msgID):
         return self._messages.get(msgID)
@@ -122,8 +136,7 @@ class MessageCache:
         """
         Start a new window, dropping the oldest beyond C{history}.
         """
-        self._windows.insert(0, [])
+        self._windows.insert(0, deque())
         while len(self._windows) > self.history:
             for msgID, _ in self._windows.pop():
-                self._messages.pop(msgID, None)
-                self._transmissions.pop(msgID, None)
+                self._forget(msgID)

@@ -86,6 +86,9 @@ class GossipParams:
     maxTopicsPerPeer: int = 1024
     #: most PX peers dialled per PRUNE
     maxPXConnect: int = 16
+    #: most payload bytes sent in answer to one IWANT (the rest of the ids
+    #: are not answered, as if unknown)
+    maxIWantReplyBytes: int = 4 << 20
 
     def check(self):
         if not (0 < self.Dlo <= self.D <= self.Dhi):
@@ -277,13 +280,18 @@ class GossipRouter:
         state = self.peers.get(peer)
         if state is None or not state.gossip or topic not in state.topics:
             return False
-        if self._backedOff(peer, topic):
+        if self._backedOff(peer, topic, slack=self.params.heartbeatInterval):
             return False
         return self.score.score(peer) >= 0
 
-    def _backedOff(self, peer, topic):
+    def _backedOff(self, peer, topic, slack=0.0):
+        """
+        Whether C{peer}'s backoff for C{topic} runs.  We graft only once
+        it ran out plus C{slack} (the spec: the peer that set it clears it
+        at its next heartbeat; a GRAFT before that is penalised).
+        """
         expiry = self.backoff.get(topic, {}).get(peer)
-        return expiry is not None and expiry > self.clock.seconds()
+        return expiry is not None and expiry + slack > self.clock.seconds()
 
     def _addBackoff(self, peer, topic, seconds):
         table = self.backoff.setdefault(topic, {})
@@ -373,8 +381,7 @@ class GossipRouter:
         state = self.peers.get(peer)
         if state is None:
             return
-        if self.score.score(peer) < self.thresholds.graylist:
-            self.stats["graylisted"] += 1
+        if self._graylisted(peer):
             return
         for subscribe, topic in rpc.subscriptions:
             self._subscription(state, subscribe, topic)
@@ -420,11 +427,18 @@ class GossipRouter:
                 self.stats["invalid"] += 1
                 log.debug("pubsub: invalid message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, wire.topic if isinstance(wire.topic, str) else "")
+                if self._graylisted(peer):
+                    break
                 continue
             msgID = message.msgID
             if msgID in self.seen or msgID in self._validating:
                 self.stats["duplicates"] += 1
                 self._kept(message)
+                continue
+            if message.topic not in self.joined:
+                # a topic we are not in (go-libp2p-pubsub ignores these
+                # too): not worth a signature check
+                self.stats["ignored"] += 1
                 continue
             try:
                 verifyMessage(message)
@@ -432,19 +446,24 @@ class GossipRouter:
                 self.stats["invalid"] += 1
                 log.info("pubsub: rejected a message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, message.topic)
+                if self._graylisted(peer):
+                    # the rest of its RPC is not worth checking either
+                    break
                 continue
             self._kept(message)
             self.seen.add(msgID)
-            if message.topic not in self.joined and message.topic not in self.topics:
-                # a topic nobody we know is in: nothing to deliver or forward
-                self.stats["ignored"] += 1
-                continue
             self._validating.add(msgID)
             d = self._runValidation(message)
             d.addBoth(self._validated, message)
         if throttled:
             log.info("pubsub: {peer} sends messages too fast; dropped some", peer=str(peer))
             self.score.penalise(peer)
+
+    def _graylisted(self, peer):
+        if self.score.score(peer) < self.thresholds.graylist:
+            self.stats["graylisted"] += 1
+            return True
+        return False
 
     def _kept(self, message):
         """
@@ -498,21 +517,28 @@ class GossipRouter:
         asked = self._iasked.get(peer, 0)
         if asked >= self.params.maxIHaveLength:
             return []
+        room = self.params.maxIHaveLength - asked
         wanted = []
         seenHere = set()
+        # at most room ids are asked for, and at most maxIHaveLength looked
+        # at: a frame can carry far more, each costing a look-up in two
+        # id forms
+        budget = self.params.maxIHaveLength
         for topic, ids in ihaves:
             if topic not in self.joined:
                 continue
             for msgID in ids:
-                if msgID in seenHere or self._known(msgID):
+                if len(wanted) >= room or budget <= 0:
+                    break
+                if msgID in seenHere:
                     continue
+                budget -= 1
                 seenHere.add(msgID)
-                wanted.append(msgID)
+                if not self._known(msgID):
+                    wanted.append(msgID)
         if not wanted:
             return []
-        room = self.params.maxIHaveLength - asked
         self.rng.shuffle(wanted)
-        wanted = wanted[:room]
         self._iasked[peer] = asked + len(wanted)
         promised = self.rng.choice(wanted)
         self._promises.setdefault(promised, {})[peer] = self.clock.seconds() + self.params.iwantFollowupTime
@@ -522,9 +548,16 @@ class GossipRouter:
         if not ids or self.score.score(peer) < self.thresholds.gossip:
             return []
         out = []
+        budget = self.params.maxIWantReplyBytes
         for msgID in ids:
+            message = self.mcache.get(msgID)
+            if message is None:
+                continue
+            if len(message.data) > budget:
+                break
             message = self.mcache.getForPeer(msgID, peer, self.params.gossipRetransmission)
             if message is not None:
+                budget -= len(message.data)
                 out.append(message)
         return out
 
@@ -562,7 +595,11 @@ class GossipRouter:
     def _prunes(self, peer, prunes):
         for prune in prunes:
             mesh = self.mesh.get(prune.topic)
-            if mesh is not None and peer in mesh:
+            if mesh is None:
+                # a topic we are not in (as go-libp2p-pubsub does): no
+                # backoff kept for topics a peer makes up
+                continue
+            if peer in mesh:
                 mesh.discard(peer)
                 self.score.prune(peer, prune.topic)
             backoff = self.params.pruneBackoff if prune.backoff is None else min(prune.backoff, 24 * 3600)

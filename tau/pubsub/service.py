@@ -446,8 +446,10 @@ class PubSubService(Service):
         peer = conn.remotePeer
         conn.whenClosed().addCallback(lambda _: self._connectionClosed(conn))
         d = identify.whenIdentified(self.host, conn)
-        d.addCallback(lambda _: self._identified(peer))
-        d.addErrback(lambda f: None)
+        # a connection that closed before identify finished is no news; a
+        # failure of ours is logged
+        d.addCallbacks(lambda _: self._identified(peer), lambda f: None)
+        d.addErrback(lambda f: log.failure("pubsub: adding identified peer {peer} failed", f, peer=str(peer)))
 
     def _identified(self, peer):
         if not self.running:
@@ -554,26 +556,45 @@ class PubSubService(Service):
             conn.close()
 
 
-def _frames(rpc):
+def _frames(rpc, limit=MAX_RPC):
     """
-    The frames of an RPC: one, or, over L{MAX_RPC}, the subscriptions and
-    control in one and each message in its own (a message over the limit
-    is dropped).
+    The frames of an RPC: one when it fits in C{limit} bytes, else the
+    subscriptions and control in one and the messages packed into as few
+    frames as fit (a message over the limit on its own is dropped).  Sizes
+    are added up before anything is encoded, so a large IWANT answer is
+    never built as one huge buffer.
     """
-    data = encodeRPC(rpc)
-    if len(data) <= MAX_RPC:
-        return [data]
+    sizes = [_messageSize(m) for m in rpc.messages]
+    if sum(sizes) + 64 <= limit:
+        data = encodeRPC(rpc)
+        if len(data) <= limit:
+            return [data]
     out = []
     head = RPC(subscriptions=rpc.subscriptions, ihave=rpc.ihave, iwant=rpc.iwant, graft=rpc.graft, prune=rpc.prune)
     if not head.empty():
         out.append(encodeRPC(head))
-    for message in rpc.messages:
-        data = encodeRPC(RPC(messages=[message]))
-        if len(data) <= MAX_RPC:
-            out.append(data)
-        else:
-            log.warn("pubsub: a message of {size} bytes does not fit in a frame; not sent", size=len(data))
+    batch, used = [], 0
+    for message, size in zip(rpc.messages, sizes):
+        if size > limit:
+            log.warn("pubsub: a message of {size} bytes does not fit in a frame; not sent", size=size)
+            continue
+        if batch and used + size > limit:
+            out.append(encodeRPC(RPC(messages=batch)))
+            batch, used = [], 0
+        batch.append(message)
+        used += size
+    if batch:
+        out.append(encodeRPC(RPC(messages=batch)))
     return out
+
+
+def _messageSize(message):
+    """
+    The bytes C{message} takes in an RPC (field tag, length, body).
+    """
+    wire = message.wire() if hasattr(message, "wire") else message
+    n = wire.ByteSize()
+    return n + 1 + len(varint.encode(n))
 
 
 __all__ = ["PubSubService", "Subscription", "SubscriptionCancelled", "ValidationError"]

@@ -123,6 +123,15 @@ class AutoRelayTests(SynchronousTestCase):
         identify._state(self.host).identified[conn].fire(type("R", (), {"protocols": [HOP]})())
         self.assertEqual(self.client.asked, [peer])
 
+    def test_failureOnIdentifiedPeerIsLogged(self):
+        from tau.protocols import identify
+
+        self.autorelay.setActive(True)
+        self.autorelay._identified = lambda result: 1 / 0
+        conn = self.host.connect(newPeer(), [HOP])
+        identify._state(self.host).identified[conn].fire(type("R", (), {"protocols": [HOP]})())
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_becamePublicWhileReserving(self):
         pending = Deferred()
         peer = self.relay()

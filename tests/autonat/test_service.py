@@ -6,6 +6,8 @@ fake host and fake dial-back answers.
 import random
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -107,6 +109,20 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual([p for p, _ in self.answers.asked], [peer])
         self.assertEqual(service.status, PUBLIC)
 
+    def test_failureOnIdentifiedPeerIsLogged(self):
+        """
+        An error while handling an identified peer is logged, not
+        swallowed with the identify failures that mean nothing.
+        """
+        service = self.service(OK)
+        service._identified = lambda connection, result: 1 / 0
+        conn = self.host.connect(newPeer(), [PROTOCOL_ID])
+        identify._state(self.host).identified[conn].fire(_Result([PROTOCOL_ID]))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        other = self.host.connect(newPeer(), [PROTOCOL_ID])
+        identify._state(self.host).identified[other].fire(Failure(ConnectionDone()))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_addressesSent(self):
         """
         Announced TCP addresses (not circuit ones), then each observed IP
@@ -178,13 +194,27 @@ class ServiceTests(SynchronousTestCase):
 
     def test_confirmedAddressAnnouncedWhilePublic(self):
         service = self.service((OK, "/ip4/7.7.7.7/tcp/4001"), E_DIAL_ERROR)
-        self.host.connect(newPeer(), [PROTOCOL_ID])
-        self.host.connect(newPeer(), [PROTOCOL_ID])
+        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
+        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5556")
         self.reactor.advance(service.bootDelay)
+        self.assertIn("/ip4/7.7.7.7/tcp/4001", self.answers.asked[0][1])
         self.assertIn("/ip4/7.7.7.7/tcp/4001", self.host.announcedAddresses())
         self.reactor.advance(service.retryInterval)
         self.assertEqual(service.status, PRIVATE)
         self.assertNotIn("/ip4/7.7.7.7/tcp/4001", self.host.announcedAddresses())
+
+    def test_addressNotAskedForIsNotAnnounced(self):
+        """
+        A peer answering OK with an address we did not ask to be dialed at
+        (another node's, say) counts as an OK, but the address is not
+        announced: one peer's word cannot point others at a victim.
+        """
+        service = self.service((OK, "/ip4/6.6.6.6/tcp/80"))
+        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
+        self.reactor.advance(service.bootDelay)
+        self.assertEqual(service.status, PUBLIC)
+        self.assertNotIn("/ip4/6.6.6.6/tcp/80", self.host.announcedAddresses())
+        self.assertEqual(service.confirmedAddrs, [])
 
     def test_forced(self):
         service = self.service(reachability=PRIVATE)

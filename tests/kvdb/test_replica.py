@@ -275,3 +275,232 @@ class RejectionTests(TestCase):
         b, c, applied, good = await self.forged(cluster, lambda good: codec.makeDelta(PrivateKey.generate(), "other", 2, [good.cid], [(b"k", b"x")]).data)
         self.assertEqual(applied, 0)
         self.assertEqual(await b.get(b"k"), b"good")
+
+
+class HostileTests(TestCase):
+    """
+    What other writers (any peer may write) can make a replica do.
+    """
+
+    timeout = 60
+
+    async def test_moreHeadsThanAWriteCanLink(self):
+        """
+        Others can leave more heads than one delta may link (MAX_PARENTS,
+        e.g. many writers' first writes); our writes still work: each links
+        the highest MAX_PARENTS heads, at 1 + the largest height, and the
+        next ones link the rest.
+        """
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        others = PrivateKey.generate()
+        genesis = [codec.makeDelta(others, "db", 1, [], [(b"g%03d" % i, b"x")]) for i in range(codec.MAX_PARENTS + 44)]
+        blocks = {d.cid: d.data for d in genesis}
+        for i in range(0, len(genesis), codec.MAX_PARENTS):
+            chunk = genesis[i : i + codec.MAX_PARENTS]
+            await b.merge([d.cid for d in chunk], source="others", blocks={d.cid: blocks[d.cid] for d in chunk})
+        self.assertEqual(len(b.heads), len(genesis))
+        first = await b.write([(b"k", b"1")])
+        self.assertEqual((len(first.parents), first.height), (codec.MAX_PARENTS, 2))
+        self.assertEqual(len(b.heads), len(genesis) - codec.MAX_PARENTS + 1)
+        remaining = set(b.heads)
+        second = await b.write([(b"k", b"2")])
+        self.assertEqual(set(second.parents), remaining)
+        self.assertEqual(b.heads, {second.cid: 3})
+        await a.merge(list(b.heads), source="b")
+        self.assertEqual(await a.list(values=True), await b.list(values=True))
+
+    async def test_signingIsNotInTheReactorThread(self):
+        """
+        A write is signed and encoded (up to MAX_BLOCK bytes) in a thread.
+        """
+        import threading
+
+        threads = []
+        original = codec.makeDelta
+
+        def recording(*a, **kw):
+            threads.append(threading.current_thread() is threading.main_thread())
+            return original(*a, **kw)
+
+        self.patch(codec, "makeDelta", recording)
+        cluster = Cluster(self)
+        a = await cluster.add()
+        await a.write([(b"k", b"v" * 100_000)])
+        self.assertEqual(threads, [False])
+
+    async def test_queuedHeadsBounded(self):
+        """
+        While a merge round waits for fetches, the heads announced meanwhile
+        queue up to MAX_QUEUED; the rest are dropped (they come again).
+        """
+        import os
+
+        from twisted.internet.defer import Deferred
+
+        from tau.bitswap.client import FetchTimeout
+        from tau.kvdb import replica as module
+
+        cluster = Cluster(self)
+        b = await cluster.add()
+        gate = Deferred()
+
+        async def stuck(i, c):
+            await gate
+            raise FetchTimeout("never")
+
+        cluster._fetch = stuck
+        merges = []
+        for _ in range(10):
+            heads = [codec.cidOf(os.urandom(16)) for _ in range(codec.MAX_PARENTS)]
+            merges.append(Deferred.fromCoroutine(b.merge(heads, source="flood")))
+        self.assertLessEqual(len(b._queued), getattr(module, "MAX_QUEUED", 4 * codec.MAX_PARENTS))
+        gate.callback(None)
+        for d in merges:
+            self.assertEqual(await d, 0)
+        self.assertEqual(b._queued, {})
+
+    async def test_inlineBlocksBounded(self):
+        """
+        Blocks sent along with announcements are kept up to
+        MAX_INLINE_BYTES in all.
+        """
+        import os
+
+        from tau.kvdb import replica as module
+
+        cluster = Cluster(self)
+        b = await cluster.add()
+        for _ in range(4):
+            blocks = {codec.cidOf(d): d for d in (os.urandom(60_000) for _ in range(50))}
+            await b.merge([], source="flood", blocks=blocks)
+        self.assertLessEqual(sum(map(len, b._inline.values())), getattr(module, "MAX_INLINE_BYTES", 8 << 20))
+
+    async def forgedSnapshot(self, state, heads, covered):
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        cluster.offline = {1}
+        good = await a.write([(b"k", b"good")])
+        root, blocks = codec.makeSnapshot(PrivateKey.generate(), "db", heads, state, covered)
+        await a.blocks.putMany([(codec.cidObject(c), data) for c, data in blocks], verified=True)
+        cluster.offline = set()
+        await b.merge([h for h, _ in heads], root, source="forger")
+        return cluster, a, b, good
+
+    async def test_forgedSnapshotCannotOutrankWrites(self):
+        """
+        A snapshot claiming a write far above the heights it covers (to win
+        its key against every later write) is refused: a replica that took
+        it would keep the forged value while the others hold the real one.
+        """
+        fake = codec.cidOf(b"no such delta")
+        cluster, a, b, good = await self.forgedSnapshot([(b"k", b"evil", 1000, fake)], [(fake, 1000)], [(fake, 1000)])
+        self.assertIsNone(b.snapshotCID)
+        await b.merge(list(a.heads), source="a")
+        self.assertEqual(await b.get(b"k"), b"good")
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+
+    async def test_snapshotEntriesMustBeCoveredWrites(self):
+        """
+        Entries that name no covered delta, or another height than the
+        delta's, are refused.
+        """
+        from tau.kvdb.replica import checkSnapshot
+
+        x, y = codec.cidOf(b"x"), codec.cidOf(b"y")
+
+        class Snap:
+            height = 2
+            heads = [(y, 2)]
+
+        checkSnapshot(Snap, [(b"k", b"v", 2, y)], [(x, 1), (y, 2)])
+        bad = [
+            ([(b"k", b"v", 2, x)], [(x, 1), (y, 2)]),  # wrong height for x
+            ([(b"k", b"v", 3, y)], [(x, 1), (y, 2)]),  # above the snapshot
+            ([(b"k", b"v", 2, y)], [(y, 2)]),  # level 1 missing
+            ([(b"k", b"v", 1, x)], [(x, 1)]),  # head not covered
+            ([(b"k", b"v", 2, y), (b"k", b"w", 2, y)], [(x, 1), (y, 2)]),  # key twice
+        ]
+        for entries, covered in bad:
+            self.assertRaises(codec.InvalidBlock, checkSnapshot, Snap, entries, covered)
+
+    async def test_oneSnapshotMergeAtATime(self):
+        """
+        Announcements that reach an empty replica together start one
+        snapshot merge; the others wait for it.
+        """
+        cluster = Cluster(self, snapshotEvery=0)
+        a = await cluster.add()
+        for i in range(5):
+            await a.write([(b"k%d" % i, b"v")])
+        root = await a.snapshot()
+        b = await cluster.add()
+        calls = []
+        original = b.mergeSnapshot
+
+        async def counting(*args, **kw):
+            calls.append(args)
+            return await original(*args, **kw)
+
+        b.mergeSnapshot = counting
+        from twisted.internet.defer import Deferred, gatherResults
+
+        merges = [Deferred.fromCoroutine(b.merge(list(a.heads), root, source="a")) for _ in range(3)]
+        await gatherResults(merges)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(b.snapshotCID, root)
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+
+    async def test_walkBytesBounded(self):
+        """
+        A walk stops once the deltas it holds pass MAX_WALK_BYTES (they
+        stay in memory until it reaches known ones).
+        """
+        from tau.kvdb import replica as module
+
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        cluster.offline = {1}
+        for i in range(6):
+            await a.write([(b"k%d" % i, b"v" * 50_000)])
+        cluster.offline = set()
+        self.patch(module, "MAX_WALK_BYTES", 120_000)
+        fetched = []
+        original = cluster._fetch
+
+        async def counting(i, c):
+            fetched.append(c)
+            return await original(i, c)
+
+        cluster._fetch = counting
+        self.assertEqual(await b.merge(list(a.heads), source="a"), 0)
+        self.assertLessEqual(len(fetched), 4)
+        self.patch(module, "MAX_WALK_BYTES", 1 << 20)
+        self.assertEqual(await b.merge(list(a.heads), source="a"), 6)
+
+    async def test_missingBlocksNotAskedAgainAtOnce(self):
+        """
+        A delta linking to a parent nobody has costs one failed fetch of
+        that parent, not one at every announcement; after MISSING_RETRY
+        seconds it is asked for again.
+        """
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        ghost = str(codec.cidObject(codec.cidOf(b"a parent nobody has")))
+        orphan = codec.makeDelta(PrivateKey.generate(), "db", 2, [codec.cidOf(b"a parent nobody has")], [(b"k", b"v")])
+        await a.blocks.putMany([(codec.cidObject(orphan.cid), orphan.data)], verified=True)
+        asked = []
+        original = cluster._fetch
+
+        async def counting(i, c):
+            asked.append(str(c))
+            return await original(i, c)
+
+        cluster._fetch = counting
+        for _ in range(3):
+            self.assertEqual(await b.merge([orphan.cid], source="a"), 0)
+        self.assertEqual(asked.count(ghost), 1)
+        for c in list(b._missing):
+            b._missing[c] = reactor.seconds() - 1
+        self.assertEqual(await b.merge([orphan.cid], source="a"), 0)
+        self.assertEqual(asked.count(ghost), 2)

@@ -446,6 +446,8 @@ class ScoreTests(SynchronousTestCase):
         net = SimNet()
         a, b = net.node(), net.node()
         net.connect(a, b)
+        b.router.join(T)
+        net.settle()
         offered = [(PrivateKey.generate().peerID(), None) for _ in range(20)]
         b.router.handleRPC(a.peerID, RPC(prune=[Prune(T, offered, 60)]))
         self.assertEqual(b.pxOffers, [], "score 0 is below acceptPX")
@@ -511,3 +513,124 @@ class ScoreTests(SynchronousTestCase):
         net.settle()
         self.assertNotIn(b.peerID, a.router.mesh[T])
         self.assertNotIn(a.peerID, b.router.mesh[T])
+
+
+class HostilePeerTests(SynchronousTestCase):
+    """
+    What a peer that breaks the rules can make a router spend or keep.
+    """
+
+    def pair(self):
+        net = SimNet()
+        a, b = net.node(), net.node()
+        net.connect(a, b)
+        b.router.join(T)
+        net.settle()
+        return net, a, b
+
+    def test_pruneForMadeUpTopicsKeepsNothing(self):
+        """
+        PRUNEs for topics we are not in are ignored (go-libp2p-pubsub does
+        the same): a peer cannot fill the backoff table with made-up
+        topics, each kept up to a day.
+        """
+        net, a, b = self.pair()
+        b.router.handleRPC(a.peerID, RPC(prune=[Prune("made-up-%d" % i, [], 86400) for i in range(500)]))
+        self.assertEqual(b.router.backoff, {})
+        # a PRUNE for a topic we are in still counts
+        b.router.handleRPC(a.peerID, RPC(prune=[Prune(T, [], 60)]))
+        self.assertTrue(b.router._backedOff(a.peerID, T))
+
+    def test_ihaveLooksAtBoundedIds(self):
+        """
+        An IHAVE with many more ids than maxIHaveLength costs at most
+        maxIHaveLength look-ups.
+        """
+        import tau.pubsub.router as router
+
+        net, a, b = self.pair()
+        calls = []
+        original = router.idForms
+
+        def counting(msgID):
+            calls.append(msgID)
+            return original(msgID)
+
+        self.patch(router, "idForms", counting)
+        ids = [b"%040d" % i for i in range(30000)]
+        b.router.handleRPC(a.peerID, RPC(ihave=[(T, ids[:15000]), (T, ids[15000:])]))
+        p = b.router.params
+        self.assertLessEqual(len(calls), p.maxIHaveLength)
+        asked = [rpc.iwant for _, rpc in b.sent if rpc.iwant]
+        self.assertEqual([len(x) for x in asked], [p.maxIHaveLength])
+
+    def test_iwantReplyBounded(self):
+        """
+        An IWANT for every cached message gets at most maxIWantReplyBytes
+        of payload back.
+        """
+        net, a, b = self.pair()
+        b.router.params.floodPublish = False
+        a.router.join(T)
+        net.settle()
+        ids = [self.successResultOf(b.publish(T, bytes([i]) * 100_000)).msgID for i in range(30)]
+        b.router.params.maxIWantReplyBytes = 350_000
+        b.sent.clear()
+        b.router.handleRPC(a.peerID, RPC(iwant=ids))
+        served = [m for _, rpc in b.sent for m in rpc.messages]
+        self.assertEqual(len(served), 3)
+
+    def test_badSignaturesStopAtGraylist(self):
+        """
+        One RPC full of badly signed messages costs a few signature checks:
+        once the sender's score falls below the graylist threshold the rest
+        is dropped unchecked.
+        """
+        net, a, b = self.pair()
+        forger = PrivateKey.generate()
+        wires = []
+        for i in range(1000):
+            pb = rpc_pb2.Message()
+            pb.CopyFrom(signMessage(forger, T, b"x", i.to_bytes(8, "big")).toProtobuf())
+            pb.data = b"tampered"
+            wires.append(pb)
+        b.router.handleRPC(a.peerID, RPC(messages=wires))
+        self.assertLess(b.router.score.score(a.peerID), b.router.thresholds.graylist)
+        self.assertLess(b.router.stats["invalid"], 10)
+
+    def test_unjoinedTopicNotVerified(self):
+        """
+        Messages for a topic we are not in are dropped before their
+        signature is checked, even when some peer is subscribed to it.
+        """
+        import tau.pubsub.router as router
+
+        net, a, b = self.pair()
+        b.router.handleRPC(a.peerID, RPC(subscriptions=[(True, "other")]))
+        checked = []
+        self.patch(router, "verifyMessage", checked.append)
+        m = signMessage(PrivateKey.generate(), "other", b"x", (1).to_bytes(8, "big"))
+        b.router.handleRPC(a.peerID, RPC(messages=[m.wire()]))
+        self.assertEqual(checked, [])
+        self.assertEqual(b.router.stats["ignored"], 1)
+
+    def test_noGraftUntilBackoffPlusSlack(self):
+        """
+        After a PRUNE we graft again only once the backoff ran out plus a
+        heartbeat of slack (gossipsub v1.1: the pruning peer clears its
+        backoff at its next heartbeat and penalises an earlier GRAFT).
+        """
+        net, a, b = self.pair()
+        a.router.join(T)
+        net.settle()
+        self.assertIn(a.peerID, b.router.mesh[T])
+        b.router.handleRPC(a.peerID, RPC(prune=[Prune(T, [], 60)]))
+        net.clock.advance(60.5)
+        b.router.heartbeat()
+        self.assertNotIn(a.peerID, b.router.mesh[T])
+        net.clock.advance(1)
+        b.router.heartbeat()
+        net.settle()
+        self.assertIn(a.peerID, b.router.mesh[T])
+        self.assertIn(b.peerID, a.router.mesh[T])
+        self.assertGreaterEqual(a.router.score.score(b.peerID), 0)

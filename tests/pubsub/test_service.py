@@ -219,6 +219,9 @@ class BadPeerTests(TestCase):
     async def test_floodIsThrottled(self):
         host, service, evil, stream = await self.setUpPair()
         service.subscribe(T)
+        # a refill too slow to matter, whatever the wall clock does while
+        # the frames travel
+        service.router.params.messageRate = 1.0
         burst = int(service.router.params.messageBurst)
         wires = [signMessage(evil.key, T, b"%d" % i, i.to_bytes(8, "big")) for i in range(burst + 500)]
         for i in range(0, len(wires), 500):
@@ -226,3 +229,35 @@ class BadPeerTests(TestCase):
         await until(lambda: service.router.stats["received"] + service.router.stats["throttled"] >= len(wires), timeout=30)
         self.assertGreater(service.router.stats["throttled"], 0)
         self.assertGreater(service.router.score._peers[evil.peerID].behaviourPenalty, 0)
+
+
+class FramesTests(TestCase):
+    def test_largeRPCPackedWithoutOneHugeBuffer(self):
+        """
+        An RPC over the frame limit (a big IWANT answer) goes out in frames
+        of at most MAX_RPC bytes, the messages packed in order, and is never
+        encoded whole first.
+        """
+        from tau.pubsub import service as module
+        from tau.pubsub.message import decodeRPC
+
+        encoded = []
+        original = module.encodeRPC
+
+        def recording(rpc):
+            data = original(rpc)
+            encoded.append(len(data))
+            return data
+
+        self.patch(module, "encodeRPC", recording)
+        key = PrivateKey.generate()
+        messages = [signMessage(key, T, bytes([i]) * 200_000, i.to_bytes(8, "big")) for i in range(12)]
+        frames = module._frames(RPC(iwant=[b"x"], messages=messages))
+        self.assertLessEqual(max(encoded), MAX_RPC)
+        self.assertTrue(all(len(f) <= MAX_RPC for f in frames))
+        self.assertLess(len(frames), 12, "messages share frames")
+        decoded = [decodeRPC(f) for f in frames]
+        self.assertEqual(decoded[0].iwant, [b"x"])
+        self.assertEqual([bytes(m.data) for rpc in decoded for m in rpc.messages], [m.data for m in messages])
+        # small RPCs are one frame
+        self.assertEqual(len(module._frames(RPC(messages=messages[:2]))), 1)

@@ -1,16 +1,25 @@
 """
-Block store / UnixFS benchmark (issue 5 item 7, the storage half).
+Block store, UnixFS and Bitswap benchmark (issue 5 item 7), in one run.
 
-    python bench/store.py [--runs 3] [--mib 256] [--mem-mib 1024]
+    python bench/store.py                       # everything (about 10 minutes)
+    python bench/store.py --runs 5 --no-helia
+    python bench/store.py --no-bitswap --mib 64 --mem-mib 256   # quick
 
 Prints, with medians of --runs runs:
-  - import throughput of an N MiB file into a fresh BlockStore (fsync'd
-    writes) against hashlib.sha256 over the same bytes, and the ratio
-    (target >= 0.5);
-  - peak RSS of a child process importing --mem-mib MiB from a file
-    (target < 200 MiB), and the child's RSS before the import;
+  - import throughput of an N MiB file (default 256) into a fresh
+    BlockStore (UnixFS, helia defaults; a write batch: no fsync per block,
+    everything fsync'd before the import returns) against two baselines
+    measured in the same runs, alternating: hashlib.sha256 over the same
+    bytes (target: ratio >= 0.5), and the disk itself: the same bytes
+    written to one file in the store's folder and fsync'd;
+  - peak RSS of a child process importing --mem-mib MiB (default 1024)
+    from a file (target < 200 MiB), and its RSS before the import;
   - the dedup ratio of an edited file (an insertion in the middle) with the
-    fixed 256 KiB chunker and with buzhash.
+    fixed 256 KiB chunker and with buzhash;
+  - Bitswap (bench/bitswap.py, two processes): tau -> tau transfer of an N
+    MiB file against the tau <-> tau one-stream transport throughput of the
+    same run (bench/transport.py; target: ratio >= 0.6), and tau -> helia,
+    helia -> helia for reference.
 """
 
 import argparse
@@ -62,8 +71,18 @@ def importOnce(path: Path, chunker=None):
     return go
 
 
+def _hwm() -> int:
+    """Peak RSS of this process in KiB (VmHWM: unlike ru_maxrss, not
+    inherited from the parent across fork and exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(kind: str, path: str):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _hwm()
     fn = importOnce(Path(path))
     result = {}
 
@@ -71,8 +90,31 @@ def child(kind: str, path: str):
         dt, e = run(fn)
         result["dt"], result["cid"] = dt, e.cid.encode("base32").decode()
     once()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _hwm()
     print(f"{before} {peak} {result['dt']:.3f} {result['cid']}")
+
+
+def diskOnce(src: Path, dest: Path) -> float:
+    """Seconds to write src's bytes (already in memory) to dest and fsync it."""
+    data = src.read_bytes()
+    t = time.perf_counter()
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view[: 8 << 20])
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dirfd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+    dt = time.perf_counter() - t
+    dest.unlink()
+    return dt
 
 
 def writeFile(path: Path, mib: int):
@@ -86,27 +128,36 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--mem-mib", type=int, default=1024)
-    ap.add_argument("--dir", default=None)
+    ap.add_argument("--dir", default=None, help="where the stores go (default: the temp folder)")
+    ap.add_argument("--no-bitswap", dest="bitswap", action="store_false", help="skip the Bitswap figures")
+    ap.add_argument("--no-helia", dest="helia", action="store_false", help="skip tau->helia and helia->helia")
+    ap.add_argument("--parallelism", type=int, default=32, help="blocks the tau fetcher wants at once")
     a = ap.parse_args()
+    started = time.monotonic()
     work = Path(tempfile.mkdtemp(dir=a.dir, prefix="tau-bench-"))
     try:
         src = work / "src.bin"
         writeFile(src, a.mib)
-        shaT, impT = [], []
-        for _ in range(a.runs):
+        shaT, diskT, impT = [], [], []
+        for i in range(a.runs):
             t = time.perf_counter()
             h = hashlib.sha256()
             with open(src, "rb") as f:
                 while b := f.read(1 << 20):
                     h.update(b)
             shaT.append(time.perf_counter() - t)
+            diskT.append(diskOnce(src, work / "disk.bin"))
             out = subprocess.run([sys.executable, __file__, "--child", "import", str(src)],
                                  capture_output=True, text=True, check=True).stdout.split()
             impT.append(float(out[2]))
+            print(f"  run {i + 1}: sha256 {a.mib / shaT[-1]:.0f}, disk write+fsync {a.mib / diskT[-1]:.0f}, "
+                  f"import {a.mib / impT[-1]:.0f} MiB/s", file=sys.stderr, flush=True)
         mb = a.mib
-        sha, imp = mb / statistics.median(shaT), mb / statistics.median(impT)
+        sha, disk, imp = (mb / statistics.median(x) for x in (shaT, diskT, impT))
         print(f"import {mb} MiB: {imp:.0f} MiB/s; sha256 over the same file: {sha:.0f} MiB/s; "
               f"ratio {imp / sha:.2f} (target >= 0.5)")
+        print(f"import {mb} MiB: {imp:.0f} MiB/s; the disk, the same bytes in one file + fsync: "
+              f"{disk:.0f} MiB/s; ratio {imp / disk:.2f}")
 
         big = work / "big.bin"
         writeFile(big, a.mem_mib)
@@ -131,6 +182,31 @@ def main():
     finally:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
+    if a.bitswap:
+        bitswapFigures(a)
+    print(f"({time.monotonic() - started:.0f} s; python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+
+
+def bitswapFigures(a):
+    """bench/bitswap.py's figures, printed as its table."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bitswap
+    import transport
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    args = argparse.Namespace(mib=a.mib, runs=a.runs, chunk=256 * 1024, helia=a.helia,
+                              parallelism=a.parallelism)
+
+    async def go(reactor):
+        rows = await bitswap.runAll(reactor, args)
+        print(transport.formatRows(rows), flush=True)
+
+    try:
+        react(lambda reactor: Deferred.fromCoroutine(go(reactor)))
+    except SystemExit as e:
+        if e.code:
+            raise
 
 
 if __name__ == "__main__":

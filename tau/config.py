@@ -61,7 +61,46 @@ DEFAULT_AUTONAT = {
     "boot-delay": 15.0,
     "auto-relay": True,
 }
+# The block store: the most bytes of unpinned blocks it keeps before the
+# least recently used are collected (None: no automatic GC), and how often
+# (seconds) it checks; it also checks after every `budget / 16` bytes written.
+DEFAULT_STORAGE = {"budget": None, "gc-interval": 3600.0}
 SHAPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "kib": 2**10,
+    "m": 10**6, "mb": 10**6, "mib": 2**20,
+    "g": 10**9, "gb": 10**9, "gib": 2**30,
+    "t": 10**12, "tb": 10**12, "tib": 2**40,
+    "p": 10**15, "pb": 10**15, "pib": 2**50,
+}
+
+
+def parseSize(value):
+    """
+    A size in bytes from a whole number or a string like C{"10GiB"},
+    C{"500 MB"} or C{"1.5G"} (as Taubyte's configs read sizes: KB, MB, GB
+    are powers of 1000, KiB, MiB, GiB of 1024).
+
+    @raise ValueError: with what is wrong.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"invalid size {value}: negative")
+        return value
+    if isinstance(value, float):
+        raise ValueError(f"invalid size {value!r}: expected a whole number of bytes or a string like 10GiB")
+    if not isinstance(value, str):
+        raise ValueError(f"invalid size {value!r}")
+    m = _SIZE.match(value)
+    unit = m and _SIZE_UNITS.get(m.group(2).lower())
+    if unit is None:
+        raise ValueError(f"invalid size {value!r}: expected a number and a unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")
+    return int(float(m.group(1)) * unit)
 
 # Every field a node config may hold; Taubyte's names, plus tau's own last.
 FIELDS = (
@@ -82,6 +121,7 @@ FIELDS = (
     "dht",
     "relay",
     "autonat",
+    "storage",
 )
 
 
@@ -110,6 +150,7 @@ class NodeConfig:
     dht: dict = field(default_factory=lambda: dict(DEFAULT_DHT))
     relay: dict = field(default_factory=lambda: dict(DEFAULT_RELAY))
     autonat: dict = field(default_factory=lambda: dict(DEFAULT_AUTONAT))
+    storage: dict = field(default_factory=lambda: dict(DEFAULT_STORAGE))
     sources: tuple = ()
 
     @property
@@ -347,6 +388,30 @@ def _validate(source, data, configDir):
         out["relay"] = _relay(source, data["relay"])
     if data.get("autonat") is not None:
         out["autonat"] = _autonat(source, data["autonat"])
+    if data.get("storage") is not None:
+        out["storage"] = _storage(source, data["storage"])
+    return out
+
+
+def _storage(source, value):
+    _check(source, "storage", isinstance(value, dict), "expected a mapping with budget and gc-interval")
+    for key in value:
+        _check(source, f"storage.{key}", key in DEFAULT_STORAGE, "unknown field (expected: " + ", ".join(DEFAULT_STORAGE) + ")")
+    out = dict(value)
+    if "budget" in value:
+        v = value["budget"]
+        if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "off")):
+            out["budget"] = None
+        else:
+            try:
+                out["budget"] = parseSize(v)
+            except ValueError as e:
+                raise ConfigError(source, "storage.budget", f"{e}; or none for no automatic GC") from None
+            _check(source, "storage.budget", out["budget"] > 0, "expected a size above 0 bytes (or none for no automatic GC)")
+    if "gc-interval" in value:
+        v = value["gc-interval"]
+        _check(source, "storage.gc-interval", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
+        out["gc-interval"] = float(v)
     return out
 
 
@@ -435,6 +500,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
     values["dht"] = dict(DEFAULT_DHT)
     values["relay"] = dict(DEFAULT_RELAY)
     values["autonat"] = dict(DEFAULT_AUTONAT)
+    values["storage"] = dict(DEFAULT_STORAGE)
     sources = []
     servicesFrom = "built-in shape " + shape
     layers = []
@@ -449,7 +515,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         cleaned = _validate(source, data, base)
         if "services" in cleaned:
             servicesFrom = source
-        for mapping in ("ports", "connections", "dht", "relay", "autonat"):
+        for mapping in ("ports", "connections", "dht", "relay", "autonat", "storage"):
             # a layer that gives some keys keeps the others from below
             if mapping in cleaned and mapping in values:
                 cleaned[mapping] = {**values[mapping], **cleaned[mapping]}
@@ -535,6 +601,7 @@ def publicView(config):
         "dht": dict(config.dht),
         "relay": dict(config.relay),
         "autonat": dict(config.autonat),
+        "storage": dict(config.storage),
         "sources": list(config.sources),
     }
     return view

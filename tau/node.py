@@ -286,7 +286,9 @@ def makeNode(config, reactor):
         storeOptions={"provideValidity": config.dht["provider-expiry"]},
         reprovideInterval=config.dht["republish"],
     )
-    node.store = StoreService(config.dataDir / "blocks", reactor)
+    node.store = StoreService(
+        config.dataDir / "blocks", reactor,
+        budget=config.storage["budget"], gcInterval=config.storage["gc-interval"])
     site = _QuietSite(ControlResource(node))
     node.store.setServiceParent(node)
     node.addListener(Listener("api", config.apiListen, site, reactor))

@@ -20,12 +20,18 @@ sessions).  For each CID:
 
 A block is checked against the CID rebuilt from its prefix and its hash; a
 block that hashes to nothing we asked that peer for is a bad block and
-raises L{BadBlock} (the service then drops the peer).
+raises L{BadBlock} (the service then drops the peer).  The hashing of a
+message's blocks runs in a worker thread (the store's pool), never in the
+reactor thread, and the blocks of one message are stored with one
+C{putMany}.  A DAG walk (L{Client.fetchDAG}) stores what it receives in one
+write batch of the store when it has one (no fsync per block; everything
+is durable once the walk returns).
 """
 
 from collections import OrderedDict
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from tau.bitswap import cids
@@ -50,6 +56,9 @@ class BadBlock(Exception):
 
 #: How many CIDs asked of one peer are remembered to recognize its blocks.
 ASKED_HISTORY = 16384
+#: Messages carrying fewer block bytes than this are hashed in the reactor
+#: thread (a thread hop costs more).
+INLINE_HASH_BYTES = 64 * 1024
 
 
 class Session:
@@ -59,8 +68,13 @@ class Session:
 
     _ids = 0
 
-    def __init__(self):
+    def __init__(self, batch=None):
         Session._ids += 1
+        #: a store write batch the session's blocks go to, or None
+        self.batch = batch
+        #: stores into the batch under way, and the first that failed
+        self.storing = set()
+        self.storeFailure = None
         self.id = Session._ids
         self.peers = OrderedDict()  # peer -> blocks delivered
         self.outstanding = {}  # peer -> want-blocks in flight
@@ -135,9 +149,16 @@ class Client:
         fetchTimeout=60.0,
         providerSearchDelay=1.0,
         providerSearchInterval=10.0,
+        threadpool=None,
     ):
         self.store = store
         self.clock = clock
+        if threadpool is None:
+            threadpool = getattr(store, "threadpool", None)
+        if threadpool is None and hasattr(clock, "getThreadPool"):
+            threadpool = clock.getThreadPool()
+        #: where received blocks are hashed (None: in the calling thread)
+        self.threadpool = threadpool
         self.sendWants = sendWants
         self.connectedPeers = connectedPeers
         self.findProviders = findProviders
@@ -321,7 +342,27 @@ class Client:
         @raise FetchTimeout: when a block cannot be found.
         """
         root = cids.parseCID(root)
-        session = Session()
+        makeBatch = getattr(self.store, "batch", None)
+        session = Session(makeBatch() if makeBatch is not None else None)
+        try:
+            result = await self._fetchDAG(root, session, childrenOf, parallelism, timeout)
+        finally:
+            if session.batch is not None:
+                # what was fetched is verified: keep it, even after a failure
+                await gatherResults(list(session.storing), consumeErrors=True).addErrback(lambda f: None)
+                d = Deferred.fromCoroutine(session.batch.commit())
+                d.addErrback(self._commitFailed, session)
+                await d
+        if session.storeFailure is not None:
+            raise session.storeFailure
+        return result
+
+    def _commitFailed(self, failure, session):
+        log.warn("bitswap: storing the blocks of a DAG walk failed: {why}", why=failure.getErrorMessage())
+        if session.storeFailure is None:
+            session.storeFailure = failure.value
+
+    async def _fetchDAG(self, root, session, childrenOf, parallelism, timeout):
         sem = DeferredSemaphore(parallelism)
         seen = {root}
         state = {"blocks": 0, "bytes": 0, "failed": None}
@@ -363,43 +404,89 @@ class Client:
         @raise BadBlock: when one of them is not a block we asked C{peer}
             for; the blocks before it are kept.
         """
+        if self.threadpool is not None and sum(len(data) for _, data in blocks) >= INLINE_HASH_BYTES:
+            hashed = await deferToThreadPool(self.clock, self.threadpool, _hashBlocks, blocks)
+        else:
+            hashed = _hashBlocks(blocks)
         asked = self._asked.get(peer, {})
-        for prefix, data in blocks:
-            try:
-                c = cids.cidForBlock(prefix, data)
-            except cids.UnsupportedHash as e:
-                log.info("bitswap: ignoring a block from {peer}: {why}", peer=str(peer), why=str(e))
+        accepted = {}  # want -> data
+        bad = None
+        for (prefix, data), c in zip(blocks, hashed):
+            if isinstance(c, cids.UnsupportedHash):
+                log.info("bitswap: ignoring a block from {peer}: {why}", peer=str(peer), why=str(c))
                 continue
-            except cids.InvalidCID as e:
+            if isinstance(c, cids.InvalidCID):
                 self.badBlocks += 1
-                raise BadBlock(f"bad block prefix: {e}") from None
+                bad = BadBlock(f"bad block prefix: {c}")
+                break
             if c.multihash not in asked:
                 self.badBlocks += 1
-                raise BadBlock(f"block {cids.cidText(c)} ({len(data)} bytes) does not hash to anything we asked for")
+                bad = BadBlock(f"block {cids.cidText(c)} ({len(data)} bytes) does not hash to anything we asked for")
+                break
             self.receivedBlocks += 1
             self.receivedBytes += len(data)
             w = self._wantFor(c)
-            if w is None or w.data is not None:
+            if w is None or w.data is not None or w in accepted:
                 self.duplicateBlocks += 1
                 # a peer that has it is a good peer for the session
                 session = w.session if w is not None else self._recent.get(c.multihash)
                 if session is not None:
                     session.join(peer)
                 continue
-            await self._store(w.cid, data)
-            w.data = data
-            w.session.join(peer)
-            w.session.peers[peer] = w.session.peers.get(peer, 0) + 1
-            w.poke()
-            self.blocksAdded([w.cid])
+            accepted[w] = data
+        if accepted:
+            # A DAG walk gets its blocks at once, before they are on disk:
+            # it asks for their children while they are written (its batch
+            # is committed only after every write it started).  A lone
+            # fetch returns once its block is stored.
+            early = [w for w in accepted if w.session.batch is not None]
+            # the write is under way (and known to the session) before the
+            # walk hears of the blocks: it may end, and commit, at once
+            d = Deferred.fromCoroutine(self._store(accepted))
+            for session in {w.session for w in early}:
+                session.storing.add(d)
+                d.addErrback(self._storeFailed, session)
+                d.addBoth(lambda r, session=session: (session.storing.discard(d), r)[1])
+            for w in early:
+                self._deliver(w, peer, accepted[w])
+            await d
+            for w, data in accepted.items():
+                if w.session.batch is None:
+                    self._deliver(w, peer, data)
+            self.blocksAdded([w.cid for w in accepted])
+        if bad is not None:
+            raise bad
 
-    async def _store(self, c, data):
-        putMany = getattr(self.store, "putMany", None)
-        if putMany is not None:
-            # hashed above: no need for the store to hash it again
-            await putMany([(c, data)], verified=True)
-        else:
-            await self.store.put(c, data)
+    def _deliver(self, w, peer, data):
+        if w.data is not None:
+            return
+        w.data = data
+        w.session.join(peer)
+        w.session.peers[peer] = w.session.peers.get(peer, 0) + 1
+        w.poke()
+
+    def _storeFailed(self, failure, session):
+        if session.storeFailure is None:
+            session.storeFailure = failure.value
+        return failure
+
+    async def _store(self, accepted):
+        """
+        Store the verified blocks of one message: each session's in its
+        write batch, the others durably, one C{putMany} each.
+        """
+        groups = {}
+        for w, data in accepted.items():
+            groups.setdefault(w.session.batch, []).append((w.cid, data))
+        for batch, items in groups.items():
+            target = batch if batch is not None else self.store
+            putMany = getattr(target, "putMany", None)
+            if putMany is not None:
+                # hashed above: no need for the store to hash them again
+                await putMany(items, verified=True)
+            else:
+                for c, data in items:
+                    await target.put(c, data)
 
     def _wantFor(self, c):
         w = self.wants.get(c)
@@ -453,3 +540,17 @@ class Client:
             "badBlocks": self.badBlocks,
         }
 
+
+
+def _hashBlocks(blocks):
+    """
+    The CID of each C{(prefix, data)}, or the L{cids.InvalidCID} (or
+    L{cids.UnsupportedHash}) its prefix raised.  Runs in a worker thread.
+    """
+    out = []
+    for prefix, data in blocks:
+        try:
+            out.append(cids.cidForBlock(prefix, data))
+        except cids.InvalidCID as e:
+            out.append(e)
+    return out

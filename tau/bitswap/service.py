@@ -4,7 +4,7 @@ fetching into it.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
 
 from tau.bitswap import cids
@@ -18,6 +18,9 @@ from tau.protocols.multistream import NegotiationFailed
 MAX_PROVIDERS = 10
 #: Seconds before a peer that refused bitswap is asked again.
 NO_BITSWAP_RETRY = 600.0
+#: Messages of blocks from one peer being hashed and stored at once: the
+#: stream is read on while earlier messages are still on their way to disk.
+RECEIVE_PIPELINE = 4
 
 
 class BitswapService(Service):
@@ -54,6 +57,7 @@ class BitswapService(Service):
         self._observed = set()
         self._noBitswap = {}
         self._observing = False
+        self._receiving = {}  # peer -> [Deferred] of blocks being stored
 
     # Service
 
@@ -222,11 +226,42 @@ class BitswapService(Service):
         if message.blocks:
             for _, data in message.blocks:
                 self.engine.blockReceivedFrom(peer, len(data))
-            await self.client.blocksReceived(peer, message.blocks)
+            await self._receiveBlocks(peer, message.blocks)
         if message.presences:
             self.client.presencesReceived(peer, message.presences)
         if message.entries or message.full:
             self.engine.messageReceived(peer, message)
+
+    async def _receiveBlocks(self, peer, blocks):
+        """
+        Hand C{blocks} to the client without waiting for them to be stored,
+        unless L{RECEIVE_PIPELINE} messages of C{peer} already are (then
+        wait for the oldest: the stream is not read meanwhile, which holds
+        the peer back).  A bad block drops the peer.
+        """
+        inflight = self._receiving.setdefault(peer, [])
+        while len(inflight) >= RECEIVE_PIPELINE:
+            waiter = Deferred()
+            inflight[0].addBoth(lambda r, w=waiter: (w.called or w.callback(None), r)[1])
+            await waiter
+        d = Deferred.fromCoroutine(self.client.blocksReceived(peer, blocks))
+        inflight.append(d)
+
+        def done(result):
+            inflight.remove(d)
+            if not inflight and self._receiving.get(peer) is inflight:
+                del self._receiving[peer]
+            return result
+
+        def failed(f):
+            if f.check(BadBlock):
+                self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=f.getErrorMessage())
+                self._drop(peer)
+            elif not f.check(CancelledError):
+                self.log.failure("bitswap: storing blocks from {peer} failed", f, peer=str(peer))
+
+        d.addBoth(done)
+        d.addErrback(failed)
 
     def _drop(self, peer):
         for conn in self.host.connections(peer):

@@ -24,6 +24,17 @@ its row (re-hashed and indexed on open), never a row whose block is missing or
 a half-written block under a real name.  Rows without a file are dropped on
 open.
 
+Bulk writes (L{BlockStore.batch}, used by the UnixFS importer and by Bitswap
+DAG fetches): block files are written (temp file, rename) without an fsync
+each; L{WriteBatch.commit} then fsyncs them all, from several threads at
+once, and their shard directories, and only then indexes (and pins) them in
+one transaction.  Nothing written in a batch is acknowledged before its
+commit returns, and a crash before that leaves block files without rows,
+which the reconciliation on open re-hashes and indexes (or sets aside), as
+for a single put.  A batch's blocks are found by C{get}, C{has} and C{size}
+as soon as they are written (so they can be served), are counted by C{stat}
+once indexed, and GC leaves every block a batch holds alone.
+
 Threads: all disk and hashing work runs in a thread pool (the one given, or
 the reactor's).  The SQLite connection lives in a dedicated single-thread
 pool owned by the store (SQLite connections are per thread), so every index
@@ -43,7 +54,7 @@ from typing import Iterable
 
 import cid as pycid
 import sqlite_utils
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -165,8 +176,16 @@ class BlockStore:
         self._tails: dict[bytes, Deferred] = {}
         self._touched: dict[bytes, float] = {}
         self._tick = 0
+        self._batches: set[WriteBatch] = set()
+        #: called with the number of bytes of every write indexed (for GC)
+        self.onWrite = None
 
     # -- plumbing -------------------------------------------------------------
+
+    @property
+    def threadpool(self) -> ThreadPool | None:
+        """The pool the store's disk and hashing work runs in (once open)."""
+        return self._pool
 
     @property
     def _blocks(self) -> Path:
@@ -318,6 +337,13 @@ class BlockStore:
                     [(t, k) for k, t in touched.items()],
                 )
 
+    def _wrote(self, n: int) -> None:
+        if self.onWrite is not None and n:
+            try:
+                self.onWrite(n)
+            except Exception:
+                log.failure("block store write observer failed")
+
     def _flushTouches(self) -> dict:
         touched, self._touched = self._touched, {}
         return touched
@@ -341,8 +367,12 @@ class BlockStore:
 
     # -- file helpers (io threads) --------------------------------------------
 
-    def _writeSync(self, items: list, verified: bool) -> None:
-        """Write (key, data) blocks durably under their real names."""
+    def _writeSync(self, items: list, verified: bool, durable: bool = True) -> None:
+        """
+        Write (key, data) blocks under their real names: durably (each file
+        and its directory fsync'd), or with ``durable=False`` without any
+        fsync (a L{WriteBatch} syncs them later).
+        """
         if not verified:
             for key, data in items:
                 if not verifies(key, data):
@@ -355,8 +385,9 @@ class BlockStore:
                 temps.append(tmp)
                 with os.fdopen(fd, "wb") as f:
                     _writeAll(f, data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
         except BaseException:
             for tmp in temps:
                 _unlinkQuiet(tmp)
@@ -371,14 +402,23 @@ class BlockStore:
                     dirs.add(path.parent)
                 os.replace(tmp, path)
                 done.append(path)
-            for d in dirs:
-                _fsyncDir(d)
+            if durable:
+                for d in dirs:
+                    _fsyncDir(d)
         except BaseException:
             for tmp in temps[len(done):]:
                 _unlinkQuiet(tmp)
             for path in done:
                 _unlinkQuiet(path)
             raise
+
+    def _commitSync(self, rows: list, pinRows: list) -> None:
+        with self._db.conn:
+            self._db.conn.executemany(
+                "INSERT OR REPLACE INTO blocks (key, size, last_used) VALUES (?, ?, ?)", rows)
+            if pinRows:
+                self._db.conn.executemany(
+                    "INSERT OR IGNORE INTO pins (key, root, cid) VALUES (?, ?, ?)", pinRows)
 
     def _readSync(self, key: bytes):
         path = self._path(key)
@@ -396,6 +436,15 @@ class BlockStore:
 
     # -- public API --------------------------------------------------------------
 
+    def batch(self, syncBehind: int = 64 << 20) -> WriteBatch:
+        """
+        A L{WriteBatch}: many blocks written at the disk's speed, acknowledged
+        together by its C{commit}.
+        """
+        if self._indexPool is None:
+            raise RuntimeError("BlockStore is not open")
+        return WriteBatch(self, syncBehind)
+
     async def put(self, cid, data: bytes) -> None:
         await self.putMany([(cid, data)])
 
@@ -405,17 +454,7 @@ class BlockStore:
         skips re-hashing, for callers that computed the CIDs themselves from
         these very bytes (the UnixFS importer).
         """
-        items: dict[bytes, bytes] = {}
-        for c, data in blocks:
-            key = multihashOf(c)
-            code, _ = splitMultihash(key)
-            if code == IDENTITY:
-                if not verifies(key, data):
-                    raise BadBlock("data does not match identity multihash")
-                continue
-            if code not in _HASHES:
-                raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
-            items[key] = bytes(data) if not isinstance(data, bytes) else data
+        items = _items(blocks)
         if not items:
             return
         keys = sorted(items)  # sorted lock order: no deadlock between batches
@@ -443,6 +482,7 @@ class BlockStore:
                 if _isFull(e):
                     raise StoreFull(f"no space left in {self._root}") from e
                 raise
+            self._wrote(sum(r["size"] for r in rows))
         finally:
             for k, d in locks:
                 self._unlock(k, d)
@@ -488,7 +528,13 @@ class BlockStore:
         code, digest = splitMultihash(key)
         if code == IDENTITY:
             return len(digest)
-        return await self._index(self._rowSync, key)
+        size = await self._index(self._rowSync, key)
+        if size is None:
+            for batch in self._batches:
+                size = batch.sizes.get(key)
+                if size is not None:
+                    break
+        return size
 
     async def delete(self, cid) -> None:
         key = multihashOf(cid)
@@ -569,9 +615,12 @@ class BlockStore:
             return 0, 0
         chosen, locks, excess = [], [], (total - budgetBytes) if budgetBytes is not None else None
         freed = 0
+        held = set().union(*(b.keys for b in self._batches)) if self._batches else ()
         for key, size in candidates:
             if excess is not None and freed >= excess:
                 break
+            if key in held:
+                continue
             d = self._tryLock(key)
             if d is None:
                 continue
@@ -620,6 +669,214 @@ class BlockStore:
     async def keys(self) -> list[bytes]:
         """The multihashes of all stored blocks."""
         return await self._index(lambda: [r[0] for r in self._db.execute("SELECT key FROM blocks")])
+
+
+#: Threads that fsync a batch's files at once (the disk sees them together).
+SYNC_THREADS = 8
+#: Threads that write a batch's files at once.
+WRITE_THREADS = 4
+
+
+class WriteBatch:
+    """
+    Blocks written without an fsync each and made durable together: what
+    an import or a DAG fetch uses.  C{putMany} writes the files; once
+    C{syncBehind} bytes are pending they are fsync'd and indexed in the
+    background (so a big import never holds much unsynced data and the
+    disk works while the next blocks are hashed); C{commit} waits for that,
+    syncs and indexes the rest in one transaction (pinning every block of
+    the batch on behalf of C{pin}, when given) and only then returns: from
+    then on every block of the batch survives a crash.  C{abort} removes
+    what the batch wrote and nobody else indexed.  Blocks the batch holds
+    (written or found already stored) are left alone by GC until it ends.
+
+    @ivar keys: the multihashes of every block put through the batch.
+    """
+
+    def __init__(self, store: BlockStore, syncBehind: int):
+        self._store = store
+        self._syncBehind = syncBehind
+        self.keys: set[bytes] = set()
+        self._pending: dict[bytes, int] = {}   # written, not yet synced: key -> size
+        self.sizes: dict[bytes, int] = {}      # every block the batch wrote: key -> size
+        self._pendingBytes = 0
+        self._jobs: list[Deferred] = []
+        self._failure: BaseException | None = None
+        self._written: list[bytes] = []
+        self._open = True
+        store._batches.add(self)
+
+    def _check(self) -> None:
+        if not self._open:
+            raise RuntimeError("the write batch is over")
+        if self._failure is not None:
+            raise self._failure
+
+    async def putMany(self, blocks: Iterable, verified: bool = False) -> None:
+        """As L{BlockStore.putMany}, but not durable before L{commit}."""
+        self._check()
+        store = self._store
+        items = _items(blocks)
+        fresh = sorted(k for k in items if k not in self.keys)
+        self.keys.update(fresh)
+        if not fresh:
+            return
+        locks = [(k, await store._lock(k)) for k in fresh]
+        try:
+            existing = await store._index(store._existingSync, fresh, store._flushTouches())
+            now = store._now()
+            for k in existing:
+                store._touched[k] = now
+            new = [(k, items[k]) for k in fresh if k not in existing]
+            if new:
+                n = min(WRITE_THREADS, len(new))
+                try:
+                    await gatherResults(
+                        [store._io(store._writeSync, new[i::n], verified, False) for i in range(n)],
+                        consumeErrors=True)
+                except FirstError as e:
+                    e = e.subFailure.value
+                    if _isFull(e):
+                        raise StoreFull(f"no space left in {store._root}") from e
+                    raise e from None
+                for k, data in new:
+                    self._pending[k] = self.sizes[k] = len(data)
+                    self._pendingBytes += len(data)
+                    self._written.append(k)
+        finally:
+            for k, d in locks:
+                store._unlock(k, d)
+        if self._pendingBytes >= self._syncBehind:
+            self._startSync()
+
+    def _startSync(self) -> None:
+        pending, self._pending, self._pendingBytes = self._pending, {}, 0
+        job = Deferred.fromCoroutine(self._sync(pending))
+
+        def failed(f):
+            if self._failure is None:
+                self._failure = f.value
+        job.addErrback(failed)
+        self._jobs.append(job)
+
+    async def _sync(self, pending: dict, pinRows: list = ()) -> None:
+        """fsync the files of ``pending`` and their directories, then index them."""
+        store = self._store
+        keys = sorted(pending)
+        locks = [(k, await store._lock(k)) for k in keys]
+        try:
+            missing: set = set()
+            if keys:
+                paths = [(k, store._path(k)) for k in keys]
+                n = min(SYNC_THREADS, len(paths))
+                try:
+                    results = await gatherResults(
+                        [store._io(_fsyncFiles, paths[i::n]) for i in range(n)],
+                        consumeErrors=True)
+                    for r in results:
+                        missing.update(r)
+                    dirs = sorted({p.parent for _, p in paths})
+                    n = min(SYNC_THREADS, len(dirs))
+                    await gatherResults(
+                        [store._io(lambda part: [_fsyncDir(d) for d in part], dirs[i::n])
+                         for i in range(n)], consumeErrors=True)
+                except FirstError as e:
+                    raise e.subFailure.value from None
+            now = store._now()
+            rows = [(k, pending[k], now) for k in keys if k not in missing]
+            if missing:
+                log.warn("write batch: {n} block files vanished before their commit",
+                         n=len(missing))
+            await store._index(store._commitSync, rows, list(pinRows))
+            store._wrote(sum(r[1] for r in rows))
+        except BaseException as e:
+            if _isFull(e):
+                raise StoreFull(f"no space left in {store._root}") from e
+            raise
+        finally:
+            for k, d in locks:
+                store._unlock(k, d)
+
+    async def commit(self, pin=None) -> None:
+        """
+        Make every block of the batch durable and indexed; with ``pin`` (a
+        CID), pin ``pin`` directly and every other block of the batch on
+        its behalf, in the same transaction.
+        """
+        self._check()
+        try:
+            if self._jobs:
+                await gatherResults(self._jobs)
+            self._check()
+            pinRows = []
+            if pin is not None:
+                rootKey = multihashOf(pin)
+                cidBytes = bytes(pin.buffer) if hasattr(pin, "buffer") else rootKey
+                pinRows = [(k, rootKey, k) for k in self.keys if k != rootKey]
+                pinRows.append((rootKey, rootKey, cidBytes))
+            pending, self._pending, self._pendingBytes = self._pending, {}, 0
+            await self._sync(pending, pinRows)
+        finally:
+            self._end()
+
+    async def abort(self) -> None:
+        """Remove the block files this batch wrote that are not indexed."""
+        if not self._open:
+            return
+        store = self._store
+        try:
+            for job in self._jobs:
+                job.addErrback(lambda f: None)
+            if self._jobs:
+                await gatherResults(self._jobs)
+            keys = sorted(set(self._written))
+            locks = [(k, await store._lock(k)) for k in keys]
+            try:
+                indexed = await store._index(store._existingSync, keys, {})
+                gone = [k for k in keys if k not in indexed]
+                await store._io(lambda: [_unlinkQuiet(store._path(k)) for k in gone])
+            finally:
+                for k, d in locks:
+                    store._unlock(k, d)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        self._open = False
+        self.sizes = {}
+        self._store._batches.discard(self)
+
+
+def _fsyncFiles(paths: list) -> list:
+    """fsync each (key, path); the keys whose file is gone."""
+    missing = []
+    for key, path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            missing.append(key)
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return missing
+
+
+def _items(blocks: Iterable) -> dict[bytes, bytes]:
+    """(cid, data) pairs -> {multihash: data}, identity blocks checked and left out."""
+    items: dict[bytes, bytes] = {}
+    for c, data in blocks:
+        key = multihashOf(c)
+        code, _ = splitMultihash(key)
+        if code == IDENTITY:
+            if not verifies(key, data):
+                raise BadBlock("data does not match identity multihash")
+            continue
+        if code not in _HASHES:
+            raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
+        items[key] = bytes(data) if not isinstance(data, bytes) else data
+    return items
 
 
 def _v0(mh: bytes):

@@ -199,9 +199,28 @@ async def importFile(store, source, reactor, threadpool=None, params: Params = H
                      pin: bool = False) -> Entry:
     """
     Import a file into ``store``.  ``source``: bytes, a path, or a binary file
-    object with ``read(n)`` (read in a worker thread).
+    object with ``read(n)`` (read in a worker thread).  With a store that
+    has ``batch()`` (L{tau.store.blockstore.BlockStore}) the blocks go
+    through one write batch, durable (and pinned) once this returns.
     """
     pool = threadpool or reactor.getThreadPool()
+    bulk = getattr(store, "batch", None)
+    writer = bulk() if bulk is not None else store
+    try:
+        root = await _importFile(writer, source, reactor, pool, params)
+        if writer is not store:
+            await writer.commit(pin=root[0] if pin else None)
+    except BaseException:
+        if writer is not store:
+            await writer.abort()
+        raise
+    c, ts, fs = root
+    if pin and writer is store:
+        await pinRecursive(store, c)
+    return Entry(c, ts, fs)
+
+
+async def _importFile(store, source, reactor, pool, params: Params):
     close = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         import io
@@ -232,10 +251,7 @@ async def importFile(store, source, reactor, threadpool=None, params: Params = H
     finally:
         if close is not None:
             close.close()
-    c, ts, fs = root
-    if pin:
-        await pinRecursive(store, c)
-    return Entry(c, ts, fs)
+    return root
 
 
 # -- directories ----------------------------------------------------------------

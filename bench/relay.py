@@ -19,7 +19,11 @@ two paths so both see the same machine:
      exchange; B is already connected to R, as a client of a relay is).
 
 It prints the medians, the relayed/direct throughput ratio and the extra
-set-up time of a relayed connection.  Speed never changes the exit status.
+set-up time of a relayed connection, and the CPU time each process spent
+per GiB on each path: a relayed byte is encrypted three times (B's end to
+end TLS, B's TLS to R, R's TLS to A) and decrypted three times, so with
+three processes on two cores the ratio cannot go much above the ratio of
+the total CPU per GiB.  Speed never changes the exit status.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ if str(REPO) not in sys.path:
 
 MiB = 1 << 20
 SINK = "/tau/bench/relay-sink/1.0.0"
+CPU = "/tau/bench/cpu/1.0.0"
 CHUNK = 64 * 1024
 
 
@@ -55,6 +60,13 @@ def _newHost(reactor: Any, listen: list[str]) -> tuple[Any, Any, Any]:
         host, reactor, service="on" if listen else "off",
         limits=relay.RelayLimits(data=0, duration=0, maxReservationsPerIP=0),
     )
+
+    async def cpu(stream: Any) -> None:
+        # this process's CPU seconds (user + system) so far
+        stream.write(json.dumps(time.process_time()).encode())
+        stream.closeWrite()
+
+    host.setStreamHandler(CPU, cpu)
     return host, client, service
 
 
@@ -95,18 +107,21 @@ def _roleSink(relayAddr: str) -> None:
     class Sink(Protocol):
         received = 0
         first: Optional[float] = None
+        firstCPU = 0.0
         last = 0.0
 
         def dataReceived(self, data: bytes) -> None:
             now = time.perf_counter()
             if self.first is None:
                 self.first = now
+                self.firstCPU = time.process_time()
             self.last = now
             self.received += len(data)
 
         def readConnectionLost(self) -> None:
             seconds = self.last - self.first if self.first is not None else 0.0
-            self.transport.write(json.dumps({"bytes": self.received, "seconds": seconds}).encode())
+            cpu = time.process_time() - self.firstCPU
+            self.transport.write(json.dumps({"bytes": self.received, "seconds": seconds, "cpu": cpu}).encode())
             self.transport.loseConnection()
 
         def writeConnectionLost(self) -> None:
@@ -200,24 +215,36 @@ def _roleSender(relayAddr: str, direct: str, circuit: str, runs: int, mib: int, 
         await identify.whenIdentified(host, conn)
         return conn, (dialed - started) * 1000, (time.perf_counter() - started) * 1000
 
+    async def cpuOf(host: Any, peer: Any) -> float:
+        stream = await host.newStream(peer, [CPU])
+        return float(json.loads(await stream.readToEnd(100)))
+
     async def run() -> dict:
         host, client, _ = _newHost(reactor, [])
         host.startService()
         client.startService()
         await host.whenReady()
-        await host.connect(relayAddr)
-        out: dict = {"direct": [], "relayed": [], "setupDirect": [], "setupRelayed": []}
+        relayPeer = (await host.connect(relayAddr)).remotePeer
+        out: dict = {"direct": [], "relayed": [], "setupDirect": [], "setupRelayed": [], "cpuDirect": [], "cpuRelayed": []}
         # 1. throughput, alternating
         for i in range(runs):
             for mode, addr in (("direct", direct), ("relayed", circuit)) if i % 2 == 0 else (("relayed", circuit), ("direct", direct)):
                 conn, _, _ = await fresh(host, addr)
                 assert (conn.relay is not None) == (mode == "relayed"), mode
                 sender = Sender()
+                relayCPU = await cpuOf(host, relayPeer)
+                ownCPU = time.process_time()
                 await host.newRawStream(target, [SINK], sender)
                 answer = json.loads(await sender.done)
+                ownCPU = time.process_time() - ownCPU
+                relayCPU = await cpuOf(host, relayPeer) - relayCPU
                 if answer["bytes"] != total:
                     raise RuntimeError(f"{mode}: the sink got {answer['bytes']} of {total} bytes")
                 out[mode].append(total / MiB / answer["seconds"])
+                gib = total / (1 << 30)
+                out["cpuDirect" if mode == "direct" else "cpuRelayed"].append(
+                    {"sender": ownCPU / gib, "relay": relayCPU / gib, "sink": answer["cpu"] / gib}
+                )
                 await conn.close()
         # 2. set-up, alternating
         for i in range(connections):
@@ -344,6 +371,10 @@ def summarize(raw: dict, mib: int) -> dict:
     setupR = statistics.median(s["identifyMs"] for s in raw["setupRelayed"])
     dialD = statistics.median(s["dialMs"] for s in raw["setupDirect"])
     dialR = statistics.median(s["dialMs"] for s in raw["setupRelayed"])
+    cpu = {
+        path: {role: statistics.median(c[role] for c in raw[key]) for role in ("sender", "relay", "sink")}
+        for path, key in (("direct", "cpuDirect"), ("relayed", "cpuRelayed"))
+    }
     return {
         "mib": mib,
         "runs": len(raw["direct"]),
@@ -358,6 +389,8 @@ def summarize(raw: dict, mib: int) -> dict:
         "setupRatio": setupR / setupD,
         "dialDirectMs": dialD,
         "dialRelayedMs": dialR,
+        "cpuSecondsPerGiB": cpu,
+        "cpuRatio": sum(cpu["relayed"].values()) / sum(cpu["direct"].values()),
     }
 
 
@@ -371,6 +404,14 @@ def report(s: dict) -> str:
         ("relayed dial+identify", f"{s['setupRelayedMs']:.1f}", "ms", f"{s['setupRatio']:.3f}",
          f"extra {s['setupExtraMs']:+.1f} ms; dial {s['dialRelayedMs']:.1f}; B already connected to R"),
     ]
+    for path in ("direct", "relayed"):
+        c = s["cpuSecondsPerGiB"][path]
+        rows.append((
+            f"CPU per GiB, {path}", f"{sum(c.values()):.2f}", "s",
+            f"{s['cpuRatio']:.3f}" if path == "relayed" else "",
+            f"sender {c['sender']:.2f}, relay {c['relay']:.2f}, sink {c['sink']:.2f}"
+            + ("; relayed/direct" if path == "relayed" else ""),
+        ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))

@@ -15,6 +15,7 @@ upgrade; L{Connection} is what the host keeps once it is done.
 """
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -179,6 +180,10 @@ class RawConnection(Protocol):
     def connectionMade(self):
         host = self.host
         clock = host.clock
+        if ITCPTransport.providedBy(self.transport):
+            # Like go and js: no Nagle.  Small frames (window updates, acks,
+            # requests) must not wait for the ACK of the previous segment.
+            self.transport.setTcpNoDelay(True)
         self._timer = clock.callLater(self.timeout, self._timedOut)
         protocols = [TLS]
         if self.isClient:

@@ -31,6 +31,19 @@ class DialError(Exception):
     """
 
 
+class LimitedConnectionError(DialError):
+    """
+    The only connection to a peer is limited (relayed, with a time or data
+    limit) and the caller did not allow its stream to run on one, and no
+    direct connection could be made.
+    """
+
+
+#: After a failed attempt to replace a limited connection by a direct one,
+#: streams that need one fail at once for this many seconds.
+DIRECT_RETRY = 60.0
+
+
 class _RawFactory(Factory):
     noisy = False
 
@@ -94,26 +107,44 @@ class Host(Service):
         self._extraAddrs = []
         self._changeObservers = []
         self._changePending = None
+        self._limitedOK = set()
+        self._directFailed = {}
         self._ready = OneShot()
 
     # protocol handlers
 
-    def setStreamHandler(self, protocolID, handler):
+    def setStreamHandler(self, protocolID, handler, *, allowLimited=False):
         """
         Serve C{protocolID} with C{async def handler(stream)}, C{stream} a
         connected L{StreamProtocol}.  The stream is reset if it raises.
+
+        @param allowLimited: serve it on limited connections too (relayed
+            ones with a time or data limit, L{tau.connection.Connection}
+            C{limited}); otherwise it is refused there, like js-libp2p's
+            C{runOnLimitedConnection}.  Identify, ping and the relay's own
+            protocols allow it; bulk protocols (DHT, bitswap) do not.
         """
         self._handlers[protocolID] = ("async", handler)
+        self._allowLimited(protocolID, allowLimited)
 
-    def setProtocolFactory(self, protocolID, factory):
+    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False):
         """
         Serve C{protocolID} with C{factory(stream) -> IProtocol}; the stream
         transport carries C{remotePeer}, C{protocolID} and C{connection}.
+        C{allowLimited} as for L{setStreamHandler}.
         """
         self._handlers[protocolID] = ("raw", factory)
+        self._allowLimited(protocolID, allowLimited)
+
+    def _allowLimited(self, protocolID, allow):
+        if allow:
+            self._limitedOK.add(protocolID)
+        else:
+            self._limitedOK.discard(protocolID)
 
     def removeHandler(self, protocolID):
         self._handlers.pop(protocolID, None)
+        self._limitedOK.discard(protocolID)
 
     def protocols(self):
         return list(self._handlers)
@@ -480,7 +511,12 @@ class Host(Service):
         connection.touch()
         stream.remotePeer = connection.remotePeer
         stream.connection = connection
-        negotiator = MultistreamNegotiator.listener(self._handlers, clock=self.clock, timeout=STREAM_NEGOTIATION_TIMEOUT)
+        protocols = self._handlers
+        if connection.limited:
+            # Only what allows it runs on a limited connection; the rest is
+            # answered "na", as if we did not speak it.
+            protocols = [p for p in protocols if p in self._limitedOK]
+        negotiator = MultistreamNegotiator.listener(protocols, clock=self.clock, timeout=STREAM_NEGOTIATION_TIMEOUT)
         stream.setProtocol(negotiator)
         negotiator.whenNegotiated().addCallbacks(
             self._dispatch,
@@ -492,7 +528,7 @@ class Host(Service):
         protocolID, leftover = result
         stream.protocolID = protocolID
         handler = self._handlers.get(protocolID)
-        if handler is None:
+        if handler is None or (stream.connection.limited and protocolID not in self._limitedOK):
             stream.abortConnection()
             return
         kind, function = handler
@@ -519,8 +555,10 @@ class Host(Service):
         )
         stream.reset()
 
-    async def _negotiatedStream(self, peerID, protocols, timeout):
+    async def _negotiatedStream(self, peerID, protocols, timeout, allowLimited):
         conn = await self.dial(peerID)
+        if conn.limited and not allowLimited:
+            conn = await self._unlimited(peerID, protocols)
         stream = conn.openStream()
         stream.remotePeer = peerID
         stream.connection = conn
@@ -530,23 +568,56 @@ class Host(Service):
         stream.protocolID = protocolID
         return stream, negotiator, protocolID, leftover
 
-    async def newStream(self, peerID, protocols, timeout=STREAM_NEGOTIATION_TIMEOUT):
+    async def _unlimited(self, peerID, protocols):
+        """
+        A connection to C{peerID} that is not limited: an open one, or a new
+        one to a direct address of the peer store (a relayed peer that also
+        listens somewhere we reach).
+
+        @raise LimitedConnectionError: when there is none.
+        """
+        for conn in self.connections(peerID):
+            if not conn.limited and not conn.closing:
+                return conn
+        failed = self._directFailed.get(peerID)
+        addrs = [a for a in self.peerstore.addrs(peerID) if "/p2p-circuit" not in a]
+        errors = []
+        if addrs and (failed is None or self.clock.seconds() - failed >= DIRECT_RETRY):
+            conn = await self._dialAddrs(peerID, addrs, DIAL_TIMEOUT, set(), errors)
+            if conn is not None and not conn.limited:
+                self._directFailed.pop(peerID, None)
+                return conn
+            if len(self._directFailed) >= self.maxConnections:
+                self._directFailed.pop(next(iter(self._directFailed)))
+            self._directFailed[peerID] = self.clock.seconds()
+        raise LimitedConnectionError(
+            f"the connection to {peerID} is limited (relayed) and {' '.join(protocols)} "
+            "is not allowed on one (allowLimited)"
+            + (f"; no direct connection: {'; '.join(errors)}" if errors else "")
+        )
+
+    async def newStream(self, peerID, protocols, timeout=STREAM_NEGOTIATION_TIMEOUT, *, allowLimited=False):
         """
         Open a stream to C{peerID} speaking the first of C{protocols} it
         supports (dialing it if needed).
 
+        @param allowLimited: the stream may run on a limited connection (a
+            relayed one with a time or data limit), like go-libp2p's
+            C{WithAllowLimitedConn}; otherwise, when that is all there is,
+            a direct address of the peer is dialed, and failing that
+            L{LimitedConnectionError} is raised.
         @rtype: L{StreamProtocol}
         """
-        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout)
+        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout, allowLimited)
         sp = StreamProtocol(protocolID, peerID, stream.connection)
         negotiator.switchProtocol(sp, leftover)
         return sp
 
-    async def newRawStream(self, peerID, protocols, protocol, timeout=STREAM_NEGOTIATION_TIMEOUT):
+    async def newRawStream(self, peerID, protocols, protocol, timeout=STREAM_NEGOTIATION_TIMEOUT, *, allowLimited=False):
         """
         Like L{newStream}, but connect C{protocol} (any IProtocol) to it.
         """
-        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout)
+        stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout, allowLimited)
         negotiator.switchProtocol(protocol, leftover)
         return protocol
 

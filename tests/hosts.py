@@ -30,7 +30,8 @@ async def startHost(case, *, swarmKey=None, install=True, key=None, **kwargs):
         from tau.protocols import installProtocols
 
         installProtocols(host)
-    host.setStreamHandler("/tau/echo/1.0.0", echo)
+    # echo is a test tool: it runs on limited (relayed) connections too
+    host.setStreamHandler("/tau/echo/1.0.0", echo, allowLimited=True)
     host.startService()
     case.addCleanup(lambda: host.stopService() if host.running else None)
     await host.whenReady()
@@ -43,9 +44,10 @@ def addressOf(host):
 
 async def roundTrip(host, peerID, payload):
     """
-    Send C{payload} on an echo stream and return what comes back.
+    Send C{payload} on an echo stream and return what comes back (over a
+    limited connection too).
     """
-    stream = await host.newStream(peerID, ["/tau/echo/1.0.0"])
+    stream = await host.newStream(peerID, ["/tau/echo/1.0.0"], allowLimited=True)
     stream.write(payload)
     stream.closeWrite()
     return await stream.readToEnd(len(payload) + 1)

@@ -62,6 +62,20 @@ class StreamTests(TestCase):
         self.assertEqual(len(b.connections()), 1)
 
     @coroutine
+    async def test_noDelay(self):
+        """
+        TCP connections run without Nagle on both ends (as go and js set
+        them): small frames such as window updates are not held back.
+        """
+        a = await startHost(self)
+        b = await startHost(self)
+        conn = await a.connect(addressOf(b))
+        [inbound] = b.connections(a.peerID)
+        for c in (conn, inbound):
+            tcp = c.session.transport.transport
+            self.assertTrue(tcp.getTcpNoDelay())
+
+    @coroutine
     async def test_unknownProtocolGetsNa(self):
         """
         A protocol nobody serves is refused with na; the connection and the

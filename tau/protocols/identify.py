@@ -736,7 +736,7 @@ async def push(host, peerID, timeout: float | None = TIMEOUT) -> None:
     Push our identify message to C{peerID} (after our addresses or
     protocols changed).
     """
-    stream = await host.newStream(peerID, [PUSH])
+    stream = await host.newStream(peerID, [PUSH], allowLimited=True)
     for message in identifyMessages(host, stream.connection):
         stream.writeLP(message)
     stream.closeWrite()
@@ -775,8 +775,8 @@ def install(host, identifyConnections: bool = True) -> None:
     C{identifyConnections}, identify every new connection (needs
     C{host.addConnectionObserver}); see L{whenIdentified}.
     """
-    host.setStreamHandler(ID, partial(handleIdentify, host))
-    host.setStreamHandler(PUSH, partial(handlePush, host))
+    host.setStreamHandler(ID, partial(handleIdentify, host), allowLimited=True)
+    host.setStreamHandler(PUSH, partial(handlePush, host), allowLimited=True)
     if hasattr(host, "addChangeObserver"):
         host.addChangeObserver(partial(pushAll, host))
     if identifyConnections:

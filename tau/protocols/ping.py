@@ -163,7 +163,7 @@ async def ping(host, peerID, count: int = 1, timeout: float | None = 10.0) -> li
     """
     if count < 1:
         raise ValueError("count must be at least 1")
-    stream = await host.newStream(peerID, [ID])
+    stream = await host.newStream(peerID, [ID], allowLimited=True)
     clock = host.clock
     rtts = []
     try:
@@ -187,5 +187,5 @@ def install(host, maxPerPeer: int = MAX_STREAMS_PER_PEER) -> PingService:
     Serve ping on C{host}.
     """
     service = PingService(host.clock, maxPerPeer)
-    host.setProtocolFactory(ID, service)
+    host.setProtocolFactory(ID, service, allowLimited=True)
     return service

@@ -38,14 +38,15 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IHandshakeListener,
+    ILoggingContext,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 from tau.identity import InvalidKey, PublicKey
 
@@ -380,16 +381,278 @@ class _ConnectionCreator:
 # --- the layer ---
 
 
-class TLSLayer(BufferingTLSTransport):
+#: Plaintext writes are gathered until the end of the reactor turn, or
+#: until this many bytes wait, and encrypted together (small writes, such
+#: as yamux window updates, would each cost a record and a lower write).
+GATHER_BYTES = 64 * 1024
+#: Records held for one lower write are written once they pass this size.
+HOLD_BYTES = 256 * 1024
+#: Ciphertext is read out of OpenSSL in pieces of this size (under glibc's
+#: mmap threshold, so the buffers are recycled rather than faulted in).
+RECORDS_READ = 64 * 1024
+
+
+class _Lower:
+    """
+    The lower transport as a L{TLSLayer} sees it.
+
+    OpenSSL makes records of at most 16 KiB and the layer writes each one
+    down as it is made.  While the layer encrypts one plaintext write, or
+    handles one read of ciphertext, this holds those writes and passes them
+    on together: a write of 256 KiB costs the transport below one write, not
+    sixteen (over a relayed connection, a few yamux frames instead of
+    sixteen).  Past L{HOLD_BYTES} what is held is written at once, so a
+    burst still meets the transport's push-back; and it is written before
+    the transport is closed or aborted, as it would have been without
+    holding.  Everything else is the transport's own.
+    """
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.held = None
+        self.heldBytes = 0
+        directlyProvides(self, providedBy(transport))
+
+    def hold(self):
+        """
+        Start holding writes; False if already holding (a nested call).
+        """
+        if self.held is not None:
+            return False
+        self.held = []
+        return True
+
+    def release(self):
+        """
+        Write what was held, in one write, and stop holding.
+        """
+        self._writeHeld()
+        self.held = None
+
+    def write(self, data):
+        held = self.held
+        if held is None:
+            self.transport.write(data)
+            return
+        held.append(data)
+        self.heldBytes += len(data)
+        if self.heldBytes >= HOLD_BYTES:
+            # Past this, let the transport see it (and push back).
+            self._writeHeld()
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def _writeHeld(self):
+        held = self.held
+        if held:
+            self.held = []
+            self.heldBytes = 0
+            if len(held) == 1:
+                self.transport.write(held[0])
+            else:
+                # TCP keeps the list as it is until it sends: no copy here
+                self.transport.writeSequence(held)
+
+    def loseConnection(self):
+        self._writeHeld()
+        self.transport.loseConnection()
+
+    def abortConnection(self):
+        self._writeHeld()
+        self.transport.abortConnection()
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+@implementer(ILoggingContext)
+class _Upper:
+    """
+    The upper protocol as a L{TLSLayer} sees it once the peer is verified:
+    the plaintext of the records decrypted from one read of ciphertext is
+    passed on in one C{dataReceived} (OpenSSL hands it over one record at
+    a time), so the layers above work on 64 KiB rather than 16 KiB.
+    """
+
+    def __init__(self, layer, protocol):
+        self.layer = layer
+        self.protocol = protocol
+
+    def makeConnection(self, transport):
+        self.protocol.makeConnection(transport)
+
+    def dataReceived(self, data):
+        batch = self.layer._batch
+        if batch is not None:
+            batch.append(data)
+        else:
+            self.protocol.dataReceived(data)
+
+    def connectionLost(self, reason):
+        self.layer._deliverBatch()
+        self.protocol.connectionLost(reason)
+
+    def logPrefix(self):
+        if ILoggingContext.providedBy(self.protocol):
+            return self.protocol.logPrefix()
+        return self.protocol.__class__.__name__
+
+
+class TLSLayer(TLSMemoryBIOProtocol):
     """
     The TLS layer of one connection: the protocol of the lower transport and,
     once the peer is verified, the transport of the upper protocol.
+
+    Writes are gathered (L{GATHER_BYTES}, or the end of the reactor turn)
+    and encrypted together; the records made from one write, or while one
+    read is handled, go down in one lower write (L{_Lower}); the plaintext
+    of one read comes up in one call (L{_Upper}).
 
     @ivar remotePeer: the verified remote L{tau.identity.PeerID}, L{None}
         until the handshake has been verified.
     """
 
     remotePeer = None
+
+    def __init__(self, factory, wrappedProtocol, clock):
+        TLSMemoryBIOProtocol.__init__(self, factory, wrappedProtocol)
+        self._clock = clock
+        self._lower = None
+        self._gathered = []
+        self._gatheredBytes = 0
+        self._flushCall = None
+        self._batch = None
+        self._plainWrites = False
+
+    def attach(self, protocol):
+        """
+        Make C{protocol} the upper protocol (the peer is verified) and
+        connect it.
+        """
+        self.wrappedProtocol = _Upper(self, protocol)
+        protocol.makeConnection(self)
+
+    # the lower side
+
+    def makeConnection(self, transport):
+        lower = self._lower = _Lower(transport)
+        lower.hold()
+        try:
+            TLSMemoryBIOProtocol.makeConnection(self, lower)
+        finally:
+            lower.release()
+
+    def dataReceived(self, data):
+        lower = self._lower
+        holding = lower.hold()
+        outer = self._batch is None
+        if outer:
+            self._batch = []
+        try:
+            TLSMemoryBIOProtocol.dataReceived(self, data)
+            if outer:
+                self._deliverBatch()
+        finally:
+            if outer:
+                self._batch = None
+            if holding:
+                lower.release()
+
+    def _deliverBatch(self):
+        batch = self._batch
+        if batch:
+            self._batch = []
+            protocol = self.wrappedProtocol
+            if protocol is not None:
+                protocol.protocol.dataReceived(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    # the upper side
+
+    def write(self, data):
+        if not data:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        if not self._gathered and len(data) >= GATHER_BYTES:
+            self._encrypt(data)
+            return
+        self._gathered.append(data)
+        self._gatheredBytes += len(data)
+        if self._gatheredBytes >= GATHER_BYTES:
+            self._flushGathered()
+        elif self._flushCall is None:
+            self._flushCall = self._clock.callLater(0, self._flushGathered)
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def _flushGathered(self):
+        if self._flushCall is not None:
+            if self._flushCall.active():
+                self._flushCall.cancel()
+            self._flushCall = None
+        gathered = self._gathered
+        if gathered:
+            self._gathered = []
+            self._gatheredBytes = 0
+            self._encrypt(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+
+    def _encrypt(self, data):
+        connection = self.getHandle()
+        if connection is None:
+            return  # the connection is gone
+        lower = self._lower
+        holding = lower.hold()
+        try:
+            if self._plainWrites or self.disconnecting:
+                TLSMemoryBIOProtocol.write(self, data)
+                return
+            # Twisted's write makes one record at a time and reads each
+            # one back out of OpenSSL; this lets OpenSSL make them all and
+            # reads them out in large pieces.  Anything unusual goes the
+            # Twisted way from here on.
+            view = memoryview(data)
+            sent = 0
+            try:
+                while sent < len(data):
+                    sent += connection.send(view[sent:])
+            except SSL.Error:
+                self._plainWrites = True
+            self._readRecords(connection)
+            if sent < len(data):
+                TLSMemoryBIOProtocol.write(self, data[sent:])
+        finally:
+            if holding:
+                lower.release()
+
+    def _readRecords(self, connection):
+        lower = self._lower
+        while True:
+            try:
+                lower.write(connection.bio_read(RECORDS_READ))
+            except SSL.WantReadError:
+                return
+
+    def loseConnection(self):
+        self._flushGathered()
+        TLSMemoryBIOProtocol.loseConnection(self)
+
+    def abortConnection(self):
+        self._dropGathered()
+        TLSMemoryBIOProtocol.abortConnection(self)
+
+    def connectionLost(self, reason):
+        self._dropGathered()
+        TLSMemoryBIOProtocol.connectionLost(self, reason)
+
+    def _dropGathered(self):
+        if self._flushCall is not None:
+            if self._flushCall.active():
+                self._flushCall.cancel()
+            self._flushCall = None
+        self._gathered = []
+        self._gatheredBytes = 0
 
 
 def _address(layer):
@@ -465,8 +728,7 @@ class _HandshakeGate(Protocol):
             return
         self._stopTimer()
         layer.remotePeer = peer
-        layer.wrappedProtocol = self._upper
-        self._upper.makeConnection(layer)
+        layer.attach(self._upper)
         self._whenSecure.callback(peer)
 
     def dataReceived(self, data):
@@ -580,7 +842,7 @@ class TLSSecurity:
             isClient=isClient,
             whenSecure=whenSecure,
         )
-        layer = TLSLayer(factory, gate)
+        layer = TLSLayer(factory, gate, self.clock)
         gate.startTimer(timeout)
         layer.makeConnection(transport)
         if initialBytes and not whenSecure.called:

@@ -74,6 +74,12 @@ log = Logger()
 
 _pack = HEADER.pack
 
+#: Inside L{YamuxSession.dataReceived} frames are gathered and written
+#: together at the end; past this many bytes they are written at once, so a
+#: burst of sending (a window update that lets a producer write megabytes)
+#: reaches the transport in pieces and the transport can push back.
+CORK_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class YamuxConfig:
@@ -168,6 +174,7 @@ class YamuxSession(Protocol):
         self._dataStream: YamuxStream | None = None
         self._corked = False
         self._outbox: list[bytes] = []
+        self._outboxBytes = 0
         self._transportPaused = False
         self._producers: set[YamuxStream] = set()
         self._blocked: deque[YamuxStream] = deque()
@@ -303,6 +310,7 @@ class YamuxSession(Protocol):
         if self._state == _CLOSED:
             return
         self._outbox = []
+        self._outboxBytes = 0
         self._corked = False
         self._shutdown(Failure(ConnectionLost(f"yamux connection lost: {reason.value}")))
         self._state = _CLOSED
@@ -492,14 +500,21 @@ class YamuxSession(Protocol):
             return
         if self._corked:
             self._outbox.append(frame)
+            self._outboxBytes += len(frame)
+            if self._outboxBytes >= CORK_BYTES:
+                self._flush()
         else:
             self.transport.write(frame)
 
-    def _sendParts(self, parts: list) -> None:
+    def _sendParts(self, parts) -> None:
         if self._state == _CLOSED:
             return
         if self._corked:
             self._outbox.extend(parts)
+            for part in parts:
+                self._outboxBytes += len(part)
+            if self._outboxBytes >= CORK_BYTES:
+                self._flush()
         else:
             # One joined write: parts may be memoryviews, which only some
             # transports accept in writeSequence (TLS joins them anyway).
@@ -509,6 +524,7 @@ class YamuxSession(Protocol):
         outbox = self._outbox
         if outbox:
             self._outbox = []
+            self._outboxBytes = 0
             self.transport.write(outbox[0] if len(outbox) == 1 and type(outbox[0]) is bytes else b"".join(outbox))
 
     def _peer(self) -> object:

@@ -156,9 +156,10 @@ class YamuxStream:
             and not self._synPending
             and not self.session._transportPaused
         ):
-            # The common case: one frame, header and payload in one write.
+            # The common case: one frame, header and payload in one write
+            # (joined once, by the session).
             self._sendWindow = window - n
-            self.session._send(_pack(VERSION, TYPE_DATA, 0, self.streamID, n) + data)
+            self.session._sendParts((_pack(VERSION, TYPE_DATA, 0, self.streamID, n), data))
             return
         self._sendBuffer.append(data)
         self._sendBuffered += n

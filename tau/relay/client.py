@@ -99,7 +99,7 @@ class RelayClient(Service):
         """
         Serve the stop protocol and dial circuit addresses for the host.
         """
-        self.host.setStreamHandler(m.STOP, self._handleStop)
+        self.host.setStreamHandler(m.STOP, self._handleStop, allowLimited=True)
         self.host.addTransport(self)
 
     def stopService(self):
@@ -126,7 +126,7 @@ class RelayClient(Service):
         if conn.relay is not None:
             raise RelayError(f"connected to {relay} through a relay only; cannot reserve over it")
         try:
-            stream = await self.host.newStream(relay, [m.HOP], timeout)
+            stream = await self.host.newStream(relay, [m.HOP], timeout, allowLimited=True)
         except Exception as e:
             raise RelayError(f"{relay} does not relay: {e.__class__.__name__}: {e}") from None
         try:
@@ -326,7 +326,7 @@ class RelayClient(Service):
         if relayConn.relay is not None:
             raise DialError(f"relay {relay} is reachable only through another relay")
         try:
-            stream = await self.host.newStream(relay, [m.HOP], timeout)
+            stream = await self.host.newStream(relay, [m.HOP], timeout, allowLimited=True)
         except Exception as e:
             raise DialError(f"relay {relay} does not relay: {e}") from None
         try:

@@ -432,7 +432,8 @@ class RelayService(Service):
         if self.enabled:
             return
         self.enabled = True
-        self.host.setStreamHandler(m.HOP, self._handleHop)
+        # on a limited (relayed) connection too, to answer it properly
+        self.host.setStreamHandler(m.HOP, self._handleHop, allowLimited=True)
         self._sweep = self.clock.callLater(60.0, self._expire)
         log.info("relay service on: {limits}", limits=self.limits)
         self.host.notifyChanged()
@@ -646,7 +647,7 @@ class RelayService(Service):
         )
 
     async def _stop(self, dst, src, limit):
-        stop = await self.host.newStream(dst, [m.STOP])
+        stop = await self.host.newStream(dst, [m.STOP], allowLimited=True)
         try:
             stop.writeLP(m.encodeStopConnect(src, limit))
             reply = m.decodeStop(await stop.readLP(m.MAX_MESSAGE_SIZE))

@@ -28,7 +28,7 @@ async def startUnlistening(case, announce=()):
     """
     host = Host(PrivateKey.generate(), reactor, announce=list(announce))
     installProtocols(host)
-    host.setStreamHandler("/tau/echo/1.0.0", echo)
+    host.setStreamHandler("/tau/echo/1.0.0", echo, allowLimited=True)
     host.startService()
     case.addCleanup(lambda: host.stopService() if host.running else None)
     await host.whenReady()

@@ -53,10 +53,10 @@ class FakeHost:
     def protocols(self):
         return list(self._handlers)
 
-    def setStreamHandler(self, protocolID, handler):
+    def setStreamHandler(self, protocolID, handler, *, allowLimited=False):
         self._handlers[protocolID] = ("async", handler)
 
-    def setProtocolFactory(self, protocolID, factory):
+    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False):
         self._handlers[protocolID] = ("raw", factory)
 
     def addConnectionObserver(self, observer):
@@ -73,13 +73,13 @@ class FakeHost:
         stream.protocolID = protocolID
         return stream, negotiator, protocolID, leftover
 
-    async def newStream(self, peerID, protocols):
+    async def newStream(self, peerID, protocols, *, allowLimited=False):
         stream, negotiator, protocolID, leftover = await self._negotiated(peerID, protocols)
         sp = StreamProtocol(protocolID, peerID, stream.connection)
         negotiator.switchProtocol(sp, leftover)
         return sp
 
-    async def newRawStream(self, peerID, protocols, protocol):
+    async def newRawStream(self, peerID, protocols, protocol, *, allowLimited=False):
         stream, negotiator, protocolID, leftover = await self._negotiated(peerID, protocols)
         negotiator.switchProtocol(protocol, leftover)
         return protocol

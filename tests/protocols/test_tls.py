@@ -2,6 +2,7 @@
 Tests for L{tau.protocols.tls}: libp2p TLS certificates and the TLS layer.
 """
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
@@ -478,6 +479,68 @@ class HandshakeTests(SynchronousTestCase):
         self.pump.flush()
         self.assertEqual(self.serverUpper.data(), payload)
         self.assertEqual(self.clientUpper.data(), payload[::-1])
+
+    def countLowerWrites(self, lower):
+        writes = []
+        write = lower.write
+
+        def counting(data):
+            writes.append(len(data))
+            write(data)
+
+        lower.write = counting
+        return writes
+
+    def test_largeWriteOneLowerWrite(self):
+        """
+        The records made from one large write go down in one write of the
+        lower transport (over a relayed connection: one yamux frame, not
+        one per 16 KiB record), and the plaintext of the records read in
+        one go comes up in one call.
+        """
+        self.connect()
+        writes = self.countLowerWrites(self.client.transport)
+        payload = os.urandom(192 * 1024)
+        self.clientUpper.transport.write(payload)
+        self.assertEqual(len(writes), 1)
+        self.assertGreater(writes[0], len(payload))
+        del self.serverUpper.received[:]
+        self.pump.flush()
+        self.assertEqual(self.serverUpper.received, [payload])
+
+    def test_heldRecordsBounded(self):
+        """
+        What one write makes goes down in pieces of about
+        L{tls.HOLD_BYTES}, so the lower transport can push back.
+        """
+        self.connect()
+        writes = self.countLowerWrites(self.client.transport)
+        payload = os.urandom(2 * 1024 * 1024)
+        self.clientUpper.transport.write(payload)
+        self.assertGreaterEqual(len(writes), 8)
+        self.assertLessEqual(max(writes), tls.HOLD_BYTES + tls.RECORDS_READ)
+        self.pump.flush()
+        self.assertEqual(self.serverUpper.data()[-len(payload):], payload)
+
+    def test_smallWritesGathered(self):
+        """
+        Small writes wait for the end of the reactor turn and go down as
+        one record; order is kept when a large write follows them.
+        """
+        self.connect()
+        writes = self.countLowerWrites(self.client.transport)
+        self.clientUpper.transport.write(b"one ")
+        self.clientUpper.transport.writeSequence([b"two ", b"three "])
+        self.assertEqual(writes, [])
+        self.clock.advance(0)
+        self.assertEqual(len(writes), 1)
+        self.clientUpper.transport.write(b"four ")
+        big = b"x" * (100 * 1024)
+        self.clientUpper.transport.write(big)
+        self.assertEqual(len(writes), 2)
+        self.pump.flush()
+        self.assertEqual(self.serverUpper.data(), b"one two three four " + big)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_expectedPeer(self):
         self.connect(

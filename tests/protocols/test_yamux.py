@@ -742,6 +742,35 @@ class SessionTests(SessionTestsMixin, SynchronousTestCase):
         self.session.dataReceived(pingFrame(FLAG_SYN, 1) + pingFrame(FLAG_SYN, 2))
         self.assertEqual(writes, [pingFrame(FLAG_ACK, 1) + pingFrame(FLAG_ACK, 2)])
 
+    def test_corkedBurstMeetsPushBack(self) -> None:
+        """
+        Frames gathered while handling a chunk go out once they pass 64 KiB,
+        so a window update that lets a megabyte go lets only what the
+        transport takes before it pushes back; the rest waits for it.
+        """
+
+        class PushingTransport(StringTransport):
+            def write(self, data):
+                StringTransport.write(self, data)
+                if len(data) > 12:
+                    self.producer.pauseProducing()
+
+        self.clock = Clock()
+        self.session = YamuxSession(True, self.clock, lambda s: None, NO_KEEPALIVE)
+        self.transport = PushingTransport()
+        self.session.makeConnection(self.transport)
+        stream = self.session.openStream()
+        stream.write(b"z" * (INITIAL_WINDOW + 1024 * KiB))
+        self.assertEqual(sum(f[3] for f in self.written() if f[0] == TYPE_DATA), INITIAL_WINDOW)
+        self.session.resumeProducing()
+        self.session.dataReceived(windowUpdateFrame(0, 1, 1024 * KiB))
+        sent = sum(f[3] for f in self.written() if f[0] == TYPE_DATA)
+        self.assertEqual(sent, 256 * KiB)
+        self.assertEqual(stream._sendBuffered, 768 * KiB)
+        while stream._sendBuffered:
+            self.session.resumeProducing()
+        self.assertEqual(sum(f[3] for f in self.written() if f[0] == TYPE_DATA), 768 * KiB)
+
     @given(
         st.lists(
             st.tuples(

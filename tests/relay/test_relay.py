@@ -45,9 +45,10 @@ def events(client):
 
 async def reserveRaw(host, relay):
     """
-    One RESERVE on a new hop stream; the status code (None: stream reset).
+    One RESERVE on a new hop stream (over a limited connection too); the
+    status code (None: stream reset).
     """
-    stream = await host.newStream(relay, [m.HOP])
+    stream = await host.newStream(relay, [m.HOP], allowLimited=True)
     stream.writeLP(m.encodeReserve())
     try:
         reply = m.decodeHop(await stream.readLP(m.MAX_MESSAGE_SIZE))

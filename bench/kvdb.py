@@ -1,18 +1,22 @@
 """
 Replicated key/value store benchmark (issue 7 item 7).
 
-    python bench/kvdb.py [--runs 3] [--writes 1000] [--nodes 10] [--quick] [--json]
+    python bench/kvdb.py [--runs 3] [--writes 1000] [--nodes 10] [--concurrency 64] [--quick] [--json]
 
 Prints, with medians of --runs runs, against a baseline measured in the same
 run (a plain sqlite3 loop inserting the same rows, WAL, synchronous=NORMAL,
 one commit per row -- each kvdb write is also its own durable transaction):
 
-  - writes per second on one node with no peers (kv put, one delta each:
-    sign, store the block with fsync, pin, apply to the SQLite view) /
-    sqlite3 inserts per second;
-  - seconds from the first of --writes writes on one node until all of them
-    are visible on --nodes nodes (all in this one process, on loopback, over
-    gossipsub + Bitswap) / seconds of the sqlite3 loop for the same rows.
+  - writes per second on one node with no peers, one put after the other
+    (kv put, one delta each: sign, store the block with fsync, pin, apply
+    to the SQLite view) / sqlite3 inserts per second;
+  - the same with --concurrency writers putting at once (writes that wait
+    for the one being committed are committed together: one delta, one
+    fsync, one transaction; each put still returns only once durable);
+  - seconds from the first of --writes writes on one node (one after the
+    other, and with --concurrency writers) until all of them are visible on
+    --nodes nodes (all in this one process, on loopback, over gossipsub +
+    Bitswap) / seconds of the sqlite3 loop for the same rows.
 """
 
 import argparse
@@ -66,23 +70,36 @@ async def sleep(reactor, seconds):
     await deferLater(reactor, seconds, lambda: None)
 
 
-async def alone(reactor, root, writes):
-    node = await startNode(reactor, Path(root) / "alone")
+async def put(node, writes, concurrency):
+    """
+    Put --writes keys from C{concurrency} writers, each one put after the
+    other.
+    """
+    from twisted.internet.defer import Deferred, gatherResults
+
+    async def writer(first):
+        for i in range(first, writes, concurrency):
+            await node.kvdb.put(DB, b"key-%08d" % i, b"value-%d" % i)
+
+    await gatherResults([Deferred.fromCoroutine(writer(w)) for w in range(concurrency)])
+
+
+async def alone(reactor, root, writes, concurrency):
+    node = await startNode(reactor, Path(root) / f"alone-{concurrency}")
     try:
         await node.kvdb.open(DB)
         t = time.perf_counter()
-        for i in range(writes):
-            await node.kvdb.put(DB, b"key-%08d" % i, b"value-%d" % i)
+        await put(node, writes, concurrency)
         return time.perf_counter() - t
     finally:
         await node.stopService()
 
 
-async def measure(reactor, root, writes, count):
+async def measure(reactor, root, writes, count, concurrency):
     nodes = []
     try:
         for i in range(count):
-            nodes.append(await startNode(reactor, Path(root) / f"n{i}"))
+            nodes.append(await startNode(reactor, Path(root) / f"n{concurrency}-{i}"))
         # each node dials a few others: a connected graph, as a real cloud
         for i, a in enumerate(nodes[1:], 1):
             for j in {0, (i - 1), (i * 7) % i}:
@@ -97,8 +114,7 @@ async def measure(reactor, root, writes, count):
         await sleep(reactor, 2)  # let the gossipsub meshes form
         writer = nodes[0]
         t = time.perf_counter()
-        for i in range(writes):
-            await writer.kvdb.put(DB, b"key-%08d" % i, b"value-%d" % i)
+        await put(writer, writes, concurrency)
         while True:
             counts = [len(await n.kvdb.list(DB)) for n in nodes]
             if all(c == writes for c in counts):
@@ -113,7 +129,7 @@ async def measure(reactor, root, writes, count):
             await n.stopService()
 
 
-def runOnce(writes, count):
+def runOnce(writes, count, concurrency):
     from twisted.internet import task
     from twisted.internet.defer import Deferred
 
@@ -123,8 +139,10 @@ def runOnce(writes, count):
         async def go():
             with tempfile.TemporaryDirectory() as root:
                 out["baseline"] = sqliteLoop(root, writes)
-                out["write"] = await alone(reactor, root, writes)
-                out["visible"] = await measure(reactor, root, writes, count)
+                out["write"] = await alone(reactor, root, writes, 1)
+                out["write_concurrent"] = await alone(reactor, root, writes, concurrency)
+                out["visible"] = await measure(reactor, root, writes, count, 1)
+                out["visible_concurrent"] = await measure(reactor, root, writes, count, concurrency)
 
         return Deferred.fromCoroutine(go())
 
@@ -141,6 +159,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--writes", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--concurrency", type=int, default=64, help="writers putting at once for the concurrent figures")
     ap.add_argument("--quick", action="store_true", help="1 run, 200 writes, 4 nodes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -152,12 +171,14 @@ def main():
     for _ in range(args.runs):
         # each run in a fresh process: task.react stops the reactor
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(args.writes), str(args.nodes)], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--child", str(args.writes), str(args.nodes), str(args.concurrency)], capture_output=True, text=True, check=True
         ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
     base = statistics.median(r["baseline"] for r in results)
     write = statistics.median(r["write"] for r in results)
     visible = statistics.median(r["visible"] for r in results)
+    writeC = statistics.median(r["write_concurrent"] for r in results)
+    visibleC = statistics.median(r["visible_concurrent"] for r in results)
     figures = {
         "writes": args.writes,
         "nodes": args.nodes,
@@ -168,6 +189,11 @@ def main():
         "sqlite_loop_s": base,
         "visible_on_all_s": visible,
         "visible_ratio": visible / base,
+        "concurrency": args.concurrency,
+        "kvdb_concurrent_writes_per_s": args.writes / writeC,
+        "concurrent_write_ratio": (args.writes / writeC) / (args.writes / base),
+        "visible_concurrent_s": visibleC,
+        "visible_concurrent_ratio": visibleC / base,
     }
     if args.json:
         print(json.dumps(figures))
@@ -175,15 +201,17 @@ def main():
     print(f"{args.writes} writes, {args.nodes} nodes, medians of {args.runs} runs")
     print(f"  sqlite3 insert loop     {figures['sqlite_inserts_per_s']:10.0f} rows/s   ({base:.3f} s)")
     print(f"  kvdb put on one node    {figures['kvdb_writes_per_s']:10.0f} writes/s ratio {figures['write_ratio']:.4f}")
+    print(f"  kvdb put, {args.concurrency:3d} writers {figures['kvdb_concurrent_writes_per_s']:10.0f} writes/s ratio {figures['concurrent_write_ratio']:.4f}")
     print(f"  visible on all {args.nodes:2d} nodes {visible:10.2f} s        ratio to the sqlite loop {figures['visible_ratio']:.1f}x")
+    print(f"    with {args.concurrency:3d} writers   {visibleC:10.2f} s        ratio to the sqlite loop {figures['visible_concurrent_ratio']:.1f}x")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
         from twisted.logger import globalLogBeginner
 
         globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
-        result = runOnce(int(sys.argv[2]), int(sys.argv[3]))
+        result = runOnce(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         print(json.dumps(result))
     else:
         main()

@@ -245,7 +245,7 @@ def makeDelta(key, db, height, parents, entries):
     return Delta(cidOf(data), db, height, parents, entries, key.peerID(), data)
 
 
-def _signer(value, context, what):
+def _signer(value, context, what, verify=True):
     signature = value.pop("s")
     if not isinstance(signature, bytes) or len(signature) > 1024:
         raise InvalidBlock(f"{what}: bad signature field")
@@ -255,16 +255,19 @@ def _signer(value, context, what):
         publicKey = PublicKey.fromProtobuf(value["pk"])
     except InvalidKey as e:
         raise InvalidBlock(f"{what}: {e}") from None
-    if not publicKey.verify(signature, context + encode(value)):
+    if verify and not publicKey.verify(signature, context + encode(value)):
         raise InvalidBlock(f"{what}: bad signature")
     return publicKey.peerID()
 
 
-def decodeDelta(cid, data, db=None):
+def decodeDelta(cid, data, db=None, verify=True):
     """
     Check that C{data} is the block C{cid} (hash), a well-formed delta (of
     database C{db} when given) and signed by the key it carries.
 
+    @param verify: False to skip the signature check, for a block whose
+        signature was checked before it was stored (the block store checks
+        the hash on every read, so the bytes are the same).
     @raise InvalidBlock: otherwise.
     """
     if cidOf(data) != bytes(cid):
@@ -289,7 +292,7 @@ def decodeDelta(cid, data, db=None):
             raise InvalidBlock(f"entry: {e}") from None
     if not entries or any(a[0] >= b[0] for a, b in zip(entries, entries[1:])):
         raise InvalidBlock("entries are empty or not sorted and unique by key")
-    writer = _signer(value, DELTA_CONTEXT, "delta")
+    writer = _signer(value, DELTA_CONTEXT, "delta", verify)
     return Delta(bytes(cid), name, height, parents, entries, writer, bytes(data))
 
 

@@ -4,7 +4,10 @@ L{KVDBService}: the node's replicated key/value databases.
 Wire:
 
 - heads are announced on the pubsub topic C{/tau/kvdb/1.0.0/NAME} (payload:
-  L{codec.encodeHeads}), after every write and every C{rebroadcast} seconds;
+  L{codec.encodeHeads}), after every write (at most every C{announceDelay}
+  seconds; writes made meanwhile go out together) and every C{rebroadcast}
+  seconds; a replica merges what it hears at most every C{mergeDelay}
+  seconds (what came meanwhile is merged together);
 - deltas and snapshots are blocks in the block store, fetched with Bitswap;
 - C{/tau/kvdb/push/1.0.0} is how a writer asks a peer to hold a write now:
   one request C{{"t": "tau-kvdb-push/1", "db", "heads"}} and one answer
@@ -20,7 +23,7 @@ network is the boundary) may write any database.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -73,7 +76,7 @@ class KVDBService(Service):
 
     log = Logger()
 
-    def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000):
+    def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05):
         self.setName("kvdb")
         self.host = host
         self.pubsub = pubsub
@@ -86,6 +89,8 @@ class KVDBService(Service):
         self.rebroadcast = rebroadcast
         self.fetchTimeout = fetchTimeout
         self.snapshotEvery = snapshotEvery
+        self.announceDelay = announceDelay
+        self.mergeDelay = mergeDelay
         self.replicas = {}
         self._opening = {}
         self._subscriptions = {}
@@ -130,6 +135,11 @@ class KVDBService(Service):
         return self._ready.whenFired()
 
     def stopService(self):
+        """
+        Stop announcing and serving pushes, stop every replica (merges and
+        fetches in flight are cancelled and waited for, writes already
+        asked for are committed; see L{Replica.stop}), then close the view.
+        """
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
@@ -146,12 +156,10 @@ class KVDBService(Service):
                 await started
             except Exception:
                 pass
-            for replica in self.replicas.values():
-                if replica._snapshotting is not None:
-                    try:
-                        await replica._snapshotting
-                    except Exception:
-                        pass
+            # merges and fetches in flight are cancelled (the walks resume
+            # from the view at the next start), writes being committed end
+            replicas = list(self.replicas.values())
+            await gatherResults([Deferred.fromCoroutine(r.stop()) for r in replicas], consumeErrors=True)
             self.replicas.clear()
             await self.view.close()
 
@@ -184,6 +192,8 @@ class KVDBService(Service):
                 fetchTimeout=self.fetchTimeout,
                 snapshotEvery=self.snapshotEvery,
                 notify=self.notify,
+                announceDelay=self.announceDelay,
+                mergeDelay=self.mergeDelay,
             )
             await replica.open()
             self.replicas[name] = replica
@@ -330,8 +340,10 @@ class KVDBService(Service):
             return
 
         async def merge():
-            replica.retryMissing(heads)
+            await replica.retryMissing(heads)
             await replica.merge(heads, source=peer)
+            if not self.running:
+                return False
             known = await self.view.known(name, heads)
             return len(known) == len(set(heads))
 

@@ -12,11 +12,29 @@ Tables (C{db} is the database name; CIDs are binary CIDv1)::
     heads(db, cid, h)                 the known deltas no known delta links to
     snapshots(db, cid, h, deltas)     the latest snapshot made or merged here,
                                       and how many deltas were known then
+    unverified(db, cid)               a snapshot merged here whose covered
+                                      deltas are being fetched to check it
+                                      (re-applied under the name C{db/verify},
+                                      which no database can have)
+
+and the state of the walk that fetches missing history (durable, so a walk
+resumes after a restart, and never held in memory)::
+
+    wanted(db, cid, tries, retry)     deltas to fetch: announced heads and the
+                                      unknown parents of fetched deltas; not
+                                      asked for again before C{retry}
+    fetched(db, cid, h, missing)      deltas fetched, verified, stored and
+                                      pinned, not yet applied; C{missing} =
+                                      how many of their parents are not known
+    waits(db, parent, child)          one row per parent a fetched delta
+                                      still waits for
 
 Invariant: a delta is in C{deltas} only once all its ancestors are (or are
 covered by a merged snapshot), because deltas are applied parents first in
 one transaction per batch.  So a crash never leaves a known delta with
-unknown ancestors, and C{heads} is exact.
+unknown ancestors, and C{heads} is exact.  A fetched delta is applied as soon
+as C{missing} drops to 0 (L{View.ready} gives them parents first, in
+bounded batches).
 
 Every method ending in C{Sync} runs in the view's own single thread (SQLite
 connections belong to a thread); the async methods hand them to it.  The
@@ -24,6 +42,7 @@ reactor thread never touches SQLite.
 """
 
 import sqlite3
+from collections import deque
 from pathlib import Path
 
 import sqlite_utils
@@ -90,6 +109,15 @@ class View:
             CREATE TABLE IF NOT EXISTS deltas (db TEXT, cid BLOB, h INTEGER, PRIMARY KEY (db, cid)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS heads (db TEXT, cid BLOB, h INTEGER, PRIMARY KEY (db, cid)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS snapshots (db TEXT PRIMARY KEY, cid BLOB, h INTEGER, deltas INTEGER);
+            CREATE TABLE IF NOT EXISTS wanted (db TEXT, cid BLOB, tries INTEGER, retry REAL, UNIQUE (db, cid));
+            CREATE INDEX IF NOT EXISTS wanted_next ON wanted(db, retry);
+            CREATE TABLE IF NOT EXISTS fetched (db TEXT, cid BLOB, h INTEGER, missing INTEGER,
+                PRIMARY KEY (db, cid)) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS fetched_ready ON fetched(db, missing, h);
+            CREATE TABLE IF NOT EXISTS waits (db TEXT, parent BLOB, child BLOB,
+                PRIMARY KEY (db, parent, child)) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS waits_child ON waits(db, child);
+            CREATE TABLE IF NOT EXISTS unverified (db TEXT PRIMARY KEY, cid BLOB);
             """
         )
 
@@ -208,9 +236,13 @@ class View:
     async def apply(self, db, deltas):
         """
         Apply verified deltas (parents first, all parents known or earlier in
-        the list) in one transaction; deltas already known are skipped.
+        the list) in one transaction; deltas already known are skipped, and a
+        delta whose height is not 1 + its parents' largest (or with a parent
+        not known) is refused, with the fetched deltas that wait for it.
 
-        @return: the deltas applied.
+        @return: C{(applied, refused, dropped)}: the deltas applied,
+            C{{cid: why}} of the refused ones, and the CIDs of fetched
+            deltas dropped because they descend from a refused one.
         """
         return await self._run(self._applySync, db, deltas)
 
@@ -221,23 +253,313 @@ class View:
     )
 
     def _applySync(self, db, deltas):
-        applied = []
+        applied, refused = [], {}
         conn = self._db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for d in deltas:
                 if conn.execute("SELECT 1 FROM deltas WHERE db = ? AND cid = ?", (db, d.cid)).fetchone():
+                    self._nowKnownSync(db, d.cid)
+                    continue
+                heights = [conn.execute("SELECT h FROM deltas WHERE db = ? AND cid = ?", (db, p)).fetchone() for p in d.parents]
+                if any(h is None for h in heights):
+                    refused[d.cid] = "a parent is not known"
+                    continue
+                expected = max((h[0] for h in heights), default=0) + 1
+                if d.height != expected:
+                    refused[d.cid] = f"height {d.height}, its parents say {expected}"
                     continue
                 conn.execute("INSERT INTO deltas(db, cid, h) VALUES (?, ?, ?)", (db, d.cid, d.height))
                 conn.executemany("DELETE FROM heads WHERE db = ? AND cid = ?", [(db, p) for p in d.parents])
                 conn.execute("INSERT INTO heads(db, cid, h) VALUES (?, ?, ?)", (db, d.cid, d.height))
                 conn.executemany(self._UPSERT, [(db, k, v, d.height, d.cid) for k, v in d.entries])
+                self._nowKnownSync(db, d.cid)
                 applied.append(d)
+            dropped = self._dropSync(db, list(refused)) if refused else []
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return applied
+        return applied, refused, dropped
+
+    def _nowKnownSync(self, db, cid):
+        """
+        C{cid} became known: it is no longer wanted or waiting, and the
+        fetched deltas waiting for it wait for one parent less.
+        """
+        conn = self._db.conn
+        conn.execute("DELETE FROM wanted WHERE db = ? AND cid = ?", (db, cid))
+        if conn.execute("DELETE FROM fetched WHERE db = ? AND cid = ?", (db, cid)).rowcount:
+            conn.execute("DELETE FROM waits WHERE db = ? AND child = ?", (db, cid))
+        children = [c for (c,) in conn.execute("SELECT child FROM waits WHERE db = ? AND parent = ?", (db, cid))]
+        if children:
+            conn.execute("DELETE FROM waits WHERE db = ? AND parent = ?", (db, cid))
+            conn.executemany("UPDATE fetched SET missing = missing - 1 WHERE db = ? AND cid = ?", [(db, c) for c in children])
+
+    def _dropSync(self, db, cids):
+        """
+        Forget C{cids} (refused, or wanted and never found) and every fetched
+        delta that waits for them, recursively: those can never be applied.
+
+        @return: the CIDs of the fetched deltas dropped (to unpin).
+        """
+        conn = self._db.conn
+        dropped, stack, seen = [], list(cids), set()
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            conn.execute("DELETE FROM wanted WHERE db = ? AND cid = ?", (db, c))
+            if conn.execute("DELETE FROM fetched WHERE db = ? AND cid = ?", (db, c)).rowcount:
+                conn.execute("DELETE FROM waits WHERE db = ? AND child = ?", (db, c))
+                dropped.append(c)
+            children = [bytes(x) for (x,) in conn.execute("SELECT child FROM waits WHERE db = ? AND parent = ?", (db, c))]
+            conn.execute("DELETE FROM waits WHERE db = ? AND parent = ?", (db, c))
+            stack.extend(children)
+        return dropped
+
+    # the walk
+
+    async def want(self, db, cids, now, limit):
+        """
+        Add C{cids} (announced heads) to the deltas to fetch, those not known
+        or fetched already.
+
+        @return: up to C{limit} CIDs to fetch now, oldest wishes first.
+        """
+        return await self._run(self._wantSync, db, list(cids), now, limit)
+
+    def _wantSync(self, db, cids, now, limit):
+        conn = self._db.conn
+        if cids:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for c in cids:
+                    if conn.execute("SELECT 1 FROM deltas WHERE db = ? AND cid = ?", (db, c)).fetchone():
+                        continue
+                    if conn.execute("SELECT 1 FROM fetched WHERE db = ? AND cid = ?", (db, c)).fetchone():
+                        continue
+                    conn.execute("INSERT OR IGNORE INTO wanted(db, cid, tries, retry) VALUES (?, ?, 0, 0)", (db, c))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        rows = conn.execute("SELECT cid FROM wanted WHERE db = ? AND retry <= ? ORDER BY retry, rowid LIMIT ?", (db, now, limit))
+        return [bytes(c) for (c,) in rows]
+
+    async def recordFetched(self, db, deltas):
+        """
+        Record fetched deltas (stored and pinned already): C{[(cid, height,
+        parents)]}; their unknown parents become wanted.
+
+        @return: how many have every parent known (ready to apply).
+        """
+        return await self._run(self._recordSync, db, deltas)
+
+    def _recordSync(self, db, deltas):
+        conn = self._db.conn
+        ready = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for cid, h, parents in deltas:
+                conn.execute("DELETE FROM wanted WHERE db = ? AND cid = ?", (db, cid))
+                if conn.execute("SELECT 1 FROM deltas WHERE db = ? AND cid = ?", (db, cid)).fetchone():
+                    continue
+                if conn.execute("SELECT 1 FROM fetched WHERE db = ? AND cid = ?", (db, cid)).fetchone():
+                    continue
+                missing = 0
+                for p in parents:
+                    if conn.execute("SELECT 1 FROM deltas WHERE db = ? AND cid = ?", (db, p)).fetchone():
+                        continue
+                    missing += 1
+                    conn.execute("INSERT OR IGNORE INTO waits(db, parent, child) VALUES (?, ?, ?)", (db, p, cid))
+                    if not conn.execute("SELECT 1 FROM fetched WHERE db = ? AND cid = ?", (db, p)).fetchone():
+                        conn.execute("INSERT OR IGNORE INTO wanted(db, cid, tries, retry) VALUES (?, ?, 0, 0)", (db, p))
+                conn.execute("INSERT INTO fetched(db, cid, h, missing) VALUES (?, ?, ?, ?)", (db, cid, h, missing))
+                ready += missing == 0
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ready
+
+    async def fetchFailed(self, db, cids, retry, maxTries):
+        """
+        C{cids} could not be fetched: not asked for again before C{retry};
+        after C{maxTries} failures they are dropped (with what waits for
+        them).
+
+        @return: the CIDs of fetched deltas dropped.
+        """
+        return await self._run(self._failedSync, db, list(cids), retry, maxTries)
+
+    def _failedSync(self, db, cids, retry, maxTries):
+        conn = self._db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("UPDATE wanted SET tries = tries + 1, retry = ? WHERE db = ? AND cid = ?", [(retry, db, c) for c in cids])
+            marks = ",".join("?" * len(cids))
+            gone = [bytes(c) for (c,) in conn.execute(f"SELECT cid FROM wanted WHERE db = ? AND tries >= ? AND cid IN ({marks})", (db, maxTries, *cids))] if cids else []
+            dropped = self._dropSync(db, gone) if gone else []
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return dropped
+
+    async def drop(self, db, cids):
+        """
+        Forget C{cids} and what waits for them (see L{_dropSync}).
+        """
+        return await self._run(self._transaction, self._dropSync, db, list(cids))
+
+    async def unfetch(self, db, cids):
+        """
+        Fetched deltas whose block is gone: wanted again.
+        """
+        return await self._run(self._transaction, self._unfetchSync, db, list(cids))
+
+    def _unfetchSync(self, db, cids):
+        conn = self._db.conn
+        for c in cids:
+            if conn.execute("DELETE FROM fetched WHERE db = ? AND cid = ?", (db, c)).rowcount:
+                conn.execute("DELETE FROM waits WHERE db = ? AND child = ?", (db, c))
+                conn.execute("INSERT OR IGNORE INTO wanted(db, cid, tries, retry) VALUES (?, ?, 0, 0)", (db, c))
+
+    def _transaction(self, f, *a):
+        conn = self._db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = f(*a)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def retryNow(self, db):
+        """
+        Every wanted delta may be asked for at once again.
+        """
+        return await self._run(self._q, "UPDATE wanted SET retry = 0 WHERE db = ?", (db,))
+
+    async def ready(self, db, limit):
+        """
+        Up to C{limit} fetched deltas that can be applied in this order:
+        C{[(cid, height)]}, parents first (those with every parent known,
+        then those whose last unknown parents are earlier in the list), and
+        whether more may be ready once they are applied.
+        """
+        return await self._run(self._readySync, db, limit)
+
+    def _readySync(self, db, limit):
+        conn = self._db.conn
+        queue = deque((bytes(c), h) for c, h in conn.execute(
+            "SELECT cid, h FROM fetched WHERE db = ? AND missing = 0 ORDER BY h, cid LIMIT ?", (db, limit)
+        ))
+        out, remaining, cut = [], {}, False
+        while queue and len(out) < limit:
+            c, h = queue.popleft()
+            out.append((c, h))
+            if len(remaining) > 4 * limit:
+                cut = True
+                continue
+            for (child,) in conn.execute("SELECT child FROM waits WHERE db = ? AND parent = ?", (db, c)):
+                child = bytes(child)
+                if child not in remaining:
+                    row = conn.execute("SELECT missing, h FROM fetched WHERE db = ? AND cid = ?", (db, child)).fetchone()
+                    if row is None:
+                        continue
+                    remaining[child] = list(row)
+                remaining[child][0] -= 1
+                if remaining[child][0] == 0:
+                    queue.append((child, remaining[child][1]))
+        return out, cut or bool(queue) or len(out) >= limit
+
+    # snapshot verification
+
+    async def markUnverified(self, db, cid):
+        await self._run(self._q, "INSERT OR REPLACE INTO unverified(db, cid) VALUES (?, ?)", (db, cid))
+
+    async def unverified(self, db):
+        rows = await self._run(self._q, "SELECT cid FROM unverified WHERE db = ?", (db,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def verified(self, db, space):
+        """
+        The snapshot being verified is fine: forget it, and the deltas
+        re-applied under C{space} to check it.
+        """
+        def run():
+            self._dropSpaceSync(space)
+            self._db.conn.execute("DELETE FROM unverified WHERE db = ?", (db,))
+
+        await self._run(self._transaction, run)
+
+    def _dropSpaceSync(self, space):
+        for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots"):
+            self._db.conn.execute(f"DELETE FROM {table} WHERE db = ?", (space,))
+
+    async def adopt(self, db, space):
+        """
+        The snapshot being verified was wrong: the state, deltas and heads
+        of C{db} become those re-derived under C{space} (the walk of C{db}
+        starts over), and the snapshot is forgotten.
+        """
+        def run():
+            conn = self._db.conn
+            for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots"):
+                conn.execute(f"DELETE FROM {table} WHERE db = ?", (db,))
+            for table in ("entries", "deltas", "heads"):
+                conn.execute(f"UPDATE {table} SET db = ? WHERE db = ?", (db, space))
+            self._dropSpaceSync(space)
+            conn.execute("DELETE FROM unverified WHERE db = ?", (db,))
+
+        await self._run(self._transaction, run)
+
+    async def differences(self, space, entries=(), covered=()):
+        """
+        How many of C{entries} C{[(key, value, h, cid)]} are not the state
+        under C{space}, plus how many of C{covered} C{[(cid, h)]} are not its
+        deltas.
+        """
+        def run():
+            n = 0
+            for k, v, h, c in entries:
+                row = self._db.conn.execute("SELECT value, h, cid FROM entries WHERE db = ? AND key = ?", (space, k)).fetchone()
+                if row is None or (None if row[0] is None else bytes(row[0]), row[1], bytes(row[2])) != (v, h, c):
+                    n += 1
+            for c, h in covered:
+                row = self._db.conn.execute("SELECT h FROM deltas WHERE db = ? AND cid = ?", (space, c)).fetchone()
+                if row is None or row[0] != h:
+                    n += 1
+            return n
+
+        return await self._run(run)
+
+    async def counts(self, space):
+        """
+        C{(entries, deltas)} under C{space}.
+        """
+        return await self._run(
+            lambda: (
+                self._q("SELECT count(*) FROM entries WHERE db = ?", (space,))[0][0],
+                self._q("SELECT count(*) FROM deltas WHERE db = ?", (space,))[0][0],
+            )
+        )
+
+    async def walkState(self, db):
+        """
+        C{(wanted, fetched)}: how many deltas are still to fetch and how
+        many wait to be applied.
+        """
+        return await self._run(
+            lambda: (
+                self._q("SELECT count(*) FROM wanted WHERE db = ?", (db,))[0][0],
+                self._q("SELECT count(*) FROM fetched WHERE db = ?", (db,))[0][0],
+            )
+        )
 
     async def mergeSnapshot(self, db, heads, entries, covered):
         """
@@ -271,6 +593,12 @@ class View:
                 [(db, c, h) for c, h in heads if c not in wasKnown or c in ours],
             )
             conn.executemany(self._UPSERT, [(db, k, v, h, c) for k, v, h, c in entries])
+            # the walk: covered deltas are known now
+            conn.execute("DELETE FROM wanted WHERE db = ? AND cid IN (SELECT cid FROM deltas WHERE db = ?)", (db, db))
+            for (c,) in conn.execute("SELECT f.cid FROM fetched f JOIN deltas d ON d.db = f.db AND d.cid = f.cid WHERE f.db = ?", (db,)).fetchall():
+                self._nowKnownSync(db, bytes(c))
+            for (c,) in conn.execute("SELECT DISTINCT w.parent FROM waits w JOIN deltas d ON d.db = w.db AND d.cid = w.parent WHERE w.db = ?", (db,)).fetchall():
+                self._nowKnownSync(db, bytes(c))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -23,6 +23,12 @@ class PinningStore(MemoryBlockStore):
     async def pinMany(self, cs, root):
         self.pins.setdefault(root.multihash, set()).update(c.multihash for c in cs)
 
+    async def unpin(self, c, root=None):
+        self.pins.get((root or c).multihash, set()).discard(c.multihash)
+
+    def pinned(self, c, root):
+        return c.multihash in self.pins.get(root.multihash, ())
+
     async def unpinRoot(self, root):
         return len(self.pins.pop(root.multihash, ()))
 
@@ -44,7 +50,7 @@ class Cluster:
         self.offline = set()
         self.pending = []
 
-    async def add(self, path=None, key=None, store=None):
+    async def add(self, path=None, key=None, store=None, **options):
         i = len(self.nodes)
         view = View(path or self.case.mktemp(), reactor)
         await view.open()
@@ -60,8 +66,11 @@ class Cluster:
             key,
             reactor,
             snapshotEvery=self.snapshotEvery,
+            **options,
         )
         await replica.open()
+        # cleanups run last first: the replica stops before its view closes
+        self.case.addCleanup(replica.stop)
         self.nodes.append(replica)
         return replica
 
@@ -98,11 +107,15 @@ class Cluster:
         """
         Wait until every merge started so far (and those they started) ended.
         """
-        while self.pending:
+        while True:
             pending, self.pending = self.pending, []
             for d in pending:
                 await d
-        await deferLater(reactor, 0, lambda: None)
+            for node in self.nodes:
+                await node.idle()
+            await deferLater(reactor, 0, lambda: None)
+            if not self.pending:
+                break
 
     async def announceAll(self):
         for i, node in enumerate(self.nodes):

@@ -451,39 +451,15 @@ class HostileTests(TestCase):
         self.assertEqual(b.snapshotCID, root)
         self.assertEqual(await b.list(values=True), await a.list(values=True))
 
-    async def test_walkBytesBounded(self):
-        """
-        A walk stops once the deltas it holds pass MAX_WALK_BYTES (they
-        stay in memory until it reaches known ones).
-        """
-        from tau.kvdb import replica as module
-
-        cluster = Cluster(self)
-        a, b = await cluster.add(), await cluster.add()
-        cluster.offline = {1}
-        for i in range(6):
-            await a.write([(b"k%d" % i, b"v" * 50_000)])
-        cluster.offline = set()
-        self.patch(module, "MAX_WALK_BYTES", 120_000)
-        fetched = []
-        original = cluster._fetch
-
-        async def counting(i, c):
-            fetched.append(c)
-            return await original(i, c)
-
-        cluster._fetch = counting
-        self.assertEqual(await b.merge(list(a.heads), source="a"), 0)
-        self.assertLessEqual(len(fetched), 4)
-        self.patch(module, "MAX_WALK_BYTES", 1 << 20)
-        self.assertEqual(await b.merge(list(a.heads), source="a"), 6)
-
     async def test_missingBlocksNotAskedAgainAtOnce(self):
         """
         A delta linking to a parent nobody has costs one failed fetch of
         that parent, not one at every announcement; after MISSING_RETRY
-        seconds it is asked for again.
+        seconds it is asked for again, and after MAX_TRIES failures it is
+        given up, with the delta waiting for it (unpinned).
         """
+        from tau.kvdb import replica as module
+
         cluster = Cluster(self)
         a, b = await cluster.add(), await cluster.add()
         ghost = str(codec.cidObject(codec.cidOf(b"a parent nobody has")))
@@ -500,7 +476,346 @@ class HostileTests(TestCase):
         for _ in range(3):
             self.assertEqual(await b.merge([orphan.cid], source="a"), 0)
         self.assertEqual(asked.count(ghost), 1)
-        for c in list(b._missing):
-            b._missing[c] = reactor.seconds() - 1
+        self.assertEqual(await b.view.walkState("db"), (1, 1))
+        self.assertTrue(b.blocks.pinned(codec.cidObject(orphan.cid), b._pinRoot))
+
+        async def later():
+            # MISSING_RETRY seconds on
+            await b.view._run(b.view._q, "UPDATE wanted SET retry = ?", (reactor.seconds() - 1,))
+
+        await later()
         self.assertEqual(await b.merge([orphan.cid], source="a"), 0)
         self.assertEqual(asked.count(ghost), 2)
+        for _ in range(module.MAX_TRIES - 2):
+            await later()
+            await b.merge([orphan.cid], source="a")
+        self.assertEqual(asked.count(ghost), module.MAX_TRIES)
+        self.assertEqual(await b.view.walkState("db"), (0, 0))
+        self.assertFalse(b.blocks.pinned(codec.cidObject(orphan.cid), b._pinRoot))
+
+
+class WalkTests(TestCase):
+    """
+    A replica far behind: the walk keeps its state in the view, applies in
+    bounded batches as soon as the ancestry is complete, resumes.
+    """
+
+    timeout = 120
+
+    async def test_farBehindCatchesUpInBoundedBatches(self):
+        """
+        A replica with state more than MAX_WALK deltas behind catches up:
+        the walk goes on round after round, fetching WALK_STEP deltas at a
+        time, and applies parents first in batches of at most APPLY_BATCH
+        deltas (read back from the block store when they are no longer in
+        memory).
+        """
+        from tau.kvdb import replica as module
+
+        self.patch(module, "MAX_WALK", 10)
+        self.patch(module, "WALK_STEP", 4)
+        self.patch(module, "APPLY_BATCH", 7)
+        self.patch(module, "DECODED_BYTES", 2000)
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        await a.write([(b"k-first", b"1")])
+        await b.write([(b"own", b"b")])
+        await cluster.settle()
+        cluster.offline = {1}
+        # a history with branches: a second writer on the same database
+        c = await cluster.add()
+        for i in range(60):
+            w = a if i % 7 else c
+            await w.write([(b"k%02d" % (i % 25), b"v%d" % i)])
+            if i % 10 == 0:
+                await cluster.settle()
+        await cluster.settle()
+        cluster.offline = set()
+        fetchedAtOnce, applied = [], []
+        inFlight = [0]
+        original = cluster._fetch
+
+        async def counting(i, cid):
+            inFlight[0] += 1
+            fetchedAtOnce.append(inFlight[0])
+            try:
+                return await original(i, cid)
+            finally:
+                inFlight[0] -= 1
+
+        cluster._fetch = counting
+        apply = b.view.apply
+
+        async def recording(db, deltas):
+            applied.append(len(deltas))
+            return await apply(db, deltas)
+
+        b.view.apply = recording
+        await b.merge(list(a.heads), source="a")
+        await b.idle()
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+        self.assertEqual(b.heads, a.heads)
+        self.assertEqual(await b.view.walkState("db"), (0, 0))
+        self.assertLessEqual(max(applied), 7)
+        self.assertGreater(len(applied), 60 // 7)
+        self.assertLessEqual(max(fetchedAtOnce), 4)
+        self.assertLessEqual(len(fetchedAtOnce), 61)
+        self.assertLessEqual(b._decodedBytes, 2000)
+
+    async def test_walkResumesAfterRestart(self):
+        """
+        A walk cut short (the peers went away after part of the history
+        was fetched) keeps what it fetched: stored, pinned, recorded; after
+        a restart it fetches only the rest, then applies everything.
+        """
+        cluster = Cluster(self)
+        a = await cluster.add()
+        for i in range(40):
+            await a.write([(b"k%02d" % (i % 30), b"v%d" % i)])
+        path = self.mktemp()
+        b = await cluster.add(path=path)
+        first, second = [], []
+        original = cluster._fetch
+
+        async def flaky(i, c):
+            if len(first) >= 15:
+                from tau.bitswap.client import FetchTimeout
+
+                raise FetchTimeout("the peer went away")
+            first.append(c.multihash)
+            return await original(i, c)
+
+        cluster._fetch = flaky
+        self.assertEqual(await b.merge(list(a.heads), source="a"), 0)
+        await b.idle()
+        wanted, fetched = await b.view.walkState("db")
+        self.assertEqual((wanted, fetched), (1, 15))
+        self.assertEqual(await b.list(), [])
+        for c in first:
+            self.assertTrue(b.blocks.pinned(codec.cidObject(codec.cidOf(b.blocks.blocks[c])), b._pinRoot))
+        await b.stop()
+        await b.view.close()
+
+        async def recording(i, c):
+            second.append(c.multihash)
+            return await original(i, c)
+
+        cluster._fetch = recording
+        again = await cluster.add(path=path, key=b.key, store=b.blocks)
+        await again.idle()
+        self.assertEqual(len(second), 25)
+        self.assertFalse(set(first) & set(second))
+        self.assertEqual(await again.list(values=True), await a.list(values=True))
+        self.assertEqual(again.heads, a.heads)
+        self.assertEqual(await again.view.walkState("db"), (0, 0))
+
+    async def test_badAncestorDropsWaitingDeltas(self):
+        """
+        A correctly signed delta whose parent has an inflated height is
+        refused when its ancestry is complete, and the fetched deltas above
+        it are dropped and unpinned, not kept forever.
+        """
+        evil = PrivateKey.generate()
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        good = await a.write([(b"k", b"good")])
+        await cluster.settle()
+        inflated = codec.makeDelta(evil, "db", 50, [good.cid], [(b"k", b"evil")])
+        above = [inflated]
+        for i in range(3):
+            above.append(codec.makeDelta(evil, "db", 51 + i, [above[-1].cid], [(b"x%d" % i, b"x")]))
+        await a.blocks.putMany([(codec.cidObject(d.cid), d.data) for d in above], verified=True)
+        self.assertEqual(await b.merge([above[-1].cid], source="evil"), 0)
+        self.assertEqual(await b.get(b"k"), b"good")
+        self.assertIn(inflated.cid, b._bad)
+        self.assertEqual(await b.view.walkState("db"), (0, 0))
+        for d in above:
+            self.assertFalse(b.blocks.pinned(codec.cidObject(d.cid), b._pinRoot))
+
+
+class GroupCommitTests(TestCase):
+    timeout = 60
+
+    async def test_concurrentWritesShareOneDelta(self):
+        """
+        Writes made in one reactor turn are committed as one delta (one
+        signature, one store, one view transaction, one announcement);
+        each returns that delta only once it is stored and applied; of two
+        writes of one key the later wins; a bad write fails alone.
+        """
+        from twisted.internet.defer import Deferred, gatherResults
+
+        cluster = Cluster(self)
+        a, b = await cluster.add(), await cluster.add()
+        signed, published = [], []
+        original = codec.makeDelta
+
+        def counting(*args, **kw):
+            signed.append(args)
+            return original(*args, **kw)
+
+        self.patch(codec, "makeDelta", counting)
+        publish = a._publish
+
+        async def recording(data):
+            published.append(data)
+            await publish(data)
+
+        a._publish = recording
+        durable = []
+
+        async def write(entries):
+            delta = await a.write(entries)
+            durable.append((a.blocks.blocks.get(codec.cidObject(delta.cid).multihash) is not None, await a.view.known("db", [delta.cid])))
+            return delta
+
+        writes = [Deferred.fromCoroutine(write([(b"k%d" % i, b"v%d" % i)])) for i in range(50)]
+        writes.append(Deferred.fromCoroutine(write([(b"k7", b"later")])))
+        bad = Deferred.fromCoroutine(a.write([(b"k", b"1"), (b"k", b"2")]))
+        deltas = await gatherResults(writes)
+        self.failureResultOf(bad, codec.InvalidBlock)
+        self.assertEqual(len({d.cid for d in deltas}), 1)
+        self.assertEqual(len(signed), 1)
+        self.assertEqual(durable, [(True, {deltas[0].cid: 1})] * 51)
+        self.assertEqual(await a.get(b"k7"), b"later")
+        self.assertEqual(len(await a.list()), 50)
+        await cluster.settle()
+        self.assertEqual(len(published), 1)
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+        # the next write links to the group's delta
+        after = await a.write([(b"k0", b"again")])
+        self.assertEqual((after.parents, after.height), ([deltas[0].cid], 2))
+
+    async def test_announcementsCoalesced(self):
+        """
+        With announceDelay, the first write is announced at once; writes
+        made within the delay go out together in one announcement that
+        carries their blocks.
+        """
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+        cluster = Cluster(self)
+        a = await cluster.add(clock=clock, announceDelay=1.0)
+        published = []
+
+        async def recording(data):
+            published.append(codec.decodeHeads(data))
+
+        a._publish = recording
+        first = await a.write([(b"k", b"0")])
+        later = [await a.write([(b"k%d" % i, b"v")]) for i in range(4)]
+        self.assertEqual(len(published), 1)
+        self.assertEqual(published[0][0], [first.cid])
+        self.assertEqual(set(published[0][2]), {first.cid})
+        clock.advance(1.0)
+        self.assertEqual(len(published), 2)
+        heads, _, blocks = published[1]
+        self.assertEqual(heads, [later[-1].cid])
+        self.assertEqual(set(blocks), {d.cid for d in later})
+
+
+class SnapshotCheckTests(TestCase):
+    """
+    A merged snapshot is checked in the background against the deltas it
+    covers.
+    """
+
+    timeout = 60
+
+    async def checked(self, replica):
+        from twisted.internet.task import deferLater
+
+        while replica._verifyCall is not None or replica._verifyTask is not None:
+            if replica._verifyTask is not None:
+                await replica._verifyTask
+            else:
+                await deferLater(reactor, 0.01, lambda: None)
+        await replica.idle()
+
+    async def test_forgedConsistentSnapshotFoundOut(self):
+        """
+        A snapshot that passes every check a replica can make without the
+        deltas (its entries name covered deltas at their heights) but holds
+        a value nobody wrote is taken by an empty replica, not passed on,
+        then found out when the covered deltas are fetched and applied: the
+        state is rebuilt from the deltas and the snapshot dropped.
+        """
+        from tau.kvdb import replica as module
+        from tau.kvdb.replica import pinRoot
+
+        self.patch(module, "VERIFY_DELAY", 0)
+        cluster = Cluster(self)
+        a = await cluster.add()
+        for i in range(8):
+            await a.write([(b"k%d" % (i % 3), b"good-%d" % i)])
+        heads, entries, covered, _ = await a.view.state("db")
+        forged = [(k, b"evil" if k == b"k1" else v, h, c) for k, v, h, c in entries]
+        root, blocks = codec.makeSnapshot(PrivateKey.generate(), "db", heads, forged, covered)
+        await a.blocks.putMany([(codec.cidObject(c), data) for c, data in blocks], verified=True)
+        b = await cluster.add()
+        await b.merge([c for c, _ in heads], root, source="forger")
+        self.assertEqual(b.snapshotCID, root)
+        self.assertEqual(await b.get(b"k1"), b"evil")
+        self.assertIsNone(codec.decodeHeads(b.headsMessage())[1])
+        await self.checked(b)
+        self.assertEqual(await b.list(values=True), await a.list(values=True))
+        self.assertEqual(b.heads, a.heads)
+        self.assertIsNone(b.snapshotCID)
+        self.assertIn(root, b._bad)
+        self.assertIsNone(await b.view.unverified("db"))
+        self.assertEqual(await b.view.counts("db/verify"), (0, 0))
+        self.assertNotIn(pinRoot(f"tau-kvdb-snapshot:{codec.cidString(root)}").multihash, b.blocks.pins)
+        # and it goes on replicating
+        await b.write([(b"after", b"b")])
+        await cluster.settle()
+        self.assertEqual(await a.get(b"after"), b"b")
+
+    async def test_forgedSnapshotRepairKeepsLaterWrites(self):
+        """
+        Writes made on top of a forged snapshot before it was found out are
+        kept (merged again from their blocks).
+        """
+        from tau.kvdb import replica as module
+
+        self.patch(module, "VERIFY_DELAY", 3600)
+        cluster = Cluster(self)
+        a = await cluster.add()
+        for i in range(5):
+            await a.write([(b"k%d" % i, b"good")])
+        heads, entries, covered, _ = await a.view.state("db")
+        forged = [(k, b"evil", h, c) for k, v, h, c in entries]
+        root, blocks = codec.makeSnapshot(PrivateKey.generate(), "db", heads, forged, covered)
+        await a.blocks.putMany([(codec.cidObject(c), data) for c, data in blocks], verified=True)
+        b = await cluster.add()
+        await b.merge([c for c, _ in heads], root, source="forger")
+        self.assertEqual(await b.get(b"k0"), b"evil")
+        mine = await b.write([(b"mine", b"b")])
+        b._verifyCall.reset(0)
+        await self.checked(b)
+        self.assertEqual(await b.get(b"mine"), b"b")
+        self.assertEqual(await b.get(b"k0"), b"good")
+        self.assertIn(mine.cid, b.heads)
+
+    async def test_honestSnapshotTrustedOnceChecked(self):
+        """
+        A snapshot that matches its deltas is passed on once checked, and
+        the rows of the check are dropped.
+        """
+        from tau.kvdb import replica as module
+
+        self.patch(module, "VERIFY_DELAY", 0)
+        cluster = Cluster(self, snapshotEvery=20)
+        a = await cluster.add()
+        for i in range(25):
+            await a.write([(b"k%02d" % (i % 12), b"v%d" % i)])
+        await a._snapshotting if a._snapshotting is not None else None
+        b = await cluster.add()
+        await a._announce()
+        await cluster.settle()
+        self.assertEqual(b.snapshotCID, a.snapshotCID)
+        await self.checked(b)
+        self.assertEqual(codec.decodeHeads(b.headsMessage())[1], a.snapshotCID)
+        self.assertIsNone(await b.view.unverified("db"))
+        self.assertEqual(await b.view.counts("db/verify"), (0, 0))
+        self.assertEqual(await b.list(values=True), await a.list(values=True))

@@ -53,17 +53,26 @@ class StreamProtocol(Protocol):
         self._eof = False
         self._lost = None
         self._waiter = None
+        # bytes the pending read needs before it can go on (0: any byte)
+        self._wanted = 0
         self._paused = False
         self._closed = Deferred()
 
     # Protocol
 
     def dataReceived(self, data):
-        self._buffer += data
-        if not self._paused and len(self._buffer) > self.highWater:
+        buffer = self._buffer
+        buffer += data
+        # A read of n bytes may buffer n bytes whatever highWater says (the
+        # protocol bounded n); the reader wakes once its bytes are in, not
+        # on every chunk of a long message.
+        size = len(buffer)
+        wanted = self._wanted
+        if not self._paused and size > self.highWater and size > wanted:
             self._paused = True
             self.transport.pauseProducing()
-        self._wake()
+        if size >= wanted:
+            self._wake()
 
     def readConnectionLost(self):
         self._eof = True
@@ -86,16 +95,24 @@ class StreamProtocol(Protocol):
         if waiter is not None:
             waiter.callback(None)
 
-    async def _more(self):
+    async def _more(self, wanted=0):
+        """
+        Wait for more data: at least C{wanted} bytes buffered (any new byte
+        if 0), or the end of the stream.
+        """
         if self._waiter is not None:
             raise RuntimeError("one reader at a time")
         # The waiter exists before we resume: resuming may deliver buffered
         # data at once (and pause us again), and that data must wake us.
         waiter = self._waiter = Deferred(lambda d: setattr(self, "_waiter", None))
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        await waiter
+        self._wanted = wanted
+        try:
+            if self._paused:
+                self._paused = False
+                self.transport.resumeProducing()
+            await waiter
+        finally:
+            self._wanted = 0
 
     def _ended(self, wanted):
         if self._lost is not None and not self._lost.check(ConnectionDone):
@@ -103,7 +120,9 @@ class StreamProtocol(Protocol):
         raise StreamClosed(f"stream ended with {len(self._buffer)} of {wanted} bytes")
 
     def _take(self, n):
-        data = bytes(self._buffer[:n])
+        # one copy (a slice of the bytearray would be a second one)
+        with memoryview(self._buffer) as view, view[:n] as part:
+            data = bytes(part)
         del self._buffer[:n]
         return data
 
@@ -116,7 +135,7 @@ class StreamProtocol(Protocol):
         while len(self._buffer) < n:
             if self._eof:
                 self._ended(n)
-            await self._more()
+            await self._more(n)
         return self._take(n)
 
     async def readSome(self, limit=65536):

@@ -77,3 +77,35 @@ class FlowControlTests(SynchronousTestCase):
         self.assertFalse(self.transport.paused)
         self.transport.arrive(b"y")
         self.assertEqual(got, [b"y"])
+
+    def test_longReadBuffersWithoutPausing(self):
+        """
+        A read of more than highWater bytes lets them all in before it
+        pauses the transport, and is woken once they are there, not on
+        every chunk (bitswap messages are up to 4 MiB, highWater 1 MiB).
+        """
+        got = self.read(40)
+        wakes = []
+        realWake = self.stream._wake
+        self.patch(self.stream, "_wake", lambda: (wakes.append(len(self.stream._buffer)), realWake()))
+        for _ in range(4):
+            self.transport.arrive(b"z" * 8)
+        self.assertFalse(self.transport.paused)
+        self.assertEqual(got, [])
+        self.transport.arrive(b"z" * 8)
+        self.assertEqual(got, [b"z" * 40])
+        self.assertEqual(wakes, [40])
+        self.transport.arrive(b"w" * 11)  # nobody reading: past highWater pauses
+        self.assertTrue(self.transport.paused)
+
+    def test_readExactlyCopiesOut(self):
+        """
+        What readExactly returns is bytes that later data does not change.
+        """
+        got = self.read(3)
+        self.transport.arrive(b"abcdef")
+        self.assertEqual(got, [b"abc"])
+        self.assertIsInstance(got[0], bytes)
+        got2 = self.read(3)
+        self.assertEqual(got2, [b"def"])
+        self.assertEqual(got, [b"abc"])

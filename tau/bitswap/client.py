@@ -25,7 +25,10 @@ message's blocks runs in a worker thread (the store's pool), never in the
 reactor thread, and the blocks of one message are stored with one
 C{putMany}.  A DAG walk (L{Client.fetchDAG}) stores what it receives in one
 write batch of the store when it has one (no fsync per block; everything
-is durable once the walk returns).
+is durable once the walk returns), looks up which children of a node are
+stored already with one C{hasMany} (not a read per block) and asks the
+network for the others at once.  Blocks from the network are memoryviews
+of the message they came in until L{Client.fetch} hands them out as bytes.
 """
 
 from collections import OrderedDict
@@ -186,14 +189,26 @@ class Client:
 
         @raise FetchTimeout: when no peer delivered it in time.
         """
-        c = cids.parseCID(c)
-        try:
-            data = await self.store.get(c)
-        except Exception as e:
-            log.warn("bitswap: local copy of {cid} unusable: {why}", cid=cids.cidText(c), why=str(e))
-            data = None
-        if data is not None:
-            return data
+        data = await self._get(cids.parseCID(c), session, timeout, True)
+        # a block from the network is a view of the message it came in
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def _get(self, c, session, timeout, local):
+        """
+        L{fetch}, with the block as it came (bytes, or a memoryview of the
+        message that brought it).
+
+        @param local: C{False} when the caller just learnt that the store
+            does not hold C{c} (the store is not asked again).
+        """
+        if local:
+            try:
+                data = await self.store.get(c)
+            except Exception as e:
+                log.warn("bitswap: local copy of {cid} unusable: {why}", cid=cids.cidText(c), why=str(e))
+                data = None
+            if data is not None:
+                return data
         pending = self._inflight.get(c)
         if pending is None:
             pending = self._inflight[c] = OneShot()
@@ -367,33 +382,52 @@ class Client:
         seen = {root}
         state = {"blocks": 0, "bytes": 0, "failed": None}
 
-        async def visit(c):
+        async def visit(c, local):
             await sem.acquire()
             try:
                 if state["failed"] is not None:
                     return
-                data = await self.fetch(c, session, timeout)
+                data = await self._get(c, session, timeout, local)
                 state["blocks"] += 1
                 state["bytes"] += len(data)
                 children = [child for child in childrenOf(c, data) if child not in seen]
+                seen.update(children)
             except BaseException as e:
                 if state["failed"] is None:
                     state["failed"] = e
                 raise
             finally:
                 sem.release()
-            seen.update(children)
             if children:
-                await gatherResults([Deferred.fromCoroutine(visit(child)) for child in children], consumeErrors=True)
+                # one look in the store for all the children, not a read each
+                present = await self._present(children)
+                await gatherResults(
+                    [Deferred.fromCoroutine(visit(child, child.multihash in present)) for child in children],
+                    consumeErrors=True,
+                )
 
         try:
-            await visit(root)
+            await visit(root, True)
         except Exception:
             failure = state["failed"]
             if failure is not None:
                 raise failure from None
             raise
         return {"blocks": state["blocks"], "bytes": state["bytes"]}
+
+    async def _present(self, blocks):
+        """
+        The multihashes of those of C{blocks} the store holds.
+        """
+        hasMany = getattr(self.store, "hasMany", None)
+        try:
+            if hasMany is not None:
+                return set(await hasMany(blocks))
+            found = await gatherResults([Deferred.fromCoroutine(self.store.has(c)) for c in blocks], consumeErrors=True)
+        except Exception:
+            log.failure("bitswap: looking for blocks in the store failed")
+            return {c.multihash for c in blocks}  # read each, as fetch would
+        return {c.multihash for c, there in zip(blocks, found) if there}
 
     # events from the network
 

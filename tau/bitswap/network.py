@@ -6,7 +6,7 @@ streams its peer opens and writes on streams it opens itself.  helia never
 reads its outbound streams and kubo keeps one stream open for good, so:
 
   - every inbound stream is read, message after message, until EOF
-    (L{readMessages});
+    (L{MessageReader});
   - everything we send a peer (our wantlist changes and the engine's
     answers) goes through one L{PeerQueue}: one long-lived outbound stream,
     reopened when it breaks; the first message on each new stream carries
@@ -18,6 +18,7 @@ slow peer holds back only its own queue.
 """
 
 from collections import OrderedDict
+from inspect import iscoroutine
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -91,8 +92,21 @@ class _Writer(Protocol):
                 self._resumed = Deferred()
             await self._resumed
 
-    def send(self, data):
-        self.transport.writeSequence([varint.encode(len(data)), data])
+    def send(self, parts):
+        """
+        Write one length-prefixed message given as a list of byte strings
+        (L{bsmessage.encodeParts}), each as it is: the big ones, blocks,
+        are not joined into a copy of the message.
+        """
+        write = self.transport.write
+        length = varint.encode(sum(len(part) for part in parts))
+        if len(parts[0]) < bsmessage.PASS_THROUGH:
+            write(length + parts[0])
+        else:
+            write(length)
+            write(parts[0])
+        for part in parts[1:]:
+            write(part)
 
     def close(self):
         if not self.lost and self.transport is not None:
@@ -180,14 +194,14 @@ class PeerQueue:
             self._attachWants(message, full=fresh)
             if not message.empty() or fresh:
                 for part in _split(message):
-                    data = bsmessage.encode(part, self._protocolID)
-                    if len(data) > MAX_MESSAGE and (part.entries or part.full):
+                    data = bsmessage.encodeParts(part, self._protocolID)
+                    if sum(len(d) for d in data) > MAX_MESSAGE and (part.entries or part.full):
                         # the wantlist pushed the blocks over the limit: two messages
                         wants = Message(entries=part.entries, full=part.full)
                         part.entries, part.full = [], False
-                        writer.send(bsmessage.encode(wants, self._protocolID))
+                        writer.send(bsmessage.encodeParts(wants, self._protocolID))
                         self.messagesSent += 1
-                        data = bsmessage.encode(part, self._protocolID)
+                        data = bsmessage.encodeParts(part, self._protocolID)
                     writer.send(data)
                     self.messagesSent += 1
                 await writer.drained()
@@ -247,20 +261,152 @@ def _split(message):
     return parts
 
 
-async def readMessages(stream, handle, maxMessage=MAX_MESSAGE):
+@implementer(IHalfCloseableProtocol)
+class MessageReader(Protocol):
     """
-    Read length-prefixed bitswap messages from C{stream} until EOF, calling
-    C{await handle(message)} for each.
+    Our end of an inbound bitswap stream: length-prefixed messages, read
+    until EOF (a plain protocol rather than a L{tau.streams.StreamProtocol},
+    for speed).
 
-    @raise MessageError: on an oversized or malformed message.
+    The bytes of a message are copied once, into a buffer of the message's
+    size made when its length has arrived, and the blocks of the decoded
+    message are views of that buffer (L{bsmessage.decode}).
+    C{handle(peer, message)} gets the messages in order; while the Deferred
+    or coroutine it returns has not finished, the stream is paused (the
+    peer is held back by the window of the muxer) and what still arrives
+    is kept for later.  A malformed or oversized message, or an error from
+    C{handle}, calls C{onError(peer, exception)} and aborts the stream.
     """
-    while True:
-        try:
-            data = await stream.readLP(maxMessage, allowEOF=True)
-        except varint.VarintError as e:
-            raise MessageError(str(e)) from None
-        except ValueError as e:  # StreamTooLong
-            raise MessageError(str(e)) from None
-        if data is None:
+
+    def __init__(self, peer, handle, onError, maxMessage=MAX_MESSAGE):
+        self.peer = peer
+        self.handle = handle
+        self.onError = onError
+        self.maxMessage = maxMessage
+        self._length = bytearray()  # the varint of the next message, so far
+        self._body = None  # the message being filled
+        self._filled = 0
+        self._held = []  # bytes received while a message was being handled
+        self._busy = None  # the Deferred of the message being handled
+        self._inHandle = False
+        self._eof = False
+        self._done = False
+
+    def dataReceived(self, data):
+        if self._done:
             return
-        await handle(bsmessage.decode(data))
+        if self._busy is not None or self._held:
+            self._held.append(data)
+            return
+        self._feed(data)
+
+    def _feed(self, data):
+        """
+        Take in C{data}; False once a message is being handled (then the
+        rest of C{data} is held) or the stream is over.
+        """
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end:
+            body = self._body
+            if body is None:
+                length = self._length
+                length.append(view[pos])
+                pos += 1
+                try:
+                    decoded = varint.decode(length, 0, self.maxMessage)
+                except varint.VarintError as e:
+                    self._fail(MessageError(f"bad message length (limit {self.maxMessage} bytes): {e}"))
+                    return False
+                if decoded is None:
+                    continue
+                length.clear()
+                body = self._body = bytearray(decoded[0])
+                self._filled = 0
+            filled = self._filled
+            take = min(end - pos, len(body) - filled)
+            if take:
+                body[filled : filled + take] = view[pos : pos + take]
+                pos += take
+                filled = self._filled = filled + take
+            if filled == len(body):
+                self._body = None
+                if not self._message(body):
+                    if not self._done and pos < end:
+                        self._held.insert(0, view[pos:])  # before what came later
+                    return False
+        return True
+
+    def _message(self, body):
+        """
+        Decode and hand on one message; False if handling it goes on (the
+        stream is paused until it is over) or failed.
+        """
+        try:
+            message = bsmessage.decode(body)
+            d = self.handle(self.peer, message)
+            if iscoroutine(d):
+                d = Deferred.fromCoroutine(d)
+        except Exception as e:
+            self._fail(e)
+            return False
+        if isinstance(d, Deferred):
+            self._busy = d
+            self._inHandle = True
+            try:
+                d.addCallbacks(self._handled, self._handleFailed)
+            finally:
+                self._inHandle = False
+            if self._busy is not None:
+                self.transport.pauseProducing()
+                return False
+        return not self._done
+
+    def _handled(self, result):
+        self._busy = None
+        if self._inHandle or self._done:
+            return
+        self.transport.resumeProducing()
+        while self._held and self._busy is None and not self._done:
+            if not self._feed(self._held.pop(0)):
+                break
+        if self._eof:
+            self._maybeEnded()
+
+    def _handleFailed(self, failure):
+        self._busy = None
+        self._fail(failure.value)
+
+    def _fail(self, error):
+        if self._done:
+            return
+        self._done = True
+        self._held = []
+        self._body = None
+        try:
+            self.onError(self.peer, error)
+        finally:
+            if self.transport is not None:
+                self.transport.abortConnection()
+
+    def _maybeEnded(self):
+        if self._done or self._busy is not None or self._held:
+            return
+        self._done = True
+        if self._body is not None or self._length:
+            log.info("bitswap: stream from {peer} ended inside a message", peer=str(self.peer))
+            self.transport.abortConnection()
+            return
+        self.transport.loseConnection()  # our side: we never write on it
+
+    def readConnectionLost(self):
+        self._eof = True
+        self._maybeEnded()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason=None):
+        self._done = True
+        self._held = []
+        self._body = None

@@ -6,12 +6,13 @@ fetching into it.
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tau.bitswap import cids
 from tau.bitswap.client import BadBlock, Client
 from tau.bitswap.engine import Engine
 from tau.bitswap.message import INBOUND_PROTOCOLS, MessageError
-from tau.bitswap.network import PeerQueue, readMessages
+from tau.bitswap.network import MessageReader, PeerQueue
 from tau.protocols.multistream import NegotiationFailed
 
 #: Most providers dialled per search.
@@ -64,7 +65,7 @@ class BitswapService(Service):
     def startService(self):
         super().startService()
         for pid in INBOUND_PROTOCOLS:
-            self.host.setStreamHandler(pid, self._serve)
+            self.host.setProtocolFactory(pid, self._reader)
         if not self._observing:
             # the host has no removeConnectionObserver; the observer checks
             # self.running instead.
@@ -206,19 +207,18 @@ class BitswapService(Service):
 
     # inbound
 
-    async def _serve(self, stream):
-        peer = stream.remotePeer
-        try:
-            await readMessages(stream, lambda message: self._received(peer, message))
-        except MessageError as e:
-            self.log.warn("bitswap: bad message from {peer}, dropping it: {why}", peer=str(peer), why=str(e))
-            self._drop(peer)
+    def _reader(self, stream):
+        return MessageReader(stream.remotePeer, self._received, self._readFailed)
+
+    def _readFailed(self, peer, error):
+        if isinstance(error, MessageError):
+            self.log.warn("bitswap: bad message from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
+        elif isinstance(error, BadBlock):
+            self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
+        else:
+            self.log.failure("bitswap: handling a message from {peer} failed", Failure(error), peer=str(peer))
             return
-        except BadBlock as e:
-            self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=str(e))
-            self._drop(peer)
-            return
-        stream.closeWrite()
+        self._drop(peer)
 
     async def _received(self, peer, message):
         if not self.running:

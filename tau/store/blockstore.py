@@ -54,7 +54,7 @@ from typing import Iterable
 
 import cid as pycid
 import sqlite_utils
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -523,6 +523,20 @@ class BlockStore:
     async def has(self, cid) -> bool:
         return (await self.size(cid)) is not None
 
+    async def hasMany(self, cids: Iterable) -> set[bytes]:
+        """
+        The multihashes of those of ``cids`` the store holds (indexed, or
+        written by a batch under way), in one index query.
+        """
+        keys = {multihashOf(c) for c in cids}
+        found = {k for k in keys if splitMultihash(k)[0] == IDENTITY}
+        rest = sorted(keys - found)
+        if rest:
+            found.update(await self._index(self._existingSync, rest, self._flushTouches()))
+            for batch in self._batches:
+                found.update(k for k in rest if k in batch.sizes)
+        return found
+
     async def size(self, cid) -> int | None:
         key = multihashOf(cid)
         code, digest = splitMultihash(key)
@@ -730,19 +744,25 @@ class WriteBatch:
             new = [(k, items[k]) for k in fresh if k not in existing]
             if new:
                 n = min(WRITE_THREADS, len(new))
-                try:
-                    await gatherResults(
-                        [store._io(store._writeSync, new[i::n], verified, False) for i in range(n)],
-                        consumeErrors=True)
-                except FirstError as e:
-                    e = e.subFailure.value
-                    if _isFull(e):
-                        raise StoreFull(f"no space left in {store._root}") from e
-                    raise e from None
-                for k, data in new:
-                    self._pending[k] = self.sizes[k] = len(data)
-                    self._pendingBytes += len(data)
-                    self._written.append(k)
+                parts = [new[i::n] for i in range(n)]
+                # every writer is done (its temp files gone) before this
+                # returns or raises, so an abort finds what was written
+                results = await DeferredList(
+                    [store._io(store._writeSync, part, verified, False) for part in parts],
+                    consumeErrors=True)
+                error = None
+                for part, (ok, result) in zip(parts, results):
+                    if not ok:
+                        error = error or result.value
+                        continue
+                    for k, data in part:
+                        self._pending[k] = self.sizes[k] = len(data)
+                        self._pendingBytes += len(data)
+                        self._written.append(k)
+                if error is not None:
+                    if _isFull(error):
+                        raise StoreFull(f"no space left in {store._root}") from error
+                    raise error
         finally:
             for k, d in locks:
                 store._unlock(k, d)
@@ -875,7 +895,9 @@ def _items(blocks: Iterable) -> dict[bytes, bytes]:
             continue
         if code not in _HASHES:
             raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
-        items[key] = bytes(data) if not isinstance(data, bytes) else data
+        if not (isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)):
+            data = bytes(data)  # a read-only view is kept: nobody changes what it shows
+        items[key] = data
     return items
 
 

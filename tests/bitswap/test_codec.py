@@ -75,7 +75,119 @@ def _sample():
     )
 
 
+def _pbEncode(m, protocolID=message.PROTOCOL_120):
+    """
+    C{m} serialized by protobuf itself: what L{message.encode} must equal.
+    """
+    pb = bitswap_pb2.Message()
+    if m.entries or m.full:
+        pb.wantlist.full = m.full
+        for e in m.entries:
+            entry = pb.wantlist.entries.add()
+            entry.block = cids.cidToBytes(e.cid)
+            entry.priority = e.priority
+            entry.cancel = e.cancel
+            entry.wantType = e.wantType
+            entry.sendDontHave = e.sendDontHave
+    legacy = protocolID == message.PROTOCOL_100
+    for prefix, data in m.blocks:
+        if legacy:
+            if prefix == bytes.fromhex("00701220"):
+                pb.blocks.append(data)
+        else:
+            block = pb.payload.add()
+            block.prefix = prefix
+            block.data = data
+    if protocolID == message.PROTOCOL_120:
+        for c, kind in m.presences:
+            presence = pb.blockPresences.add()
+            presence.cid = cids.cidToBytes(c)
+            presence.type = kind
+        if m.pendingBytes:
+            pb.pendingBytes = m.pendingBytes
+    return pb.SerializeToString()
+
+
+_cidsStrategy = st.builds(
+    lambda data, raw: cids.makeCID(data) if raw else cids.makeCID(data, cids.DAG_PB, 0),
+    st.binary(max_size=8),
+    st.booleans(),
+)
+_blockData = st.one_of(st.binary(max_size=64), st.integers(0, 3).map(lambda n: bytes([n]) * (message.PASS_THROUGH + n * 1000)))
+_messages = st.builds(
+    lambda entries, full, blocks, presences, pending: Message(
+        entries=entries, full=full, blocks=[(cids.prefixOf(c), d) for c, d in blocks], presences=presences, pendingBytes=pending
+    ),
+    st.lists(st.builds(Entry, _cidsStrategy, st.integers(0, 2**31 - 1), st.booleans(), st.sampled_from([BLOCK, HAVE]), st.booleans()), max_size=4),
+    st.booleans(),
+    st.lists(st.tuples(_cidsStrategy, _blockData), max_size=4),
+    st.lists(st.tuples(_cidsStrategy, st.sampled_from([PRESENCE_HAVE, PRESENCE_DONT_HAVE])), max_size=4),
+    st.integers(0, 2**31 - 1),
+)
+
+
 class MessageTests(SynchronousTestCase):
+    @given(_messages, st.sampled_from([message.PROTOCOL_120, message.PROTOCOL_110, message.PROTOCOL_100]))
+    def test_encodeIsProtobufs(self, m, protocolID):
+        """
+        The encoding, built around the block data without copying it, is
+        byte for byte protobuf's own; big blocks are parts of their own.
+        """
+        parts = message.encodeParts(m, protocolID)
+        self.assertEqual(b"".join(parts), _pbEncode(m, protocolID))
+        self.assertEqual(message.encode(m, protocolID), _pbEncode(m, protocolID))
+        for _, data in m.blocks:
+            if len(data) >= message.PASS_THROUGH and protocolID != message.PROTOCOL_100:
+                self.assertTrue(any(part is data for part in parts))
+
+    @given(_messages)
+    def test_decodeProtobufs(self, m):
+        """
+        Whatever protobuf encodes decodes to the message, from bytes or a
+        bytearray; block data are read-only views of the message.
+        """
+        encoded = _pbEncode(m)
+        for data in (encoded, bytearray(encoded)):
+            decoded = message.decode(data)
+            self.assertEqual(decoded, m)
+            for _, block in decoded.blocks:
+                self.assertIsInstance(block, memoryview)
+                self.assertTrue(block.readonly)
+
+    def test_anyFieldOrder(self):
+        """
+        Fields in any order, and unknown fields (in the message and in a
+        block), decode as protobuf reads them.
+        """
+        m = _sample()
+        pb = bitswap_pb2.Message()
+        pb.ParseFromString(message.encode(m))
+        unknown = b"\x98\x01\x07"  # field 19, varint 7
+        # the second block, with two unknown varint fields before its own
+        body = b"\x28\x05\x58\x01" + pb.payload[1].SerializeToString()
+        blockField = b"\x1a" + bytes([len(body)]) + body
+        first = bitswap_pb2.Message()
+        first.payload.add().CopyFrom(pb.payload[0])
+        wantsAndPresences = bitswap_pb2.Message()
+        wantsAndPresences.wantlist.CopyFrom(pb.wantlist)
+        wantsAndPresences.blockPresences.extend(pb.blockPresences)
+        wantsAndPresences.pendingBytes = pb.pendingBytes
+        data = blockField + unknown + wantsAndPresences.SerializeToString() + first.SerializeToString()
+        decoded = message.decode(data)
+        self.assertEqual(decoded.entries, m.entries)
+        self.assertEqual(decoded.presences, m.presences)
+        self.assertEqual(decoded.pendingBytes, m.pendingBytes)
+        self.assertEqual(decoded.blocks, [m.blocks[1], m.blocks[0]])
+
+    def test_truncated(self):
+        """
+        A message cut anywhere inside a block is refused.
+        """
+        a = cids.makeCID(b"a" * 100)
+        data = message.encode(Message(blocks=[(cids.prefixOf(a), b"a" * 100)]))
+        for cut in range(1, len(data)):
+            self.assertRaises(MessageError, message.decode, data[:cut])
+
     def test_roundTrip(self):
         m = _sample()
         self.assertEqual(message.decode(message.encode(m)), m)

@@ -118,6 +118,26 @@ class BitswapLoopbackTests(TestCase):
         for c, data in blocks.items():
             self.assertEqual(storeB.blocks[c.multihash], data)
 
+    async def test_fetchDAGPartlyLocal(self):
+        """
+        Blocks of the DAG already stored are read from the store, the
+        others come from the peer, and the store is not read for each of
+        those (one look for the children of a node decides).
+        """
+        hostA, storeA, bsA = await self.node()
+        hostB, storeB, bsB = await self.node()
+        root, allCids, blocks = buildDAG(storeA, leaves=60, fanout=10, leafSize=3000)
+        local = [c for c in allCids if c.codec == "raw"][:25]
+        for c in local:
+            storeB.blocks[c.multihash] = blocks[c]
+        await hostB.connect(addressOf(hostA))
+        result = await bsB.fetchDAG(root, parallelism=8)
+        self.assertEqual(result["blocks"], len(allCids))
+        for c, data in blocks.items():
+            self.assertEqual(storeB.blocks[c.multihash], data)
+        self.assertEqual(bsA.stat()["ledgers"][str(hostB.peerID)]["blocksSent"], len(allCids) - len(local))
+        self.assertEqual(storeB.gets, 1 + len(local))  # the root, then the local blocks
+
     async def test_missingTimesOut(self):
         """
         A CID nobody has fails with a clear FetchTimeout naming it.

@@ -396,6 +396,28 @@ class BatchTests(StoreMixin, unittest.TestCase):
                 self.assertTrue(await s.has(c))
         return d(t())
 
+    def test_hasMany(self):
+        """
+        hasMany tells, in one index query, which blocks are stored: indexed
+        ones, identity CIDs and those an open batch wrote.
+        """
+        async def t():
+            s = await self.openStore()
+            stored, batched, missing = self.blocks(1, b"s")[0], self.blocks(1, b"b")[0], self.blocks(1, b"m")[0]
+            identity = pycid.CIDv1("raw", bytes([0x00, 3]) + b"abc")
+            await s.put(*stored)
+            b = s.batch()
+            await b.putMany([batched])
+            queries = []
+            existing = s._existingSync
+            self.patch(s, "_existingSync", lambda keys, touched: (queries.append(keys), existing(keys, touched))[1])
+            found = await s.hasMany([stored[0], batched[0], missing[0], identity])
+            self.assertEqual(found, {bytes(c.multihash) for c in (stored[0], batched[0], identity)})
+            self.assertEqual(len(queries), 1)
+            await b.commit()
+            self.assertEqual(await s.hasMany([]), set())
+        return d(t())
+
     def test_badBlockRefused(self):
         async def t():
             s = await self.openStore()

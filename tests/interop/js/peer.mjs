@@ -41,13 +41,13 @@ import { tls } from '@libp2p/tls'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { BLOCK, bufOf, echoOverStream } from './echo.mjs'
 import { CID } from 'multiformats/cid'
 
 export const ECHO_PROTOCOL = '/tau/echo/1.0.0'
 // The perf protocol (libp2p/specs perf/perf.md). @libp2p/perf is not
 // published on the npm registry, so client and server live here.
 export const PERF_PROTOCOL = '/perf/1.0.0'
-const BLOCK = 64 * 1024
 const DEFAULT_TIMEOUT_MS = 30_000
 const MAX_ECHO_STREAMS = 1024
 const MAX_ECHO_BYTES = 256 * 1024 * 1024
@@ -66,10 +66,6 @@ function hex (buf) {
   return Buffer.from(buf).toString('hex')
 }
 
-function bufOf (data) {
-  // Uint8Array or Uint8ArrayList -> Uint8Array
-  return data instanceof Uint8Array ? data : data.subarray()
-}
 
 // ---------------------------------------------------------------- options
 
@@ -329,36 +325,7 @@ async function cmdPeerInfo (args) {
 // Write `data` to a fresh echo stream, half-close, read everything back.
 async function echoOnce (tgt, data, signal) {
   const stream = await node.dialProtocol(tgt, ECHO_PROTOCOL, { signal, maxOutboundStreams: MAX_ECHO_STREAMS })
-  const onAbort = () => { stream.abort(new Error('echo timed out')) }
-  signal.addEventListener('abort', onAbort, { once: true })
-  try {
-    const chunks = []
-    let received = 0
-    const reading = (async () => {
-      for await (const chunk of stream) {
-        const b = bufOf(chunk)
-        received += b.byteLength
-        if (received > data.byteLength) throw new Error(`echo: got more than the ${data.byteLength} bytes sent`)
-        chunks.push(b)
-      }
-    })()
-    const writing = (async () => {
-      for (let off = 0; off < data.byteLength; off += BLOCK) {
-        if (!stream.send(data.subarray(off, off + BLOCK))) await stream.onDrain({ signal })
-      }
-      await stream.close({ signal })
-    })()
-    await Promise.all([reading, writing])
-    const got = Buffer.concat(chunks, received)
-    if (got.byteLength !== data.byteLength) throw new Error(`echo: sent ${data.byteLength} bytes, got ${got.byteLength} back`)
-    if (!got.equals(data)) {
-      let i = 0
-      while (i < got.byteLength && got[i] === data[i]) i++
-      throw new Error(`echo: data differs at offset ${i}`)
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
+  await echoOverStream(stream, data, signal)
 }
 
 async function cmdEcho (args, signal) {

@@ -30,9 +30,9 @@ import { tls } from '@libp2p/tls'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { echoOverStream } from './echo.mjs'
 
 const ECHO_PROTOCOL = '/tau/echo/1.0.0'
-const BLOCK = 64 * 1024
 const DEFAULT_TIMEOUT_MS = 30_000
 const MAX_ECHO_BYTES = 64 * 1024 * 1024
 const MAX_STREAMS = 64
@@ -46,9 +46,6 @@ function emit (obj) {
   process.stdout.write(JSON.stringify(obj) + '\n')
 }
 
-function bufOf (data) {
-  return data instanceof Uint8Array ? data : data.subarray()
-}
 
 const { values: opts } = parseArgs({
   options: {
@@ -141,31 +138,7 @@ async function connectionTo (args, signal) {
 
 async function echoOnce (conn, data, signal) {
   const stream = await conn.newStream(ECHO_PROTOCOL, { signal, runOnLimitedConnection: true })
-  const onAbort = () => { stream.abort(new Error('echo timed out')) }
-  signal.addEventListener('abort', onAbort, { once: true })
-  try {
-    const chunks = []
-    let received = 0
-    const reading = (async () => {
-      for await (const chunk of stream) {
-        const b = bufOf(chunk)
-        received += b.byteLength
-        if (received > data.byteLength) throw new Error(`echo: got more than the ${data.byteLength} bytes sent`)
-        chunks.push(b)
-      }
-    })()
-    const writing = (async () => {
-      for (let off = 0; off < data.byteLength; off += BLOCK) {
-        if (!stream.send(data.subarray(off, off + BLOCK))) await stream.onDrain({ signal })
-      }
-      await stream.close({ signal })
-    })()
-    await Promise.all([reading, writing])
-    const got = Buffer.concat(chunks, received)
-    if (!got.equals(data)) throw new Error(`echo: sent ${data.byteLength} bytes, got ${got.byteLength} different ones back`)
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
+  await echoOverStream(stream, data, signal)
 }
 
 const commands = {

@@ -23,12 +23,10 @@ from zope.interface import implementer
 
 from tau.identity import PeerID, PrivateKey
 from tau.protocols import tls
-from tau.protocols.tls import (
+from tau.protocols.tls import TLSHandshakeFailed, TLSHandshakeTimeout, TLSSecurity
+from tau.protocols.tlscert import (
     EXTENSION_OID,
     SIGNATURE_PREFIX,
-    TLSHandshakeFailed,
-    TLSHandshakeTimeout,
-    TLSSecurity,
     TLSVerifyError,
     decodeSignedKey,
     encodeSignedKey,

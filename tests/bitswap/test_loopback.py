@@ -263,7 +263,7 @@ class BlockStoreLoopbackTests(TestCase):
     async def test_fetchDAGIntoBlockStore(self):
         import random
 
-        from tau.store import blockstore, unixfs
+        from tau.store import batch, unixfs
 
         hostA, storeA, bsA = await self.node()
         hostB, storeB, bsB = await self.node()
@@ -277,8 +277,8 @@ class BlockStoreLoopbackTests(TestCase):
             return batches[-1]
         storeB.batch = recording
         syncs = []
-        fsyncFiles = blockstore._fsyncFiles
-        self.patch(blockstore, "_fsyncFiles", lambda paths: (syncs.extend(paths), fsyncFiles(paths))[1])
+        fsyncFiles = batch._fsyncFiles
+        self.patch(batch, "_fsyncFiles", lambda paths: (syncs.extend(paths), fsyncFiles(paths))[1])
         await hostB.connect(addressOf(hostA))
         result = await bsB.fetchDAG(entry.cid, parallelism=8)
         self.assertEqual(result["blocks"], 22)

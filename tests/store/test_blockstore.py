@@ -11,7 +11,7 @@ from twisted.internet import reactor, protocol
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from tau.store import blockstore
+from tau.store import batch, blockstore
 from tau.store.blockstore import (
     BadBlock, BlockPinned, CorruptBlock, StoreFull, keyName)
 
@@ -286,7 +286,7 @@ class BatchTests(StoreMixin, unittest.TestCase):
         async def t():
             s = await self.openStore()
             synced, order = [], []
-            fsyncFiles, commitSync = blockstore._fsyncFiles, s._commitSync
+            fsyncFiles, commitSync = batch._fsyncFiles, s._commitSync
 
             def recordFiles(paths):
                 synced.extend(p for _, p in paths)
@@ -296,7 +296,7 @@ class BatchTests(StoreMixin, unittest.TestCase):
             def recordCommit(rows, pins):
                 order.append("index")
                 return commitSync(rows, pins)
-            self.patch(blockstore, "_fsyncFiles", recordFiles)
+            self.patch(batch, "_fsyncFiles", recordFiles)
             self.patch(s, "_commitSync", recordCommit)
             fsyncs = []
             realFsync = os.fsync

@@ -339,7 +339,7 @@ class HostileTests(TestCase):
         from twisted.internet.defer import Deferred
 
         from tau.bitswap.client import FetchTimeout
-        from tau.kvdb import replica as module
+        from tau.kvdb import walk as module
 
         cluster = Cluster(self)
         b = await cluster.add()
@@ -354,7 +354,7 @@ class HostileTests(TestCase):
         for _ in range(10):
             heads = [codec.cidOf(os.urandom(16)) for _ in range(codec.MAX_PARENTS)]
             merges.append(Deferred.fromCoroutine(b.merge(heads, source="flood")))
-        self.assertLessEqual(len(b._queued), getattr(module, "MAX_QUEUED", 4 * codec.MAX_PARENTS))
+        self.assertLessEqual(len(b._queued), module.MAX_QUEUED)
         gate.callback(None)
         for d in merges:
             self.assertEqual(await d, 0)
@@ -367,14 +367,14 @@ class HostileTests(TestCase):
         """
         import os
 
-        from tau.kvdb import replica as module
+        from tau.kvdb import walk as module
 
         cluster = Cluster(self)
         b = await cluster.add()
         for _ in range(4):
             blocks = {codec.cidOf(d): d for d in (os.urandom(60_000) for _ in range(50))}
             await b.merge([], source="flood", blocks=blocks)
-        self.assertLessEqual(sum(map(len, b._inline.values())), getattr(module, "MAX_INLINE_BYTES", 8 << 20))
+        self.assertLessEqual(sum(map(len, b._inline.values())), module.MAX_INLINE_BYTES)
 
     async def forgedSnapshot(self, state, heads, covered):
         cluster = Cluster(self)
@@ -458,7 +458,7 @@ class HostileTests(TestCase):
         seconds it is asked for again, and after MAX_TRIES failures it is
         given up, with the delta waiting for it (unpinned).
         """
-        from tau.kvdb import replica as module
+        from tau.kvdb import walk as module
 
         cluster = Cluster(self)
         a, b = await cluster.add(), await cluster.add()
@@ -510,7 +510,7 @@ class WalkTests(TestCase):
         deltas (read back from the block store when they are no longer in
         memory).
         """
-        from tau.kvdb import replica as module
+        from tau.kvdb import walk as module
 
         self.patch(module, "MAX_WALK", 10)
         self.patch(module, "WALK_STEP", 4)
@@ -741,7 +741,7 @@ class SnapshotCheckTests(TestCase):
         then found out when the covered deltas are fetched and applied: the
         state is rebuilt from the deltas and the snapshot dropped.
         """
-        from tau.kvdb import replica as module
+        from tau.kvdb import snapshots as module
         from tau.kvdb.replica import pinRoot
 
         self.patch(module, "VERIFY_DELAY", 0)
@@ -776,7 +776,7 @@ class SnapshotCheckTests(TestCase):
         Writes made on top of a forged snapshot before it was found out are
         kept (merged again from their blocks).
         """
-        from tau.kvdb import replica as module
+        from tau.kvdb import snapshots as module
 
         self.patch(module, "VERIFY_DELAY", 3600)
         cluster = Cluster(self)
@@ -802,7 +802,7 @@ class SnapshotCheckTests(TestCase):
         A snapshot that matches its deltas is passed on once checked, and
         the rows of the check are dropped.
         """
-        from tau.kvdb import replica as module
+        from tau.kvdb import snapshots as module
 
         self.patch(module, "VERIFY_DELAY", 0)
         cluster = Cluster(self, snapshotEvery=20)

@@ -4,7 +4,8 @@ per peer, and dispatches streams to protocol handlers by protocol id.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -13,6 +14,7 @@ from tau._version import __version__
 from tau.addrs import UnsupportedAddress, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
 from tau.connection import OUTBOUND, RawConnection, UpgradeFailed
 from tau.connmgr import ConnectionManager
+from tau.dialer import DIAL_DEADLINE, MAX_PARALLEL, DialRace, rankAddrs
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
@@ -79,6 +81,10 @@ class Host(Service):
     log = Logger()
     upgradeTimeout = 10.0
     maxInboundUpgrades = 128
+    #: dial attempts at once to one peer, and how long dialing one peer's
+    #: addresses may take in all (see L{tau.dialer})
+    maxParallelDials = MAX_PARALLEL
+    dialDeadline = DIAL_DEADLINE
     maxConnections = 1024
 
     def __init__(self, key, reactor, *, listen=(), announce=(), swarmKey=None, connections=None, yamuxConfig=None):
@@ -434,7 +440,9 @@ class Host(Service):
         """
         A connection to C{peerID}: an open one, or a new one to an address
         from the peer store, or (with C{route}) found by peer routing when
-        none of those works.  Concurrent calls share one dial.
+        none of those works.  Concurrent calls share one dial.  The
+        addresses are dialed ranked and staggered, the first connection
+        wins (L{_dialAddrs}); C{timeout} is for each attempt.
         """
         if peerID == self.peerID:
             raise DialError("cannot dial ourselves")
@@ -471,15 +479,30 @@ class Host(Service):
         raise DialError(f"could not reach {peerID}: " + "; ".join(errors))
 
     async def _dialAddrs(self, peerID, addrs, timeout, tried, errors):
-        # direct addresses first, relayed ones only when those fail
-        addrs = sorted((a for a in addrs if a not in tried), key=lambda a: "/p2p-circuit" in a)
-        for addr in addrs:
-            tried.add(addr)
-            try:
-                return await self._dialAddr(addr, peerID, timeout)
-            except DialError as e:
-                errors.append(str(e))
-        return None
+        """
+        Dial C{addrs} (those not in C{tried}) as L{tau.dialer.DialRace}
+        does: ranked loopback, private, public, relayed; staggered; at most
+        L{maxParallelDials} at once; the first connection wins and the other
+        attempts are cancelled.  Each attempt has C{timeout}, the whole
+        race C{max(timeout, dialDeadline)}.
+
+        @return: the connection, or None (C{errors} then says why).
+        """
+        addrs = rankAddrs(a for a in addrs if a not in tried)
+        if not addrs:
+            return None
+        tried.update(addrs)
+        race = DialRace(
+            self.clock,
+            lambda addr: Deferred.fromCoroutine(self._dialAddr(addr, peerID, timeout)),
+            addrs,
+            maxParallel=self.maxParallelDials,
+            deadline=max(timeout, self.dialDeadline),
+        )
+        try:
+            return await race.run()
+        finally:
+            errors.extend(race.errors)
 
     async def _dialAddr(self, addr, peerID, timeout):
         if not self.running:
@@ -496,12 +519,19 @@ class Host(Service):
         factory = _RawFactory(self, isClient=True, expectedPeer=peerID)
         try:
             raw = await endpoint.connect(factory)
+        except (CancelledError, ConnectingCancelledError):
+            raise CancelledError(f"dialing {addr} cancelled") from None
         except Exception as e:
             raise DialError(f"{addr}: {e.__class__.__name__}: {e}") from None
         try:
             conn = await raw.upgraded.whenFired()
         except UpgradeFailed as e:
             raise DialError(f"{addr}: {e}") from None
+        except CancelledError:
+            # another address won: no half-upgraded connection is left
+            if raw.transport is not None:
+                raw.transport.abortConnection()
+            raise
         self._register(conn)
         return self.connectionTo(conn.remotePeer) or conn
 
@@ -564,7 +594,11 @@ class Host(Service):
         stream.connection = conn
         negotiator = MultistreamNegotiator.dialer(list(protocols), self.clock, timeout)
         stream.setProtocol(negotiator)
-        protocolID, leftover = await negotiator.whenNegotiated()
+        try:
+            protocolID, leftover = await negotiator.whenNegotiated()
+        except CancelledError:
+            stream.abortConnection()
+            raise
         stream.protocolID = protocolID
         return stream, negotiator, protocolID, leftover
 

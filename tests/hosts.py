@@ -3,6 +3,8 @@ Real hosts on loopback for tests.
 """
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
 
 from tau.host import Host
 from tau.identity import PrivateKey
@@ -51,3 +53,46 @@ async def roundTrip(host, peerID, payload):
     stream.write(payload)
     stream.closeWrite()
     return await stream.readToEnd(len(payload) + 1)
+
+
+class Silent(Protocol):
+    """
+    A black hole: accepts the TCP connection and never answers.
+    """
+
+    def __init__(self, accepted):
+        self.accepted = accepted
+        self.lost = Deferred()
+
+    def connectionMade(self):
+        if not self.accepted.called:
+            self.accepted.callback(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+def blackHole(case):
+    """
+    A listener on 127.0.0.1 that accepts and never answers: its address,
+    and a Deferred firing with the first connection's L{Silent}.
+    """
+    accepted = Deferred()
+    port = reactor.listenTCP(0, Factory.forProtocol(lambda: Silent(accepted)), interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    return f"/ip4/127.0.0.1/tcp/{port.getHost().port}", accepted
+
+
+def recordDials(host):
+    """
+    Record the addresses C{host} dials, in order.
+    """
+    dialed = []
+    dialAddr = host._dialAddr
+
+    async def recording(addr, peerID, timeout):
+        dialed.append(addr)
+        return await dialAddr(addr, peerID, timeout)
+
+    host._dialAddr = recording
+    return dialed

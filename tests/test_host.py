@@ -6,15 +6,16 @@ swarms, connection reuse, and peers that misbehave.
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
-from tau.host import DialError
+from tau.host import DialError, Host
 from tau.identity import PrivateKey
 from tau.protocols.multistream import NegotiationFailed, encodeMessage
-from tests.hosts import addressOf, roundTrip, startHost
+from tests.hosts import addressOf, blackHole, recordDials, roundTrip, startHost
 
 
 def coroutine(f):
@@ -166,6 +167,112 @@ class ReuseTests(TestCase):
         self.assertEqual([keptA], a.connections())
         self.assertEqual([keptB], b.connections())
         self.assertEqual(await roundTrip(a, b.peerID, b"one"), b"one")
+
+
+class FakeConnection:
+    relay = None
+    closing = False
+    limited = False
+
+    def __init__(self, peer):
+        self.remotePeer = peer
+
+
+class DialRankingTests(TestCase):
+    """
+    A peer's addresses are dialed ranked and staggered (tau.dialer): one
+    that never answers does not cost the old 10 s per address.
+    """
+
+    def test_blackHoleOnAClock(self):
+        """
+        The host dials a silent private address, then the public one 30 ms
+        later; that one connects and the silent attempt is cancelled, long
+        before the 10 s timeout.
+        """
+        clock = MemoryReactorClock()
+        a = Host(PrivateKey.generate(), clock)
+        peer = PrivateKey.generate().peerID()
+        hole, good = "/ip4/192.168.77.7/tcp/4001", "/ip4/1.2.3.4/tcp/4001"
+        a.peerstore.addAddrs(peer, [good, hole])
+        attempts, cancelled = {}, []
+
+        async def dialAddr(addr, peerID, timeout):
+            self.assertEqual((peerID, timeout), (peer, 10.0))
+            attempts[addr] = (clock.seconds(), Deferred(lambda d: cancelled.append(addr)))
+            return await attempts[addr][1]
+
+        a._dialAddr = dialAddr
+        results = []
+        Deferred.fromCoroutine(a.dial(peer)).addBoth(results.append)
+        self.assertEqual(list(attempts), [hole])
+        clock.advance(0.03)
+        self.assertEqual(list(attempts), [hole, good])
+        clock.advance(0.1)
+        conn = FakeConnection(peer)
+        attempts[good][1].callback(conn)
+        self.assertEqual(results, [conn])
+        self.assertEqual(cancelled, [hole])
+        self.assertLess(clock.seconds(), 1)
+        self.assertNotIn(peer, a._dialing)
+
+    def test_allFailThenRouting(self):
+        """
+        When every address fails the errors of all are reported, and peer
+        routing (the DHT) is asked.
+        """
+        clock = MemoryReactorClock()
+        a = Host(PrivateKey.generate(), clock)
+        peer = PrivateKey.generate().peerID()
+        a.peerstore.addAddrs(peer, ["/ip4/1.2.3.4/tcp/1", "/ip4/10.0.0.1/tcp/1"])
+
+        async def dialAddr(addr, peerID, timeout):
+            raise DialError(f"{addr}: refused")
+
+        class Routing:
+            asked = []
+
+            def findPeer(self, peerID):
+                self.asked.append(peerID)
+                return succeed(["/ip4/1.2.3.4/tcp/1", "/ip4/5.6.7.8/tcp/2"])
+
+        routing = Routing()
+        a.startService()
+        self.addCleanup(a.stopService)
+        a._dialAddr = dialAddr
+        a.setPeerRouting(routing)
+        results = []
+        Deferred.fromCoroutine(a.dial(peer)).addBoth(results.append)
+        self.assertEqual(routing.asked, [peer])
+        [failure] = results
+        self.assertIsInstance(failure.value, DialError)
+        # ranked: private first; what routing found is dialed unless tried
+        self.assertIn(
+            "/ip4/10.0.0.1/tcp/1: refused; /ip4/1.2.3.4/tcp/1: refused; /ip4/5.6.7.8/tcp/2: refused",
+            str(failure.value),
+        )
+
+    @coroutine
+    async def test_blackHoleOnLoopback(self):
+        """
+        A real silent listener listed first: the dial still succeeds
+        through the good address, and the black hole's connection is
+        abandoned (closed), not left half-open.
+        """
+        a = await startHost(self)
+        a.upgradeTimeout = 300  # only the cancellation may end the hole's attempt
+        b = await startHost(self)
+        hole, accepted = blackHole(self)
+        good = b.listenAddresses()[0]
+        a.peerstore.addAddrs(b.peerID, [hole, good])
+        dialed = recordDials(a)
+        conn = await a.dial(b.peerID)
+        self.assertEqual(conn.remotePeer, b.peerID)
+        self.assertEqual(dialed, [hole, good])
+        self.assertEqual(a.connections(b.peerID), [conn])
+        silent = await accepted
+        await silent.lost
+        self.assertEqual(await roundTrip(a, b.peerID, b"after the hole"), b"after the hole")
 
 
 def swarmKey():

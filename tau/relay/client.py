@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import multiaddr
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.logger import Logger
 
 from tau.connection import RawConnection, UpgradeFailed
@@ -360,6 +360,10 @@ class RelayClient(Service):
             conn = await raw.upgraded.whenFired()
         except UpgradeFailed as e:
             raise DialError(f"{addr}: {e}") from None
+        except CancelledError:
+            # another address of the target won the dial
+            raw.transport.abortConnection()
+            raise
         _mark(conn, relay, reply.limit)
         return conn
 

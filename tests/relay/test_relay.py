@@ -5,15 +5,16 @@ connections both ways, limits, abuse, and the relay switched on and off.
 
 import os
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.trial.unittest import TestCase
 
 from tau.host import DialError
+from tau.identity import PrivateKey
 from tau.protocols import identify
 from tau.relay import RelayError, RelayLimits
 from tau.relay import messages as m
 from tau.streams import StreamClosed
-from tests.hosts import addressOf, roundTrip
+from tests.hosts import addressOf, blackHole, recordDials, roundTrip, startHost
 from tests.relay.helpers import startRelayHost
 
 MiB = 1 << 20
@@ -116,6 +117,62 @@ class RelayedConnectionTests(TestCase):
         self.assertIs(b.connectionTo(a.peerID), direct)
         await relayed.whenClosed()
         self.assertEqual(await roundTrip(b, a.peerID, b"direct"), b"direct")
+
+    async def test_blackHoleDirectThenRelay(self):
+        """
+        A NATed peer announcing a direct address that never answers and a
+        circuit address: the direct one is tried first, the relay soon
+        after (not after the 10 s timeout), the relayed connection wins and
+        the direct attempt is abandoned.
+        """
+        r, _, a, aClient, b, _ = await self.threeHosts()
+        reservation = await aClient.listen(r.peerID, addressOf(r))
+        b.upgradeTimeout = 300  # only the cancellation may end the hole's attempt
+        hole, accepted = blackHole(self)
+        [circuit] = reservation.circuitAddrs()
+        b.peerstore.addAddrs(a.peerID, [circuit, hole])
+        dialed = recordDials(b)
+        self.assertEqual(await roundTrip(b, a.peerID, b"around the hole"), b"around the hole")
+        self.assertEqual(dialed[:2], [hole, circuit])
+        self.assertIsNotNone(b.connectionTo(a.peerID).relay)
+        silent = await accepted
+        await silent.lost
+
+    async def test_cancelledCircuitDialLeavesNothing(self):
+        """
+        A circuit dial cancelled (another address of the target won) while
+        the end-to-end upgrade runs over the relayed stream: that stream is
+        reset at once, not left half-open until the upgrade timeout.
+        """
+        r = await startHost(self)
+        b, bClient, _ = await startRelayHost(self)
+        b.upgradeTimeout = 300  # only the cancellation may end it
+        target = PrivateKey.generate().peerID()
+        upgrading, ended = Deferred(), Deferred()
+
+        async def silentRelay(stream):
+            # says OK to CONNECT, then neither forwards nor closes
+            request = m.decodeHop(await stream.readLP(m.MAX_MESSAGE_SIZE))
+            stream.writeLP(m.encodeHopStatus(m.OK))
+            first = await stream.readSome()  # the dialer's upgrade begins
+            upgrading.callback((request, first))
+            try:
+                await stream.readToEnd(1 << 20)
+            except Exception as e:
+                ended.callback(e)
+            else:
+                ended.callback(None)
+
+        r.setStreamHandler(m.HOP, silentRelay, allowLimited=True)
+        d = Deferred.fromCoroutine(bClient.dial(f"{addressOf(r)}/p2p-circuit", target, 10))
+        request, first = await upgrading
+        self.assertEqual(request.peer, target)
+        self.assertIn(b"/multistream/1.0.0", first)
+        d.cancel()
+        with self.assertRaises(CancelledError):
+            await d
+        await ended
+        self.assertEqual(b.connections(target), [])
 
     async def test_noReservation(self):
         r, _, a, _, b, _ = await self.threeHosts()

@@ -220,6 +220,11 @@ def _ipOf(addr) -> str | None:
     return None
 
 
+def _isLoopbackAddr(addr) -> bool:
+    ip = _ipOf(addr)
+    return ip is not None and ipaddress.ip_address(ip).is_loopback
+
+
 @implementer(IHalfCloseableProtocol)
 class _Half(Protocol):
     """
@@ -546,7 +551,7 @@ class RelayService(Service):
         reservation = m.Reservation(
             self.host.peerID,
             expireUnix,
-            tuple(self._relayAddrs()),
+            tuple(self._relayAddrs(conn)),
             m.makeVoucher(self.host.key, peer, expireUnix),
         )
         log.debug("relay: reservation for {peer} until {expire}", peer=str(peer), expire=expireUnix)
@@ -561,11 +566,19 @@ class RelayService(Service):
             else:
                 slot.connection = other
 
-    def _relayAddrs(self):
+    def _relayAddrs(self, conn):
+        """
+        Our addresses for the reserving peer to announce behind
+        C{/p2p-circuit}: loopback ones only to a peer that reached us over
+        loopback (nobody else can dial them).
+        """
+        local = _isLoopbackAddr(conn.remoteAddr)
         out = []
         for addr in self.host.announcedAddresses():
             text = str(addr)
             if "/p2p-circuit" in text:
+                continue
+            if not local and _isLoopbackAddr(text):
                 continue
             out.append(f"{text}/p2p/{self.host.peerID}")
             if len(out) >= m.MAX_ADDRS:

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tau.identity import PrivateKey
 from tau.relay import messages as m
-from tau.relay.server import Circuit, RelayLimits, ReservationStore, _ipOf
+from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore, _ipOf
 
 
 def peers(n):
@@ -259,3 +259,35 @@ class CircuitTests(SynchronousTestCase):
         self.b.receiveFin()
         self.assertEqual(self.done, [None])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class _AddrHost:
+    def __init__(self, addrs):
+        self.peerID = PrivateKey.generate().peerID()
+        self._addrs = addrs
+
+    def announcedAddresses(self):
+        return list(self._addrs)
+
+
+class _Conn:
+    def __init__(self, remoteAddr):
+        self.remoteAddr = remoteAddr
+
+
+class ReservationAddrsTests(SynchronousTestCase):
+    def test_loopbackOnlyForLoopbackPeers(self):
+        """
+        A reservation names the relay's loopback addresses only to a peer
+        that reached it over loopback: nobody else can dial them, and the
+        peer would announce them behind /p2p-circuit.
+        """
+        host = _AddrHost(["/ip4/127.0.0.1/tcp/4001", "/ip4/10.0.0.5/tcp/4001", "/ip6/::1/tcp/4001",
+                          "/ip4/10.0.0.5/tcp/4001/p2p/X/p2p-circuit"])
+        relay = RelayService(host, Clock(), RelayLimits())
+        remote = relay._relayAddrs(_Conn("/ip4/10.0.0.9/tcp/5555"))
+        self.assertEqual(remote, [f"/ip4/10.0.0.5/tcp/4001/p2p/{host.peerID}"])
+        local = relay._relayAddrs(_Conn("/ip4/127.0.0.1/tcp/5555"))
+        self.assertEqual(local, [f"/ip4/127.0.0.1/tcp/4001/p2p/{host.peerID}",
+                                 f"/ip4/10.0.0.5/tcp/4001/p2p/{host.peerID}",
+                                 f"/ip6/::1/tcp/4001/p2p/{host.peerID}"])

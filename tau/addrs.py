@@ -64,14 +64,28 @@ def fromSocketAddress(address):
     return None
 
 
+def ipOf(addr):
+    """
+    The leading C{/ip4} or C{/ip6} address of a multiaddr (text or object)
+    as an L{ipaddress} object, or None when it does not start with one.
+    """
+    parts = str(addr).split("/", 3)
+    if len(parts) < 3 or parts[1] not in ("ip4", "ip6"):
+        return None
+    try:
+        return ipaddress.ip_address(parts[2])
+    except ValueError:
+        return None
+
+
 def isUnspecified(addr):
-    parts = _parts(addr)
-    return parts[0][0] in ("ip4", "ip6") and ipaddress.ip_address(parts[0][1]).is_unspecified
+    ip = ipOf(addr)
+    return ip is not None and ip.is_unspecified
 
 
 def isLoopback(addr):
-    parts = _parts(addr)
-    return parts[0][0] in ("ip4", "ip6") and ipaddress.ip_address(parts[0][1]).is_loopback
+    ip = ipOf(addr)
+    return ip is not None and ip.is_loopback
 
 
 def interfaceAddresses(family):

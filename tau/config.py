@@ -359,31 +359,9 @@ def _validate(source, data, configDir):
     if data.get("api-listen") is not None:
         out["apiListen"] = _apiListen(source, "api-listen", data["api-listen"])
     if data.get("connections") is not None:
-        value = data["connections"]
-        _check(source, "connections", isinstance(value, dict), "expected a mapping with low, high, grace and idle")
-        for key in value:
-            _check(source, f"connections.{key}", key in DEFAULT_CONNECTIONS, "unknown field (expected: low, high, grace, idle)")
-        for key in ("low", "high"):
-            if key in value:
-                v = value[key]
-                _check(source, f"connections.{key}", isinstance(v, int) and not isinstance(v, bool) and v >= 0, "expected a whole number of connections")
-        for key in ("grace", "idle"):
-            if key in value:
-                v = value[key]
-                _check(source, f"connections.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
-        out["connections"] = dict(value)
+        out["connections"] = _connections(source, data["connections"])
     if data.get("dht") is not None:
-        value = data["dht"]
-        _check(source, "dht", isinstance(value, dict), "expected a mapping with mode, provider-expiry and republish")
-        for key in value:
-            _check(source, f"dht.{key}", key in DEFAULT_DHT, "unknown field (expected: mode, provider-expiry, republish)")
-        if "mode" in value:
-            _check(source, "dht.mode", value["mode"] in ("auto", "server", "client"), "expected auto, server or client")
-        for key in ("provider-expiry", "republish"):
-            if key in value:
-                v = value[key]
-                _check(source, f"dht.{key}", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
-        out["dht"] = dict(value)
+        out["dht"] = _dht(source, data["dht"])
     if data.get("relay") is not None:
         out["relay"] = _relay(source, data["relay"])
     if data.get("autonat") is not None:
@@ -393,10 +371,57 @@ def _validate(source, data, configDir):
     return out
 
 
-def _storage(source, value):
-    _check(source, "storage", isinstance(value, dict), "expected a mapping with budget and gc-interval")
+def _section(source, name, value, defaults, expected):
+    """
+    Check that C{value} is a mapping whose keys are all in C{defaults}.
+    """
+    _check(source, name, isinstance(value, dict), f"expected a mapping with {expected}")
     for key in value:
-        _check(source, f"storage.{key}", key in DEFAULT_STORAGE, "unknown field (expected: " + ", ".join(DEFAULT_STORAGE) + ")")
+        _check(source, f"{name}.{key}", key in defaults, "unknown field (expected: " + ", ".join(defaults) + ")")
+
+
+def _isNumber(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _seconds(source, name, value, keys, positive=True):
+    for key in keys:
+        if key in value:
+            v = value[key]
+            if positive:
+                _check(source, f"{name}.{key}", _isNumber(v) and v > 0, "expected a positive number of seconds")
+            else:
+                _check(source, f"{name}.{key}", _isNumber(v) and v >= 0, "expected a number of seconds")
+
+
+def _wholeNumbers(source, name, value, keys, expected):
+    for key in keys:
+        if key in value:
+            v = value[key]
+            _check(source, f"{name}.{key}", isinstance(v, int) and not isinstance(v, bool) and v >= 0, expected)
+
+
+def _choice(source, name, value, key, choices, expected):
+    if key in value:
+        _check(source, f"{name}.{key}", value[key] in choices, expected)
+
+
+def _connections(source, value):
+    _section(source, "connections", value, DEFAULT_CONNECTIONS, "low, high, grace and idle")
+    _wholeNumbers(source, "connections", value, ("low", "high"), "expected a whole number of connections")
+    _seconds(source, "connections", value, ("grace", "idle"))
+    return dict(value)
+
+
+def _dht(source, value):
+    _section(source, "dht", value, DEFAULT_DHT, "mode, provider-expiry and republish")
+    _choice(source, "dht", value, "mode", ("auto", "server", "client"), "expected auto, server or client")
+    _seconds(source, "dht", value, ("provider-expiry", "republish"))
+    return dict(value)
+
+
+def _storage(source, value):
+    _section(source, "storage", value, DEFAULT_STORAGE, "budget and gc-interval")
     out = dict(value)
     if "budget" in value:
         v = value["budget"]
@@ -408,41 +433,33 @@ def _storage(source, value):
             except ValueError as e:
                 raise ConfigError(source, "storage.budget", f"{e}; or none for no automatic GC") from None
             _check(source, "storage.budget", out["budget"] > 0, "expected a size above 0 bytes (or none for no automatic GC)")
+    _seconds(source, "storage", value, ("gc-interval",))
     if "gc-interval" in value:
-        v = value["gc-interval"]
-        _check(source, "storage.gc-interval", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
-        out["gc-interval"] = float(v)
+        out["gc-interval"] = float(value["gc-interval"])
     return out
 
 
 def _autonat(source, value):
-    _check(source, "autonat", isinstance(value, dict), "expected a mapping with " + ", ".join(DEFAULT_AUTONAT))
-    for key in value:
-        _check(source, f"autonat.{key}", key in DEFAULT_AUTONAT, "unknown field (expected: " + ", ".join(DEFAULT_AUTONAT) + ")")
+    _section(source, "autonat", value, DEFAULT_AUTONAT, ", ".join(DEFAULT_AUTONAT))
     for key in ("service", "allow-private", "auto-relay"):
         if key in value:
             _check(source, f"autonat.{key}", isinstance(value[key], bool), "expected true or false")
-    if "reachability" in value:
-        _check(source, "autonat.reachability", value["reachability"] in ("auto", "public", "private"), "expected auto, public or private")
-    if "boot-delay" in value:
-        v = value["boot-delay"]
-        _check(source, "autonat.boot-delay", isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "expected a number of seconds")
+    _choice(source, "autonat", value, "reachability", ("auto", "public", "private"), "expected auto, public or private")
+    _seconds(source, "autonat", value, ("boot-delay",), positive=False)
     return dict(value)
 
 
 def _relay(source, value):
-    _check(source, "relay", isinstance(value, dict), "expected a mapping with service and limits")
-    for key in value:
-        _check(source, f"relay.{key}", key in DEFAULT_RELAY, "unknown field (expected: " + ", ".join(DEFAULT_RELAY) + ")")
-    if "service" in value:
-        _check(source, "relay.service", value["service"] in ("auto", "on", "off"), "expected auto, on or off")
-    if "reservation-ttl" in value:
-        v = value["reservation-ttl"]
-        _check(source, "relay.reservation-ttl", isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "expected a positive number of seconds")
-    for key in ("max-reservations", "max-reservations-per-ip", "reserve-rate", "max-circuits", "max-circuits-total", "duration", "data"):
-        if key in value:
-            v = value[key]
-            _check(source, f"relay.{key}", isinstance(v, int) and not isinstance(v, bool) and v >= 0, "expected a whole number (0: no limit)")
+    _section(source, "relay", value, DEFAULT_RELAY, "service and limits")
+    _choice(source, "relay", value, "service", ("auto", "on", "off"), "expected auto, on or off")
+    _seconds(source, "relay", value, ("reservation-ttl",))
+    _wholeNumbers(
+        source,
+        "relay",
+        value,
+        ("max-reservations", "max-reservations-per-ip", "reserve-rate", "max-circuits", "max-circuits-total", "duration", "data"),
+        "expected a whole number (0: no limit)",
+    )
     if "duration" in value:
         _check(source, "relay.duration", value["duration"] < 1 << 32, "expected fewer than 2^32 seconds")
     return dict(value)

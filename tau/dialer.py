@@ -21,10 +21,10 @@ not dialed one after another with a full timeout each, nor all at once:
     the whole dial gives up after C{deadline} seconds.
 """
 
-import ipaddress
-
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
+
+from tau.addrs import ipOf
 
 LOOPBACK, PRIVATE, PUBLIC, RELAYED = range(4)
 
@@ -49,16 +49,10 @@ def addrRank(addr) -> int:
     text = str(addr)
     if "/p2p-circuit" in text:
         return RELAYED
-    parts = text.split("/")
-    if len(parts) < 3:
-        return PUBLIC
-    if parts[1] == "ip6zone":
+    if text.startswith("/ip6zone/"):
         return PRIVATE  # a zone only makes sense for link-local addresses
-    if parts[1] not in ("ip4", "ip6"):
-        return PUBLIC
-    try:
-        ip = ipaddress.ip_address(parts[2])
-    except ValueError:
+    ip = ipOf(text)
+    if ip is None:
         return PUBLIC
     if ip.is_loopback:
         return LOOPBACK

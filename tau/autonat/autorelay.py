@@ -20,6 +20,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from tau.autonat.peers import directPeers, onIdentified
+
 __all__ = ["AutoRelay", "HOP"]
 
 HOP = "/libp2p/circuit/relay/0.2.0/hop"
@@ -109,17 +111,7 @@ class AutoRelay(Service):
         now = self.clock.seconds()
         self._failed = {p: t for p, t in self._failed.items() if t > now}
         held = set(self.client.reservations())
-        out = []
-        for peer in self.host.connectedPeers():
-            if peer in held or peer in self._pending or peer in self._failed:
-                continue
-            if not self.host.peerstore.supports(peer, HOP):
-                continue
-            conn = self.host.connectionTo(peer)
-            if conn is None or getattr(conn, "relay", None) is not None:
-                continue
-            out.append(peer)
-        return out
+        return [p for p in directPeers(self.host, HOP) if p not in held and p not in self._pending and p not in self._failed]
 
     def _fill(self):
         self._cancelTimer()
@@ -174,13 +166,7 @@ class AutoRelay(Service):
     def _connected(self, connection):
         if not (self.active and self.running):
             return
-        from tau.protocols import identify
-
-        d = identify.whenIdentified(self.host, connection)
-        # a connection that closed before identify finished is no news; a
-        # failure of ours is logged
-        d.addCallbacks(lambda result: self._identified(result), lambda f: None)
-        d.addErrback(lambda f: self.log.failure("auto-relay: handling an identified peer failed", f))
+        onIdentified(self.host, connection, self._identified, self.log, "auto-relay")
 
     def _identified(self, result):
         if self.active and self.running and HOP in (result.protocols or ()):

@@ -25,11 +25,11 @@ from __future__ import annotations
 import ipaddress
 import random
 
-import multiaddr
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from tau.addrs import _parts
 from tau.autonat.messages import (
     E_BAD_REQUEST,
     E_DIAL_ERROR,
@@ -52,11 +52,6 @@ class Refused(Exception):
     """
     A dial-back request we will not dial for; the message says why.
     """
-
-
-def _parts(addr):
-    ma = addr if isinstance(addr, multiaddr.Multiaddr) else multiaddr.Multiaddr(addr)
-    return [(proto.name, value) for proto, value in ma.items()]
 
 
 def ipOf(addr) -> str | None:

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from tau.autonat.client import dialBack
 from tau.autonat.messages import E_DIAL_ERROR, E_DIAL_REFUSED, OK, PROTOCOL_ID
+from tau.autonat.peers import directPeers, onIdentified
 from tau.autonat.reachability import PRIVATE, PUBLIC, UNKNOWN, Reachability
 from tau.autonat.server import AutoNATServer, EphemeralDialer, ipOf
 
@@ -183,13 +184,7 @@ class AutoNATService(Service):
     # events
 
     def _connected(self, connection):
-        from tau.protocols import identify
-
-        d = identify.whenIdentified(self.host, connection)
-        # a connection that closed before identify finished is no news; a
-        # failure of ours is logged
-        d.addCallbacks(lambda result: self._identified(connection, result), lambda f: None)
-        d.addErrback(lambda f: self.log.failure("autonat: handling an identified peer failed", f))
+        onIdentified(self.host, connection, lambda result: self._identified(connection, result), self.log, "autonat")
 
     def _identified(self, connection, result):
         if not self.running or self.forced is not None:
@@ -224,15 +219,7 @@ class AutoNATService(Service):
         """
         now = self.clock.seconds()
         self._recent = {p: t for p, t in self._recent.items() if now - t < self.throttlePeerPeriod}
-        out = []
-        for peer in self.host.connectedPeers():
-            if peer in self._recent or not self.host.peerstore.supports(peer, PROTOCOL_ID):
-                continue
-            conn = self.host.connectionTo(peer)
-            if conn is None or getattr(conn, "relay", None) is not None:
-                continue
-            out.append(peer)
-        return out
+        return [p for p in directPeers(self.host, PROTOCOL_ID) if p not in self._recent]
 
     def addresses(self):
         """
@@ -263,10 +250,7 @@ class AutoNATService(Service):
         The IPs connected peers see us at (from identify), most seen first.
         """
         counts = {}
-        for peer in self.host.connectedPeers():
-            conn = self.host.connectionTo(peer)
-            if conn is None or getattr(conn, "relay", None) is not None:
-                continue
+        for peer in directPeers(self.host):
             record = self.host.peerstore.get(peer)
             ip = ipOf(record.observedAddr) if record is not None and record.observedAddr else None
             if ip is not None:

@@ -84,6 +84,45 @@ def _parseMultihash(data, offset):
     return code, length, end
 
 
+def splitMultihash(mh):
+    """
+    C{(code, digest)} of the multihash C{mh} (nothing may follow the digest).
+
+    @raise InvalidCID: on a malformed multihash.
+    """
+    code, length, end = _parseMultihash(mh, 0)
+    if end != len(mh):
+        raise InvalidCID("trailing bytes after the multihash digest")
+    return code, mh[end - length:end]
+
+
+def canHash(code):
+    """
+    Whether L{verifyMultihash} can check multihash function C{code}.
+    """
+    return code == IDENTITY or code in _HASHES
+
+
+def verifyMultihash(mh, data):
+    """
+    Whether C{data} hashes to the multihash C{mh} (an identity multihash:
+    whether C{data} is its digest, of any length).
+
+    @raise UnsupportedHash: for a function we do not have.
+    @raise InvalidCID: on a malformed multihash.
+    """
+    code, digest = splitMultihash(mh)
+    if code == IDENTITY:
+        return bytes(data) == digest
+    entry = _HASHES.get(code)
+    if entry is None:
+        raise UnsupportedHash(f"unsupported multihash function 0x{code:x}")
+    function, natural = entry
+    if not 0 < len(digest) <= natural:
+        return False
+    return function(data)[:len(digest)] == digest
+
+
 def codecCode(c):
     """
     The multicodec number of a CID object's codec.

@@ -90,9 +90,8 @@ async def listKeys(node, args):
     kvdb = _kvdb(node)
     db, _ = _dbAndKey(args, withKey=False)
     prefix = argument(args, "prefix", required=False) or ""
-    limit = argument(args, "limit", required=False)
-    limit = None if limit is None else int(_number(args, "limit", 0, 1, 1 << 40))
-    keys = await kvdb.list(db, prefix.encode("utf-8"), limit)
+    limit = _number(args, "limit", None, 1, 1 << 40)
+    keys = await kvdb.list(db, prefix.encode("utf-8"), None if limit is None else int(limit))
     return {"Database": db, "Keys": [_keyText(k) for k in keys]}
 
 

@@ -6,7 +6,6 @@ peers that speak it, bootstraps from the config's peers and offers
 C{findPeer}, C{provide}, C{findProviders}, C{getValue} and C{putValue}.
 """
 
-import multiaddr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -17,6 +16,7 @@ from tau.kad.messages import PROTOCOL_ID, PeerInfo
 from tau.kad.records import RecordStore
 from tau.kad.wire import requestOverStream, serveStream
 from tau.peerstore import stripPeer
+from tau.protocols.identify import decodeAddr, encodeAddr
 
 # How long addresses learnt from a lookup stay in the peer store.
 LEARNT_ADDR_TTL = 600.0
@@ -25,23 +25,11 @@ log = Logger()
 
 
 def addrsToBytes(addrs):
-    out = []
-    for text in addrs:
-        try:
-            out.append(multiaddr.Multiaddr(text).to_bytes())
-        except Exception:
-            continue
-    return out
+    return [data for data in map(encodeAddr, addrs) if data is not None]
 
 
 def addrsFromBytes(addrs):
-    out = []
-    for data in addrs:
-        try:
-            out.append(str(multiaddr.Multiaddr(bytes(data))))
-        except Exception:
-            continue
-    return out
+    return [text for text in map(decodeAddr, addrs) if text is not None]
 
 
 @implementer(IKadTransport)

@@ -32,7 +32,6 @@ An **announcement** (the pubsub payload) is
 import hashlib
 
 import cbor2
-import cid as pycid
 from cbor2 import CBORTag
 
 from tau.bitswap import cids
@@ -139,11 +138,6 @@ def cidObject(cidBytes):
 
 def cidString(cidBytes):
     return cids.cidText(cids.cidFromBytes(cidBytes))
-
-
-def parseCIDText(text):
-    c = pycid.from_string(text)
-    return cids.cidToBytes(c) if c.version == 1 else cids.cidToBytes(c.to_v1())
 
 
 def _map(value, kind, fields):

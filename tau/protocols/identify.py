@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from tau.identity import InvalidKey, PeerID, PublicKey
 from tau.oneshot import OneShot
 from tau.pb import envelope_pb2, identify_pb2
-from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS
+from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS, stripPeer
 from tau.protocols import varint
 from tau.protocols.multistream import MultistreamNegotiator
 from tau.streams import StreamProtocol, StreamTooLong, withTimeout
@@ -336,11 +336,7 @@ def _ownAddrs(host) -> list[str]:
     out = []
     for addr in getter():
         try:
-            text = str(addr)
-            ma = multiaddr.Multiaddr(text)
-            parts = list(ma.items())
-            if parts and parts[-1][0].name == "p2p":
-                text = str(ma.decapsulate_code(parts[-1][0].code))
+            text, _ = stripPeer(addr)
         except Exception:
             continue
         if text not in out:

@@ -188,9 +188,9 @@ class _PeerWriter(Protocol):
         self.lost = True
 
     def send(self, payload):
-        frame = varint.encode(len(payload)) + payload
         if self.lost:
             return
+        frame = varint.encode(len(payload)) + payload
         if not self.paused and not self._queue:
             self.transport.write(frame)
             return

@@ -16,11 +16,9 @@ is disconnected.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, fields
 from weakref import WeakSet
 
-import multiaddr
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -30,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tau.addrs import ipOf, isLoopback
 from tau.relay import messages as m
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
@@ -208,21 +207,8 @@ class ReservationStore:
 
 
 def _ipOf(addr) -> str | None:
-    try:
-        first = next(iter(multiaddr.Multiaddr(str(addr)).items()))
-    except Exception:
-        return None
-    if first[0].name in ("ip4", "ip6"):
-        try:
-            return str(ipaddress.ip_address(first[1]))
-        except ValueError:
-            return None
-    return None
-
-
-def _isLoopbackAddr(addr) -> bool:
-    ip = _ipOf(addr)
-    return ip is not None and ipaddress.ip_address(ip).is_loopback
+    ip = ipOf(addr)
+    return None if ip is None else str(ip)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -572,13 +558,13 @@ class RelayService(Service):
         C{/p2p-circuit}: loopback ones only to a peer that reached us over
         loopback (nobody else can dial them).
         """
-        local = _isLoopbackAddr(conn.remoteAddr)
+        local = isLoopback(conn.remoteAddr)
         out = []
         for addr in self.host.announcedAddresses():
             text = str(addr)
             if "/p2p-circuit" in text:
                 continue
-            if not local and _isLoopbackAddr(text):
+            if not local and isLoopback(text):
                 continue
             out.append(f"{text}/p2p/{self.host.peerID}")
             if len(out) >= m.MAX_ADDRS:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -59,22 +58,10 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from tau.bitswap.cids import IDENTITY, UnsupportedHash, canHash, splitMultihash
+from tau.bitswap.cids import verifyMultihash as verifies
+
 log = Logger()
-
-IDENTITY = 0x00
-
-# multihash code -> (hashlib factory, full digest length)
-_HASHES = {
-    0x12: (hashlib.sha256, 32),
-    0x13: (hashlib.sha512, 64),
-    0x17: (hashlib.sha3_224, 28),
-    0x16: (hashlib.sha3_256, 32),
-    0x15: (hashlib.sha3_384, 48),
-    0x14: (hashlib.sha3_512, 64),
-    0xB220: (lambda data=b"": hashlib.blake2b(data, digest_size=32), 32),
-    0xB240: (lambda data=b"": hashlib.blake2b(data, digest_size=64), 64),
-    0xB260: (lambda data=b"": hashlib.blake2s(data, digest_size=32), 32),
-}
 
 _NOSPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -91,57 +78,17 @@ class BadBlock(ValueError):
     """The bytes handed to put() do not hash to the CID."""
 
 
-class UnsupportedHash(ValueError):
-    """The multihash function is not one the store can verify."""
-
-
 class BlockPinned(Exception):
     """delete() of a pinned block."""
 
 
 # -- multihash helpers (pure) -------------------------------------------------
 
-def _uvarint(buf: bytes, pos: int = 0) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("bad varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
-def splitMultihash(mh: bytes) -> tuple[int, bytes]:
-    code, pos = _uvarint(mh)
-    length, pos = _uvarint(mh, pos)
-    digest = mh[pos:]
-    if len(digest) != length:
-        raise ValueError("multihash length mismatch")
-    return code, digest
-
-
 def multihashOf(c) -> bytes:
     """The multihash bytes of a py-cid CID (v0 or v1) or of raw multihash bytes."""
     if isinstance(c, (bytes, bytearray, memoryview)):
         return bytes(c)
     return bytes(c.multihash)
-
-
-def verifies(mh: bytes, data: bytes) -> bool:
-    """Whether ``data`` hashes to the multihash ``mh``."""
-    code, digest = splitMultihash(mh)
-    if code == IDENTITY:
-        return bytes(data) == digest
-    try:
-        factory, full = _HASHES[code]
-    except KeyError:
-        raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
-    if not 0 < len(digest) <= full:
-        return False
-    return factory(data).digest()[: len(digest)] == digest
 
 
 def keyName(mh: bytes) -> str:
@@ -697,7 +644,7 @@ def _items(blocks: Iterable) -> dict[bytes, bytes]:
             if not verifies(key, data):
                 raise BadBlock("data does not match identity multihash")
             continue
-        if code not in _HASHES:
+        if not canHash(code):
             raise UnsupportedHash(f"multihash function 0x{code:x} not supported")
         if not (isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)):
             data = bytes(data)  # a read-only view is kept: nobody changes what it shows

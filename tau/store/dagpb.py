@@ -12,18 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tau.pb import dagpb_pb2
+from tau.protocols.varint import encode as uvarint
 
 CODEC = 0x70
 RAW = 0x55
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ import cid as pycid
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 
+from tau.bitswap import cids
+from tau.bitswap.cids import cidFromBytes
 from tau.pb import unixfs_pb2
 from tau.store import dagpb, hamt
 from tau.store.chunker import FixedSize
@@ -82,14 +84,7 @@ class Entry:
     filesize: int     # bytes of file content (0 for directories)
 
 
-def cidText(c) -> str:
-    """
-    The usual text of a CID: base58btc for v0 (C{Qm...}), base32 for v1
-    (C{bafy...}, C{bafk...}), as kubo and helia print them.
-    """
-    if c.version == 0:
-        return str(c)
-    return c.encode("base32").decode("ascii")
+cidText = cids.cidText  # base58btc for v0, base32 for v1, as kubo and helia print them
 
 
 def _mh(data: bytes) -> bytes:
@@ -103,14 +98,6 @@ def makeCid(codec: str, block: bytes, version: int):
             raise ValueError("CIDv0 is dag-pb only")
         return pycid.CIDv0(mh)
     return pycid.CIDv1(codec, mh)
-
-
-def cidFromBytes(b: bytes):
-    """A py-cid CID from binary (py-cid's from_bytes misses binary CIDv0)."""
-    b = bytes(b)
-    if len(b) == 34 and b[:2] == b"\x12\x20":
-        return pycid.CIDv0(b)
-    return pycid.from_bytes(b)
 
 
 def _cidBytes(c) -> bytes:
@@ -426,9 +413,7 @@ async def importPath(store, path: Path, reactor, threadpool=None, params: Params
 
 # -- exporter ---------------------------------------------------------------------
 
-def _parse(c):
-    return cidFromBytes(c) if isinstance(c, (bytes, bytearray)) else (
-        pycid.make_cid(c) if isinstance(c, str) else c)
+_parse = cids.parseCID  # a CID object, text or binary
 
 
 async def _block(store, c) -> bytes:

@@ -31,6 +31,36 @@ def published(node):
     return [(m.topic, m.data) for m in node.delivered]
 
 
+def pair(*joining):
+    """
+    Two connected nodes C{a} and C{b}; those named in C{joining} ("a", "b")
+    join L{T} in that order, the network settling after each.
+    """
+    net = SimNet()
+    a, b = net.node(), net.node()
+    net.connect(a, b)
+    for name in joining:
+        {"a": a, "b": b}[name].router.join(T)
+        net.settle()
+    return net, a, b
+
+
+def publisherAndSubscribers(count=8):
+    """
+    A node C{a}, not in L{T}, connected to C{count} others that joined it;
+    C{a} publishes through fanout only (no flood publish).
+    """
+    net = SimNet()
+    a = net.node()
+    others = [net.node() for _ in range(count)]
+    for o in others:
+        net.connect(a, o)
+        o.router.join(T)
+    net.settle()
+    a.router.params.floodPublish = False
+    return net, a, others
+
+
 class MeshTests(SynchronousTestCase):
     def test_meshFormsAndEveryoneGetsEachMessageOnce(self):
         net = SimNet()
@@ -102,13 +132,7 @@ class MeshTests(SynchronousTestCase):
         self.assertEqual(len(hub.router.mesh[T]), 12)
 
     def test_leavePrunesWithUnsubscribeBackoff(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        a.router.join(T)
-        net.settle()
-        b.router.join(T)
-        net.settle()
+        net, a, b = pair("a", "b")
         self.assertIn(b.peerID, a.router.mesh[T])
         a.router.leave(T)
         net.settle()
@@ -119,13 +143,7 @@ class MeshTests(SynchronousTestCase):
         self.assertEqual([(p.topic, p.backoff) for p in prunes], [(T, 10)])
 
     def test_graftDuringBackoffIsPenalised(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        a.router.join(T)
-        net.settle()
-        b.router.join(T)
-        net.settle()
+        net, a, b = pair("a", "b")
         self.assertIn(a.peerID, b.router.mesh[T])
         b.router.handleRPC(a.peerID, RPC(prune=[Prune(T, [], 60)]))
         self.assertNotIn(a.peerID, b.router.mesh[T])
@@ -137,23 +155,14 @@ class MeshTests(SynchronousTestCase):
         self.assertIn(T, [p.topic for _, rpc in b.sent for p in rpc.prune])
 
     def test_graftForUnknownTopicIgnored(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
+        net, a, b = pair()
         b.router.handleRPC(a.peerID, RPC(graft=["nope"]))
         net.settle()
         self.assertEqual(b.sent, [])
         self.assertNotIn("nope", b.router.mesh)
 
     def test_fanoutThenExpiry(self):
-        net = SimNet()
-        a = net.node()
-        others = [net.node() for _ in range(8)]
-        for o in others:
-            net.connect(a, o)
-            o.router.join(T)
-        net.settle()
-        a.router.params.floodPublish = False
+        net, a, others = publisherAndSubscribers()
         a.publish(T, b"x")
         net.settle()
         self.assertEqual(len(a.router.fanout[T]), 6)
@@ -163,14 +172,7 @@ class MeshTests(SynchronousTestCase):
         self.assertNotIn(T, a.router.fanout)
 
     def test_joinUsesFanout(self):
-        net = SimNet()
-        a = net.node()
-        others = [net.node() for _ in range(8)]
-        for o in others:
-            net.connect(a, o)
-            o.router.join(T)
-        net.settle()
-        a.router.params.floodPublish = False
+        net, a, others = publisherAndSubscribers()
         a.publish(T, b"x")
         fanout = set(a.router.fanout[T])
         a.router.join(T)
@@ -179,9 +181,7 @@ class MeshTests(SynchronousTestCase):
 
 class GossipTests(SynchronousTestCase):
     def pair(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
+        net, a, b = pair()
         # keep them out of each other's mesh
         a.router._addBackoff(b.peerID, T, 100)
         b.router._addBackoff(a.peerID, T, 100)
@@ -443,11 +443,7 @@ class FloodsubTests(SynchronousTestCase):
 
 class ScoreTests(SynchronousTestCase):
     def test_pxAcceptedOnlyFromGoodPeers(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        b.router.join(T)
-        net.settle()
+        net, a, b = pair("b")
         offered = [(PrivateKey.generate().peerID(), None) for _ in range(20)]
         b.router.handleRPC(a.peerID, RPC(prune=[Prune(T, offered, 60)]))
         self.assertEqual(b.pxOffers, [], "score 0 is below acceptPX")
@@ -456,13 +452,7 @@ class ScoreTests(SynchronousTestCase):
         self.assertEqual(len(b.pxOffers), 16)
 
     def test_firstDeliveriesAndTimeInMeshRaiseScore(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        a.router.join(T)
-        net.settle()
-        b.router.join(T)
-        net.settle()
+        net, a, b = pair("a", "b")
         for i in range(4):
             a.publish(T, b"%d" % i)
         net.settle()
@@ -485,9 +475,7 @@ class ScoreTests(SynchronousTestCase):
         self.assertEqual(a.router.score.score(loop[0]), 0)
 
     def test_negativeScoreSurvivesReconnect(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
+        net, a, b = pair()
         b.router.score.penalise(a.peerID, 2)
         low = b.router.score.score(a.peerID)
         self.assertLess(low, 0)
@@ -501,13 +489,7 @@ class ScoreTests(SynchronousTestCase):
         self.assertEqual(b.router.score.score(a.peerID), 0)
 
     def test_negativePeersLeaveTheMesh(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        a.router.join(T)
-        net.settle()
-        b.router.join(T)
-        net.settle()
+        net, a, b = pair("a", "b")
         a.router.score.penalise(b.peerID, 1)
         a.router.heartbeat()
         net.settle()
@@ -521,12 +503,7 @@ class HostilePeerTests(SynchronousTestCase):
     """
 
     def pair(self):
-        net = SimNet()
-        a, b = net.node(), net.node()
-        net.connect(a, b)
-        b.router.join(T)
-        net.settle()
-        return net, a, b
+        return pair("b")
 
     def test_pruneForMadeUpTopicsKeepsNothing(self):
         """

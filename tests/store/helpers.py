@@ -1,25 +1,19 @@
-import hashlib
 from pathlib import Path
 
-import cid as pycid
-import multihash
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.python.threadpool import ThreadPool
 
+from tau.bitswap import cids
 from tau.store.blockstore import BlockStore
 
 
 def rawCid(data: bytes, version: int = 1):
-    mh = multihash.encode(hashlib.sha256(data).digest(), "sha2-256")
-    if version == 0:
-        return pycid.CIDv0(mh)
-    return pycid.CIDv1("raw", mh)
+    return cids.makeCID(data, cids.RAW, version)
 
 
 def dagpbCid(data: bytes, version: int = 1):
-    mh = multihash.encode(hashlib.sha256(data).digest(), "sha2-256")
-    return pycid.CIDv0(mh) if version == 0 else pycid.CIDv1("dag-pb", mh)
+    return cids.makeCID(data, cids.DAG_PB, version)
 
 
 class StoreMixin:

@@ -39,8 +39,9 @@ from typing import Any, Optional
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (str(REPO), str(HERE.parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 MiB = 1 << 20
 SINK = "/tau/bench/relay-sink/1.0.0"
@@ -150,61 +151,16 @@ def _roleSender(relayAddr: str, direct: str, circuit: str, runs: int, mib: int, 
     """
     B: the measurements; print one JSON object with every sample.
     """
-    from zope.interface import implementer
-
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
-    from twisted.internet.protocol import Protocol
 
+    from _sender import Sender
     from tau.config import peerIDOf
     from tau.protocols import identify
 
     block = os.urandom(CHUNK)
     total = mib * MiB
     target = peerIDOf(direct)
-
-    @implementer(IPushProducer, IHalfCloseableProtocol)
-    class Sender(Protocol):
-        def __init__(self) -> None:
-            self.left = total
-            self.paused = False
-            self.answer = b""
-            self.done: Deferred = Deferred()
-
-        def connectionMade(self) -> None:
-            self.transport.registerProducer(self, True)
-            self.resumeProducing()
-
-        def pauseProducing(self) -> None:
-            self.paused = True
-
-        def resumeProducing(self) -> None:
-            self.paused = False
-            while not self.paused and self.left > 0:
-                n = min(CHUNK, self.left)
-                self.left -= n
-                self.transport.write(block if n == CHUNK else block[:n])
-            if self.left == 0 and not self.paused:
-                self.left = -1
-                self.transport.unregisterProducer()
-                self.transport.loseConnection()
-
-        def stopProducing(self) -> None:
-            self.left = -1
-
-        def dataReceived(self, data: bytes) -> None:
-            self.answer += data
-
-        def readConnectionLost(self) -> None:
-            pass
-
-        def writeConnectionLost(self) -> None:
-            pass
-
-        def connectionLost(self, reason: Any) -> None:
-            if not self.done.called:
-                self.done.callback(self.answer)
 
     async def fresh(host: Any, addr: str) -> Any:
         for old in host.connections(target):
@@ -231,7 +187,7 @@ def _roleSender(relayAddr: str, direct: str, circuit: str, runs: int, mib: int, 
             for mode, addr in (("direct", direct), ("relayed", circuit)) if i % 2 == 0 else (("relayed", circuit), ("direct", direct)):
                 conn, _, _ = await fresh(host, addr)
                 assert (conn.relay is not None) == (mode == "relayed"), mode
-                sender = Sender()
+                sender = Sender(total, block)
                 relayCPU = await cpuOf(host, relayPeer)
                 ownCPU = time.process_time()
                 await host.newRawStream(target, [SINK], sender)

@@ -154,53 +154,15 @@ def _roleTauSend(addr: str, total: int, chunk: int) -> None:
     C{total} bytes on it with a streaming producer, in C{chunk}-byte writes
     of one buffer; half-close; exit once the stream is over.
     """
-    from zope.interface import implementer
-
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
-    from twisted.internet.protocol import Protocol
 
+    from _sender import Sender
     from tau.peerstore import stripPeer
     from tau.protocols import identify
 
-    block = os.urandom(chunk)
-
-    @implementer(IPushProducer, IHalfCloseableProtocol)
-    class Sender(Protocol):
-        left = total
-        paused = False
-
-        def connectionMade(self) -> None:
-            self.transport.registerProducer(self, True)
-            self.resumeProducing()
-
-        def pauseProducing(self) -> None:
-            self.paused = True
-
-        def resumeProducing(self) -> None:
-            self.paused = False
-            write = self.transport.write
-            while not self.paused and self.left > 0:
-                n = min(chunk, self.left)
-                self.left -= n
-                write(block if n == chunk else block[:n])
-            if self.left == 0 and not self.paused:
-                self.left = -1
-                self.transport.unregisterProducer()
-                self.transport.loseConnection()
-
-        def stopProducing(self) -> None:
-            self.left = -1
-
-        def readConnectionLost(self) -> None:
-            pass
-
-        def writeConnectionLost(self) -> None:
-            pass
-
-        def connectionLost(self, reason: Any) -> None:
-            reactor.callLater(0, reactor.stop)
+    sender = Sender(total, os.urandom(chunk))
+    sender.done.addCallback(lambda _: reactor.callLater(0, reactor.stop))
 
     async def run() -> None:
         host = _newHost(reactor, [])
@@ -209,7 +171,7 @@ def _roleTauSend(addr: str, total: int, chunk: int) -> None:
         conn = await host.connect(addr)
         await identify.whenIdentified(host, conn)
         _, peer = stripPeer(addr)
-        await host.newRawStream(peer, [SINK], Sender())
+        await host.newRawStream(peer, [SINK], sender)
 
     def failed(f: Any) -> None:
         print(json.dumps({"error": f.getErrorMessage()}), flush=True)

@@ -150,44 +150,19 @@ def _roleSend(port: int, total: int) -> None:
     Connect to 127.0.0.1:port over TLS 1.3 and send C{total} bytes with a
     streaming producer, then close.
     """
-    from zope.interface import implementer
-
     from twisted.internet import reactor
-    from twisted.internet.interfaces import IPushProducer
-    from twisted.internet.protocol import ClientFactory, Protocol
+    from twisted.internet.protocol import ClientFactory
+
+    from _sender import Sender
 
     block = os.urandom(64 * 1024)
 
-    @implementer(IPushProducer)
-    class Sender(Protocol):
-        left = total
-        paused = False
+    def sender() -> Sender:
+        protocol = Sender(total, block)
+        protocol.done.addCallback(lambda _: reactor.callLater(0, reactor.stop))
+        return protocol
 
-        def connectionMade(self) -> None:
-            self.transport.registerProducer(self, True)
-            self.resumeProducing()
-
-        def pauseProducing(self) -> None:
-            self.paused = True
-
-        def resumeProducing(self) -> None:
-            self.paused = False
-            while not self.paused and self.left > 0:
-                n = min(len(block), self.left)
-                self.left -= n
-                self.transport.write(block if n == len(block) else block[:n])
-            if self.left == 0 and not self.paused:
-                self.transport.unregisterProducer()
-                self.transport.loseConnection()
-                self.left = -1
-
-        def stopProducing(self) -> None:
-            self.left = -1
-
-        def connectionLost(self, reason: Any) -> None:
-            reactor.callLater(0, reactor.stop)
-
-    factory = ClientFactory.forProtocol(Sender)
+    factory = ClientFactory.forProtocol(sender)
     factory.clientConnectionFailed = lambda c, r: reactor.stop()
     reactor.connectSSL("127.0.0.1", port, factory, _tlsOptions(False))
     reactor.callLater(300, reactor.stop)  # bounded

@@ -10,33 +10,13 @@
 // No bootstrap peers, no delegated routing, no autoTLS/UPnP/mDNS: only TCP to
 // the addresses we are given (createHeliaLight + withLibp2pLight).
 import { createHash, randomBytes } from 'node:crypto'
-import { withBitswap } from '@helia/bitswap'
-import { withLibp2pLight } from '@helia/libp2p'
-import { identify } from '@libp2p/identify'
-import { noise } from '@libp2p/noise'
-import { tcp } from '@libp2p/tcp'
-import { tls } from '@libp2p/tls'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createHeliaLight } from 'helia'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { fail, serveUntilStdinEnds, start } from './node.mjs'
 
 const [mode, ...args] = process.argv.slice(2)
-
-async function start () {
-  const h = withBitswap(withLibp2pLight(createHeliaLight({ routers: [] }), {
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [tls(), noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify() },
-    connectionManager: { inboundConnectionThreshold: 1e6, maxIncomingPendingConnections: 100 }
-  }))
-  await h.start()
-  return h
-}
 
 async function collect (source) {
   const chunks = []
@@ -57,8 +37,7 @@ if (mode === 'serve') {
   }
   const addr = h.libp2p.getMultiaddrs()[0].toString()
   console.log(JSON.stringify({ addr, peerId: h.libp2p.peerId.toString(), cids }))
-  process.stdin.resume()
-  process.stdin.on('end', async () => { await h.stop(); process.exit(0) })
+  serveUntilStdinEnds(h)
 } else if (mode === 'fetch') {
   const [addr, ...cids] = args
   const started = Date.now()
@@ -73,8 +52,7 @@ if (mode === 'serve') {
     await h.stop()
     process.exit(0)
   } catch (err) {
-    console.log(JSON.stringify({ ok: false, error: String(err?.stack ?? err) }))
-    process.exit(1)
+    fail(err)
   }
 } else {
   console.error('usage: bitswap.mjs serve <size> [<count>] | fetch <maddr> <cid>...')

@@ -17,32 +17,12 @@
 // No bootstrap peers, no delegated routing: only TCP to the addresses given.
 import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
-import { withBitswap } from '@helia/bitswap'
-import { withLibp2pLight } from '@helia/libp2p'
 import { unixfs } from '@helia/unixfs'
-import { identify } from '@libp2p/identify'
-import { noise } from '@libp2p/noise'
-import { tcp } from '@libp2p/tcp'
-import { tls } from '@libp2p/tls'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createHeliaLight } from 'helia'
 import { CID } from 'multiformats/cid'
+import { fail, serveUntilStdinEnds, start } from './node.mjs'
 
 const [mode, ...args] = process.argv.slice(2)
-
-async function start () {
-  const h = withBitswap(withLibp2pLight(createHeliaLight({ routers: [] }), {
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [tls(), noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify() },
-    connectionManager: { inboundConnectionThreshold: 1e6, maxIncomingPendingConnections: 100 }
-  }))
-  await h.start()
-  return h
-}
 
 export function deterministicBytes (size, seed) {
   const out = Buffer.allocUnsafe(size)
@@ -51,11 +31,6 @@ export function deterministicBytes (size, seed) {
     digest.copy(out, off, 0, Math.min(32, size - off))
   }
   return out
-}
-
-function fail (err) {
-  console.log(JSON.stringify({ ok: false, error: String(err?.stack ?? err) }))
-  process.exit(1)
 }
 
 if (mode === 'serve-file') {
@@ -71,8 +46,7 @@ if (mode === 'serve-file') {
     const addr = h.libp2p.getMultiaddrs()[0].toString()
     const sha256 = createHash('sha256').update(data).digest('hex')
     console.log(JSON.stringify({ ok: true, addr, peerId: h.libp2p.peerId.toString(), cid: cid.toString(), size, sha256, ms }))
-    process.stdin.resume()
-    process.stdin.on('end', async () => { await h.stop(); process.exit(0) })
+    serveUntilStdinEnds(h)
   } catch (err) {
     fail(err)
   }

@@ -26,7 +26,6 @@
 
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -41,6 +40,7 @@ import { tls } from '@libp2p/tls'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { emit, logger, serveCommands } from './control.mjs'
 import { BLOCK, bufOf, echoOverStream } from './echo.mjs'
 import { CID } from 'multiformats/cid'
 
@@ -48,19 +48,11 @@ export const ECHO_PROTOCOL = '/tau/echo/1.0.0'
 // The perf protocol (libp2p/specs perf/perf.md). @libp2p/perf is not
 // published on the npm registry, so client and server live here.
 export const PERF_PROTOCOL = '/perf/1.0.0'
-const DEFAULT_TIMEOUT_MS = 30_000
 const MAX_ECHO_STREAMS = 1024
 const MAX_ECHO_BYTES = 256 * 1024 * 1024
 const MAX_PERF_BYTES = 64 * 1024 * 1024 * 1024
-const MAX_LINE = 1024 * 1024
 
-function log (...args) {
-  process.stderr.write(`[peer.mjs ${process.pid}] ${args.join(' ')}\n`)
-}
-
-function emit (obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
+const log = logger('peer.mjs')
 
 function hex (buf) {
   return Buffer.from(buf).toString('hex')
@@ -436,20 +428,6 @@ async function cmdDhtRoutingTable () {
   return { size: rt.size, peers }
 }
 
-let stopping = false
-async function shutdown (code) {
-  if (stopping) return
-  stopping = true
-  const timer = setTimeout(() => { log('stop timed out'); process.exit(code) }, 10_000)
-  try {
-    await node.stop()
-  } catch (err) {
-    log('stop failed:', err.message)
-  }
-  clearTimeout(timer)
-  process.exit(code)
-}
-
 const commands = {
   dial: cmdDial,
   ping: cmdPing,
@@ -482,55 +460,7 @@ const commands = {
   })
 }
 
-async function handleLine (line) {
-  let req
-  try {
-    req = JSON.parse(line)
-  } catch (err) {
-    emit({ id: null, ok: false, error: `bad JSON: ${err.message}` })
-    return
-  }
-  const { id, cmd, timeoutMs, ...args } = req
-  if (cmd === 'stop') {
-    emit({ id, ok: true })
-    await shutdown(0)
-    return
-  }
-  const fn = commands[cmd]
-  if (fn == null) {
-    emit({ id, ok: false, error: `unknown command ${JSON.stringify(cmd)}` })
-    return
-  }
-  const signal = AbortSignal.timeout(timeoutMs ?? DEFAULT_TIMEOUT_MS)
-  const timedOut = new Promise((resolve, reject) => {
-    signal.addEventListener('abort', () => { reject(new Error(`${cmd} timed out after ${timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)) }, { once: true })
-  })
-  timedOut.catch(() => {})
-  try {
-    const result = await Promise.race([fn(args, signal), timedOut])
-    emit({ ...result, id, ok: true })
-  } catch (err) {
-    const detail = err?.errors != null ? ` (${err.errors.map(e => e.message).join('; ')})` : ''
-    emit({ id, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}${detail}` })
-  }
-}
-
-process.on('SIGTERM', () => { void shutdown(0) })
-// the controller went away (EPIPE on stdout): stop
-process.stdout.on('error', () => { void shutdown(0) })
-process.on('SIGINT', () => { void shutdown(0) })
-
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
-rl.on('line', (line) => {
-  if (line.length > MAX_LINE) {
-    emit({ id: null, ok: false, error: 'line too long' })
-    return
-  }
-  if (line.trim() === '') return
-  handleLine(line).catch((err) => { log('command failed:', err.stack) })
-})
-// the controller went away: stop
-rl.on('close', () => { void shutdown(0) })
+serveCommands(node, commands, log)
 
 emit({
   event: 'ready',

@@ -18,7 +18,6 @@
 // (relayed) connections too.
 
 import { randomBytes } from 'node:crypto'
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -30,22 +29,14 @@ import { tls } from '@libp2p/tls'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { emit, logger, serveCommands } from './control.mjs'
 import { echoOverStream } from './echo.mjs'
 
 const ECHO_PROTOCOL = '/tau/echo/1.0.0'
-const DEFAULT_TIMEOUT_MS = 30_000
 const MAX_ECHO_BYTES = 64 * 1024 * 1024
 const MAX_STREAMS = 64
-const MAX_LINE = 1024 * 1024
 
-function log (...args) {
-  process.stderr.write(`[relay.mjs ${process.pid}] ${args.join(' ')}\n`)
-}
-
-function emit (obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
-
+const log = logger('relay.mjs')
 
 const { values: opts } = parseArgs({
   options: {
@@ -163,57 +154,7 @@ const commands = {
   }
 }
 
-let stopping = false
-async function shutdown (code) {
-  if (stopping) return
-  stopping = true
-  const timer = setTimeout(() => { log('stop timed out'); process.exit(code) }, 10_000)
-  try { await node.stop() } catch (err) { log('stop failed:', err.message) }
-  clearTimeout(timer)
-  process.exit(code)
-}
-
-async function handleLine (line) {
-  let req
-  try {
-    req = JSON.parse(line)
-  } catch (err) {
-    emit({ id: null, ok: false, error: `bad JSON: ${err.message}` })
-    return
-  }
-  const { id, cmd, timeoutMs, ...args } = req
-  if (cmd === 'stop') {
-    emit({ id, ok: true })
-    await shutdown(0)
-    return
-  }
-  const fn = commands[cmd]
-  if (fn == null) {
-    emit({ id, ok: false, error: `unknown command ${JSON.stringify(cmd)}` })
-    return
-  }
-  const signal = AbortSignal.timeout(timeoutMs ?? DEFAULT_TIMEOUT_MS)
-  try {
-    emit({ ...(await fn(args, signal)), id, ok: true })
-  } catch (err) {
-    const detail = err?.errors != null ? ` (${err.errors.map(e => e.message).join('; ')})` : ''
-    emit({ id, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}${detail}` })
-  }
-}
-
-process.on('SIGTERM', () => { void shutdown(0) })
-process.on('SIGINT', () => { void shutdown(0) })
-process.stdout.on('error', () => { void shutdown(0) })
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
-rl.on('line', (line) => {
-  if (line.length > MAX_LINE) {
-    emit({ id: null, ok: false, error: 'line too long' })
-    return
-  }
-  if (line.trim() === '') return
-  handleLine(line).catch((err) => { log('command failed:', err.stack) })
-})
-rl.on('close', () => { void shutdown(0) })
+serveCommands(node, commands, log)
 
 emit({ event: 'ready', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), protocols: node.getProtocols() })
 log('ready', node.peerId.toString(), node.getMultiaddrs().map(String).join(' '))

@@ -37,7 +37,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from tau.bitswap import cids
+from tau import cids
 from tau.bitswap.message import BLOCK, HAVE, PRESENCE_DONT_HAVE, PRESENCE_HAVE, Entry
 from tau.oneshot import OneShot
 

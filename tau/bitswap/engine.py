@@ -22,7 +22,7 @@ Semantics (ipfs/specs BITSWAP.md, boxo's engine):
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
 
-from tau.bitswap import cids
+from tau import cids
 from tau.bitswap.message import BLOCK, HAVE, MAX_MESSAGE, PRESENCE_DONT_HAVE, PRESENCE_HAVE, Message, entryOverhead
 
 #: Most wants kept per peer (boxo and helia: 1024).

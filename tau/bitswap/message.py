@@ -4,7 +4,7 @@ with the limits tau enforces on what peers send.
 
 L{decode} turns one length-prefixed frame into a L{Message} whose CIDs are
 parsed (py-cid objects) and whose blocks are still unverified
-C{(prefix, data)} pairs; the receiver hashes them (L{tau.bitswap.cids}).
+C{(prefix, data)} pairs; the receiver hashes them (L{tau.cids}).
 Anything malformed or over a limit raises L{MessageError}, and nothing else.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from tau.bitswap import cids
+from tau import cids
 from tau.pb import bitswap_pb2
 from tau.protocols import varint
 

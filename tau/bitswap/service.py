@@ -8,7 +8,7 @@ from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tau.bitswap import cids
+from tau import cids
 from tau.bitswap.client import BadBlock, Client
 from tau.bitswap.engine import Engine
 from tau.bitswap.message import INBOUND_PROTOCOLS, MessageError

@@ -34,7 +34,7 @@ import hashlib
 import cbor2
 from cbor2 import CBORTag
 
-from tau.bitswap import cids
+from tau import cids
 from tau.identity import InvalidKey, PublicKey
 
 DAG_CBOR = 0x71

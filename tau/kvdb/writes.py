@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
-from tau.bitswap import cids
+from tau import cids
 from tau.kvdb import codec
 from tau.oneshot import OneShot
 

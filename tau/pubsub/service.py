@@ -27,6 +27,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tau.addrs import ipOf
 from tau.connection import OUTBOUND
 from tau.oneshot import OneShot
 from tau.protocols import varint
@@ -206,13 +207,6 @@ class _PeerWriter(Protocol):
         if not self.lost and self.transport is not None:
             self.lost = True
             self.transport.loseConnection()
-
-
-def _ipOf(addr):
-    parts = str(addr).split("/")
-    if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
-        return parts[2]
-    return None
 
 
 class PubSubService(Service):
@@ -517,8 +511,8 @@ class PubSubService(Service):
         writer.opened = True
         if fresh or peer not in self.router.peers:
             outbound = conn is not None and conn.direction == OUTBOUND
-            ip = _ipOf(conn.remoteAddr) if conn is not None else None
-            self.router.addPeer(peer, protocol, outbound, [ip] if ip else [])
+            ip = ipOf(conn.remoteAddr) if conn is not None else None
+            self.router.addPeer(peer, protocol, outbound, [str(ip)] if ip is not None else [])
         else:
             hello = self.router.helloRPC()
             if not hello.empty():

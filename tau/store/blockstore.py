@@ -58,8 +58,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from tau.bitswap.cids import IDENTITY, UnsupportedHash, canHash, splitMultihash
-from tau.bitswap.cids import verifyMultihash as verifies
+from tau.cids import IDENTITY, UnsupportedHash, canHash, splitMultihash
+from tau.cids import verifyMultihash as verifies
 
 log = Logger()
 

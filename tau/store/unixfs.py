@@ -35,8 +35,8 @@ import cid as pycid
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 
-from tau.bitswap import cids
-from tau.bitswap.cids import cidFromBytes
+from tau import cids
+from tau.cids import cidFromBytes
 from tau.pb import unixfs_pb2
 from tau.store import dagpb, hamt
 from tau.store.chunker import FixedSize

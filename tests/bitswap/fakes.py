@@ -4,7 +4,7 @@ An in-memory block store with the API of L{tau.store.blockstore.BlockStore}.
 
 from twisted.internet.defer import Deferred
 
-from tau.bitswap import cids
+from tau import cids
 
 
 class CorruptBlock(Exception):

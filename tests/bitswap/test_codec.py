@@ -8,7 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import cid as pycid
 
-from tau.bitswap import cids, message
+from tau import cids
+from tau.bitswap import message
 from tau.bitswap.message import BLOCK, HAVE, PRESENCE_DONT_HAVE, PRESENCE_HAVE, Entry, Message, MessageError
 from tau.pb import bitswap_pb2
 from tests.bitswap.fakes import dagPbNode

@@ -5,7 +5,7 @@ The serving engine against an in-memory store, without a network.
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from tau.bitswap import cids
+from tau import cids
 from tau.bitswap.engine import Engine
 from tau.bitswap.message import BLOCK, HAVE, PRESENCE_DONT_HAVE, PRESENCE_HAVE, Entry, Message
 from tests.bitswap.fakes import MemoryBlockStore

@@ -13,7 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
-from tau.bitswap import BitswapService, cids
+from tau import cids
+from tau.bitswap import BitswapService
 from tests.bitswap.fakes import MemoryBlockStore
 from tests.hosts import addressOf, startHost
 from tests.interop.jspeer import JS_DIR, JsPeerUnavailable, findNode

@@ -6,7 +6,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from tau.bitswap import BitswapService, FetchTimeout, cids
+from tau import cids
+from tau.bitswap import BitswapService, FetchTimeout
 from tests.bitswap.fakes import MemoryBlockStore, buildDAG
 from tests.hosts import addressOf, startHost
 

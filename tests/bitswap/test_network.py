@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from tau.bitswap import cids, message
+from tau import cids
+from tau.bitswap import message
 from tau.bitswap.message import Entry, Message, MessageError
 from tau.bitswap.network import MessageReader
 from tau.protocols import varint

@@ -4,7 +4,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.python.threadpool import ThreadPool
 
-from tau.bitswap import cids
+from tau import cids
 from tau.store.blockstore import BlockStore
 
 

@@ -6,6 +6,8 @@ together before the batch is acknowledged.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from typing import TYPE_CHECKING, Iterable
 
@@ -23,13 +25,15 @@ log = Logger()
 SYNC_THREADS = 8
 #: Threads that write a batch's files at once.
 WRITE_THREADS = 4
+#: From this many files on, a batch is made durable with one syncfs(2).
+SYNCFS_MIN_FILES = 16
 
 
 class WriteBatch:
     """
     Blocks written without an fsync each and made durable together: what
     an import or a DAG fetch uses.  C{putMany} writes the files; once
-    C{syncBehind} bytes are pending they are fsync'd and indexed in the
+    C{syncBehind} bytes are pending they are synced and indexed in the
     background (so a big import never holds much unsynced data and the
     disk works while the next blocks are hashed); C{commit} waits for that,
     syncs and indexes the rest in one transaction (pinning every block of
@@ -52,6 +56,7 @@ class WriteBatch:
         self._failure: BaseException | None = None
         self._written: list[bytes] = []
         self._open = True
+        self._fsFd: int | None = None   # the store's folder, open since the first write
         store._batches.add(self)
 
     def _check(self) -> None:
@@ -69,6 +74,9 @@ class WriteBatch:
         self.keys.update(fresh)
         if not fresh:
             return
+        if self._fsFd is None:
+            # a write-back error from now on shows in this fd's syncfs
+            self._fsFd = await store._io(os.open, store._root, os.O_RDONLY | os.O_DIRECTORY)
         locks = [(k, await store._lock(k)) for k in fresh]
         try:
             existing = await store._index(store._existingSync, fresh, store._flushTouches())
@@ -121,21 +129,7 @@ class WriteBatch:
         try:
             missing: set = set()
             if keys:
-                paths = [(k, store._path(k)) for k in keys]
-                n = min(SYNC_THREADS, len(paths))
-                try:
-                    results = await gatherResults(
-                        [store._io(_fsyncFiles, paths[i::n]) for i in range(n)],
-                        consumeErrors=True)
-                    for r in results:
-                        missing.update(r)
-                    dirs = sorted({p.parent for _, p in paths})
-                    n = min(SYNC_THREADS, len(dirs))
-                    await gatherResults(
-                        [store._io(lambda part: [_fsyncDir(d) for d in part], dirs[i::n])
-                         for i in range(n)], consumeErrors=True)
-                except FirstError as e:
-                    raise e.subFailure.value from None
+                missing = await _makeDurable(store, self._fsFd, [(k, store._path(k)) for k in keys])
             now = store._now()
             rows = [(k, pending[k], now) for k in keys if k not in missing]
             if missing:
@@ -197,8 +191,65 @@ class WriteBatch:
 
     def _end(self) -> None:
         self._open = False
+        if self._fsFd is not None:
+            os.close(self._fsFd)
+            self._fsFd = None
         self.sizes = {}
         self._store._batches.discard(self)
+
+
+async def _makeDurable(store: BlockStore, fsFd: int | None, paths: list) -> set:
+    """
+    Make the files ``paths`` [(key, path)] and their directory entries
+    durable; the keys whose file is gone.  Many files: one C{syncfs(2)} of
+    the store's filesystem through ``fsFd`` (every dirty page, inode and
+    directory written, then the device cache flushed once; a write-back
+    error since ``fsFd`` was opened fails it) instead of an fsync per file
+    and per directory, each of which flushes the device cache again.
+    """
+    if fsFd is not None and len(paths) >= SYNCFS_MIN_FILES and _syncfsCall() is not None:
+        return set(await store._io(_syncfsFiles, fsFd, paths))
+    missing: set = set()
+    n = min(SYNC_THREADS, len(paths))
+    try:
+        results = await gatherResults(
+            [store._io(_fsyncFiles, paths[i::n]) for i in range(n)], consumeErrors=True)
+        for r in results:
+            missing.update(r)
+        dirs = sorted({p.parent for _, p in paths})
+        n = min(SYNC_THREADS, len(dirs))
+        await gatherResults(
+            [store._io(lambda part: [_fsyncDir(d) for d in part], dirs[i::n]) for i in range(n)],
+            consumeErrors=True)
+    except FirstError as e:
+        raise e.subFailure.value from None
+    return missing
+
+
+@functools.cache
+def _syncfsCall():
+    """libc's syncfs (Linux), or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+def _syncfs(fd: int) -> None:
+    if _syncfsCall()(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"syncfs: {os.strerror(err)}")
+
+
+def _syncfsFiles(fd: int, paths: list) -> list:
+    """Thread: the keys of ``paths`` whose file is gone, after one syncfs through ``fd``."""
+    missing = [key for key, path in paths if not os.path.exists(path)]
+    _syncfs(fd)
+    return missing
 
 
 def _fsyncFiles(paths: list) -> list:

@@ -26,9 +26,12 @@ open.
 
 Bulk writes (L{BlockStore.batch}, used by the UnixFS importer and by Bitswap
 DAG fetches): block files are written (temp file, rename) without an fsync
-each; L{tau.store.batch.WriteBatch.commit} then fsyncs them all, from several threads at
-once, and their shard directories, and only then indexes (and pins) them in
-one transaction.  Nothing written in a batch is acknowledged before its
+each; L{tau.store.batch.WriteBatch.commit} then makes them durable with their
+shard directories -- on Linux, from 16 files on, with one syncfs(2) of the
+store's filesystem (one device-cache flush instead of one per file and per
+folder; it also writes out whatever else is dirty on that filesystem),
+otherwise with an fsync each from several threads at once -- and only then
+indexes (and pins) them in one transaction.  Nothing written in a batch is acknowledged before its
 commit returns, and a crash before that leaves block files without rows,
 which the reconciliation on open re-hashes and indexes (or sets aside), as
 for a single put.  A batch's blocks are found by C{get}, C{has} and C{size}

@@ -17,22 +17,23 @@ against it in tests/store/test_helia_cids.py; kubo's own rule has not been
 checked against a kubo binary); the exporter reads plain and sharded
 directories, whoever made them.
 
-The importer reads, chunks and hashes in a worker thread, a batch of chunks at a
-time, and hands each batch to the block store while the next one is read, so a
-file is never held in memory: only the links of the unfinished tree nodes are
-(174 per level).
+The importer reads and chunks in a worker thread, a batch of chunks at a time,
+and hashes and stores up to ``IMPORT_DEPTH`` batches at once in other threads
+while the next one is read, so a file is never held in memory: only those
+batches and the links of the unfinished tree nodes are (174 per level).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Iterable
 
 import cid as pycid
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.internet.threads import deferToThreadPool
 
 from tau import cids
@@ -53,7 +54,7 @@ class Params:
     rawLeaves: bool = True
     cidVersion: int = 1
     reduceSingleLeafToSelf: bool = True
-    batchBytes: int = 4 << 20   # bytes read and hashed per thread hop
+    batchBytes: int = 4 << 20   # bytes read, then hashed and written, per thread hop
     # a directory whose links weigh more than this becomes a HAMT (see
     # hamt.ShardRule); ipfs-unixfs-importer's shardSplitThresholdBytes
     shardThreshold: int = hamt.SHARD_SPLIT_THRESHOLD
@@ -67,6 +68,9 @@ KUBO_V0 = Params(rawLeaves=False, cidVersion=0)   # ipfs add
 HELIA_UNIXFS = Params(chunker=FixedSize(1 << 20), maxLinks=1024)   # @helia/unixfs 8 defaults
 
 BadShard = hamt.BadShard
+
+#: Batches of an import hashed and written at once.
+IMPORT_DEPTH = 4
 
 
 class BlockMissing(Exception):
@@ -171,15 +175,20 @@ class _Tree:
             level += 1
 
 
-def _pull(chunks, p: Params):
-    """Worker thread: the next batch of leaves [(cid, block, tsize, filesize)], [] at the end."""
+def _read(chunks, p: Params) -> list[bytes]:
+    """Worker thread: the next chunks, about ``p.batchBytes`` of them; [] at the end."""
     out, got = [], 0
     for chunk in chunks:
-        out.append(_leaf(chunk, p))
+        out.append(chunk)
         got += len(chunk)
         if got >= p.batchBytes:
             break
     return out
+
+
+def _leaves(chunks: list[bytes], p: Params) -> list:
+    """Worker thread: [(cid, block, tsize, filesize)] of ``chunks`` (hashing releases the GIL)."""
+    return [_leaf(chunk, p) for chunk in chunks]
 
 
 async def importFile(store, source, reactor, threadpool=None, params: Params = HELIA,
@@ -208,33 +217,49 @@ async def importFile(store, source, reactor, threadpool=None, params: Params = H
 
 
 async def _importFile(store, source, reactor, pool, params: Params):
+    """
+    The pipeline: chunks are read in order, one batch at a time, in a worker
+    thread; up to C{IMPORT_DEPTH} batches are then hashed and written at
+    once, each in its own threads (so hashing runs on every core while the
+    disk writes); the tree takes the leaves back in file order.
+    """
     close = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         import io
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, Path)):
         source = close = await deferToThreadPool(reactor, pool, open, source, "rb")
+
+    async def stage(chunks):
+        leaves = await deferToThreadPool(reactor, pool, _leaves, chunks, params)
+        await store.putMany([(c, block) for c, block, _, _ in leaves], verified=True)
+        return leaves
+
+    inflight: deque[Deferred] = deque()
+
+    async def land(d: Deferred) -> None:
+        for c, _, ts, fs in await d:
+            tree.add((c, ts, fs))
+        if tree.made:
+            made, tree.made = tree.made, []
+            await store.putMany(made, verified=True)
+
     try:
         chunks = params.chunker(source.read)
         tree = _Tree(params)
-        nxt = deferToThreadPool(reactor, pool, _pull, chunks, params)
-        while True:
-            batch = await nxt
-            if not batch:
-                break
-            nxt = deferToThreadPool(reactor, pool, _pull, chunks, params)
-            for c, block, ts, fs in batch:
-                tree.add((c, ts, fs))
-            blocks = [(c, block) for c, block, _, _ in batch] + tree.made
-            tree.made = []
-            try:
-                await store.putMany(blocks, verified=True)
-            except BaseException:
-                nxt.addErrback(lambda f: None)
-                raise
+        while batch := await deferToThreadPool(reactor, pool, _read, chunks, params):
+            inflight.append(Deferred.fromCoroutine(stage(batch)))
+            while inflight and (len(inflight) >= IMPORT_DEPTH or inflight[0].called):
+                await land(inflight.popleft())
+        while inflight:
+            await land(inflight.popleft())
         root = tree.finish()
         if tree.made:
             await store.putMany(tree.made, verified=True)
+    except BaseException:
+        # every stage is over (its files written or gone) before an abort looks
+        await DeferredList(list(inflight), consumeErrors=True)
+        raise
     finally:
         if close is not None:
             close.close()

@@ -324,6 +324,57 @@ class BatchTests(StoreMixin, unittest.TestCase):
                 await b.putMany(self.blocks(1, b"late"))
         return d(t())
 
+    def test_commitManyFilesOneSyncfs(self):
+        """
+        From SYNCFS_MIN_FILES files on, commit makes the batch durable with
+        one syncfs of the store's filesystem (no fsync per file or folder:
+        each would flush the device cache again), then indexes it.
+        """
+        async def t():
+            s = await self.openStore()
+            calls, order = [], []
+            realSyncfs, commitSync = batch._syncfs, s._commitSync
+
+            def recordSyncfs(fd):
+                calls.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+                order.append("syncfs")
+                return realSyncfs(fd)
+
+            def recordCommit(rows, pins):
+                order.append("index")
+                return commitSync(rows, pins)
+            self.patch(batch, "_syncfs", recordSyncfs)
+            self.patch(s, "_commitSync", recordCommit)
+            fsyncs = []
+            self.patch(blockstore.os, "fsync", lambda fd: fsyncs.append(fd))
+            b = s.batch()
+            blocks = self.blocks(batch.SYNCFS_MIN_FILES)
+            await b.putMany(blocks)
+            await b.commit()
+            self.assertEqual(calls, [os.path.realpath(self.root)])
+            self.assertEqual(order, ["syncfs", "index"])
+            self.assertEqual(fsyncs, [])
+            self.assertEqual((await s.stat())["blocks"], len(blocks))
+            self.assertEqual(b._fsFd, None)      # the folder's fd is closed at the end
+        return d(t())
+
+    def test_syncfsErrorFailsCommit(self):
+        """A write-back error reported by syncfs fails the commit: nothing is indexed."""
+        async def t():
+            s = await self.openStore()
+            for err, raised in ((errno.EIO, OSError), (errno.ENOSPC, StoreFull)):
+                def failing(fd):
+                    raise OSError(err, os.strerror(err))
+                self.patch(batch, "_syncfs", failing)
+                b = s.batch()
+                await b.putMany(self.blocks(batch.SYNCFS_MIN_FILES, tag=bytes([err])))
+                with self.assertRaises(raised) as e:
+                    await b.commit()
+                if raised is OSError:
+                    self.assertEqual(e.exception.errno, errno.EIO)
+                self.assertEqual((await s.stat())["blocks"], 0)
+        return d(t())
+
     def test_commitPins(self):
         """commit(pin=root) pins the root directly and every block on its behalf."""
         async def t():

@@ -16,6 +16,7 @@ entries of ``SMALL_DIR`` / 300 and 6000 files named as below with
 ``{ wrapWithDirectory: true }``.
 """
 
+import errno
 import hashlib
 import io
 import os
@@ -24,7 +25,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from tau.store import unixfs
+from tau.store import blockstore, unixfs
+from tau.store.blockstore import StoreFull
 from tau.store.chunker import Buzhash, FixedSize
 from tau.store.unixfs import BlockMissing, importDirectory, importFile, ls
 
@@ -180,6 +182,34 @@ class ExportTests(StoreMixin, unittest.TestCase):
             await unixfs.unpinRecursive(s, a.cid)
             self.assertEqual((await s.gc())[0], 4)
             self.assertFalse(await s.has(b.cid))
+        return d(t())
+
+    def test_diskFullMidImport(self):
+        """
+        The disk filling up while several batches of an import are being
+        written: StoreFull, once every batch in flight has stopped, and the
+        store keeps nothing of the import (no block, no temp file).
+        """
+        async def t():
+            s = await self.openStore()
+            writes = []
+            real = blockstore._writeAll
+
+            def filling(f, data):
+                writes.append(len(data))
+                if len(writes) > 20:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real(f, data)
+            self.patch(blockstore, "_writeAll", filling)
+            data = content(unixfs.IMPORT_DEPTH * unixfs.DEFAULT.batchBytes * 2)
+            with self.assertRaises(StoreFull):
+                await importFile(s, data, reactor, self.pool)
+            self.assertEqual((await s.stat())["blocks"], 0)
+            self.assertEqual(list((self.root / "tmp").iterdir()), [])
+            self.assertEqual(list((self.root / "blocks").rglob("*.data")), [])
+            self.patch(blockstore, "_writeAll", real)
+            e = await importFile(s, data, reactor, self.pool)   # room again: the same import works
+            self.assertEqual(await catAll(s, e.cid), data)
         return d(t())
 
 

@@ -4,6 +4,7 @@ tau add, tau cat, tau ls, tau get, tau pin add|rm|ls, tau repo gc|stat.
 
 import os
 import sys
+import tarfile
 from pathlib import Path
 
 import cid as pycid
@@ -11,6 +12,7 @@ import cid as pycid
 from tau.cli import UsageError, runReactor
 from tau.cli.swarm import _config
 from tau.control.client import call, stream
+from tau.store.unixfs import folderEntries
 
 
 def register(sub):
@@ -78,14 +80,74 @@ class _Progress:
                 sys.stderr.write("\n")
         return data
 
-    def seek(self, *a):
-        return self._f.seek(*a)
-
     def close(self):
         pass  # the caller's "with" closes the file
 
-    def tell(self):
-        return self._f.tell()
+    def __getattr__(self, name):   # seek and tell, when the file has them
+        return getattr(self._f, name)
+
+
+class _TarStream:
+    """
+    A folder as a tar stream (PAX headers from tarfile, regular files and
+    empty folders, in path order, times and owners zeroed), made as it is
+    read: no copy of the folder is ever written or held.  ``size`` is
+    known in advance; a file that shrinks while it is read is an error.
+    """
+
+    def __init__(self, entries):
+        # entries: [(relative path, Path of a file, or None for a folder)]
+        self._headers = []
+        for rel, path in entries:
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(f"{rel!r}: the name is not UTF-8") from None
+            info = tarfile.TarInfo(rel)
+            info.mtime = 0
+            if path is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            else:
+                info.size, info.mode = path.stat().st_size, 0o644
+            self._headers.append((info.tobuf(tarfile.PAX_FORMAT), info.size, path))
+        self.size = sum(len(h) + n + _pad(n) for h, n, _ in self._headers) + 2 * tarfile.BLOCKSIZE
+        self._parts = self._generate()
+        self._left = b""
+
+    def _generate(self):
+        for header, size, path in self._headers:
+            yield header
+            if path is not None:
+                with open(path, "rb") as f:
+                    left = size
+                    while left:
+                        data = f.read(min(left, 1 << 20))
+                        if not data:
+                            raise UsageError(f"{path}: the file shrank while it was added")
+                        left -= len(data)
+                        yield data
+                yield bytes(_pad(size))
+        yield bytes(2 * tarfile.BLOCKSIZE)
+
+    def read(self, n=-1):
+        out = [self._left]
+        got = len(self._left)
+        while n < 0 or got < n:
+            part = next(self._parts, None)
+            if part is None:
+                break
+            out.append(part)
+            got += len(part)
+        data = b"".join(out)
+        if n < 0:
+            self._left = b""
+            return data
+        self._left = data[n:]
+        return data[:n]
+
+
+def _pad(n: int) -> int:
+    return -n % tarfile.BLOCKSIZE
 
 
 async def _addFile(reactor, config, path, chunker, pin):
@@ -101,16 +163,11 @@ async def _add(reactor, config, args):
         return [(root.name, answer["Hash"])]
     if not root.is_dir():
         raise UsageError(f"{root}: no such file or folder")
-    added, entries = [], {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        answer = await _addFile(reactor, config, path, args.chunker, False)
-        entries[rel] = answer["Hash"]
-        added.append((f"{root.name}/{rel}", answer["Hash"]))
-    import json
-
-    body = json.dumps({"entries": entries}).encode("utf-8")
-    answer = await call(reactor, config, "add/dir", {"pin": "true" if args.pin else "false"}, body=body)
+    body = _TarStream(folderEntries(root))
+    answer = await call(reactor, config, "add/tar",
+                        {"chunker": args.chunker, "pin": "true" if args.pin else "false"},
+                        body=_Progress(body, body.size, str(root)), timeout=None)
+    added = [(f"{root.name}/{e['Name']}", e["Hash"]) for e in answer["Entries"]]
     added.append((root.name, answer["Hash"]))
     return added
 

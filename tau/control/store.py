@@ -3,10 +3,12 @@ Control API commands for stored data: add, cat, ls, pin, repo.
 """
 
 import json
+import tarfile
 
 from google.protobuf.message import DecodeError
 
 from twisted.internet.error import TimeoutError
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from tau.bitswap.client import FetchTimeout
@@ -107,6 +109,80 @@ async def add(node, args, body):
     )
     _announce(node, entry.cid)
     return {"Hash": unixfs.cidText(entry.cid), "Size": entry.filesize, "CumulativeSize": entry.size}
+
+
+#: Longest path (in UTF-8 bytes) and name accepted in a tar stream.
+MAX_TAR_PATH = 4096
+MAX_TAR_NAME = 255
+
+
+def _tarPath(member) -> str:
+    """
+    A tar member's path, as a relative "/"-separated path ("" for the top
+    folder itself, as in C{tar -C DIR -c .}); APIError when unsafe.
+    """
+    name = member.name
+    parts = [x for x in name.split("/") if x not in ("", ".")]
+    if (not (parts or member.isdir()) or name.startswith("/") or ".." in parts or len(name.encode("utf-8")) > MAX_TAR_PATH
+            or any(len(x.encode("utf-8")) > MAX_TAR_NAME for x in parts)):
+        raise APIError(f"refusing the path {name[:200]!r} in the tar stream")
+    return "/".join(parts)
+
+
+async def _tarEntries(node, body, files: dict):
+    """
+    The (path, file object or None for a folder) entries of the tar stream
+    ``body``, read in worker threads; each file's object must be read to
+    its end before the next entry is asked for.  Regular files and folders
+    only; at most MAX_DIRECTORY_ENTRIES entries.  ``files`` gets each
+    file's path as it is read.
+    """
+    def inThread(f, *a):
+        return deferToThreadPool(node.reactor, node.reactor.getThreadPool(), f, *a)
+    try:
+        archive = await inThread(lambda: tarfile.open(fileobj=body, mode="r|"))
+        count = 0
+        while (member := await inThread(archive.next)) is not None:
+            count += 1
+            if count > MAX_DIRECTORY_ENTRIES:
+                raise APIError(f"more than {MAX_DIRECTORY_ENTRIES} entries in the tar stream")
+            path = _tarPath(member)
+            if member.isdir():
+                if path:
+                    yield path, None
+            elif member.isreg():
+                files[path] = None
+                yield path, archive.extractfile(member)
+            else:
+                raise APIError(f"{path}: only files and folders can be added (not links or devices)")
+    except (tarfile.TarError, EOFError) as e:
+        raise APIError(f"not a valid tar stream: {e}") from None
+
+
+@command("add/tar", body=True)
+async def addTar(node, args, body):
+    """
+    Import a folder sent as one tar stream (regular files and folders;
+    relative paths), in one write batch: every file and the folder are
+    durable, and the folder pinned unless pin=false, once this answers.
+    The answer names each file's CID (C{Entries}, in the stream's order)
+    and the folder's (C{Hash}).
+    """
+    store = _store(node)
+    files: dict = {}
+
+    def added(path, entry):
+        if path in files:
+            files[path] = unixfs.cidText(entry.cid)
+    try:
+        root = await _guard("add", unixfs.importDirectory(
+            store.blocks, _tarEntries(node, body, files), node.reactor, params=_params(args),
+            pin=_flag(args, "pin", True), onFile=added))
+    except (tarfile.TarError, EOFError) as e:   # cut short inside a file
+        raise APIError(f"not a valid tar stream: {e}") from None
+    _announce(node, root.cid)
+    return {"Hash": unixfs.cidText(root.cid), "CumulativeSize": root.size,
+            "Entries": [{"Name": path, "Hash": cid} for path, cid in files.items()]}
 
 
 @command("add/dir", body=True)

@@ -30,7 +30,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator
 
 import cid as pycid
 from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
@@ -200,20 +200,32 @@ async def importFile(store, source, reactor, threadpool=None, params: Params = H
     through one write batch, durable (and pinned) once this returns.
     """
     pool = threadpool or reactor.getThreadPool()
+
+    async def work(writer):
+        return Entry(*await _importFile(writer, source, reactor, pool, params))
+    return await _inBatch(store, work, pin)
+
+
+async def _inBatch(store, work, pin: bool) -> Entry:
+    """
+    ``await work(writer)`` -> L{Entry}, ``writer`` one write batch of
+    ``store`` (when it has ``batch()``: nothing acknowledged, GC keeping
+    off every block, until it commits, pinning the entry when ``pin``;
+    aborted on any error) or else ``store`` itself.
+    """
     bulk = getattr(store, "batch", None)
     writer = bulk() if bulk is not None else store
     try:
-        root = await _importFile(writer, source, reactor, pool, params)
+        entry = await work(writer)
         if writer is not store:
-            await writer.commit(pin=root[0] if pin else None)
+            await writer.commit(pin=entry.cid if pin else None)
     except BaseException:
         if writer is not store:
             await writer.abort()
         raise
-    c, ts, fs = root
     if pin and writer is store:
-        await pinRecursive(store, c)
-    return Entry(c, ts, fs)
+        await pinRecursive(store, entry.cid)
+    return entry
 
 
 async def _importFile(store, source, reactor, pool, params: Params):
@@ -392,25 +404,42 @@ class _DirTree:
         return Entry(c, size, 0)
 
 
-async def importDirectory(store, entries: Iterable, reactor, threadpool=None,
-                          params: Params = HELIA, pin: bool = False) -> Entry:
+async def importDirectory(store, entries, reactor, threadpool=None,
+                          params: Params = HELIA, pin: bool = False, onFile=None) -> Entry:
     """
-    Import a tree.  ``entries``: (path, source) pairs, ``path`` with "/"
-    separators, ``source`` as for importFile, or None for an (empty)
-    directory.  Returns the root directory that wraps them all (what
-    ipfs-unixfs-importer gives with ``wrapWithDirectory``, entries in the
-    same order giving the same CID).
+    Import a tree.  ``entries``: (path, source) pairs, an iterable or an
+    async iterable (each source read to its end before the next pair is
+    asked for), ``path`` with "/" separators, ``source`` as for
+    importFile, or None for an (empty) directory.  Returns the root
+    directory that wraps them all (what ipfs-unixfs-importer gives with
+    ``wrapWithDirectory``, entries in the same order giving the same CID).
+    Every file and directory goes through one write batch: durable, and
+    pinned when ``pin``, all together once this returns; untouched by GC
+    while it runs.  (A path given twice keeps its last file, yet the
+    blocks of the earlier one are pinned with the rest.)  ``onFile(path,
+    entry)`` is called for each file as it is imported.
     """
-    tree = _DirTree(params)
-    for path, source in entries:
-        if not [x for x in path.split("/") if x]:
-            raise ValueError("an empty path")
-        value = None if source is None else await importFile(store, source, reactor, threadpool, params)
-        tree.put(path, value)
-    root = await tree.build(store, reactor, threadpool)
-    if pin:
-        await pinRecursive(store, root.cid)
-    return root
+    pool = threadpool or reactor.getThreadPool()
+
+    async def work(writer):
+        tree = _DirTree(params)
+
+        async def put(path, source):
+            if not [x for x in path.split("/") if x]:
+                raise ValueError("an empty path")
+            value = None if source is None else Entry(
+                *await _importFile(writer, source, reactor, pool, params))
+            tree.put(path, value)
+            if value is not None and onFile is not None:
+                onFile(path, value)
+        if hasattr(entries, "__aiter__"):
+            async for path, source in entries:
+                await put(path, source)
+        else:
+            for path, source in entries:
+                await put(path, source)
+        return await tree.build(writer, reactor, threadpool)
+    return await _inBatch(store, work, pin)
 
 
 async def importPath(store, path: Path, reactor, threadpool=None, params: Params = HELIA,
@@ -420,20 +449,26 @@ async def importPath(store, path: Path, reactor, threadpool=None, params: Params
     if path.is_file():
         return await importFile(store, path, reactor, threadpool, params, pin)
     pool = threadpool or reactor.getThreadPool()
-
-    def walk():
-        out = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            rel = Path(dirpath).relative_to(path)
-            if not dirnames and not filenames and rel != Path("."):
-                out.append((rel.as_posix(), None))
-            for f in filenames:
-                full = Path(dirpath) / f
-                if full.is_file() and not full.is_symlink():
-                    out.append(((rel / f).as_posix(), full))
-        return sorted(out, key=lambda x: x[0])
-    entries = await deferToThreadPool(reactor, pool, walk)
+    entries = await deferToThreadPool(reactor, pool, folderEntries, path)
     return await importDirectory(store, entries, reactor, threadpool, params, pin)
+
+
+def folderEntries(root: Path) -> list[tuple[str, Path | None]]:
+    """
+    What a folder on disk imports as (blocking): (relative "/" path, file)
+    for each file (symlinks are not followed) and (path, None) for each
+    empty folder, in path order.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        if not dirnames and not filenames and rel != Path("."):
+            out.append((rel.as_posix(), None))
+        for name in filenames:
+            full = Path(dirpath) / name
+            if full.is_file() and not full.is_symlink():
+                out.append(((rel / name).as_posix(), full))
+    return sorted(out, key=lambda x: x[0])
 
 
 # -- exporter ---------------------------------------------------------------------

@@ -9,11 +9,13 @@ import os
 import random
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.web.client import FileBodyProducer
 from twisted.trial.unittest import TestCase
 
 from tau import makeNode
@@ -45,7 +47,7 @@ def tarOf(members) -> bytes:
     return out.getvalue()
 
 
-class AddTarTests(TestCase):
+class NodeAPI:
     timeout = 120
 
     async def startNode(self):
@@ -60,6 +62,9 @@ class AddTarTests(TestCase):
         response = await treq.post(url, params=args, data=body, persistent=False)
         return response.code, json.loads(await response.content())
 
+
+
+class AddTarTests(NodeAPI, TestCase):
     async def expected(self, entries):
         store = MemoryBlockStore()
         return unixfs.cidText((await unixfs.importDirectory(store, entries, reactor)).cid)
@@ -154,4 +159,35 @@ class AddTarTests(TestCase):
                 self.assertIn(code, (200, 400), answer)
             code, _ = await self.post(node, "id")
             self.assertEqual(code, 200)
+        return d(t())
+
+
+class _Unsized:
+    """A body of unknown length: sent chunked."""
+
+    def __init__(self, data):
+        self._f = io.BytesIO(data)
+
+    def read(self, n=-1):
+        return self._f.read(n)
+
+    def close(self):
+        self._f.close()
+
+
+class UploadSpoolTests(NodeAPI, TestCase):
+    def test_bigBodiesSpoolInTheDataFolder(self):
+        """
+        A body of 100 kB or more waits in the node's data folder, not in the
+        system's temporary folder (here made unusable), sized or chunked.
+        """
+        async def t():
+            node = await self.startNode()
+            self.patch(tempfile, "tempdir", str(Path(self.mktemp()) / "nowhere"))
+            data = os.urandom(300_000)
+            expected = unixfs.cidText((await unixfs.importFile(MemoryBlockStore(), data, reactor)).cid)
+            code, answer = await self.post(node, "add", data)
+            self.assertEqual((code, answer["Hash"]), (200, expected))
+            code, answer = await self.post(node, "add", FileBodyProducer(_Unsized(data)))
+            self.assertEqual((code, answer["Hash"]), (200, expected))
         return d(t())

@@ -6,7 +6,7 @@ Layout under ``root``::
     blocks/<shard>/<KEY>.data   the block bytes; KEY = base32 (RFC 4648, upper,
                                 no padding) of the multihash, as kubo's flatfs
                                 names them; shard = KEY[-3:-1] ("next-to-last/2")
-    tmp/                        temp files of writes in progress
+    blocks/<shard>/<KEY>.data.N.tmp   a write in progress (removed on open)
     corrupt/                    blocks that failed their hash check on read
     index.sqlite                the index (sqlite-utils), WAL mode
 
@@ -17,12 +17,14 @@ layer pins the blocks of a DAG with the DAG's root as ``root``, so a block
 shared by two pinned DAGs stays pinned while either pin holds -- the number of
 pin rows of a block is its reference count).
 
-Writes: temp file, fsync, rename into the shard, fsync of the shard directory,
-then the index row.  A put is acknowledged only after all of this, so a crash
-(even SIGKILL) can leave a temp file (deleted on open) or a block file without
-its row (re-hashed and indexed on open), never a row whose block is missing or
-a half-written block under a real name.  Rows without a file are dropped on
-open.
+Writes: temp file in the block's shard folder, fsync, rename to the block's
+name, fsync of the shard folder, then the index row.  A put is acknowledged
+only after all of this, so a crash (even SIGKILL) can leave a temp file
+(deleted on open) or a block file without its row (re-hashed and indexed on
+open), never a row whose block is missing or a half-written block under a
+real name.  Rows without a file are dropped on open.  (Temp files sit beside
+their block, not in one shared folder: writers in different shards then
+never wait on the same folder lock.)
 
 Bulk writes (L{BlockStore.batch}, used by the UnixFS importer and by Bitswap
 DAG fetches): block files are written (temp file, rename) without an fsync
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import itertools
 import os
 import sqlite3
 from pathlib import Path
@@ -204,7 +207,7 @@ class BlockStore:
             await self._io(pool.stop)
 
     def _openSync(self) -> None:
-        for d in ("blocks", "tmp", "corrupt"):
+        for d in ("blocks", "corrupt"):
             (self._root / d).mkdir(parents=True, exist_ok=True)
         db = self._db = sqlite_utils.Database(self._root / "index.sqlite")
         db.execute("PRAGMA journal_mode=WAL")
@@ -230,9 +233,12 @@ class BlockStore:
     def _reconcileSync(self) -> None:
         db = self._db
         removedTmp = 0
-        for entry in os.scandir(self._root / "tmp"):
-            os.unlink(entry.path)
-            removedTmp += 1
+        oldTemps = self._root / "tmp"   # where earlier versions wrote them
+        if oldTemps.is_dir():
+            for entry in os.scandir(oldTemps):
+                os.unlink(entry.path)
+                removedTmp += 1
+            oldTemps.rmdir()
         indexed = {row[0]: row[1] for row in db.execute("SELECT key, size FROM blocks")}
         added, bad, dropped = [], 0, 0
         for shard in os.scandir(self._blocks):
@@ -240,6 +246,10 @@ class BlockStore:
                 continue
             for entry in os.scandir(shard.path):
                 name = entry.name
+                if name.endswith(".tmp"):
+                    _unlinkQuiet(entry.path)
+                    removedTmp += 1
+                    continue
                 if not name.endswith(".data"):
                     continue
                 try:
@@ -327,36 +337,27 @@ class BlockStore:
             for key, data in items:
                 if not verifies(key, data):
                     raise BadBlock(f"data does not match multihash {keyName(key)}")
-        tmpdir = self._root / "tmp"
-        temps = []
+        dirs = set()
+        done = []
+        tmp = None
         try:
             for key, data in items:
-                fd, tmp = _mkstemp(tmpdir)
-                temps.append(tmp)
+                path = self._path(key)
+                tmp, fd = _createTemp(path)
                 with os.fdopen(fd, "wb") as f:
                     _writeAll(f, data)
                     if durable:
                         f.flush()
                         os.fsync(f.fileno())
-        except BaseException:
-            for tmp in temps:
-                _unlinkQuiet(tmp)
-            raise
-        dirs = set()
-        done = []
-        try:
-            for (key, _), tmp in zip(items, temps):
-                path = self._path(key)
-                if path.parent not in dirs:
-                    path.parent.mkdir(exist_ok=True)
-                    dirs.add(path.parent)
                 os.replace(tmp, path)
+                tmp = None
                 done.append(path)
+                dirs.add(path.parent)
             if durable:
                 for d in dirs:
                     _fsyncDir(d)
         except BaseException:
-            for tmp in temps[len(done):]:
+            if tmp is not None:
                 _unlinkQuiet(tmp)
             for path in done:
                 _unlinkQuiet(path)
@@ -659,9 +660,24 @@ def _v0(mh: bytes):
     return pycid.CIDv0(mh)
 
 
-def _mkstemp(tmpdir: Path):
-    import tempfile
-    return tempfile.mkstemp(dir=tmpdir, suffix=".tmp")
+_temps = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _createTemp(path: Path) -> tuple[Path, int]:
+    """
+    A new temporary file beside ``path`` (in its shard folder, made if
+    missing: writers in different shards never share a folder lock), named
+    ``NAME.data.N.tmp``; (its path, an fd open for writing).
+    """
+    while True:
+        tmp = path.with_name(f"{path.name}.{next(_temps)}.tmp")
+        try:
+            return tmp, os.open(tmp, _TEMP_FLAGS, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(exist_ok=True)
+        except FileExistsError:
+            pass  # left by another process that wrote here: take the next name
 
 
 def _unlinkQuiet(path) -> None:

@@ -31,6 +31,10 @@ class StoreMixin:
         self.stores.append(s)
         return s
 
+    def temps(self, root=None) -> list:
+        """Temp files of writes in progress left in the store (in its shard folders)."""
+        return sorted((root or self.root).rglob("*.tmp"))
+
     async def openStore(self, root=None):
         s = self.makeStore(root)
         await s.open()

@@ -205,7 +205,7 @@ class ExportTests(StoreMixin, unittest.TestCase):
             with self.assertRaises(StoreFull):
                 await importFile(s, data, reactor, self.pool)
             self.assertEqual((await s.stat())["blocks"], 0)
-            self.assertEqual(list((self.root / "tmp").iterdir()), [])
+            self.assertEqual(self.temps(), [])
             self.assertEqual(list((self.root / "blocks").rglob("*.data")), [])
             self.patch(blockstore, "_writeAll", real)
             e = await importFile(s, data, reactor, self.pool)   # room again: the same import works

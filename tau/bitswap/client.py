@@ -14,7 +14,10 @@ sessions).  For each CID:
      dialled, and asked in turn;
   4. a want-block unanswered after C{blockTimeout} seconds, answered with
      DONT_HAVE, or whose peer disconnects moves to another peer that said
-     HAVE (or back to step 1);
+     HAVE (or back to step 1) -- but while that peer keeps sending us
+     blocks (it is working through a long wantlist on a slow link) its
+     wants wait on, C{blockTimeout} after its last block, up to
+     C{MAX_BLOCK_WAIT} times C{blockTimeout} in all;
   5. once the block arrives (hashed and checked first) every other peer
      asked is sent a cancel.
 
@@ -62,6 +65,9 @@ ASKED_HISTORY = 16384
 #: Messages carrying fewer block bytes than this are hashed in the reactor
 #: thread (a thread hop costs more).
 INLINE_HASH_BYTES = 64 * 1024
+#: The longest a want-block waits on a peer that keeps sending other
+#: blocks, in blockTimeouts.
+MAX_BLOCK_WAIT = 6
 
 
 class Session:
@@ -111,6 +117,7 @@ class _Want:
         self.dontHaves = set()
         self.failed = set()
         self.blockPeer = None
+        self.blockAsked = None
         self.blockDeadline = None
         self._event = None
 
@@ -175,6 +182,7 @@ class Client:
         self._asked = {}
         self._searches = set()
         self._recent = OrderedDict()  # cid -> session, of finished wants
+        self._lastBlock = {}  # peer -> when it last sent us a block
         self.receivedBlocks = 0
         self.receivedBytes = 0
         self.duplicateBlocks = 0
@@ -266,6 +274,13 @@ class Client:
             if p in w.dontHaves or p not in connected or p in w.failed:
                 self._release(w)
             elif w.blockDeadline is not None and now >= w.blockDeadline:
+                last = self._lastBlock.get(p)
+                if last is not None and last > w.blockAsked:
+                    # p sends blocks: ours is further down its queue
+                    slid = min(last + self.blockTimeout, w.blockAsked + MAX_BLOCK_WAIT * self.blockTimeout)
+                    if slid > now:
+                        w.blockDeadline = slid
+                        return
                 log.info("bitswap: {peer} did not send {cid} in {t:g} s, asking another peer", peer=str(p), cid=cids.cidText(w.cid), t=self.blockTimeout)
                 w.failed.add(p)
                 self._release(w)
@@ -286,6 +301,7 @@ class Client:
 
     def _askBlock(self, w, peer, now):
         w.blockPeer = peer
+        w.blockAsked = now
         w.blockDeadline = now + self.blockTimeout
         w.asked[peer] = BLOCK
         w.session.outstanding[peer] = w.session.outstanding.get(peer, 0) + 1
@@ -459,6 +475,7 @@ class Client:
                 break
             self.receivedBlocks += 1
             self.receivedBytes += len(data)
+            self._lastBlock[peer] = self.clock.seconds()
             w = self._wantFor(c)
             if w is None or w.data is not None or w in accepted:
                 self.duplicateBlocks += 1
@@ -553,6 +570,7 @@ class Client:
 
     def peerDisconnected(self, peer):
         self._asked.pop(peer, None)
+        self._lastBlock.pop(peer, None)
         for w in list(self.wants.values()):
             if peer in w.asked:
                 w.asked.pop(peer, None)

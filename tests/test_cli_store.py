@@ -3,12 +3,16 @@ Storing data through the C{tau} CLI against a running node: add, cat, get,
 pin, repo gc and stat.
 """
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tau.cli import UsageError
+from tau.cli.store import _unpack
 from tau.pb import unixfs_pb2
 from tau.store import dagpb, unixfs
 from tests.bitswap.fakes import MemoryBlockStore
@@ -86,6 +90,7 @@ class StoreCommandTests(NodeMixin, TestCase):
             (("cat", HELLO, "--timeout", "1"), "not found"),
             (("pin", "rm", HELLO), "not pinned"),
             (("add", "/no/such/file"), "no such file"),
+            (("get", HELLO, "-o", self.mktemp(), "--timeout", "1"), "not found"),
         ]:
             status, out, err = await self.tau(root, *args)
             self.assertNotEqual(status, 0)
@@ -142,3 +147,54 @@ class ShardedFolderTests(NodeMixin, TestCase):
         for i, name in enumerate(names):
             self.assertEqual((copy / name).read_bytes(), b"%d\n" % i * (i % 7), name)
         self.assertEqual((copy / "sub" / "x").read_bytes(), b"x")
+
+
+class UnpackTests(SynchronousTestCase):
+    """What tau get does with the tar stream a node answers."""
+
+    def tar(self, members):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    t.addfile(info)
+                else:
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+        return io.BytesIO(out.getvalue())
+
+    def test_folder(self):
+        target = Path(self.mktemp())
+        _unpack(self.tar([("bafyx", None), ("bafyx/a", b"A"), ("bafyx/s/b", b"B")]), target)
+        self.assertEqual((target / "a").read_bytes(), b"A")
+        self.assertEqual((target / "s" / "b").read_bytes(), b"B")
+        self.assertFalse(target.with_name(target.name + ".part").exists())
+
+    def test_refused(self):
+        """Paths out of the top entry, other top entries and links: refused, nothing left outside."""
+        base = Path(self.mktemp())
+        base.mkdir()
+        for members in ([("bafyx", None), ("bafyx/../evil", b"x")],
+                        [("bafyx", None), ("other/evil", b"x")],
+                        [("bafyx", None), ("bafyx//evil", b"x")]):
+            with self.assertRaises(UsageError):
+                _unpack(self.tar(members), base / "out")
+            self.assertFalse((base / "evil").exists())
+            self.assertFalse((base / "out").exists())
+        link = io.BytesIO()
+        with tarfile.open(fileobj=link, mode="w") as t:
+            info = tarfile.TarInfo("bafyx")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            t.addfile(info)
+        with self.assertRaises(UsageError):
+            _unpack(io.BytesIO(link.getvalue()), base / "out")
+        self.assertFalse((base / "out").exists())
+
+    def test_existingFolder(self):
+        target = Path(self.mktemp())
+        target.mkdir()
+        with self.assertRaises(UsageError) as e:
+            _unpack(self.tar([("bafyx", None), ("bafyx/a", b"A")]), target)
+        self.assertIn("exists already", str(e.exception))

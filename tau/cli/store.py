@@ -3,16 +3,18 @@ tau add, tau cat, tau ls, tau get, tau pin add|rm|ls, tau repo gc|stat.
 """
 
 import os
+import shutil
 import sys
 import tarfile
 from pathlib import Path
 
-import cid as pycid
+from twisted.internet.threads import deferToThread
 
+from tau import tarstream
 from tau.cli import UsageError, runReactor
 from tau.cli.swarm import _config
 from tau.control.client import call, stream
-from tau.store.unixfs import folderEntries
+from tau.store import unixfs
 
 
 def register(sub):
@@ -89,10 +91,10 @@ class _Progress:
 
 class _TarStream:
     """
-    A folder as a tar stream (PAX headers from tarfile, regular files and
-    empty folders, in path order, times and owners zeroed), made as it is
-    read: no copy of the folder is ever written or held.  ``size`` is
-    known in advance; a file that shrinks while it is read is an error.
+    A folder as a tar stream (L{tau.tarstream}: regular files and empty
+    folders, in path order), made as it is read: no copy of the folder is
+    ever written or held.  ``size`` is known in advance; a file that
+    shrinks while it is read is an error.
     """
 
     def __init__(self, entries):
@@ -103,14 +105,9 @@ class _TarStream:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
                 raise UsageError(f"{rel!r}: the name is not UTF-8") from None
-            info = tarfile.TarInfo(rel)
-            info.mtime = 0
-            if path is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            else:
-                info.size, info.mode = path.stat().st_size, 0o644
-            self._headers.append((info.tobuf(tarfile.PAX_FORMAT), info.size, path))
-        self.size = sum(len(h) + n + _pad(n) for h, n, _ in self._headers) + 2 * tarfile.BLOCKSIZE
+            size = None if path is None else path.stat().st_size
+            self._headers.append((tarstream.header(rel, size), size or 0, path))
+        self.size = sum(len(h) + n + len(tarstream.padding(n)) for h, n, _ in self._headers) + len(tarstream.END)
         self._parts = self._generate()
         self._left = b""
 
@@ -126,8 +123,8 @@ class _TarStream:
                             raise UsageError(f"{path}: the file shrank while it was added")
                         left -= len(data)
                         yield data
-                yield bytes(_pad(size))
-        yield bytes(2 * tarfile.BLOCKSIZE)
+                yield tarstream.padding(size)
+        yield tarstream.END
 
     def read(self, n=-1):
         out = [self._left]
@@ -146,10 +143,6 @@ class _TarStream:
         return data[:n]
 
 
-def _pad(n: int) -> int:
-    return -n % tarfile.BLOCKSIZE
-
-
 async def _addFile(reactor, config, path, chunker, pin):
     with open(path, "rb") as f:
         body = _Progress(f, os.fstat(f.fileno()).st_size, str(path))
@@ -163,7 +156,7 @@ async def _add(reactor, config, args):
         return [(root.name, answer["Hash"])]
     if not root.is_dir():
         raise UsageError(f"{root}: no such file or folder")
-    body = _TarStream(folderEntries(root))
+    body = _TarStream(unixfs.folderEntries(root))
     answer = await call(reactor, config, "add/tar",
                         {"chunker": args.chunker, "pin": "true" if args.pin else "false"},
                         body=_Progress(body, body.size, str(root)), timeout=None)
@@ -200,35 +193,68 @@ def ls(args):
     return 0
 
 
-def _isRaw(text):
-    """A raw-codec CID (bafk...): a file of one block, never a directory."""
-    try:
-        return pycid.make_cid(text).codec == "raw"
-    except Exception:
-        return False
-
-
 async def _get(reactor, config, cid, target, timeout):
-    listing = None
-    if not _isRaw(cid):
+    """
+    The node's tar stream of ``cid`` (the control API's C{get}), unpacked
+    as it arrives -- by a worker thread reading it from a pipe -- into
+    ``target.part``, renamed ``target`` once whole.
+    """
+    r, w = os.pipe()
+    reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    unpacking = deferToThread(_unpack, reader, target)
+    failure = None
+    try:
+        await stream(reactor, config, "get", {"arg": cid, "timeout": str(timeout)}, writer.write)
+    except Exception as e:
+        failure = e
+    finally:
         try:
-            listing = await call(reactor, config, "ls", {"arg": cid, "timeout": str(timeout)})
-        except Exception as e:
-            if "not a directory" not in str(e):
-                raise
-    if listing is None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        with open(tmp, "wb") as f:
-            await stream(reactor, config, "cat", {"arg": cid, "timeout": str(timeout)}, f.write)
-        os.replace(tmp, target)
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for link in listing["Links"]:
-        name = link["Name"]
-        if not name or "/" in name or name in (".", ".."):
-            raise UsageError(f"refusing the unsafe name {name!r} in {cid}")
-        await _get(reactor, config, link["Hash"], target / name, timeout)
+            writer.close()
+        except BrokenPipeError:
+            pass
+    try:
+        await unpacking
+    except (UsageError, OSError, tarfile.TarError) as e:
+        if failure is None or isinstance(e, UsageError):
+            failure = e if isinstance(e, UsageError) else UsageError(f"{target}: {e}")
+    if failure is not None:
+        raise failure
+
+
+def _unpack(reader, target: Path) -> None:
+    """
+    Worker thread: unpack a tar stream whose first entry is named after the
+    CID (a file, or a folder with everything below it) into ``target``.
+    Files and folders only, names that are one safe path component each.
+    """
+    part = target.with_name(target.name + ".part")
+    try:
+        if part.is_dir():
+            shutil.rmtree(part)
+        elif part.exists():
+            part.unlink()
+        top = None
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                top = parts[0] if top is None else top
+                if parts[0] != top or not all(unixfs.safeName(x) for x in parts[1:]):
+                    raise UsageError(f"refusing the unsafe path {member.name!r} in {top}")
+                dest = part.joinpath(*parts[1:])
+                if member.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.extractfile(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:
+                    raise UsageError(f"{member.name}: neither a file nor a folder")
+    finally:
+        reader.close()
+    if part.is_dir() and target.exists():
+        raise UsageError(f"{target} exists already (the folder is in {part})")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, target)
 
 
 def get(args):

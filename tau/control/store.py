@@ -1,5 +1,5 @@
 """
-Control API commands for stored data: add, cat, ls, pin, repo.
+Control API commands for stored data: add, cat, get, ls, pin, repo.
 """
 
 import json
@@ -11,6 +11,7 @@ from twisted.internet.error import TimeoutError
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from tau import tarstream
 from tau.bitswap.client import FetchTimeout
 from tau.control.routes import APIError, BodyStream, argument, command
 from tau.store import unixfs
@@ -237,6 +238,44 @@ async def cat(node, args):
             yield chunk
 
     return BodyStream(rest())
+
+
+@command("get")
+async def get(node, args):
+    """
+    A file or a folder as a tar stream, as kubo's C{get} answers: the
+    top entry is named after the CID, a folder's entries below it
+    ("CID/a/b").  A CID found neither here nor from peers fails after
+    C{timeout} seconds; a problem found later (an unsafe name, a block
+    nobody has) cuts the stream short.
+    """
+    store = NetworkBlocks(_store(node))
+    c = _cid(args)
+    timeout = _number(args, "timeout", 60, 0.1, 600)
+    name = unixfs.cidText(c)
+    entries = unixfs.tree(store, c).__aiter__()
+    head = await _guard(f"get {name}", withTimeout(node.reactor, timeout, entries.__anext__()))
+
+    async def archive():
+        entry = head
+        while entry is not None:
+            path, child, size = entry
+            full = f"{name}/{path}" if path else name
+            yield tarstream.header(full, size)
+            if size is not None:
+                sent = 0
+                async for chunk in unixfs.cat(store, child):
+                    sent += len(chunk)
+                    if sent > size:
+                        break
+                    yield chunk
+                if sent != size:
+                    raise unixfs.NotAFile(f"{full}: {sent} bytes where the file says {size}")
+                yield tarstream.padding(size)
+            entry = await anext(entries, None)
+        yield tarstream.END
+
+    return BodyStream(archive(), contentType=b"application/x-tar")
 
 
 @command("ls")

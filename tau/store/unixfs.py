@@ -578,6 +578,44 @@ async def ls(store, c) -> list[tuple[str, object, int]]:
     return [(name, cidFromBytes(h), tsize) for name, h, tsize in found]
 
 
+#: How deep L{tree} follows directories.
+MAX_TREE_DEPTH = 64
+
+
+def safeName(name: str) -> bool:
+    """A directory entry name that is a single path component everywhere."""
+    return name not in ("", ".", "..") and "/" not in name and "\x00" not in name
+
+
+async def tree(store, c, depth: int = 0) -> AsyncIterator[tuple[str, object, int | None]]:
+    """
+    ``c`` and everything below it, depth first, each directory's entries in
+    L{ls} order: (path, cid, filesize) for a file, (path, cid, None) for a
+    directory; ``path`` is "" for ``c`` itself, "a/b" below it.  A name
+    that is not L{safeName}, a node that is neither a file nor a
+    directory, or nesting deeper than MAX_TREE_DEPTH raises NotAFile.
+    """
+    c = _parse(c)
+    block = await _block(store, c)
+    if c.codec == "raw":
+        yield "", c, len(block)
+        return
+    _, u = _decodeUnixfs(block)
+    if u.Type in (DATA.Directory, DATA.HAMTShard):
+        if depth >= MAX_TREE_DEPTH:
+            raise NotAFile(f"directories nested deeper than {MAX_TREE_DEPTH}")
+        yield "", c, None
+        for name, child, _ in await ls(store, c):
+            if not safeName(name):
+                raise NotAFile(f"the unsafe name {name!r} in a directory")
+            async for path, grandchild, size in tree(store, child, depth + 1):
+                yield (f"{name}/{path}" if path else name), grandchild, size
+        return
+    if u.Type not in (DATA.File, DATA.Raw):
+        raise NotAFile(f"UnixFS type {DATA.DataType.Name(u.Type)}")
+    yield "", c, u.filesize
+
+
 async def lookup(store, c, name: str):
     """
     The CID called ``name`` in the directory ``c`` (in a HAMT, only the

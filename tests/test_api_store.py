@@ -4,7 +4,6 @@ tarfile and from GNU tar, and the streams it refuses.
 """
 
 import io
-import json
 import os
 import random
 import subprocess
@@ -18,11 +17,10 @@ from twisted.internet.defer import Deferred
 from twisted.web.client import FileBodyProducer
 from twisted.trial.unittest import TestCase
 
-from tau import makeNode
 from tau.control import store as controlStore
 from tau.store import unixfs
 from tests.bitswap.fakes import MemoryBlockStore
-from tests.test_node import testConfig
+from tests.test_node import api, startedNode
 
 
 def d(coro):
@@ -51,16 +49,7 @@ class NodeAPI:
     timeout = 120
 
     async def startNode(self):
-        node = makeNode(testConfig(self), reactor=reactor)
-        node.startService()
-        self.addCleanup(node.stopService)
-        await node.whenReady()
-        return node
-
-    async def post(self, node, command, body=None, **args):
-        url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/{command}"
-        response = await treq.post(url, params=args, data=body, persistent=False)
-        return response.code, json.loads(await response.content())
+        return await startedNode(self)
 
 
 
@@ -81,7 +70,7 @@ class AddTarTests(NodeAPI, TestCase):
             big = os.urandom(700_000)
             members = [("docs", None), ("docs/a.txt", b"alpha\n"), (f"docs/{long}", big),
                        ("empty", None), ("./top.bin", b"")]
-            code, answer = await self.post(node, "add/tar", tarOf(members))
+            code, answer = await api(node, "add/tar", tarOf(members))
             self.assertEqual(code, 200, answer)
             self.assertEqual(answer["Hash"], await self.expected(
                 [("docs", None), ("docs/a.txt", b"alpha\n"), (f"docs/{long}", big), ("empty", None),
@@ -91,7 +80,7 @@ class AddTarTests(NodeAPI, TestCase):
             store = MemoryBlockStore()
             self.assertEqual(answer["Entries"][1]["Hash"],
                              unixfs.cidText((await unixfs.importFile(store, big, reactor)).cid))
-            code, stat = await self.post(node, "repo/stat")
+            code, stat = await api(node, "repo/stat")
             self.assertEqual(stat["NumObjects"], stat["Pinned"])
             self.assertGreater(stat["NumObjects"], 4)
         return d(t())
@@ -107,13 +96,13 @@ class AddTarTests(NodeAPI, TestCase):
             (top / "sub" / "\u00e9t\u00e9.txt").write_text("summer\n")
             packed = subprocess.run(["tar", "-C", str(top), "-cf", "-", "."],
                                     check=True, capture_output=True).stdout
-            code, answer = await self.post(node, "add/tar", packed, pin="false")
+            code, answer = await api(node, "add/tar", packed, pin="false")
             self.assertEqual(code, 200, answer)
             expected = await unixfs.importPath(MemoryBlockStore(), top, reactor)
             self.assertEqual(answer["Hash"], unixfs.cidText(expected.cid))
             self.assertEqual(sorted(e["Name"] for e in answer["Entries"]),
                              ["index.html", "sub/data.bin", "sub/\u00e9t\u00e9.txt"])
-            code, stat = await self.post(node, "repo/stat")
+            code, stat = await api(node, "repo/stat")
             self.assertEqual(stat["Pinned"], 0)
         return d(t())
 
@@ -134,10 +123,10 @@ class AddTarTests(NodeAPI, TestCase):
                 (b"PK\x03\x04" + os.urandom(2000), "not a valid tar stream"),
                 (tarOf([(f"f{i}", b"%d" % i) for i in range(4)]), "more than 3 entries"),
             ]:
-                code, answer = await self.post(node, "add/tar", body)
+                code, answer = await api(node, "add/tar", body)
                 self.assertEqual(code, 400, answer)
                 self.assertIn(words, answer["Message"])
-                code, stat = await self.post(node, "repo/stat")
+                code, stat = await api(node, "repo/stat")
                 self.assertEqual(stat["NumObjects"], 0, words)
         return d(t())
 
@@ -155,9 +144,9 @@ class AddTarTests(NodeAPI, TestCase):
                 for _ in range(rng.randint(1, 4)):
                     block = rng.choice([0, 512, 1536])      # the three headers
                     body[block + rng.randrange(512)] = rng.randrange(256)
-                code, answer = await self.post(node, "add/tar", bytes(body))
+                code, answer = await api(node, "add/tar", bytes(body))
                 self.assertIn(code, (200, 400), answer)
-            code, _ = await self.post(node, "id")
+            code, _ = await api(node, "id")
             self.assertEqual(code, 200)
         return d(t())
 
@@ -186,9 +175,9 @@ class UploadSpoolTests(NodeAPI, TestCase):
             self.patch(tempfile, "tempdir", str(Path(self.mktemp()) / "nowhere"))
             data = os.urandom(300_000)
             expected = unixfs.cidText((await unixfs.importFile(MemoryBlockStore(), data, reactor)).cid)
-            code, answer = await self.post(node, "add", data)
+            code, answer = await api(node, "add", data)
             self.assertEqual((code, answer["Hash"]), (200, expected))
-            code, answer = await self.post(node, "add", FileBodyProducer(_Unsized(data)))
+            code, answer = await api(node, "add", FileBodyProducer(_Unsized(data)))
             self.assertEqual((code, answer["Hash"]), (200, expected))
         return d(t())
 

@@ -160,10 +160,20 @@ class RealReactorTests(TestCase):
         return Deferred.fromCoroutine(go())
 
 
-async def api(node, command, **args):
+async def api(node, command, body=None, **args):
+    """POST a control API command (with an optional body): (status, JSON answer)."""
     url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/{command}"
-    response = await treq.post(url, params=args, persistent=False)
+    response = await treq.post(url, params=args, data=body, persistent=False)
     return response.code, json.loads(await response.content())
+
+
+async def startedNode(case):
+    """A node on the real reactor, stopped when C{case} ends."""
+    node = makeNode(testConfig(case), reactor=reactor)
+    node.startService()
+    case.addCleanup(node.stopService)
+    await node.whenReady()
+    return node
 
 
 class SwarmAPITests(TestCase):
@@ -172,11 +182,7 @@ class SwarmAPITests(TestCase):
     """
 
     async def startNode(self):
-        node = makeNode(testConfig(self), reactor=reactor)
-        node.startService()
-        self.addCleanup(node.stopService)
-        await node.whenReady()
-        return node
+        return await startedNode(self)
 
     def test_idHasP2PAddresses(self):
         async def go():

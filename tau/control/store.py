@@ -124,19 +124,18 @@ def _tarPath(member) -> str:
     """
     name = member.name
     parts = [x for x in name.split("/") if x not in ("", ".")]
-    if (not (parts or member.isdir()) or name.startswith("/") or ".." in parts or len(name.encode("utf-8")) > MAX_TAR_PATH
-            or any(len(x.encode("utf-8")) > MAX_TAR_NAME for x in parts)):
+    if (not (parts or member.isdir()) or name.startswith("/") or len(name.encode("utf-8")) > MAX_TAR_PATH
+            or not all(unixfs.safeName(x) and len(x.encode("utf-8")) <= MAX_TAR_NAME for x in parts)):
         raise APIError(f"refusing the path {name[:200]!r} in the tar stream")
     return "/".join(parts)
 
 
-async def _tarEntries(node, body, files: dict):
+async def _tarEntries(node, body):
     """
     The (path, file object or None for a folder) entries of the tar stream
     ``body``, read in worker threads; each file's object must be read to
     its end before the next entry is asked for.  Regular files and folders
-    only; at most MAX_DIRECTORY_ENTRIES entries.  ``files`` gets each
-    file's path as it is read.
+    only; at most MAX_DIRECTORY_ENTRIES entries.
     """
     def inThread(f, *a):
         return deferToThreadPool(node.reactor, node.reactor.getThreadPool(), f, *a)
@@ -152,7 +151,6 @@ async def _tarEntries(node, body, files: dict):
                 if path:
                     yield path, None
             elif member.isreg():
-                files[path] = None
                 yield path, archive.extractfile(member)
             else:
                 raise APIError(f"{path}: only files and folders can be added (not links or devices)")
@@ -170,14 +168,13 @@ async def addTar(node, args, body):
     and the folder's (C{Hash}).
     """
     store = _store(node)
-    files: dict = {}
+    files: dict = {}   # path -> CID text, in the stream's order
 
     def added(path, entry):
-        if path in files:
-            files[path] = unixfs.cidText(entry.cid)
+        files[path] = unixfs.cidText(entry.cid)
     try:
         root = await _guard("add", unixfs.importDirectory(
-            store.blocks, _tarEntries(node, body, files), node.reactor, params=_params(args),
+            store.blocks, _tarEntries(node, body), node.reactor, params=_params(args),
             pin=_flag(args, "pin", True), onFile=added))
     except (tarfile.TarError, EOFError) as e:   # cut short inside a file
         raise APIError(f"not a valid tar stream: {e}") from None

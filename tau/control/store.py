@@ -139,21 +139,41 @@ async def _tarEntries(node, body):
     """
     def inThread(f, *a):
         return deferToThreadPool(node.reactor, node.reactor.getThreadPool(), f, *a)
+
+    def nextEntries():
+        """
+        The next entries, many per thread hop: small files read already,
+        up to a big one (streamed by the importer) or the end (None).
+        """
+        out, got = [], 0
+        while len(out) < 256 and got < unixfs.SMALL_FILE:
+            member = archive.next()
+            if member is not None and member.isreg() and member.size <= unixfs.SMALL_FILE:
+                out.append((member, archive.extractfile(member).read()))
+                got += member.size
+            else:
+                out.append((member, None))
+                if member is None or not member.isdir():
+                    break
+        return out
     try:
         archive = await inThread(lambda: tarfile.open(fileobj=body, mode="r|"))
         count = 0
-        while (member := await inThread(archive.next)) is not None:
-            count += 1
-            if count > MAX_DIRECTORY_ENTRIES:
-                raise APIError(f"more than {MAX_DIRECTORY_ENTRIES} entries in the tar stream")
-            path = _tarPath(member)
-            if member.isdir():
-                if path:
-                    yield path, None
-            elif member.isreg():
-                yield path, archive.extractfile(member)
-            else:
-                raise APIError(f"{path}: only files and folders can be added (not links or devices)")
+        while True:
+            for member, data in await inThread(nextEntries):
+                if member is None:
+                    return
+                count += 1
+                if count > MAX_DIRECTORY_ENTRIES:
+                    raise APIError(f"more than {MAX_DIRECTORY_ENTRIES} entries in the tar stream")
+                path = _tarPath(member)
+                if member.isdir():
+                    if path:
+                        yield path, None
+                elif member.isreg():
+                    yield path, archive.extractfile(member) if data is None else data
+                else:
+                    raise APIError(f"{path}: only files and folders can be added (not links or devices)")
     except (tarfile.TarError, EOFError) as e:
         raise APIError(f"not a valid tar stream: {e}") from None
 

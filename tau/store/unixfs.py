@@ -26,6 +26,7 @@ batches and the links of the unfinished tree nodes are (174 per level).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -237,7 +238,6 @@ async def _importFile(store, source, reactor, pool, params: Params):
     """
     close = None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        import io
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, Path)):
         source = close = await deferToThreadPool(reactor, pool, open, source, "rb")
@@ -423,23 +423,69 @@ async def importDirectory(store, entries, reactor, threadpool=None,
 
     async def work(writer):
         tree = _DirTree(params)
+        small: list = []   # (path, bytes) of small files not imported yet
+        smallBytes = 0
 
-        async def put(path, source):
-            if not [x for x in path.split("/") if x]:
-                raise ValueError("an empty path")
-            value = None if source is None else Entry(
-                *await _importFile(writer, source, reactor, pool, params))
+        def place(path, value):
             tree.put(path, value)
             if value is not None and onFile is not None:
                 onFile(path, value)
+
+        async def flush():
+            nonlocal smallBytes
+            if not small:
+                return
+            group, small[:], smallBytes = list(small), [], 0
+            done = await deferToThreadPool(reactor, pool, _smallFiles, [data for _, data in group], params)
+            await writer.putMany([b for _, blocks in done for b in blocks], verified=True)
+            for (path, _), (root, _) in zip(group, done):
+                place(path, Entry(*root))
+
+        async def put(path, source):
+            nonlocal smallBytes
+            if not [x for x in path.split("/") if x]:
+                raise ValueError("an empty path")
+            if isinstance(source, (bytes, bytearray, memoryview)) and len(source) <= SMALL_FILE:
+                # many small files: imported together, a group per thread hop
+                small.append((path, source))
+                smallBytes += len(source)
+                if smallBytes >= params.batchBytes or len(small) >= SMALL_GROUP:
+                    await flush()
+                return
+            await flush()   # entries go into the tree in their order
+            place(path, None if source is None else Entry(
+                *await _importFile(writer, source, reactor, pool, params)))
         if hasattr(entries, "__aiter__"):
             async for path, source in entries:
                 await put(path, source)
         else:
             for path, source in entries:
                 await put(path, source)
+        await flush()
         return await tree.build(writer, reactor, threadpool)
     return await _inBatch(store, work, pin)
+
+
+#: Files given as bytes up to this size are imported many at a time by
+#: importDirectory (a folder of small files costs a thread hop per group,
+#: not several per file), up to SMALL_GROUP files or batchBytes a group.
+SMALL_FILE = 1 << 20
+SMALL_GROUP = 512
+
+
+def _smallFiles(files: list, p: Params) -> list:
+    """Worker thread: for each file's bytes, its root (cid, tsize, filesize) and every block of it."""
+    out = []
+    for data in files:
+        tree = _Tree(p)
+        blocks = []
+        for chunk in p.chunker(io.BytesIO(data).read):
+            c, block, ts, fs = _leaf(chunk, p)
+            blocks.append((c, block))
+            tree.add((c, ts, fs))
+        root = tree.finish()
+        out.append((root, blocks + tree.made))
+    return out
 
 
 async def importPath(store, path: Path, reactor, threadpool=None, params: Params = HELIA,

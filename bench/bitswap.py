@@ -82,6 +82,7 @@ def _roleServe(mib: int) -> None:
             path.unlink()
             addr = f"{host.listenAddresses()[0]}/p2p/{host.peerID}"
             print(json.dumps({"addr": addr, "cid": unixfs.cidText(entry.cid)}), flush=True)
+            cpu = time.process_time()
             done: Deferred = Deferred()
             # serve until the parent closes our stdin
             from twisted.internet import stdio
@@ -94,6 +95,8 @@ def _roleServe(mib: int) -> None:
 
             stdio.StandardIO(Stdin(), reactor=reactor)
             await done
+            # CPU seconds (all threads) spent serving, for the parent's report
+            print(json.dumps({"cpu": time.process_time() - cpu}), flush=True)
         except Exception as e:
             print(json.dumps({"error": repr(e)}), flush=True)
         finally:
@@ -115,9 +118,11 @@ def _roleFetch(addr: str, cid: str, parallelism: int) -> None:
             store, host, service = parts
             await host.connect(addr)
             started = time.perf_counter()
+            cpu = time.process_time()
             result = await service.fetchDAG(cid, timeout=120.0, parallelism=parallelism)
             seconds = time.perf_counter() - started
-            print(json.dumps({"bytes": result["bytes"], "blocks": result["blocks"], "seconds": seconds}), flush=True)
+            cpu = time.process_time() - cpu
+            print(json.dumps({"bytes": result["bytes"], "blocks": result["blocks"], "seconds": seconds, "cpu": cpu}), flush=True)
         except Exception as e:
             print(json.dumps({"error": repr(e)}), flush=True)
         finally:
@@ -175,7 +180,12 @@ async def tauServer(reactor: Any, mib: int) -> tuple:
     return server, info
 
 
-async def tauTauOnce(reactor: Any, mib: int, parallelism: int = 32) -> float:
+async def tauTauOnce(reactor: Any, mib: int, parallelism: int = 32) -> dict:
+    """
+    @return: C{{"rate"}} in MiB/s, and the CPU seconds (all threads) of
+        the fetcher during the fetch (C{"fetchCPU"}) and of the server
+        while it served (C{"serveCPU"}, None if it did not say).
+    """
     server, info = await tauServer(reactor, mib)
     try:
         fetcher = _spawn(reactor, _self("--role", "fetch", "--addr", info["addr"], "--cid", info["cid"], "--parallelism", str(parallelism)))
@@ -185,7 +195,7 @@ async def tauTauOnce(reactor: Any, mib: int, parallelism: int = 32) -> float:
         await _finish(reactor, server)
     if result["bytes"] < mib * MiB:
         raise RuntimeError(f"tau fetched {result['bytes']} bytes, less than {mib * MiB}")
-    return mib / result["seconds"]
+    return {"rate": mib / result["seconds"], "fetchCPU": result.get("cpu"), "serveCPU": server.lastJSON().get("cpu")}
 
 
 async def heliaCat(reactor: Any, addr: str, cid: str, mib: int) -> float:
@@ -221,9 +231,12 @@ async def runAll(reactor: Any, args: Any) -> list:
     for i in range(args.runs):
         t = await transport.tauStreamOnce(reactor, args.mib * MiB, args.chunk)
         stream.append(t["bytes"] / MiB / t["seconds"])
-        bitswap.append(await tauTauOnce(reactor, args.mib, args.parallelism))
+        once = await tauTauOnce(reactor, args.mib, args.parallelism)
+        bitswap.append(once["rate"])
         pairs.append(bitswap[-1] / stream[-1])
         line = f"  run {i + 1}: one stream {stream[-1]:.1f} MiB/s, bitswap tau->tau {bitswap[-1]:.1f} MiB/s"
+        if once["serveCPU"] is not None:
+            line += f" (CPU s: fetcher {once['fetchCPU']:.2f}, server {once['serveCPU']:.2f})"
         if args.helia:
             for name, fn, out in (("tau->helia", tauHeliaOnce, toHelia), ("helia->helia", heliaHeliaOnce, heliaHelia)):
                 try:

@@ -229,6 +229,34 @@ class DirectoryTests(StoreMixin, unittest.TestCase):
             self.assertEqual(await catAll(s, c), content(300000))
         return d(t())
 
+    def test_smallFilesGrouped(self):
+        """
+        Small files imported many at a time give what one at a time gives:
+        the same CIDs, blocks and order, with big files, folders and a path
+        given twice among them, and groups cut by count and by size.
+        """
+        async def t():
+            entries = []
+            for i in range(40):
+                entries.append((f"f{i:02d}", content(i * 997)))
+                if i % 13 == 0:
+                    entries.append((f"big{i}", content(unixfs.SMALL_FILE + 1 + i)))
+                if i % 17 == 0:
+                    entries.append((f"d{i}/inner", None))
+            entries.append(("f05", b"replaced"))
+            self.patch(unixfs, "SMALL_GROUP", 7)
+            grouped, groupedOnFile = MemoryBlockStore(), []
+            a = await importDirectory(grouped, entries, reactor, self.pool,
+                                      onFile=lambda p, e: groupedOnFile.append((p, e.cid)))
+            self.patch(unixfs, "SMALL_FILE", -1)   # every file on its own
+            single, singleOnFile = MemoryBlockStore(), []
+            b = await importDirectory(single, entries, reactor, self.pool,
+                                      onFile=lambda p, e: singleOnFile.append((p, e.cid)))
+            self.assertEqual(a, b)
+            self.assertEqual(groupedOnFile, singleOnFile)
+            self.assertEqual(grouped.blocks, single.blocks)
+        return d(t())
+
     def test_emptyDir(self):
         async def t():
             s = await self.openStore()

@@ -42,6 +42,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { emit, logger, serveCommands } from './control.mjs'
 import { BLOCK, bufOf, echoOverStream } from './echo.mjs'
+import { sendCommand } from './taubyte.mjs'
 import { CID } from 'multiformats/cid'
 
 export const ECHO_PROTOCOL = '/tau/echo/1.0.0'
@@ -433,6 +434,10 @@ const commands = {
   ping: cmdPing,
   peerInfo: cmdPeerInfo,
   echo: cmdEcho,
+  // {peer|addr, protocol, command, body?, rawHex?}: one Taubyte command
+  // exchange; {answer} or {error} (the service's error text)
+  command: (args, signal) => sendCommand(node, target(args), args.protocol, args.command, args.body,
+    signal, args.rawHex != null ? Buffer.from(args.rawHex, 'hex') : undefined),
   perf: cmdPerf,
   hangup: cmdHangup,
   dhtProvide: cmdDhtProvide,

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tau.addrs import ipOf, isLoopback
+from tau.addrs import addressGroup, isLoopback
 from tau.relay import messages as m
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
@@ -204,11 +204,6 @@ class ReservationStore:
 
     def clear(self) -> None:
         self._slots.clear()
-
-
-def _ipOf(addr) -> str | None:
-    ip = ipOf(addr)
-    return None if ip is None else str(ip)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -525,7 +520,7 @@ class RelayService(Service):
                 for c in self.host.connections(peer):
                     c.close()
             return
-        status, expire = self.store.reserve(peer, _ipOf(conn.remoteAddr), now, conn)
+        status, expire = self.store.reserve(peer, addressGroup(conn.remoteAddr), now, conn)
         if status != m.OK:
             log.info("relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
             self._answer(stream, status)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tau.identity import PrivateKey
 from tau.relay import messages as m
-from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore, _ipOf
+from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore
 
 
 def peers(n):
@@ -75,12 +75,6 @@ class ReservationStoreTests(SynchronousTestCase):
         ps = peers(300)
         self.assertTrue(all(store.allow(p, 0.0) for p in ps for _ in range(3)))
         self.assertTrue(all(store.reserve(p, "1.1.1.1", 0.0)[0] == m.OK for p in ps))
-
-    def test_ipOf(self):
-        self.assertEqual(_ipOf("/ip4/1.2.3.4/tcp/5"), "1.2.3.4")
-        self.assertEqual(_ipOf("/ip6/::1/tcp/5"), "::1")
-        self.assertIsNone(_ipOf("/dns4/example.com/tcp/5"))
-        self.assertIsNone(_ipOf("not an address"))
 
 
 class LimitsConfigTests(SynchronousTestCase):

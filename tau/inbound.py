@@ -1,0 +1,184 @@
+"""
+Which inbound connections a host takes, so that a few sockets cannot lock
+everyone out.
+
+Connections are counted per address group (L{tau.addrs.addressGroup}: an
+IPv4 address, or an IPv6 /64; the connections relayed to us through one
+relay count as that relay's group).  One group may have at most
+C{maxUpgradesPerIP} upgrades in progress and C{maxPerIP} inbound
+connections in all (upgrading or established).  When all C{maxUpgrades}
+upgrade slots are taken, a connection from a quieter group still gets in:
+the newest upgrade of the group holding the most slots is aborted for it;
+a newcomer from that busiest group is the one refused.  A connection that
+sends nothing for C{firstBytes} seconds after it is accepted is dropped
+(the whole upgrade may take the host's C{upgradeTimeout}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+#: The C{connections} config keys of L{InboundLimits}.
+CONFIG_NAMES = {
+    "max-upgrades": "maxUpgrades",
+    "max-upgrades-per-ip": "maxUpgradesPerIP",
+    "max-per-ip": "maxPerIP",
+    "first-bytes": "firstBytes",
+}
+#: Seconds between two log lines about refusals from one group.
+LOG_INTERVAL = 60.0
+#: Groups whose last refusal log line is remembered.
+MAX_LOGGED = 1024
+
+
+@dataclass(frozen=True)
+class InboundLimits:
+    """
+    The limits of L{InboundGate}; counts of 0 mean no limit.
+
+    go-libp2p allows 8 connections per IPv4 address (its resource manager's
+    connection limiter); here 8 is the limit of upgrades in progress, and
+    an address may keep up to 32 connections once they are upgraded (many
+    nodes behind one NAT; a local cloud on loopback).
+
+    @ivar maxUpgrades: inbound upgrades in progress at once, in all.
+    @ivar maxUpgradesPerIP: inbound upgrades in progress per group.
+    @ivar maxPerIP: inbound connections per group, upgrading or upgraded.
+    @ivar firstBytes: seconds a new inbound connection may stay silent.
+    """
+
+    maxUpgrades: int = 128
+    maxUpgradesPerIP: int = 8
+    maxPerIP: int = 32
+    firstBytes: float = 3.0
+
+    @classmethod
+    def fromConfig(cls, config: dict) -> "InboundLimits":
+        """
+        From the C{connections} mapping of the node config; other keys are
+        ignored.
+        """
+        return cls(**{CONFIG_NAMES[k]: v for k, v in config.items() if k in CONFIG_NAMES})
+
+
+class InboundGate:
+    """
+    Admits inbound L{tau.connection.RawConnection}s against
+    L{InboundLimits} and counts them, per group, until they close.
+
+    @param clock: an L{IReactorTime}.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock, limits: InboundLimits):
+        self.clock = clock
+        self.limits = limits
+        self._upgrading: dict = {}  # group -> [RawConnection], oldest first
+        self._silence: dict = {}  # RawConnection -> first-bytes deadline call
+        self._established: dict = {}  # group -> upgraded inbound connections open
+        self._total = 0
+        self._logged: dict = {}  # group -> clock seconds of its last log line
+
+    @property
+    def upgrading(self) -> int:
+        """
+        Inbound upgrades in progress.
+        """
+        return self._total
+
+    def count(self, group) -> tuple[int, int]:
+        """
+        C{(upgrades in progress, upgraded connections open)} of C{group}.
+        """
+        return len(self._upgrading.get(group, ())), self._established.get(group, 0)
+
+    def admit(self, raw, group) -> bool:
+        """
+        Take C{raw}, a new inbound raw connection from C{group}, or refuse
+        it (False: the caller drops it).  Taking it may abort the newest
+        upgrade of the busiest group.
+        """
+        limits = self.limits
+        upgrading, established = self.count(group)
+        if limits.maxPerIP and upgrading + established >= limits.maxPerIP:
+            return self.refuse(group, f"{upgrading + established} connections")
+        if limits.maxUpgradesPerIP and upgrading >= limits.maxUpgradesPerIP:
+            return self.refuse(group, f"{upgrading} upgrades in progress")
+        if limits.maxUpgrades and self._total >= limits.maxUpgrades:
+            busiest = max(self._upgrading, key=lambda g: len(self._upgrading[g]))
+            most = len(self._upgrading[busiest])
+            if upgrading >= most:
+                return self.refuse(group, f"{upgrading} upgrades in progress, all {self._total} upgrade slots taken")
+            self._log(busiest, f"{most} upgrades in progress, all {self._total} upgrade slots taken: aborting its newest for one from {group}")
+            self._upgrading[busiest][-1].abort(f"aborted for a connection from a quieter address ({busiest} had {most} upgrades in progress)")
+        self._upgrading.setdefault(group, []).append(raw)
+        self._total += 1
+        if limits.firstBytes:
+            self._silence[raw] = self.clock.callLater(limits.firstBytes, self._silent, raw)
+        raw.upgraded.whenFired().addBoth(self._done, raw, group)
+        return True
+
+    def refuse(self, group, reason) -> bool:
+        """
+        Log that an inbound connection from C{group} is refused for
+        C{reason} (once a minute per group, at debug level in between).
+
+        @return: False
+        """
+        self._log(group, reason)
+        return False
+
+    def stop(self):
+        """
+        Abort the upgrades in progress (the host stops).
+        """
+        for raws in list(self._upgrading.values()):
+            for raw in list(raws):
+                raw.abort("the host is stopping")
+
+    def _log(self, group, reason):
+        now = self.clock.seconds()
+        last = self._logged.get(group)
+        if last is not None and now - last < LOG_INTERVAL:
+            self.log.debug("refusing inbound connections from {address}: {reason}", address=group, reason=reason)
+            return
+        self._logged.pop(group, None)
+        if len(self._logged) >= MAX_LOGGED:
+            self._logged.pop(next(iter(self._logged)))
+        self._logged[group] = now
+        self.log.warn(
+            "refusing inbound connections from {address}: {reason} (said once a minute per address)",
+            address=group,
+            reason=reason,
+        )
+
+    def _silent(self, raw):
+        self._silence.pop(raw, None)
+        if raw.received == 0:
+            raw.abort(f"nothing received in {self.limits.firstBytes}s")
+
+    def _done(self, result, raw, group):
+        call = self._silence.pop(raw, None)
+        if call is not None and call.active():
+            call.cancel()
+        raws = self._upgrading[group]
+        raws.remove(raw)
+        if not raws:
+            del self._upgrading[group]
+        self._total -= 1
+        if not isinstance(result, Failure):
+            self._established[group] = self._established.get(group, 0) + 1
+            result.whenClosed().addBoth(self._closed, group)
+        return None
+
+    def _closed(self, result, group):
+        left = self._established[group] - 1
+        if left:
+            self._established[group] = left
+        else:
+            del self._established[group]
+        return None

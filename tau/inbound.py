@@ -30,7 +30,7 @@ CONFIG_NAMES = {
 }
 #: Seconds between two log lines about refusals from one group.
 LOG_INTERVAL = 60.0
-#: Groups whose last refusal log line is remembered.
+#: (kind, group) pairs whose last log line is remembered.
 MAX_LOGGED = 1024
 
 
@@ -81,7 +81,7 @@ class InboundGate:
         self._silence: dict = {}  # RawConnection -> first-bytes deadline call
         self._established: dict = {}  # group -> upgraded inbound connections open
         self._total = 0
-        self._logged: dict = {}  # group -> clock seconds of its last log line
+        self._logged: dict = {}  # (kind, group) -> clock seconds of its last log line
 
     @property
     def upgrading(self) -> int:
@@ -113,8 +113,16 @@ class InboundGate:
             most = len(self._upgrading[busiest])
             if upgrading >= most:
                 return self.refuse(group, f"{upgrading} upgrades in progress, all {self._total} upgrade slots taken")
-            self._log(busiest, f"{most} upgrades in progress, all {self._total} upgrade slots taken: aborting its newest for one from {group}")
-            self._upgrading[busiest][-1].abort(f"aborted for a connection from a quieter address ({busiest} had {most} upgrades in progress)")
+            level = self.log.warn if self._mayLog(("evict", busiest)) else self.log.debug
+            level(
+                "{address} holds {count} of the {total} upgrade slots: its newest connection is dropped "
+                "for one from {other} (said once a minute per address)",
+                address=busiest,
+                count=most,
+                total=self._total,
+                other=group,
+            )
+            self._upgrading[busiest][-1].abort(f"dropped for a connection from {group}: {busiest} held {most} upgrade slots")
         self._upgrading.setdefault(group, []).append(raw)
         self._total += 1
         if limits.firstBytes:
@@ -129,7 +137,8 @@ class InboundGate:
 
         @return: False
         """
-        self._log(group, reason)
+        level = self.log.warn if self._mayLog(("refuse", group)) else self.log.debug
+        level("refusing inbound connections from {address}: {reason} (said once a minute per address)", address=group, reason=reason)
         return False
 
     def stop(self):
@@ -140,21 +149,20 @@ class InboundGate:
             for raw in list(raws):
                 raw.abort("the host is stopping")
 
-    def _log(self, group, reason):
+    def _mayLog(self, key) -> bool:
+        """
+        Whether a line about C{key} may be logged at more than debug level
+        now: not if one was, less than L{LOG_INTERVAL} seconds ago.
+        """
         now = self.clock.seconds()
-        last = self._logged.get(group)
+        last = self._logged.get(key)
         if last is not None and now - last < LOG_INTERVAL:
-            self.log.debug("refusing inbound connections from {address}: {reason}", address=group, reason=reason)
-            return
-        self._logged.pop(group, None)
+            return False
+        self._logged.pop(key, None)
         if len(self._logged) >= MAX_LOGGED:
             self._logged.pop(next(iter(self._logged)))
-        self._logged[group] = now
-        self.log.warn(
-            "refusing inbound connections from {address}: {reason} (said once a minute per address)",
-            address=group,
-            reason=reason,
-        )
+        self._logged[key] = now
+        return True
 
     def _silent(self, raw):
         self._silence.pop(raw, None)

@@ -7,8 +7,8 @@ connection to it (CONNECT), the relay opens a stop stream to the reserving
 peer and, once both said OK, joins the hop stream and the stop stream into
 one byte pipe (L{Circuit}) until a limit is reached.
 
-What a peer can take is bounded: reservations in all, per IP address and
-(one) per peer, RESERVE requests per peer and minute, hop streams in
+What a peer can take is bounded: reservations in all, per address (an
+IPv4 address or an IPv6 /64, L{tau.addrs.addressGroup}) and (one) per peer, RESERVE requests per peer and minute, hop streams in
 progress per peer, circuits in all and per peer, and each circuit's
 duration and bytes per direction.  A peer that keeps asking past the rate
 is disconnected.
@@ -57,7 +57,8 @@ class RelayLimits:
 
     @ivar reservationTTL: seconds a reservation lasts unless refreshed.
     @ivar maxReservations: reservations held at once.
-    @ivar maxReservationsPerIP: reservations from peers at one IP address.
+    @ivar maxReservationsPerIP: reservations from peers at one IPv4 address
+        or IPv6 /64.
     @ivar reserveRate: RESERVE requests per peer and minute.
     @ivar maxCircuits: relayed connections per peer (as source or target).
     @ivar maxCircuitsTotal: relayed connections at once.

@@ -136,11 +136,13 @@ class IdleSocketTests(TestCase):
         # every socket got through the TCP handshake: the node saw them all
         self.assertGreaterEqual(flood.connected, SOCKETS)
         dialed = await js.command("dial", addr=address, timeout=20)
-        self.assertEqual(dialed["remoteAddr"], address.split("/p2p/")[0])
+        self.assertEqual(dialed["remoteAddr"], address)
         pinged = await js.command("ping", addr=address, timeout=20)
         self.assertGreaterEqual(pinged["rtt"], 0)
-        # the attack was still on while the js peer got in
+        # the attack was still on while the js peer got in, and the node
+        # goes on refusing the attacker's address
         self.assertGreater(len(flood.open), 0)
+        await node.waitFor(f"refusing inbound connections from {ATTACKER}: ".encode(), timeout=30)
         flood.stop()
         return node
 
@@ -152,13 +154,19 @@ class IdleSocketTests(TestCase):
         127.0.0.2.
         """
         node = await self.attackAndPing()
-        self.assertIn(f"refusing inbound connections from {ATTACKER}: 8 upgrades in progress", node.output())
+        self.assertIn(f"refusing inbound connections from {ATTACKER}: 8 upgrades in progress (", node.output())
 
     async def test_busiestAddressGivesWay(self):
         """
         With no limit per address, 300 idle sockets from 127.0.0.2 fill all
         the node's 128 upgrade slots: the js peer's connection from
-        127.0.0.1 still gets in, in place of the newest one from 127.0.0.2.
+        127.0.0.1 still gets in, in place of the newest one from 127.0.0.2,
+        and the attacker's next sockets are refused.
         """
-        node = await self.attackAndPing("connections:\n  max-upgrades-per-ip: 0\n  max-per-ip: 0\n")
-        self.assertIn(f"refusing inbound connections from {ATTACKER}: 128 upgrades in progress", node.output())
+        # silent connections kept for the whole upgrade timeout (10 s), so
+        # that the slots stay full while the js peer dials
+        node = await self.attackAndPing("connections:\n  max-upgrades-per-ip: 0\n  max-per-ip: 0\n  first-bytes: 10\n")
+        output = node.output()
+        self.assertIn(f"{ATTACKER} holds 128 of the 128 upgrade slots: its newest connection is dropped for one from 127.0.0.1", output)
+        # the busiest address's newcomers are the ones refused
+        self.assertRegex(output, rf"refusing inbound connections from {ATTACKER}: 12[78] upgrades in progress, all 128 upgrade slots taken")

@@ -6,7 +6,8 @@ Connections are counted per address group (L{tau.addrs.addressGroup}: an
 IPv4 address, or an IPv6 /64; the connections relayed to us through one
 relay count as that relay's group).  One group may have at most
 C{maxUpgradesPerIP} upgrades in progress and C{maxPerIP} inbound
-connections in all (upgrading or established).  When all C{maxUpgrades}
+connections in all (upgrading or established); 127.0.0.1 and ::1, this
+machine's own processes, are exempt.  When all C{maxUpgrades}
 upgrade slots are taken, a connection from a quieter group still gets in:
 the newest upgrade of the group holding the most slots is aborted for it;
 a newcomer from that busiest group is the one refused.  A connection that
@@ -28,6 +29,11 @@ CONFIG_NAMES = {
     "max-per-ip": "maxPerIP",
     "first-bytes": "firstBytes",
 }
+#: The groups of this machine's own loopback addresses, 127.0.0.1 and ::1:
+#: a local cloud runs every node there, and go-libp2p does not limit
+#: loopback per address either.  Other loopback addresses (127.0.0.2...)
+#: are limited like any other address.
+EXEMPT = frozenset({"127.0.0.1", "::/64"})
 #: Seconds between two log lines about refusals from one group.
 LOG_INTERVAL = 60.0
 #: (kind, group) pairs whose last log line is remembered.
@@ -48,12 +54,15 @@ class InboundLimits:
     @ivar maxUpgradesPerIP: inbound upgrades in progress per group.
     @ivar maxPerIP: inbound connections per group, upgrading or upgraded.
     @ivar firstBytes: seconds a new inbound connection may stay silent.
+    @ivar exempt: groups the limits per group do not apply to (they still
+        count in C{maxUpgrades} and may give way there).
     """
 
     maxUpgrades: int = 128
     maxUpgradesPerIP: int = 8
     maxPerIP: int = 32
     firstBytes: float = 3.0
+    exempt: frozenset = EXEMPT
 
     @classmethod
     def fromConfig(cls, config: dict) -> "InboundLimits":
@@ -104,9 +113,10 @@ class InboundGate:
         """
         limits = self.limits
         upgrading, established = self.count(group)
-        if limits.maxPerIP and upgrading + established >= limits.maxPerIP:
+        capped = group not in limits.exempt
+        if capped and limits.maxPerIP and upgrading + established >= limits.maxPerIP:
             return self.refuse(group, f"{upgrading + established} connections")
-        if limits.maxUpgradesPerIP and upgrading >= limits.maxUpgradesPerIP:
+        if capped and limits.maxUpgradesPerIP and upgrading >= limits.maxUpgradesPerIP:
             return self.refuse(group, f"{upgrading} upgrades in progress")
         if limits.maxUpgrades and self._total >= limits.maxUpgrades:
             busiest = max(self._upgrading, key=lambda g: len(self._upgrading[g]))

@@ -372,8 +372,7 @@ class BadPeerTests(TestCase):
 
     @coroutine
     async def test_twoHundredConnections(self):
-        # all 200 come from 127.0.0.1: no limit per address here
-        server = await startHost(self, connections={"low": 250, "high": 300, "max-upgrades-per-ip": 0, "max-per-ip": 0})
+        server = await startHost(self, connections={"low": 250, "high": 300})
         clients = [await startHost(self, install=False) for _ in range(200)]
         # in waves: a node upgrades at most max-upgrades connections at once
         for wave in range(0, 200, 50):

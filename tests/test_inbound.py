@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau import loadConfig, makeNode
+from tau.addrs import addressGroup
 from tau.connection import RawConnection, UpgradeFailed
 from tau.errors import ConfigError
 from tau.host import Host
@@ -165,6 +166,22 @@ class GateTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertFalse(gate.admit(FakeRaw(), "10.0.0.1"))
         self.assertEqual([e["address"] for e in self.warnings()], ["10.0.0.1", "10.0.0.2", "10.0.0.1"])
+
+    def test_ownLoopbackExempt(self):
+        """
+        127.0.0.1 and ::1 (a local cloud's nodes) are not limited per
+        address, 127.0.0.2 is; the exempt ones still give way when every
+        upgrade slot is taken.
+        """
+        gate = self.gate(maxUpgrades=12, maxUpgradesPerIP=2, maxPerIP=3)
+        own = self.admitted(gate, "127.0.0.1", 9)
+        self.admitted(gate, addressGroup("/ip6/::1/tcp/1"), 2)
+        self.admitted(gate, "127.0.0.2", 1)
+        self.assertEqual(gate.upgrading, 12)
+        self.assertTrue(gate.admit(FakeRaw(), "127.0.0.2"))
+        self.assertEqual([raw.aborted is None for raw in own], [True] * 8 + [False])
+        self.assertFalse(gate.admit(FakeRaw(), "127.0.0.2"))
+        self.assertEqual(self.warnings()[-1]["reason"], "2 upgrades in progress")
 
     def test_noLimits(self):
         gate = self.gate(maxUpgrades=0, maxUpgradesPerIP=0, maxPerIP=0)

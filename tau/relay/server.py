@@ -8,9 +8,10 @@ peer and, once both said OK, joins the hop stream and the stop stream into
 one byte pipe (L{Circuit}) until a limit is reached.
 
 What a peer can take is bounded: reservations in all, per address (an
-IPv4 address or an IPv6 /64, L{tau.addrs.addressGroup}) and (one) per peer, RESERVE requests per peer and minute, hop streams in
-progress per peer, circuits in all and per peer, and each circuit's
-duration and bytes per direction.  A peer that keeps asking past the rate
+IPv4 address or an IPv6 /64, L{tau.addrs.addressGroup}) and (one) per
+peer, RESERVE requests per peer and minute, hop streams in progress per
+peer, circuits in all and per peer, and each circuit's duration and bytes
+per direction.  A peer that keeps asking past the rate
 is disconnected.
 """
 

@@ -7,6 +7,7 @@ connections dropped; on a fake clock, then on a real host on loopback.
 from pathlib import Path
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
@@ -20,7 +21,7 @@ from tau import loadConfig, makeNode
 from tau.addrs import addressGroup
 from tau.connection import RawConnection, UpgradeFailed
 from tau.errors import ConfigError
-from tau.host import Host
+from tau.host import Host, _RawFactory
 from tau.identity import PrivateKey
 from tau.inbound import InboundGate, InboundLimits
 from tau.oneshot import OneShot
@@ -197,14 +198,37 @@ class GateTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
-class RelayedTests(SynchronousTestCase):
+class HostWiringTests(SynchronousTestCase):
+    def host(self, **connections):
+        host = Host(PrivateKey.generate(), MemoryReactorClock(), connections=connections)
+        host.startService()
+        self.addCleanup(host.stopService)
+        return host
+
+    def test_tcpAddressGroups(self):
+        """
+        The host's listener counts a TCP connection by its IPv4 address or
+        its IPv6 /64.
+        """
+        host = self.host(**{"max-upgrades-per-ip": 2})
+        factory = _RawFactory(host, isClient=False)
+
+        def accepted(address):
+            return factory.buildProtocol(address) is not None
+
+        v6 = [IPv6Address("TCP", f"2001:db8:0:1::{i}", 4001) for i in (1, 2, 3)]
+        self.assertEqual([accepted(a) for a in v6], [True, True, False])
+        self.assertTrue(accepted(IPv6Address("TCP", "2001:db8:0:2::1", 4001)))
+        v4 = [IPv4Address("TCP", "10.0.0.1", 4001 + i) for i in range(3)]
+        self.assertEqual([accepted(a) for a in v4], [True, True, False])
+        self.assertTrue(accepted(IPv4Address("TCP", "10.0.0.2", 4001)))
+        self.assertEqual(host.inbound.count("2001:db8:0:1::/64"), (2, 0))
+
     def test_countedPerRelay(self):
         """
         Relayed inbound connections count as one address per relay.
         """
-        host = Host(PrivateKey.generate(), MemoryReactorClock(), connections={"max-upgrades-per-ip": 1})
-        host.startService()
-        self.addCleanup(host.stopService)
+        host = self.host(**{"max-upgrades-per-ip": 1})
         relayA, relayB, peer = (PrivateKey.generate().peerID() for _ in range(3))
         self.assertTrue(host.adoptInbound(RawConnection(host, False, peer), relayA))
         self.assertFalse(host.adoptInbound(RawConnection(host, False, peer), relayA))

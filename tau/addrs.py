@@ -78,6 +78,23 @@ def ipOf(addr):
         return None
 
 
+def addressGroup(addr):
+    """
+    Who stands behind a multiaddr, for limits per address: its IPv4 address,
+    or the /64 network of its IPv6 address (one host or home usually holds a
+    whole /64), as text; an IPv4-mapped IPv6 address counts as its IPv4
+    address.  None when C{addr} does not start with an IP address.
+    """
+    ip = ipOf(addr)
+    if ip is None:
+        return None
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def isUnspecified(addr):
     ip = ipOf(addr)
     return ip is not None and ip.is_unspecified

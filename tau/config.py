@@ -31,8 +31,20 @@ DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
 # The DHT: mode (auto = server when the node listens), provider record
 # lifetime and how often our own records are republished, in seconds.
 DEFAULT_DHT = {"mode": "auto", "provider-expiry": 48 * 3600.0, "republish": 22 * 3600.0}
-# The connection manager: watermarks, grace for new connections, idle close.
-DEFAULT_CONNECTIONS = {"low": 32, "high": 96, "grace": 20.0, "idle": 300.0}
+# The connection manager: watermarks, grace for new connections, idle close;
+# and the inbound limits (tau.inbound): upgrades in progress in all and per
+# address (an IPv4 address, an IPv6 /64), inbound connections per address,
+# seconds a new connection may stay silent (0: no limit for the counts).
+DEFAULT_CONNECTIONS = {
+    "low": 32,
+    "high": 96,
+    "grace": 20.0,
+    "idle": 300.0,
+    "max-upgrades": 128,
+    "max-upgrades-per-ip": 8,
+    "max-per-ip": 32,
+    "first-bytes": 3.0,
+}
 # Circuit relay v2 service: auto (on for a full shape that listens for peers;
 # the node's reachability may switch it), on, off; and its limits (go-libp2p's
 # defaults): reservation lifetime, reservations in all and per IP address,
@@ -407,9 +419,16 @@ def _choice(source, name, value, key, choices, expected):
 
 
 def _connections(source, value):
-    _section(source, "connections", value, DEFAULT_CONNECTIONS, "low, high, grace and idle")
+    _section(source, "connections", value, DEFAULT_CONNECTIONS, ", ".join(DEFAULT_CONNECTIONS))
     _wholeNumbers(source, "connections", value, ("low", "high"), "expected a whole number of connections")
-    _seconds(source, "connections", value, ("grace", "idle"))
+    _wholeNumbers(
+        source,
+        "connections",
+        value,
+        ("max-upgrades", "max-upgrades-per-ip", "max-per-ip"),
+        "expected a whole number of connections (0: no limit)",
+    )
+    _seconds(source, "connections", value, ("grace", "idle", "first-bytes"))
     return dict(value)
 
 

@@ -162,6 +162,7 @@ class RawConnection(Protocol):
 
     @ivar upgraded: a L{OneShot} firing with the L{Connection}, or with the
         failure that ended the upgrade.
+    @ivar received: bytes received from the raw transport so far.
     """
 
     def __init__(self, host, isClient, expectedPeer=None, timeout=None):
@@ -174,6 +175,7 @@ class RawConnection(Protocol):
         self._timer = None
         self._tls = None
         self.connection = None
+        self.received = 0
 
     # the raw transport's protocol
 
@@ -198,6 +200,7 @@ class RawConnection(Protocol):
         negotiator.whenNegotiated().addCallbacks(self._securitySelected, self._failed, callbackArgs=(negotiator,))
 
     def dataReceived(self, data):
+        self.received += len(data)
         self._next.dataReceived(data)
 
     def connectionLost(self, reason=Failure(ConnectionDone())):
@@ -252,14 +255,21 @@ class RawConnection(Protocol):
         muxer.switchProtocol(session, leftover)
         self.upgraded.fire(connection)
 
-    def _failed(self, failure):
+    def abort(self, reason):
+        """
+        End the upgrade and drop the connection (the host's limits ask for
+        it; logged at debug level, the caller says why).
+        """
+        self._failed(Failure(UpgradeFailed(reason)), quiet=True)
+
+    def _failed(self, failure, quiet=False):
         self._cancelTimer()
         if self.upgraded.fired:
             return None
         reason = failure.getErrorMessage() or failure.type.__name__
         if self.host.swarmKey is not None and "multistream" in reason.lower():
             reason += " (the peer may not hold this swarm key)"
-        log.info(
+        (log.debug if quiet else log.info)(
             "{direction} connection with {peer} failed during the upgrade: {reason}",
             direction="outbound" if self.isClient else "inbound",
             peer=self._peerText(),

@@ -11,10 +11,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tau._version import __version__
-from tau.addrs import UnsupportedAddress, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
+from tau.addrs import UnsupportedAddress, addressGroup, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
 from tau.connection import OUTBOUND, RawConnection, UpgradeFailed
 from tau.connmgr import ConnectionManager
 from tau.dialer import DIAL_DEADLINE, MAX_PARALLEL, DialRace, rankAddrs
+from tau.inbound import CONFIG_NAMES as INBOUND_CONFIG, InboundGate, InboundLimits
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
@@ -55,12 +56,9 @@ class _RawFactory(Factory):
         self.expectedPeer = expectedPeer
 
     def buildProtocol(self, addr):
-        if not self.isClient and not self.host._admitInbound():
-            return None
         raw = RawConnection(self.host, self.isClient, self.expectedPeer)
-        if not self.isClient:
-            self.host._upgrading += 1
-            raw.upgraded.whenFired().addBoth(self.host._inboundUpgraded)
+        if not self.isClient and not self.host._admitInbound(raw, addressGroup(fromSocketAddress(addr))):
+            return None
         return raw
 
 
@@ -75,12 +73,15 @@ class Host(Service):
     @param swarmKey: the 32-byte pnet key, or None for the public network.
     @param connections: the connection manager's C{low}, C{high}, C{grace}
         (seconds a new connection is safe from trimming) and C{idle}
-        (seconds after which a connection without streams is closed).
+        (seconds after which a connection without streams is closed), and
+        the limits of inbound connections (L{tau.inbound.InboundLimits}:
+        C{max-upgrades}, C{max-upgrades-per-ip}, C{max-per-ip},
+        C{first-bytes}).
+    @ivar inbound: the L{InboundGate} inbound connections pass.
     """
 
     log = Logger()
     upgradeTimeout = 10.0
-    maxInboundUpgrades = 128
     #: dial attempts at once to one peer, and how long dialing one peer's
     #: addresses may take in all (see L{tau.dialer})
     maxParallelDials = MAX_PARALLEL
@@ -98,7 +99,9 @@ class Host(Service):
         self.peerstore = PeerStore(reactor)
         self.security = TLSSecurity(key, reactor)
         self.yamuxConfig = yamuxConfig or YamuxConfig()
-        self.connmgr = ConnectionManager(self, reactor, **(connections or {}))
+        connections = connections or {}
+        self.connmgr = ConnectionManager(self, reactor, **{k: v for k, v in connections.items() if k not in INBOUND_CONFIG})
+        self.inbound = InboundGate(reactor, InboundLimits.fromConfig(connections))
         self._listenAddrs = list(listen)
         self._announce = list(announce)
         self._listeners = []
@@ -107,7 +110,6 @@ class Host(Service):
         self._dialing = {}
         self._retiring = {}
         self._observers = []
-        self._upgrading = 0
         self._transports = []
         self._routing = None
         self._extraAddrs = []
@@ -170,19 +172,17 @@ class Host(Service):
         """
         self._transports.append(transport)
 
-    def adoptInbound(self, raw):
+    def adoptInbound(self, raw, relay):
         """
-        Take C{raw}, an inbound L{RawConnection} that another transport made
-        (a relayed connection), as TCP ones are taken: count it against
-        the limits and register its connection once upgraded.
+        Take C{raw}, an inbound L{RawConnection} relayed to us by C{relay}
+        (a PeerID), as TCP ones are taken: count it against the limits and
+        register its connection once upgraded.  The connections relayed by
+        one relay count as one address (the relay bounds them per peer
+        too); the peer behind the relay has not proven its identity yet.
 
         @return: False, and nothing is kept, when the host is at its limits.
         """
-        if not self.running or not self._admitInbound():
-            return False
-        self._upgrading += 1
-        raw.upgraded.whenFired().addBoth(self._inboundUpgraded)
-        return True
+        return self.running and self._admitInbound(raw, f"relay {relay}")
 
     def addChangeObserver(self, observer):
         """
@@ -290,6 +290,7 @@ class Host(Service):
 
     async def _stop(self):
         self.connmgr.stop()
+        self.inbound.stop()
         if self._changePending is not None and self._changePending.active():
             self._changePending.cancel()
         self._changePending = None
@@ -333,17 +334,19 @@ class Host(Service):
                 best = conn
         return best
 
-    def _admitInbound(self):
-        if self._upgrading >= self.maxInboundUpgrades:
-            self.log.warn("refusing an inbound connection: {count} upgrades in progress", count=self._upgrading)
-            return False
+    def _admitInbound(self, raw, group):
+        """
+        Take C{raw}, a new inbound connection from C{group} (see
+        L{tau.inbound}), and register it once upgraded; or refuse it.
+        """
         if len(self.connections()) >= self.maxConnections:
-            self.log.warn("refusing an inbound connection: at the limit of {limit} connections", limit=self.maxConnections)
+            return self.inbound.refuse(group, f"at the limit of {self.maxConnections} connections")
+        if not self.inbound.admit(raw, group):
             return False
+        raw.upgraded.whenFired().addBoth(self._inboundUpgraded)
         return True
 
     def _inboundUpgraded(self, result):
-        self._upgrading -= 1
         if not isinstance(result, Failure):
             self._register(result)
         return None

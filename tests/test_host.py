@@ -351,7 +351,7 @@ class BadPeerTests(TestCase):
         started = reactor.seconds()
         await raw.lost
         self.assertLess(reactor.seconds() - started, 5)
-        self.assertEqual(a._upgrading, 0)
+        self.assertEqual(a.inbound.upgrading, 0)
 
     @coroutine
     async def test_yamuxViolationDropsConnection(self):
@@ -374,7 +374,7 @@ class BadPeerTests(TestCase):
     async def test_twoHundredConnections(self):
         server = await startHost(self, connections={"low": 250, "high": 300})
         clients = [await startHost(self, install=False) for _ in range(200)]
-        # in waves: a node upgrades at most maxInboundUpgrades connections at once
+        # in waves: a node upgrades at most max-upgrades connections at once
         for wave in range(0, 200, 50):
             await gatherResults([Deferred.fromCoroutine(c.connect(addressOf(server))) for c in clients[wave : wave + 50]])
         self.assertEqual(len(server.connections()), 200)

@@ -392,7 +392,7 @@ class RelayClient(Service):
         initial, eof = stream.detach()
         raw = RawConnection(self.host, False, request.peer)
         raw.upgraded.whenFired().addCallbacks(lambda c: _mark(c, relay, request.limit), lambda f: None)
-        if not self.host.adoptInbound(raw):
+        if not self.host.adoptInbound(raw, relay):
             log.info("refusing a relayed connection from {peer}: at the connection limits", peer=str(request.peer))
             stream.writeLP(m.encodeStopStatus(m.CONNECTION_FAILED))
             stream.closeWrite()

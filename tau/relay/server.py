@@ -7,10 +7,11 @@ connection to it (CONNECT), the relay opens a stop stream to the reserving
 peer and, once both said OK, joins the hop stream and the stop stream into
 one byte pipe (L{Circuit}) until a limit is reached.
 
-What a peer can take is bounded: reservations in all, per IP address and
-(one) per peer, RESERVE requests per peer and minute, hop streams in
-progress per peer, circuits in all and per peer, and each circuit's
-duration and bytes per direction.  A peer that keeps asking past the rate
+What a peer can take is bounded: reservations in all, per address (an
+IPv4 address or an IPv6 /64, L{tau.addrs.addressGroup}) and (one) per
+peer, RESERVE requests per peer and minute, hop streams in progress per
+peer, circuits in all and per peer, and each circuit's duration and bytes
+per direction.  A peer that keeps asking past the rate
 is disconnected.
 """
 
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tau.addrs import ipOf, isLoopback
+from tau.addrs import addressGroup, isLoopback
 from tau.relay import messages as m
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
@@ -57,7 +58,8 @@ class RelayLimits:
 
     @ivar reservationTTL: seconds a reservation lasts unless refreshed.
     @ivar maxReservations: reservations held at once.
-    @ivar maxReservationsPerIP: reservations from peers at one IP address.
+    @ivar maxReservationsPerIP: reservations from peers at one IPv4 address
+        or IPv6 /64.
     @ivar reserveRate: RESERVE requests per peer and minute.
     @ivar maxCircuits: relayed connections per peer (as source or target).
     @ivar maxCircuitsTotal: relayed connections at once.
@@ -204,11 +206,6 @@ class ReservationStore:
 
     def clear(self) -> None:
         self._slots.clear()
-
-
-def _ipOf(addr) -> str | None:
-    ip = ipOf(addr)
-    return None if ip is None else str(ip)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -525,7 +522,7 @@ class RelayService(Service):
                 for c in self.host.connections(peer):
                     c.close()
             return
-        status, expire = self.store.reserve(peer, _ipOf(conn.remoteAddr), now, conn)
+        status, expire = self.store.reserve(peer, addressGroup(conn.remoteAddr), now, conn)
         if status != m.OK:
             log.info("relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
             self._answer(stream, status)

@@ -3,6 +3,7 @@ The relay's bookkeeping (reservations, rates) and its circuits, without a
 network: a fake clock and fake streams.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -10,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tau.identity import PrivateKey
 from tau.relay import messages as m
-from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore, _ipOf
+from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore
 
 
 def peers(n):
@@ -75,12 +76,6 @@ class ReservationStoreTests(SynchronousTestCase):
         ps = peers(300)
         self.assertTrue(all(store.allow(p, 0.0) for p in ps for _ in range(3)))
         self.assertTrue(all(store.reserve(p, "1.1.1.1", 0.0)[0] == m.OK for p in ps))
-
-    def test_ipOf(self):
-        self.assertEqual(_ipOf("/ip4/1.2.3.4/tcp/5"), "1.2.3.4")
-        self.assertEqual(_ipOf("/ip6/::1/tcp/5"), "::1")
-        self.assertIsNone(_ipOf("/dns4/example.com/tcp/5"))
-        self.assertIsNone(_ipOf("not an address"))
 
 
 class LimitsConfigTests(SynchronousTestCase):
@@ -291,3 +286,49 @@ class ReservationAddrsTests(SynchronousTestCase):
         self.assertEqual(local, [f"/ip4/127.0.0.1/tcp/4001/p2p/{host.peerID}",
                                  f"/ip4/10.0.0.5/tcp/4001/p2p/{host.peerID}",
                                  f"/ip6/::1/tcp/4001/p2p/{host.peerID}"])
+
+
+class _ReserveConn:
+    relay = None
+
+    def __init__(self, remoteAddr):
+        self.remoteAddr = remoteAddr
+
+    def whenClosed(self):
+        return Deferred()
+
+
+class _ReserveStream:
+    def __init__(self, remoteAddr):
+        self.remotePeer = PrivateKey.generate().peerID()
+        self.connection = _ReserveConn(remoteAddr)
+        self.replies = []
+
+    def writeLP(self, data):
+        self.replies.append(m.decodeHop(data).status)
+
+    def closeWrite(self):
+        pass
+
+
+class ReservationGroupTests(SynchronousTestCase):
+    def test_ipv6GroupedBySlashSixtyFour(self):
+        """
+        C{max-reservations-per-ip} counts an IPv6 /64 as one address (one
+        host holds a whole /64), an IPv4 address as itself.
+        """
+        host = _AddrHost(["/ip4/10.0.0.5/tcp/4001"])
+        host.key = PrivateKey.generate()
+        relay = RelayService(host, Clock(), RelayLimits(maxReservationsPerIP=2))
+
+        def reserve(addr):
+            stream = _ReserveStream(addr)
+            relay._reserve(stream)
+            return stream.replies
+
+        self.assertEqual(reserve("/ip6/2001:db8:0:1::a/tcp/1"), [m.OK])
+        self.assertEqual(reserve("/ip6/2001:db8:0:1::b/tcp/1"), [m.OK])
+        self.assertEqual(reserve("/ip6/2001:db8:0:1:1:2:3:4/tcp/1"), [m.RESERVATION_REFUSED])
+        self.assertEqual(reserve("/ip6/2001:db8:0:2::a/tcp/1"), [m.OK])
+        self.assertEqual(reserve("/ip4/10.0.0.9/tcp/1"), [m.OK])
+        self.assertEqual(reserve("/ip4/10.0.0.10/tcp/1"), [m.OK])

@@ -17,16 +17,17 @@ import secrets as _random
 
 import treq
 from treq.client import HTTPClient
-from twisted.internet.error import TimeoutError
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import Attribute, Interface, implementer
 
-from tau.streams import withTimeout
 
 #: the largest answer read from a provider (bytes)
 MAX_ANSWER = 4 << 20
-#: pages of 100 repositories read from GitHub at most (10,000 repositories)
+#: repositories asked of GitHub per page, and pages read at most (10,000
+#: repositories)
+PAGE = 100
 MAX_PAGES = 100
 #: the longest credential accepted (bytes)
 MAX_CREDENTIAL = 1024
@@ -123,6 +124,7 @@ class GitHubProvider:
     """
 
     name = "github"
+    page = PAGE
 
     def __init__(self, base, reactor, timeout=10.0):
         self.base = base.rstrip("/")
@@ -154,14 +156,25 @@ class GitHubProvider:
             await treq.collect(response, collect)
             return response.code, b"".join(chunks)
 
+        running = Deferred.fromCoroutine(exchange())
+        expired = []
+
+        def expire():
+            expired.append(True)
+            running.cancel()
+
+        timer = self.reactor.callLater(self.timeout, expire)
         try:
-            code, data = await withTimeout(self.reactor, self.timeout, exchange())
-        except TimeoutError:
-            raise ProviderError(f"GitHub did not answer {method} {path} in {self.timeout} seconds") from None
-        except ProviderError:
-            raise
+            code, data = await running
         except Exception as e:
+            if expired:
+                raise ProviderError(f"GitHub did not answer {method} {path} in {self.timeout} seconds") from None
+            if isinstance(e, ProviderError):
+                raise
             raise ProviderError(f"GitHub {method} {path}: {e.__class__.__name__}: {e}") from None
+        finally:
+            if timer.active():
+                timer.cancel()
         if code == 401:
             raise Unauthorized("GitHub refused the token")
         if code not in expect:
@@ -201,11 +214,11 @@ class GitHubProvider:
     async def repositories(self, caller):
         found = []
         for page in range(1, MAX_PAGES + 1):
-            code, repos = await self._call("GET", f"/user/repos?per_page=100&page={page}", caller.token)
+            code, repos = await self._call("GET", f"/user/repos?per_page={self.page}&page={page}", caller.token)
             if code != 200 or not isinstance(repos, list):
                 raise ProviderError(f"GitHub answered {code} to the list of repositories")
             found.extend(info for info in map(self._info, repos) if info is not None)
-            if len(repos) < 100:
+            if len(repos) < self.page:
                 break
         return found
 

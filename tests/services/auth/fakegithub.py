@@ -33,7 +33,6 @@ class FakeGitHub(Resource):
         self.keys = []
         self.removed = []
         self.requests = []
-        self.pageSize = 100
 
     def addUser(self, token, login):
         self.users[token] = login
@@ -60,9 +59,10 @@ class FakeGitHub(Resource):
         if method == "GET" and path == "/user":
             return json.dumps({"login": login, "id": 1}).encode()
         if method == "GET" and path == "/user/repos":
-            page = int(parse_qs(request.uri.decode().partition("?")[2]).get("page", ["1"])[0])
+            query = parse_qs(request.uri.decode().partition("?")[2])
+            page, size = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["30"])[0])
             mine = [rid for rid in sorted(self.repos) if login in self.repos[rid]["access"]]
-            chunk = mine[(page - 1) * self.pageSize: page * self.pageSize]
+            chunk = mine[(page - 1) * size: page * size]
             return json.dumps([self._view(rid, login) for rid in chunk]).encode()
         if method == "GET" and parts[0] == "repositories" and len(parts) == 2:
             rid = int(parts[1])

@@ -105,3 +105,31 @@ class Cloud:
 
 def later(coroutine):
     return Deferred.fromCoroutine(coroutine)
+
+
+def httpClient():
+    """
+    A treq client without persistent connections (nothing left open when
+    a test ends).
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+
+
+async def request(method, url, token=None, body=None, raw=None):
+    """
+    C{(status, JSON answer)} of one HTTP request.
+    """
+    import json
+
+    import treq
+
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = token
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    response = await httpClient().request(method, url, headers=headers, data=data)
+    content = await treq.content(response)
+    return response.code, json.loads(content)

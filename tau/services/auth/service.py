@@ -59,6 +59,8 @@ class AuthService(MultiService):
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.certificates = Certificates(self._storedCertificates, reactor)
         self.auth = None
+        self.commands = None
+        self.resource = None
         self.listener = None
         self._ready = OneShot()
 
@@ -77,12 +79,14 @@ class AuthService(MultiService):
         providers = {"github": self.github, "oauth": self.github, "tau": self.local}
         self.auth = Auth(self.storage, secrets, providers, self.webhookURL)
         self.auth.onCertificate = self.certificates.stored
-        Commands(self.auth, self.trusted).define(self.router)
+        self.commands = Commands(self.auth, self.trusted)
+        self.commands.define(self.router)
         self.router.install(self.host)
         self.certificates.start()
         if self.announcer is not None:
             self.announcer.start()
-        site = AuthSite(AuthResource(self.auth, self.local), self.config.maxBody)
+        self.resource = AuthResource(self.auth, self.local)
+        site = AuthSite(self.resource, self.config.maxBody)
         self.listener = Listener("auth-http", self.config.httpListen, site, self.reactor)
         self.listener.setServiceParent(self)
         await self.listener.whenListening()

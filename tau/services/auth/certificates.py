@@ -7,7 +7,8 @@ OpenSSL asks for one synchronously during the handshake: at start, every
 L{REFRESH} seconds (certificates set on other nodes arrive through the
 replicated store), and at once when this node stores one.  A name is
 served its own certificate, else the wildcard of its parent
-(C{*.example.com}); a static certificate is preferred to an ACME one.
+(C{*.example.com}); for the same name a static certificate is preferred to an
+ACME one.
 """
 
 from OpenSSL import SSL, crypto
@@ -114,7 +115,7 @@ class Certificates:
             return None
         name = name.lower().rstrip(".")
         wildcard = "*." + name.partition(".")[2]
-        for candidate in ((name, True), (wildcard, True), (name, False), (wildcard, False)):
+        for candidate in ((name, True), (name, False), (wildcard, True), (wildcard, False)):
             context = self._contexts.get(candidate)
             if context is not None:
                 return context

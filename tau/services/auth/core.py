@@ -241,6 +241,12 @@ class Auth:
     async def deleteProject(self, scope, projectID):
         record = await self._project(scope, projectID)
         await self.storage.delete("/projects/" + record["id"])
+        for repoID in dict.fromkeys((record["config"], record["code"])):
+            key = f"/repositories/{record['provider']}/{repoID}"
+            repo = await self.storage.get(key)
+            if repo is not None and repo["project"] == record["id"]:
+                repo["project"] = ""
+                await self.storage.put(key, repo)
         return {"project": {"id": record["id"], "status": "deleted"}}
 
     # repositories
@@ -272,17 +278,17 @@ class Auth:
         hookID = os.urandom(16).hex()
         secret = os.urandom(24).hex()
         private, public = newDeployKey()
-        providerHook = 0
+        providerHook = providerKey = 0
         if scope.caller is not None:
             providerHook = await scope.provider.addHook(scope.caller, info, self.webhookURL + hookID, secret)
-            await scope.provider.addDeployKey(scope.caller, info, "tau deploy key", public)
+            providerKey = await scope.provider.addDeployKey(scope.caller, info, "tau deploy key", public)
         await self.storage.put("/hooks/" + hookID, {
             "id": hookID, "provider": provider, "github_id": providerHook, "repository": repoID,
             "secret": self.secrets.seal(secret, ("/hooks/" + hookID).encode()),
         })
         await self.storage.put(key, {
             "id": repoID, "provider": provider, "project": project or "", "fullname": info["fullname"],
-            "ssh": info["ssh"], "hook": hookID, "public": public,
+            "ssh": info["ssh"], "hook": hookID, "public": public, "deploy_key": providerKey,
             "key": self.secrets.seal(private, key.encode()),
             "token": None if scope.caller is None else self.secrets.seal(scope.caller.token, key.encode() + b"#token"),
         })
@@ -322,12 +328,17 @@ class Auth:
         key = f"/repositories/{provider}/{record['id']}"
         hook = await self.storage.get("/hooks/" + record["hook"])
         sealedToken = record.get("token")
-        if hook is not None and hook["github_id"] and sealedToken is not None and provider in self.byName:
+        if sealedToken is not None and provider in self.byName:
+            # the webhook and deploy key made at the provider go too, with
+            # the token that made them when a service asks
             owner = scope.caller
             if owner is None:
                 token = self.secrets.open(sealedToken, key.encode() + b"#token").decode("utf-8")
                 owner = await self.byName[provider].identify(token)
-            await self.byName[provider].removeHook(owner, record, hook["github_id"])
+            if hook is not None and hook["github_id"]:
+                await self.byName[provider].removeHook(owner, record, hook["github_id"])
+            if record.get("deploy_key"):
+                await self.byName[provider].removeDeployKey(owner, record, record["deploy_key"])
         await self.storage.delete("/hooks/" + record["hook"])
         await self.storage.delete(key)
         return {"status": "success"}

@@ -93,7 +93,14 @@ class IGitProvider(Interface):
 
     async def addDeployKey(caller, repo, title, publicKey):
         """
-        Give C{publicKey} (OpenSSH text) read access to C{repo}.
+        Give C{publicKey} (OpenSSH text) read access to C{repo}; the key's
+        id at the provider.
+        """
+
+    async def removeDeployKey(caller, repo, keyID):
+        """
+        Take the deploy key's access away (a key already gone is not an
+        error).
         """
 
     async def removeHook(caller, repo, hookID):
@@ -232,9 +239,16 @@ class GitHubProvider:
 
     async def addDeployKey(self, caller, repo, title, publicKey):
         body = {"title": title, "key": publicKey, "read_only": True}
-        code, _ = await self._call("POST", f"/repos/{repo['fullname']}/keys", caller.token, body, expect=(201,))
-        if code != 201:
+        code, key = await self._call("POST", f"/repos/{repo['fullname']}/keys", caller.token, body, expect=(201,))
+        if code != 201 or not isinstance(key, dict) or not isinstance(key.get("id"), int):
             raise ProviderError(f"GitHub refused the deploy key of {repo['fullname']} ({code})")
+        return key["id"]
+
+    async def removeDeployKey(self, caller, repo, keyID):
+        code, _ = await self._call("DELETE", f"/repos/{repo['fullname']}/keys/{int(keyID)}", caller.token,
+                                   expect=(204, 404))
+        if code not in (204, 404):
+            raise ProviderError(f"GitHub refused to remove the deploy key of {repo['fullname']} ({code})")
 
     async def removeHook(self, caller, repo, hookID):
         code, _ = await self._call("DELETE", f"/repos/{repo['fullname']}/hooks/{int(hookID)}", caller.token,
@@ -297,6 +311,9 @@ class LocalProvider:
         return 0
 
     async def addDeployKey(self, caller, repo, title, publicKey):
+        return 0
+
+    async def removeDeployKey(self, caller, repo, keyID):
         return None
 
     async def removeHook(self, caller, repo, hookID):

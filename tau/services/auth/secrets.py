@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.internet.threads import deferToThreadPool
 
 KEY_FILE = "master.key"
+#: the admin credential, for the node's operator (C{Authorization: admin
+#: <its text>})
+ADMIN_FILE = "admin-token"
 KEY_ID = "v1"
 
 
@@ -40,34 +43,44 @@ def _derive(master, purpose):
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"tau-auth/" + purpose).derive(master)
 
 
-def _readOrCreate(path):
+def _create(path, data):
     """
-    The master key in C{path}, created (0600, parent 0700) when absent.
-    Runs in a thread.
+    Write C{data} to a new file C{path} (0600); False when it exists.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        data = path.read_bytes()
-        if len(data) != 32:
-            raise ValueError(f"{path}: expected a 32-byte key, found {len(data)} bytes") from None
-        return data
-    key = os.urandom(32)
+        return False
     try:
-        os.write(fd, key)
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return key
+    return True
+
+
+def _readOrCreate(folder):
+    """
+    The master key in C{folder}, created (0600, folder 0700) when absent,
+    with the admin token file beside it.  Runs in a thread.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / KEY_FILE
+    key = os.urandom(32)
+    if not _create(path, key):
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise ValueError(f"{path}: expected a 32-byte key, found {len(key)} bytes")
+    secrets = Secrets(key)
+    _create(folder / ADMIN_FILE, secrets.adminToken().encode("ascii") + b"\n")
+    return secrets
 
 
 async def loadSecrets(folder, reactor):
     """
     The L{Secrets} of the key in C{folder} (created on first use).
     """
-    master = await deferToThreadPool(reactor, reactor.getThreadPool(), _readOrCreate, folder / KEY_FILE)
-    return Secrets(master)
+    return await deferToThreadPool(reactor, reactor.getThreadPool(), _readOrCreate, folder)
 
 
 class Secrets:
@@ -120,6 +133,6 @@ class Secrets:
     def adminToken(self):
         """
         The credential of the HTTP API's admin routes (C{Authorization:
-        admin <token>}); C{tau}'s operator reads it with the node's key.
+        admin <token>}); the operator reads it in C{ROOT/auth/admin-token}.
         """
         return base64.urlsafe_b64encode(self._admin).rstrip(b"=").decode("ascii")

@@ -15,7 +15,7 @@ from tau.services.auth.certificates import Certificates
 from tau.services.auth.commands import Commands
 from tau.services.auth.config import AuthConfig
 from tau.services.auth.core import Auth, checkFQDN
-from tau.services.auth.http import AuthResource, AuthSite
+from tau.services.auth.web import AuthResource, AuthSite
 from tau.services.auth.providers import GitHubProvider, LocalProvider
 from tau.services.auth.secrets import loadSecrets
 from tau.services.auth.storage import MAX_LIST, Storage
@@ -99,12 +99,6 @@ class AuthService(MultiService):
         L{tau.listen.ListenError}).
         """
         return self._ready.whenFired()
-
-    def adminToken(self):
-        """
-        The credential of C{POST /tokens} (the operator's).
-        """
-        return self.auth.secrets.adminToken()
 
     async def _storedCertificates(self):
         entries = []

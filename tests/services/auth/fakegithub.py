@@ -20,7 +20,7 @@ class FakeGitHub(Resource):
     @ivar users: C{{token: login}}.
     @ivar repos: C{{id: {"full_name", "ssh_url", "access": {login: permissions}}}}.
     @ivar hooks, keys: what auth created, C{[(full_name, body)]}.
-    @ivar removed: C{[(full_name, hook id)]}.
+    @ivar removed: C{[(full_name, "hooks" or "keys", id)]}.
     """
 
     isLeaf = True
@@ -83,8 +83,8 @@ class FakeGitHub(Resource):
                 self.keys.append((fullName, json.loads(request.content.read())))
                 request.setResponseCode(201)
                 return json.dumps({"id": 7000 + len(self.keys)}).encode()
-            if method == "DELETE" and parts[3] == "hooks" and len(parts) == 5:
-                self.removed.append((fullName, int(parts[4])))
+            if method == "DELETE" and parts[3] in ("hooks", "keys") and len(parts) == 5:
+                self.removed.append((fullName, parts[3], int(parts[4])))
                 request.setResponseCode(204)
                 return b""
         request.setResponseCode(404)

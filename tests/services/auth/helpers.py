@@ -56,6 +56,10 @@ class FakeProvider:
 
     async def addDeployKey(self, caller, repo, title, publicKey):
         self.keys.append((repo["id"], publicKey))
+        return 700 + len(self.keys)
+
+    async def removeDeployKey(self, caller, repo, keyID):
+        self.removed.append((repo["id"], keyID))
 
     async def removeHook(self, caller, repo, hookID):
         self.removed.append((repo["id"], hookID))

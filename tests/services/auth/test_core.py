@@ -100,14 +100,20 @@ class CoreTests(TestCase):
         await self.auth.registerRepository(self.alice, "github", "101")
         self.assertEqual(await self.auth.listRepositories(self.alice), ["101"])
         self.assertEqual(await self.auth.unregisterRepository(self.alice, "github", "101"), {"status": "success"})
-        self.assertEqual(self.github.removed, [("101", 501)])
+        self.assertEqual(self.github.removed, [("101", 501), ("101", 701)])
         self.assertEqual(await self.auth.listRepositories(EVERYTHING), [])
         self.assertEqual(await self.auth.listHooks(EVERYTHING), [])
 
     async def test_unregisterByServiceUsesStoredToken(self):
         await self.auth.registerRepository(self.alice, "github", "101")
         await self.auth.unregisterRepository(EVERYTHING, "github", "101")
-        self.assertEqual(self.github.removed, [("101", 501)])
+        self.assertEqual(self.github.removed, [("101", 501), ("101", 701)])
+
+    async def test_deleteProjectUnlinksRepositories(self):
+        created = await self.auth.createProject(self.alice, "shop", "101", "102")
+        await self.auth.deleteProject(self.alice, created["id"])
+        self.assertEqual((await self.auth.getRepository(EVERYTHING, "github", 101))["project"], "")
+        self.assertEqual(await self.auth.listProjects(EVERYTHING), [])
 
     async def test_domain(self):
         created = await self.auth.createProject(self.alice, "shop", "101", "102")

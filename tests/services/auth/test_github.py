@@ -54,11 +54,13 @@ class GitHubProviderTests(TestCase):
             "name": "web", "active": True, "events": ["push"],
             "config": {"url": "https://patrick.tau.x/github/h1", "content_type": "json", "secret": "s3cret",
                        "insecure_ssl": "0"}})])
-        await self.github.addDeployKey(self.alice, repo, "tau deploy key", "ecdsa-sha2-nistp256 AAAA")
+        self.assertEqual(await self.github.addDeployKey(self.alice, repo, "tau deploy key", "ecdsa-sha2-nistp256 AAAA"),
+                         7001)
         self.assertEqual(self.fake.keys, [("alice/config", {"title": "tau deploy key", "key": "ecdsa-sha2-nistp256 AAAA",
                                                             "read_only": True})])
         await self.github.removeHook(self.alice, repo, hookID)
-        self.assertEqual(self.fake.removed, [("alice/config", 9001)])
+        await self.github.removeDeployKey(self.alice, repo, 7001)
+        self.assertEqual(self.fake.removed, [("alice/config", "hooks", 9001), ("alice/config", "keys", 7001)])
 
     async def test_refusedHook(self):
         with self.assertRaisesRegex(ProviderError, "GitHub refused the webhook of bob/private"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tau.services.auth.secrets import KEY_FILE, SealError, loadSecrets
+from tau.services.auth.secrets import ADMIN_FILE, KEY_FILE, SealError, loadSecrets
 
 
 class SecretsTests(TestCase):
@@ -22,6 +22,9 @@ class SecretsTests(TestCase):
         second = await loadSecrets(folder, reactor)
         self.assertEqual(second.open(sealed, b"/hooks/h1"), b"hook secret")
         self.assertEqual(first.adminToken(), second.adminToken())
+        # the operator finds the admin credential beside the key
+        self.assertEqual(stat.S_IMODE(os.stat(folder / ADMIN_FILE).st_mode), 0o600)
+        self.assertEqual((folder / ADMIN_FILE).read_text(), first.adminToken() + "\n")
 
     async def test_sealedValues(self):
         secrets = await loadSecrets(Path(self.mktemp()), reactor)

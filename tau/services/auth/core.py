@@ -15,6 +15,7 @@ import re
 import cid as pycid
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from tau.cids import DAG_PB, makeCID
 from tau.services.auth.providers import Unauthorized, parseCredential
 

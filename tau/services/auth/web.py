@@ -120,15 +120,15 @@ class AuthResource(Resource):
             status, answer = e.status, {"error": e.message}
         except NotFound as e:
             status, answer = 404, {"error": str(e)}
+        except SealError as e:
+            log.error("auth: a stored secret does not open: {why}", why=str(e))
+            status, answer = 500, {"error": "a stored secret does not open"}
         except (Invalid, ValueError) as e:
             status, answer = 400, {"error": str(e)}
         except Unauthorized as e:
             status, answer = 401, {"error": f"not authorized: {e}"}
         except ProviderError as e:
             status, answer = 502, {"error": str(e)}
-        except SealError as e:
-            log.error("auth: a stored secret does not open: {why}", why=str(e))
-            status, answer = 500, {"error": "a stored secret does not open"}
         except Exception as e:
             if request.finished or request._disconnected:
                 return

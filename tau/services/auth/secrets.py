@@ -6,9 +6,14 @@ created mode 0600 on first use.  Each secret value (hook secrets, provider
 tokens, deploy private keys, TLS private keys) is sealed with AES-256-GCM
 under a key derived from it, a fresh 12-byte nonce per value, and the
 record's key as associated data, so a sealed value copied into another
-record does not open.  A sealed value is CBOR C{{"k": key id, "n": nonce,
-"c": ciphertext}}; the key id (C{"v1"}) names the derivation, so a future
-key can be told from this one.
+record does not open.  A sealed value is CBOR C{{"k": key id, "f": key
+fingerprint, "n": nonce, "c": ciphertext}}; the key id (C{"v1"}) names the
+derivation, so a future key can be told from this one, and the
+fingerprint names the master key.
+
+The store is replicated: every auth node of a cloud must hold the same
+master key (copy C{ROOT/auth/master.key} to each, as the swarm key), or a
+value sealed on one does not open on another, which the error says.
 
 The same master key derives the key of domain validation tokens
 (HMAC-SHA256) and the admin credential of the HTTP API.
@@ -91,6 +96,7 @@ class Secrets:
 
     def __init__(self, master):
         self._aead = AESGCM(_derive(master, b"seal/" + KEY_ID.encode()))
+        self.fingerprint = _derive(master, b"fingerprint")[:8].hex()
         self._domains = _derive(master, b"domain-validation")
         self._admin = _derive(master, b"admin-token")
 
@@ -101,7 +107,8 @@ class Secrets:
         if isinstance(value, str):
             value = value.encode("utf-8")
         nonce = os.urandom(12)
-        return cbor2.dumps({"k": KEY_ID, "n": nonce, "c": self._aead.encrypt(nonce, value, context)})
+        return cbor2.dumps({"k": KEY_ID, "f": self.fingerprint, "n": nonce,
+                            "c": self._aead.encrypt(nonce, value, context)})
 
     def open(self, sealed, context):
         """
@@ -113,6 +120,9 @@ class Secrets:
             box = cbor2.loads(sealed)
             if box["k"] != KEY_ID:
                 raise SealError(f"sealed with key {box['k']!r}, this node has {KEY_ID!r}")
+            if box["f"] != self.fingerprint:
+                raise SealError(f"sealed under master key {box['f']}, this node holds {self.fingerprint}: "
+                                "every auth node of the cloud needs the same ROOT/auth/master.key")
             return self._aead.decrypt(box["n"], box["c"], context)
         except SealError:
             raise

@@ -37,7 +37,8 @@ class SecretsTests(TestCase):
         with self.assertRaisesRegex(SealError, "does not open"):
             secrets.open(bytes(altered), b"k")
         other = await loadSecrets(Path(self.mktemp()), reactor)
-        with self.assertRaisesRegex(SealError, "does not open"):
+        with self.assertRaisesRegex(SealError, f"sealed under master key {secrets.fingerprint}, this node holds "
+                                               f"{other.fingerprint}: every auth node of the cloud needs the same"):
             other.open(a, b"k")
 
     async def test_badKeyFile(self):

@@ -184,6 +184,8 @@ class GitHubProvider:
                 timer.cancel()
         if code == 401:
             raise Unauthorized("GitHub refused the token")
+        if code in (403, 429) and code not in expect:
+            raise ProviderError(f"GitHub answered {code} to {method} {path} (rate limited or forbidden)")
         if code not in expect:
             return code, None
         try:

@@ -21,6 +21,7 @@ class FakeGitHub(Resource):
     @ivar repos: C{{id: {"full_name", "ssh_url", "access": {login: permissions}}}}.
     @ivar hooks, keys: what auth created, C{[(full_name, body)]}.
     @ivar removed: C{[(full_name, "hooks" or "keys", id)]}.
+    @ivar limited: answer 403 (rate limited) to everything.
     """
 
     isLeaf = True
@@ -33,6 +34,7 @@ class FakeGitHub(Resource):
         self.keys = []
         self.removed = []
         self.requests = []
+        self.limited = False
 
     def addUser(self, token, login):
         self.users[token] = login
@@ -49,6 +51,9 @@ class FakeGitHub(Resource):
         request.setHeader(b"content-type", b"application/json")
         auth = (request.getHeader(b"authorization") or b"").decode()
         self.requests.append((request.method.decode(), request.uri.decode(), auth))
+        if self.limited:
+            request.setResponseCode(403)
+            return b'{"message": "API rate limit exceeded"}'
         login = self.users.get(auth.partition(" ")[2]) if auth.startswith("token ") else None
         if login is None:
             request.setResponseCode(401)

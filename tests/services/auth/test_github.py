@@ -62,6 +62,12 @@ class GitHubProviderTests(TestCase):
         await self.github.removeDeployKey(self.alice, repo, 7001)
         self.assertEqual(self.fake.removed, [("alice/config", "hooks", 9001), ("alice/config", "keys", 7001)])
 
+    async def test_rateLimited(self):
+        # not the caller's fault: not an unknown token
+        self.fake.limited = True
+        with self.assertRaisesRegex(ProviderError, r"GitHub answered 403 to GET /user \(rate limited or forbidden\)"):
+            await self.github.identify("tokA")
+
     async def test_refusedHook(self):
         with self.assertRaisesRegex(ProviderError, "GitHub refused the webhook of bob/private"):
             await self.github.addHook(self.alice, {"id": "201", "fullname": "bob/private"}, "https://x/", "s")

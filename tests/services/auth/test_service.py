@@ -146,6 +146,28 @@ class MalformedTests(ServiceTestCase):
         self.assertEqual(self.cloud.kvdb.snapshot(), before)
 
 
+    async def test_commandSizeLimit(self):
+        # a command of exactly the router's limit is served, one byte more
+        # is refused before it is read
+        def padded(size):
+            body = {"action": "list", "pad": b""}
+            payload = cbor2.dumps({16: "projects", 64: body})
+            body["pad"] = b"\0" * (size - len(payload) - 4)  # a 4-byte length after the bytes head
+            payload = cbor2.dumps({16: "projects", 64: body})
+            self.assertEqual(len(payload), size)
+            return payload
+
+        limit = self.cloud.service.router.maxMessage
+        stream = await self.stranger.newStream(self.server.peerID, [PROTOCOL])
+        stream.write(frames.encodeFrame(padded(limit), frames.DATA))
+        [frame] = frames.FrameDecoder(1 << 20).feed(await stream.readToEnd(1 << 20))
+        stream.reset()
+        self.assertEqual(cbor2.loads(frame.payload), {"ids": []})
+        header = b"\x01\xec\x01\x00\x00" + struct.pack("<q", limit + 1) + b"\x00"
+        self.assertEqual(await self.raw(header),
+                         f"router: decoding command failed: data frame of {limit + 1} bytes, limit {limit}")
+
+
 class HTTPTests(ServiceTestCase):
     config = {"max-body": 200}
 

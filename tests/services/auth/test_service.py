@@ -220,6 +220,11 @@ class HTTPTests(ServiceTestCase):
                                        {"config": {"id": 101}, "code": {"id": 102}}),
                          (400, {"error": "name: expected 1 to 128 letters, digits, '.', '_' or '-'"}))
 
+    async def test_providerDown(self):
+        self.cloud.github.limited = True
+        self.assertEqual(await request("GET", self.cloud.url + "/projects", "github tokA"),
+                         (502, {"error": "GitHub answered 403 to GET /user (rate limited or forbidden)"}))
+
     async def test_localTokens(self):
         admin = "admin " + (Path(self.cloud.root) / "auth" / "admin-token").read_text().strip()
         self.assertEqual((await request("POST", self.cloud.url + "/tokens", "admin wrong",

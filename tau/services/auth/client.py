@@ -71,6 +71,13 @@ class AuthClient:
     async def registerDomain(self, fqdn, project):
         return await self._call("domain", "register", fqdn=fqdn, project=project)
 
+    async def verifyDomain(self, fqdn, project, token):
+        """
+        Whether C{token} (a TXT record's text) validates C{fqdn} for
+        C{project}.
+        """
+        return (await self._call("domain", "verify", fqdn=fqdn, project=project, value=token))["valid"]
+
     async def certificate(self, fqdn, static=False):
         return (await self._call("acme", "get-static" if static else "get", fqdn=fqdn))["certificate"]
 

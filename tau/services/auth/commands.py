@@ -5,7 +5,7 @@ body carries C{action}):
     projects      get {id} | list | create {name, config, code}
     repositories  get {provider, id} | list | register {provider, id} | unregister {provider, id}
     hooks         get {id} | list
-    domain        register {fqdn, project}
+    domain        register {fqdn, project} | verify {fqdn, project, value} -> {valid}
     acme          get/get-static {fqdn} | set/set-static {fqdn, certificate}
                   | cache-get {key} | cache-set {key, data} | cache-delete {key}
 
@@ -15,6 +15,8 @@ presents a credential in the body's C{token} key (C{"github <token>"} or
 C{"tau <token>"}, a tau extension: Taubyte's p2p API has no caller
 identity) and reaches what its provider says; without one it reaches
 nothing, and is answered as if what it asks for did not exist.
+C{domain verify} (seer's check of a TXT record: C{value} is its text) is a
+tau extension too.
 
 Errors are answered as go's router answers them: C{router: executing
 command "projects" failed: project not found}.
@@ -37,7 +39,7 @@ class Commands:
             "repositories": {"get": self._repoGet, "list": self._repoList, "register": self._repoRegister,
                              "unregister": self._repoUnregister},
             "hooks": {"get": self._hookGet, "list": self._hookList},
-            "domain": {"register": self._domainRegister},
+            "domain": {"register": self._domainRegister, "verify": self._domainVerify},
             "acme": {"get": self._acmeGet, "get-static": self._acmeGetStatic, "set": self._acmeSet,
                      "set-static": self._acmeSetStatic, "cache-get": self._cacheGet,
                      "cache-set": self._cacheSet, "cache-delete": self._cacheDelete},
@@ -119,6 +121,9 @@ class Commands:
 
     async def _domainRegister(self, scope, body):
         return await self.auth.registerDomain(scope, body.get("fqdn"), body.get("project"))
+
+    async def _domainVerify(self, scope, body):
+        return {"valid": self.auth.verifyDomain(body.get("fqdn"), body.get("project"), body.get("value"))}
 
     # acme
 

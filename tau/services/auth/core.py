@@ -378,6 +378,16 @@ class Auth:
         await self._project(scope, project)
         return {"token": self.secrets.domainToken(fqdn, project), "entry": f"{project[:8]}.{fqdn}", "type": "txt"}
 
+    def verifyDomain(self, fqdn, project, token):
+        """
+        Whether C{token} is the validation token of C{fqdn} for C{project}
+        (what a DNS TXT record shows); anyone may ask, it tells nothing
+        about who owns what.
+        """
+        if not isinstance(token, str) or not isinstance(project, str):
+            raise Invalid("value, project: expected text")
+        return self.secrets.checkDomainToken(checkFQDN(fqdn), project, token)
+
     # TLS certificates and the ACME cache (trusted callers only)
 
     @staticmethod

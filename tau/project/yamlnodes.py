@@ -117,7 +117,8 @@ class _Converter:
         self.active.add(key)
         line = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
-            result = Scalar(line, node.value, node.style is None)
+            # libyaml marks a plain scalar with style "", pure pyyaml with None.
+            result = Scalar(line, node.value, not node.style)
         elif isinstance(node, yaml.SequenceNode):
             result = Sequence(line, [self.convert(item, item.start_mark.line + 1) for item in node.value])
         else:

@@ -133,6 +133,7 @@ class Reader:
         self.report = report
         self.file = file
         self.doc = doc
+        self.broken = set()
 
     def error(self, line, field, message):
         self.report.error(self.file, line, field, message)
@@ -151,8 +152,9 @@ class Reader:
             if isinstance(node, Scalar) and node.plain and _NULL.match(node.text):
                 return None, line
             if not isinstance(node, Mapping):
-                where = "/".join(path[:depth])
-                self.error(node.line, where, f"has a value of the wrong type (expected a mapping, got {describe(node)})")
+                # Reported once; the fields below it are not then "missing".
+                self.broken.add(path[:depth])
+                self.error(node.line, "/".join(path[:depth]), f"has a value of the wrong type (expected a mapping, got {describe(node)})")
                 return None, line
             if key not in node.entries:
                 return None, line
@@ -208,6 +210,8 @@ class Reader:
         if got is _ABSENT:
             return None
         if got is None:
+            if any(field.path[:depth] in self.broken for depth in range(1, len(field.path))):
+                return None
             if self.isRequired(field):
                 self.error(line, field.name, "required attribute")
                 return None

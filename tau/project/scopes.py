@@ -65,11 +65,12 @@ class Scope:
 
 def _document(report, file, doc):
     """
-    C{doc} as a mapping to read (an empty one for an empty file), or
-    C{None} when it is no mapping (reported).
+    C{doc} as a mapping to read, or C{None} when it is empty or no mapping
+    (reported).
     """
     if doc is None:
-        return Mapping(1, {})
+        report.error(file, 1, "document", "is empty (a resource needs at least an id)")
+        return None
     if not isinstance(doc, Mapping):
         report.error(file, doc.line, "document", "must be a YAML mapping")
         return None

@@ -35,6 +35,7 @@ def write(root, files):
     C{config.yaml} is added unless given.
     """
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     files = {"config.yaml": CONFIG, **files}
     for rel, text in files.items():
         if text is None:

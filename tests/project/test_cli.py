@@ -7,6 +7,7 @@ import json
 import sys
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau.cli import main
@@ -48,13 +49,17 @@ class CompileCommandTests(SynchronousTestCase):
 class RealCommandTests(TestCase):
     timeout = 60
 
-    async def test_exitStatus(self):
+    def test_exitStatus(self):
         """
         The real command needs no node: exit 0 with JSON, exit 1 with errors.
         """
-        status, out, err = await run(reactor, TAU + ["project", "compile", str(FIXTURES / "shopfront")])
-        self.assertEqual(status, 0, err)
-        self.assertEqual(json.loads(out)["project"], "QmQnBpGSSrWLdp3GGKkeqQZ5C1Ce55NSgDiKJhC9Wver7A")
-        status, out, err = await run(reactor, TAU + ["project", "compile", str(FIXTURES / "broken")])
-        self.assertEqual((status, out), (1, ""))
-        self.assertEqual(len(err.splitlines()), 29)
+
+        async def go():
+            status, out, err = await run(reactor, TAU + ["project", "compile", str(FIXTURES / "shopfront")])
+            self.assertEqual(status, 0, err)
+            self.assertEqual(json.loads(out)["project"], "QmQnBpGSSrWLdp3GGKkeqQZ5C1Ce55NSgDiKJhC9Wver7A")
+            status, out, err = await run(reactor, TAU + ["project", "compile", str(FIXTURES / "broken")])
+            self.assertEqual((status, out), (1, ""))
+            self.assertEqual(len(err.splitlines()), 29)
+
+        return Deferred.fromCoroutine(go())

@@ -73,6 +73,16 @@ class FieldErrorTests(ProjectTestMixin, SynchronousTestCase):
             text = function().replace(old, new, 1)
             self.assertEqual(self.errors({"domains/dom.yaml": domain(), "functions/f.yaml": text}), [expected], new)
 
+    def test_cid(self):
+        """
+        A 46-character Qm... id must be a base58 sha2-256 multihash; other
+        ids parse as multibase CIDv1.
+        """
+        bad = "Qm" + "0" * 44
+        self.assertError({"domains/dom.yaml": domain(bad)}, f"domains/dom.yaml:1: id: failed parsing `{bad}` as a CID: not a base58 sha2-256 multihash")
+        cidV1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        self.assertEqual(list(self.compiled({"domains/dom.yaml": domain(cidV1)}).object["domains"]), [cidV1])
+
     def test_fqdn(self):
         self.assertError({"domains/dom.yaml": domain(fqdn="a..b")}, "domains/dom.yaml:2: fqdn: invalid fqdn")
         self.assertError({"domains/dom.yaml": domain(fqdn="1.2.3.4")}, "domains/dom.yaml:2: fqdn: invalid fqdn")

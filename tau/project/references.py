@@ -9,9 +9,9 @@ scope, then, from an application, in the project; C{/name} is the
 project's only; C{../name} is the parent scope's only (from an application,
 the project); sibling applications never see each other.
 
-Ids must be unique within a group over the whole project: Taubyte keys
-C{libraries/<id>} and C{repositories/.../resources/<id>} by id alone, and
-its C{All} lookups fail on a duplicate at run time.
+Ids must be unique within a group of one scope (Taubyte keys each group's
+resources by id).  The same id in the project and an application is
+allowed, as Taubyte allows it (its own test project does it).
 
 A library tagged with a smartop built from that same library (directly or
 through other libraries and smartops) is a cycle: the smartop would guard
@@ -27,8 +27,8 @@ def checkIds(project, apps, report):
     """
     Report missing application ids and ids used twice in one group.
     """
-    seen = {}
     for scope in [project] + apps:
+        seen = {}
         for resource in scope.all():
             if resource.id is None:
                 continue

@@ -60,6 +60,6 @@ class RealCommandTests(TestCase):
             self.assertEqual(json.loads(out)["project"], "QmQnBpGSSrWLdp3GGKkeqQZ5C1Ce55NSgDiKJhC9Wver7A")
             status, out, err = await run(reactor, TAU + ["project", "compile", str(FIXTURES / "broken")])
             self.assertEqual((status, out), (1, ""))
-            self.assertEqual(len(err.splitlines()), 29)
+            self.assertEqual(len(err.splitlines()), 28)
 
         return Deferred.fromCoroutine(go())

@@ -75,8 +75,8 @@ def lookup(project, scope, group, reference):
 
 def _resolve(report, project, resource, group, field, reference, line):
     """
-    The id C{reference} names, or C{None} (reported unless the target's own
-    id was already reported bad).
+    C{(id, resource)} of what C{reference} names, or C{(None, None)} when
+    nothing does (reported).
     """
     target, message = lookup(project, resource.scope, group, reference)
     if target is None:

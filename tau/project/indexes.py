@@ -38,7 +38,14 @@ def multihash(text):
 
 
 def reversedFqdn(fqdn):
-    return list(reversed(fqdn.split(".")))
+    """
+    The labels of C{fqdn}, last first, lower-cased: Taubyte keeps the case
+    as written while its substrate looks hosts up lower-cased, so a domain
+    written with capitals is unreachable there; DNS names are
+    case-insensitive, so tau's keys are lower-case (the object keeps the
+    fqdn as written).
+    """
+    return list(reversed(fqdn.lower().split(".")))
 
 
 def indexValue(branch, projectId, appId, group, resourceId):

@@ -3,8 +3,9 @@ Names to ids: the references between resources, resolved as Taubyte's
 compiler resolves them, and the mistakes around them.
 
 References are function and website C{domains}, function and smartop
-C{source: libraries/<name>}, and every resource's C{smartops:<name>} tags
-(smartops themselves excepted).  A name is looked up in the resource's own
+C{source: libraries/<name>}, and every resource's own C{smartops:<name>}
+tags (smartops themselves excepted; Taubyte's old compiler also gave a
+resource its application's and library's tags, tcc does not, nor do we).  A name is looked up in the resource's own
 scope, then, from an application, in the project; C{/name} is the
 project's only; C{../name} is the parent scope's only (from an application,
 the project); sibling applications never see each other.

@@ -178,14 +178,17 @@ class RulesTests(ProjectTestMixin, SynchronousTestCase):
         m = self.compiled(files).object["messaging"][IDS[7]]
         self.assertEqual((m["local"], m["regex"], m["mqtt"]), (False, True, True))
 
-    def test_fqdnCaseKept(self):
+    def test_fqdnIndexedLowerCase(self):
         """
-        Taubyte keeps the fqdn's case in the object and the index keys (such
-        a domain is unreachable by its lower-cased host: Taubyte's behaviour,
-        kept so the tree is Taubyte's).
+        A domain written with capitals is indexed lower-cased, as hosts are
+        looked up (Taubyte keeps the case in its keys, so such a domain is
+        unreachable there); the object keeps the fqdn as written.
         """
-        compiled = self.compiled({"domains/dom.yaml": domain(fqdn="Api.Example.com")})
-        self.assertIn("domains/com/Example/Api/links", compiled.indexes)
+        files = {"domains/dom.yaml": domain(fqdn="Api.Example.com"), "functions/f.yaml": function()}
+        compiled = self.compiled(files)
+        self.assertIn("domains/com/example/api/links", compiled.indexes)
+        self.assertIn("http/functions/com/example/api/links", compiled.indexes)
+        self.assertEqual(compiled.object["domains"][IDS[1]]["fqdn"], "Api.Example.com")
 
     def test_inlineGroups(self):
         """

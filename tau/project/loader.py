@@ -7,6 +7,8 @@ the same group folders is an application.  A level's C{config.yaml} may also
 hold a group inline (C{functions: {name: {...}}}), read only when the folder
 of that group does not exist, as Taubyte reads it.
 
+The project's C{clouds:} map may likewise be a C{clouds/<fqdn>.yaml} folder.
+
 Only C{*.yaml} files count; hidden entries (C{.git}, C{.github}) are skipped.
 What Taubyte would silently ignore but is surely a mistake is reported: a
 folder of YAML files that is no resource kind, a YAML file where no resource
@@ -56,6 +58,8 @@ class Level:
         self.configPresent = False
         self.configBroken = False
         self.groups = {}
+        #: C{clouds/<fqdn>.yaml} entries, or C{None} without that folder.
+        self.clouds = None
 
 
 class Repository:
@@ -142,6 +146,8 @@ class _Walker:
                     level.groups[entry.name] = self.group(path + "/")
                 elif entry.name == "applications" and allowApps:
                     folders.add(entry.name)
+                elif entry.name == "clouds" and allowApps:
+                    level.clouds = self.group(path + "/")
                 elif self.hasYaml(path + "/"):
                     self.error(path, 1, "kind", f"unknown resource kind {entry.name!r} (known: {', '.join(GROUPS)}{', applications' if allowApps else ''})")
             elif entry.name == "config.yaml":

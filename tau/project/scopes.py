@@ -110,33 +110,42 @@ def readProject(level, report, cloud):
         # The project's tags are checked and dropped from the compiled tree.
         reader.read(Field("tags", "tags", STRS))
         scope.id = scope.wire.get("id")
-        _clouds(reader, cloud, scope)
+        _clouds(reader, cloud, scope, level.clouds)
     readResources(level, scope, report)
     return scope
 
 
-def _clouds(reader, cloud, scope):
+def _clouds(reader, cloud, scope, folder):
     """
-    C{clouds.<fqdn>.{account, plan}}: the entry of the network compiled for
-    gives the project's C{account} and C{plan} (both or neither).
+    C{clouds.<fqdn>.{account, plan}} (or C{clouds/<fqdn>.yaml}, which wins):
+    the entry of the network compiled for gives the project's C{account}
+    and C{plan} (both or neither).
     """
-    clouds, line = reader.locate(("clouds",))
-    if clouds is None or cloud is None:
+    if cloud is None:
         return
-    if not isinstance(clouds, Mapping):
-        reader.error(clouds.line, "clouds", "has a value of the wrong type (expected a mapping of network FQDNs)")
-        return
-    entry = clouds.get(cloud)
-    if entry is None:
-        return
+    if folder is not None:
+        found = [e for e in folder if e.name == cloud]
+        if not found or found[0].doc is None:
+            return
+        file, entry, line = found[0].file, found[0].doc, 1
+    else:
+        clouds, _ = reader.locate(("clouds",))
+        if clouds is None:
+            return
+        if not isinstance(clouds, Mapping):
+            reader.error(clouds.line, "clouds", "has a value of the wrong type (expected a mapping of network FQDNs)")
+            return
+        entry = clouds.get(cloud)
+        if entry is None:
+            return
+        file, line = reader.file, clouds.keyLine(cloud)
     if not isinstance(entry, Mapping):
-        reader.error(entry.line, f"clouds/{cloud}", "has a value of the wrong type (expected a mapping)")
+        reader.report.error(file, entry.line, f"clouds/{cloud}", "has a value of the wrong type (expected a mapping)")
         return
-    entryReader = Reader(reader.report, reader.file, entry)
-    values, _ = readFields(entryReader, CLOUD)
+    values, _ = readFields(Reader(reader.report, file, entry), CLOUD)
     values = {k: v for k, v in values.items() if v != ""}
     if len(values) == 1:
-        reader.error(clouds.keyLine(cloud), f"clouds/{cloud}", "is incomplete; fields account and plan must all be set or all omitted")
+        reader.report.error(file, line, f"clouds/{cloud}", "is incomplete; fields account and plan must all be set or all omitted")
         return
     scope.wire.update(values)
 

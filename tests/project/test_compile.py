@@ -131,6 +131,19 @@ class FullFixtureTests(SynchronousTestCase):
 
 
 class RulesTests(ProjectTestMixin, SynchronousTestCase):
+    def test_cloudsFolder(self):
+        """
+        clouds/<fqdn>.yaml gives the project's account and plan too, and
+        wins over config.yaml's clouds: map.
+        """
+        files = {
+            "config.yaml": f"id: {PROJECT_ID}\nclouds: {{net.example: {{account: inline, plan: x}}}}\n",
+            "clouds/net.example.yaml": "account: acct\nplan: gold\n",
+        }
+        o = self.compiled(files, cloud="net.example").object
+        self.assertEqual((o["account"], o["plan"]), ("acct", "gold"))
+        self.assertNotIn("account", self.compiled(files, cloud="other.example").object)
+
     def test_nameIsTheFileName(self):
         """
         The file's base name is the compiled name; a YAML name is checked,

@@ -142,6 +142,10 @@ class FieldErrorTests(ProjectTestMixin, SynchronousTestCase):
         )
         # Only the network compiled for is checked, as Taubyte does.
         self.compiled({"config.yaml": config}, cloud="other.example")
+        self.assertEqual(
+            self.errors({"clouds/net.example.yaml": "plan: gold\n"}, cloud="net.example"),
+            ["clouds/net.example.yaml:1: clouds/net.example: is incomplete; fields account and plan must all be set or all omitted"],
+        )
 
 
 class ReferenceErrorTests(ProjectTestMixin, SynchronousTestCase):

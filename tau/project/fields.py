@@ -30,15 +30,16 @@ _ABSENT = object()
 class Got:
     """
     A field's value and the line it came from; C{lines} has one line per
-    item of a list.
+    item of a list; C{name} is the path it was read at (an alias, maybe).
     """
 
-    __slots__ = ("value", "line", "lines")
+    __slots__ = ("value", "line", "lines", "name")
 
-    def __init__(self, value, line, lines=()):
+    def __init__(self, value, line, lines=(), name=""):
         self.value = value
         self.line = line
         self.lines = lines
+        self.name = name
 
 
 class Field:
@@ -199,61 +200,63 @@ class Reader:
         The field's compiled value, or C{None} when it is absent and has no
         default or is wrong (then reported).
         """
-        node, line = self.locate(field.path)
+        path = field.path
+        node, line = self.locate(path)
         for alias in field.aliases:
             if node is not None:
                 break
             aliasNode, aliasLine = self.locate(alias)
             if aliasNode is not None:
-                node, line = aliasNode, aliasLine
-        got = self._convert(field, node, line)
+                node, line, path = aliasNode, aliasLine, alias
+        name = "/".join(path)
+        got = self._convert(field, name, node)
         if got is _ABSENT:
             return None
         if got is None:
             if any(field.path[:depth] in self.broken for depth in range(1, len(field.path))):
                 return None
             if self.isRequired(field):
-                self.error(line, field.name, "required attribute")
+                self.error(line, name, "required attribute")
                 return None
             if field.default is not _ABSENT:
-                return Got(field.default, line)
+                return Got(field.default, line, name=name)
             return None
         if self.isRequired(field) and got.value in ("", []):
-            self.error(got.line, field.name, "required attribute is empty")
+            self.error(got.line, name, "required attribute is empty")
             return None
         return self._checked(field, got)
 
-    def _convert(self, field, node, line):
+    def _convert(self, field, name, node):
         if node is None:
             return None
         if field.type == BOOL:
             value = _boolean(node)
         elif field.type == STRS:
-            return self._strings(field, node)
+            return self._strings(field, name, node)
         else:
             value = scalarText(node)
         if value is None:
             return None
         if value is _ABSENT:
-            self.error(node.line, field.name, f"has a value of the wrong type (expected {field.type}, got {_what(node)})")
+            self.error(node.line, name, f"has a value of the wrong type (expected {field.type}, got {_what(node)})")
             return _ABSENT
-        return Got(value, node.line)
+        return Got(value, node.line, name=name)
 
-    def _strings(self, field, node):
+    def _strings(self, field, name, node):
         if isinstance(node, Scalar) and scalarText(node) is None:
             return None
         if not isinstance(node, Sequence):
-            self.error(node.line, field.name, f"has a value of the wrong type (expected {field.type}, got {_what(node)})")
+            self.error(node.line, name, f"has a value of the wrong type (expected {field.type}, got {_what(node)})")
             return _ABSENT
         values, lines = [], []
         for item in node.items:
             text = scalarText(item)
             if not isinstance(text, str):
-                self.error(item.line, field.name, f"has a value of the wrong type (expected {field.type}, got {_what(item)} in the list)")
+                self.error(item.line, name, f"has a value of the wrong type (expected {field.type}, got {_what(item)} in the list)")
                 return _ABSENT
             values.append(text)
             lines.append(item.line)
-        return Got(values, node.line, lines)
+        return Got(values, node.line, lines, name)
 
     def _checked(self, field, got):
         if field.type in (DURATION, BYTES):
@@ -261,21 +264,21 @@ class Reader:
             try:
                 number = parse(got.value)
             except units.UnitError as e:
-                self.error(got.line, field.name, f"invalid {what} {quoted(got.value)}: {e}")
+                self.error(got.line, got.name, f"invalid {what} {quoted(got.value)}: {e}")
                 return None
             if number < 0:
                 # Taubyte's parsers take a sign; a negative limit is never
                 # meant, so it is refused here rather than at run time.
-                self.error(got.line, field.name, f"invalid {what} {quoted(got.value)}: must not be negative")
+                self.error(got.line, got.name, f"invalid {what} {quoted(got.value)}: must not be negative")
                 return None
-            return Got(number, got.line)
+            return Got(number, got.line, name=got.name)
         if field.check is not None:
             values = got.value if field.type == STRS else [got.value]
             lines = got.lines if field.type == STRS else [got.line]
             for value, line in zip(values, lines):
                 message = field.check(value)
                 if message:
-                    self.error(line, field.name, message)
+                    self.error(line, got.name, message)
                     return None
         return got
 

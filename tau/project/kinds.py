@@ -202,7 +202,7 @@ def readFields(reader, fields, skip=()):
     """
     Read C{fields} into a wire dict (absent fields stay absent).
 
-    @return: C{(wire, read)}: C{read} maps a wire key to its C{(Field, Got)}.
+    @return: C{(wire, read)}: C{read} maps a wire key to its C{Got}.
     """
     wire, read = {}, {}
     for field in fields:
@@ -211,7 +211,7 @@ def readFields(reader, fields, skip=()):
         got = reader.read(field)
         if got is not None:
             wire[field.wire] = got.value
-            read[field.wire] = (field, got)
+            read[field.wire] = got
     return wire, read
 
 

@@ -74,14 +74,14 @@ def lookup(project, scope, group, reference):
     return None, f"no {SINGULAR[group]} named {name!r} in {where}"
 
 
-def _resolve(report, project, resource, group, field, reference, line):
+def _resolve(report, project, resource, group, got, reference, line):
     """
     C{(id, resource)} of what C{reference} names, or C{(None, None)} when
     nothing does (reported).
     """
     target, message = lookup(project, resource.scope, group, reference)
     if target is None:
-        report.error(resource.file, line, field.name, message)
+        report.error(resource.file, line, got.name, message)
         return None, None
     return target.id, target
 
@@ -95,13 +95,13 @@ def resolve(project, apps, report):
     for scope in [project] + apps:
         for resource in scope.all():
             if "domains" in resource.read:
-                field, got = resource.read["domains"]
-                ids = [_resolve(report, project, resource, "domains", field, name, line)[0] for name, line in zip(got.value, got.lines)]
+                got = resource.read["domains"]
+                ids = [_resolve(report, project, resource, "domains", got, name, line)[0] for name, line in zip(got.value, got.lines)]
                 resource.wire["domains"] = ids if None not in ids else []
             if "source" in resource.read:
-                field, got = resource.read["source"]
+                got = resource.read["source"]
                 if got.value.startswith("libraries/"):
-                    libraryId, library = _resolve(report, project, resource, "libraries", field, got.value[len("libraries/") :], got.line)
+                    libraryId, library = _resolve(report, project, resource, "libraries", got, got.value[len("libraries/") :], got.line)
                     resource.wire["source"] = f"libraries/{libraryId}"
                     if library is not None and resource.group == "smartops":
                         sources[resource] = library
@@ -111,12 +111,12 @@ def resolve(project, apps, report):
 
 
 def _tags(report, project, resource, guards):
-    field, got = resource.read["tags"]
+    got = resource.read["tags"]
     ids = []
     for tag, line in zip(got.value, got.lines):
         if not tag.startswith(SMARTOP_TAG):
             continue
-        smartopId, smartop = _resolve(report, project, resource, "smartops", field, tag[len(SMARTOP_TAG) :], line)
+        smartopId, smartop = _resolve(report, project, resource, "smartops", got, tag[len(SMARTOP_TAG) :], line)
         ids.append(smartopId)
         if smartop is not None and resource.group == "libraries":
             guards.setdefault(resource, []).append((smartop, line))

@@ -55,6 +55,13 @@ class FieldErrorTests(ProjectTestMixin, SynchronousTestCase):
             text = function().replace(old, new)
             self.assertEqual(self.errors({"domains/dom.yaml": domain(), "functions/f.yaml": text}), [expected], new)
 
+    def test_aliasNamed(self):
+        """
+        A value read at an alias path is blamed on the path written.
+        """
+        text = function().replace("  domains: [dom]\n", "").replace("source: .", "source: .\ndomains: dom")
+        self.assertError({"functions/f.yaml": text}, 'functions/f.yaml:3: domains: has a value of the wrong type (expected a list of strings, got the scalar "dom")')
+
     def test_values(self):
         """
         Each value check, with Taubyte's words where it has them.

@@ -125,15 +125,27 @@ class _Walker:
             self.error(rel, e.line, "yaml", e.message)
             return None
 
-    def hasYaml(self, rel, depth=0):
-        if depth > 8:
-            return False
-        for entry in self.entries(rel):
-            if entry.is_dir(follow_symlinks=False):
-                if self.hasYaml(rel + entry.name + "/", depth + 1):
+    def hasYaml(self, rel):
+        """
+        Whether folder C{rel} holds a YAML file (so is meant as resources):
+        looked for quietly, without following links, in at most
+        C{MAX_FILES} entries.
+        """
+        pending = [os.path.join(self.root, rel)]
+        seen = 0
+        while pending and seen < MAX_FILES:
+            try:
+                found = list(os.scandir(pending.pop()))
+            except OSError:
+                continue
+            for entry in found:
+                seen += 1
+                if entry.name.startswith(".") or entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.name.endswith(".yaml"):
                     return True
-            elif entry.name.endswith(".yaml"):
-                return True
         return False
 
     def level(self, level, rel, allowApps):

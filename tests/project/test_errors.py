@@ -348,6 +348,15 @@ class FileErrorTests(ProjectTestMixin, SynchronousTestCase):
             compileProject(str(root))
         self.assertEqual([str(e) for e in caught.exception.errors], ["domains/evil.yaml:1: file: is a symbolic link; links are not followed"])
 
+    def test_symlinksOutsideResourcesIgnored(self):
+        """
+        A link in a folder that holds no resources (docs, assets) is none of
+        the compiler's business.
+        """
+        root = Path(write(self.mktemp(), {"docs/index.md": ""}))
+        symlink("/etc/hostname", root / "docs" / "host.yaml")
+        compileProject(str(root))
+
     def test_fileSizeLimit(self):
         """
         A YAML file of exactly MAX_FILE_SIZE bytes is read; one byte more is

@@ -21,7 +21,9 @@ _FALSE = re.compile(r"(?:false|False|FALSE)\Z")
 #: yaml.v3 also takes YAML 1.1's words when the target is a typed bool.
 _TRUE_WORDS = {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"}
 _FALSE_WORDS = {"n", "N", "no", "No", "NO", "off", "Off", "OFF"}
-_INT = re.compile(r"[-+]?(?:[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)\Z")
+#: yaml.v3 reads a plain number with Go's strconv.ParseInt(text, 0, 64)
+#: after dropping "_": 0x/0o/0b prefixes, and a leading 0 means octal.
+_INT = re.compile(r"([-+]?)(?:0[xX]([0-9a-fA-F]+)|0[oO]([0-7]+)|0[bB]([01]+)|0([0-7]+)|([0-9]+))\Z")
 _FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
 
 _ABSENT = object()
@@ -101,11 +103,13 @@ def scalarText(node):
         return None
     if _TRUE.match(text) or _FALSE.match(text):
         return _ABSENT
-    if _INT.match(text):
-        sign = "-" if text.startswith("-") else ""
-        body = text.lstrip("+-")
-        base = 16 if body.startswith("0x") else 8 if body.startswith("0o") else 10
-        return sign + str(int(body[2:] if base != 10 else body, base))
+    number = _INT.match(text.replace("_", ""))
+    if number:
+        sign, *digits = number.groups()
+        base, value = next((b, d) for b, d in zip((16, 8, 2, 8, 10), digits) if d is not None)
+        integer = int(value, base) * (-1 if sign == "-" else 1)
+        if -(2**63) <= integer < 2**64:
+            return str(integer)
     if _FLOAT.match(text):
         converted = _goFloatText(text)
         return text if converted is None else converted

@@ -177,11 +177,14 @@ class RulesTests(ProjectTestMixin, SynchronousTestCase):
     def test_numbersForStrings(self):
         """
         A number where a string is declared is its decimal text (an unquoted
-        repository id); YAML 1.1 words are strings in string fields.
+        repository id), read as Go's yaml.v3 reads numbers; YAML 1.1 words
+        and dates are strings in string fields.
         """
-        files = {"libraries/lib.yaml": f"id: {IDS[3]}\nsource:\n  branch: yes\n  github: {{id: 0x10, fullname: acme/lib}}\n"}
-        lib = self.compiled(files).object["libraries"][IDS[3]]
-        self.assertEqual((lib["repository-id"], lib["branch"]), ("16", "yes"))
+        cases = {"4242": "4242", "0x10": "16", "0o17": "15", "017": "15", "0b101": "5", "1_000": "1000", "-7": "-7", "1.50": "1.5", "1e3": "1000", "yes": "yes", "2024-01-01": "2024-01-01"}
+        for written, text in cases.items():
+            files = {"libraries/lib.yaml": f"id: {IDS[3]}\nsource:\n  branch: {written}\n  github: {{id: {written}, fullname: acme/lib}}\n"}
+            lib = self.compiled(files).object["libraries"][IDS[3]]
+            self.assertEqual((lib["repository-id"], lib["branch"]), (text, text), written)
 
     def test_boolWords(self):
         """

@@ -38,30 +38,18 @@ class Compiled:
         The tns pushes that publish this compile of C{commit}, in order:
         the indexes at the root, the object under
         C{branches/<br>/commit/<commit>/projects/<P>}, then the branch's
-        current-commit pointer.  Index keys whose value is C{None} (domain
+        current-commit pointer.  The indexes are given as flat keys (each a
+        leaf: one domain's C{.../links} may be a prefix of another's, which a
+        nested map could not hold); keys whose value is C{None} (domain
         placeholders) are set only where absent.
 
         @return: a list of C{(path, value)}.
         """
         return [
-            ("", nest(self.indexes)),
+            ("", dict(self.indexes)),
             (join("branches", self.branch, "commit", commit, "projects", self.projectId), self.object),
             (join("projects", self.projectId, "branches", self.branch, "current"), {"current": commit}),
         ]
-
-
-def nest(keys):
-    """
-    Flat C{a/b/c: value} keys as nested dicts.
-    """
-    tree = {}
-    for key, value in keys.items():
-        node = tree
-        *parents, leaf = key.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def leaves(path, value):

@@ -278,6 +278,16 @@ class RulesTests(ProjectTestMixin, SynchronousTestCase):
         self.assertEqual(compiled.indexes, {})
         self.assertEqual(compiled.object["services"][IDS[8]], {"name": "s", "protocol": "/s/v1"})
 
+    def test_indexKeyPrefixOfAnother(self):
+        """
+        A domain whose links key is a prefix of another's (example.com and
+        links.example.com) publishes both keys.
+        """
+        files = {"domains/a.yaml": domain(IDS[1], "example.com"), "domains/b.yaml": domain(IDS[2], "links.example.com")}
+        [indexes, _, _] = self.compiled(files).pushes("c0ffee")
+        keys = [key for key, _ in leaves(*indexes)]
+        self.assertEqual(keys, ["domains/com/example/links", "domains/com/example/links/links"])
+
     def test_linksDeduplicated(self):
         """
         A function listing one domain twice is linked once.

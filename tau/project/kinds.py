@@ -37,7 +37,7 @@ _EXECUTION = (
 )
 
 _GITHUB = (
-    Field("repository-id", "source/github/id", required=True),
+    Field("repository-id", "source/github/id", required=True, check=check.keySegment),
     Field("repository-name", "source/github/fullname", required=True),
 )
 

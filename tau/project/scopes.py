@@ -6,6 +6,7 @@ L{tau.project.loader.Repository}.
 from tau.project.fields import STRS, Field, Reader
 from tau.project.kinds import CLOUD, IDENTITY, KINDS, PROJECT, readFields, readResource
 from tau.project.loader import GROUPS
+from tau.project.validators import keySegment
 from tau.project.yamlnodes import Mapping
 
 SINGULAR = {
@@ -83,6 +84,10 @@ def readResources(level, scope, report):
         for entry in entries:
             doc = _document(report, entry.file, entry.doc)
             if doc is None:
+                continue
+            message = keySegment(entry.name) if entry.name else "a resource needs a name"
+            if message:
+                report.error(entry.file, doc.line, "name", f"the resource's name {message}")
                 continue
             reader = Reader(report, entry.file, doc)
             resource = Resource(group, entry.name, entry.file, scope)

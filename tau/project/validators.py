@@ -51,6 +51,17 @@ def cid(value):
     return None
 
 
+def keySegment(value):
+    """
+    A value that becomes one segment of a tns key: no C{/}, not C{.} or
+    C{..} (Taubyte joins keys with Go's C{path.Join}, which would resolve
+    them and let a name write outside its project's keys).
+    """
+    if "/" in value or value in (".", ".."):
+        return f"{quoted(value)} cannot be part of a key (no /, not . or ..)"
+    return None
+
+
 def oneOf(*allowed):
     def check(value):
         if value in allowed:

@@ -101,6 +101,21 @@ class FieldErrorTests(ProjectTestMixin, SynchronousTestCase):
         self.assertError({"config.yaml": CONFIG + "notification: {email: nobody}\n"}, "config.yaml:2: notification/email: mail: missing '@' or angle-addr")
         self.compiled({"config.yaml": CONFIG + "notification: {email: '\"Ops\" <ops@example.com>'}\n"})
 
+    def test_namesStayInTheirKeys(self):
+        """
+        Names and repository ids become tns key segments: a name with a /
+        (possible inline in config.yaml), a file named ...yaml (name ..),
+        a repository id with a / are refused, so nothing writes outside the
+        project's keys.
+        """
+        config = f"id: {IDS[9]}\ndatabases:\n  ../../x:\n    id: {IDS[5]}\n    match: m\n    storage: {{size: 1MB}}\n"
+        self.assertEqual(self.errors({"config.yaml": config}), ['config.yaml:3: name: the resource\'s name "../../x" cannot be part of a key (no /, not . or ..)'])
+        self.assertEqual(self.errors({"domains/...yaml": domain()}), ['domains/...yaml:1: name: the resource\'s name ".." cannot be part of a key (no /, not . or ..)'])
+        self.assertEqual(
+            self.errors({"libraries/l.yaml": f"id: {IDS[3]}\nsource: {{github: {{id: ../../x, fullname: a/b}}}}\n"}),
+            ['libraries/l.yaml:2: source/github/id: "../../x" cannot be part of a key (no /, not . or ..)'],
+        )
+
     def test_requiredWhen(self):
         """
         pubsub needs a channel, p2p a protocol and a command, an inline

@@ -216,8 +216,8 @@ class ControlChannel(HTTPChannel):
 class ControlSite(Site):
     """
     The control API's site: L{ControlChannel}s, L{ControlRequest}s whose big
-    bodies are spooled in C{spoolDir}; no "Starting factory" lines, no
-    access log.
+    bodies are spooled in C{spoolDir}, bodies never parsed as forms; no
+    "Starting factory" lines, no access log.
     """
 
     noisy = False
@@ -227,7 +227,9 @@ class ControlSite(Site):
     idleTimeout = 60
 
     def __init__(self, resource, spoolDir, reactor):
-        super().__init__(resource, reactor=reactor, timeout=self.idleTimeout)
+        # arguments come from the query string only: a body is never read
+        # into memory as a form (curl --data-binary sends one as a form)
+        super().__init__(resource, reactor=reactor, timeout=self.idleTimeout, parsePOSTFormSubmission=False)
         self.spoolDir = spoolDir
 
     def log(self, request):

@@ -23,7 +23,8 @@ class _Echo(Resource):
     isLeaf = True
 
     def render_POST(self, request):
-        return json.dumps({"Got": len(request.content.read())}).encode()
+        args = {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
+        return json.dumps({"Got": len(request.content.read()), "Args": args}).encode()
 
 
 class _Transport(StringTransport):
@@ -174,8 +175,19 @@ class RefusedBeforeTheBodyTests(IntakeCase):
             channel, transport = self.connect()
             channel.dataReceived(head(b"add", size) + b"y" * size)
             self.assertEqual(self.status(transport), 200)
-            self.assertTrue(transport.value().endswith(b'{"Got": %d}' % size))
+            self.assertTrue(transport.value().endswith(b'{"Got": %d, "Args": {"arg": ["x"]}}' % size))
             self.assertEqual(len(self.spooled), spooled)
+
+    def test_bodyNeverParsedAsAForm(self):
+        """
+        A body sent as a form (curl --data-binary) reaches the command as
+        bytes; arguments come from the query string alone.
+        """
+        channel, transport = self.connect()
+        body = b"arg=y&pin=false&" + b"\xff" * 100
+        channel.dataReceived(head(b"add", len(body), b"Content-Type: application/x-www-form-urlencoded\r\n") + body)
+        self.assertEqual(self.status(transport), 200)
+        self.assertTrue(transport.value().endswith(b'{"Got": %d, "Args": {"arg": ["x"]}}' % len(body)))
 
 
 class DeadlineTests(IntakeCase):

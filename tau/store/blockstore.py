@@ -67,7 +67,7 @@ from twisted.python.threadpool import ThreadPool
 
 from tau.cids import IDENTITY, UnsupportedHash, canHash, splitMultihash
 from tau.cids import verifyMultihash as verifies
-from tau.diskfull import Spare, StoreFull, isFull
+from tau.diskfull import Spare, StoreFull, freeBytes, isFull
 
 log = Logger()
 
@@ -207,6 +207,24 @@ class BlockStore:
     def _openSync(self) -> None:
         for d in ("blocks", "corrupt"):
             (self._root / d).mkdir(parents=True, exist_ok=True)
+        self._spare = Spare(self._root / "spare", self.spareBytes)
+        try:
+            self._openIndexSync()
+        except sqlite3.OperationalError:
+            # On a full disk SQLite cannot even open its WAL ("disk I/O
+            # error", not SQLITE_FULL): the spare room lets the node start.
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if freeBytes(self._root) >= self.spareBytes or not self._spare.release():
+                raise
+            log.warn("block store {root} opened on a full disk: its spare room given back", root=str(self._root))
+            self._openIndexSync()
+        self._reconcileSync()
+        if not self._spare.fill():
+            log.warn("block store {root}: no room for its spare space", root=str(self._root))
+
+    def _openIndexSync(self) -> None:
         db = self._db = sqlite_utils.Database(self._root / "index.sqlite")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -220,10 +238,6 @@ class BlockStore:
             pk=("key", "root"), if_not_exists=True,
         )
         db["pins"].create_index(["root"], if_not_exists=True)
-        self._reconcileSync()
-        self._spare = Spare(self._root / "spare", self.spareBytes)
-        if not self._spare.fill():
-            log.warn("block store {root}: no room for its spare space", root=str(self._root))
 
     def _closeSync(self, touched) -> None:
         if self._db is not None:

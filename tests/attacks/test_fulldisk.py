@@ -8,7 +8,10 @@ A full disk, against a real node process: its root on a small tmpfs.
    spooled add, a chunked add, a kv/put; reads still work;
  - gc frees a full disk (it writes nothing before it deletes), and an
    unpin works on a full disk (the store's spare room), so a user can
-   always get space back.
+   always get space back;
+ - a node stopped and started again on a disk full to the last byte
+   starts (SQLite cannot open its WAL there: the spare room), serves what
+   it holds and frees space.
 
 Needs root to mount the tmpfs (CI runs as root); fails without it.  The
 tmpfs is unmounted when the test ends, passed or failed.
@@ -68,7 +71,8 @@ class FullDiskNode:
         return path
 
     async def startNode(self):
-        self.root = await self.mountDisk()
+        if getattr(self, "root", None) is None:
+            self.root = await self.mountDisk()
         self.node = spawn(reactor, TWISTD + ["-n", "--pidfile=", "taubyte", f"--root={self.root}",
                                              "--listen=/ip4/127.0.0.1/tcp/0"])
         self.addCleanup(stopped, self.node)
@@ -76,6 +80,10 @@ class FullDiskNode:
         addr = readAPIAddress(type("C", (), {"apiFile": self.root / "storage" / "full" / "api",
                                              "shape": "full", "root": self.root})())
         self.base = f"http://127.0.0.1:{addr.value_for_protocol('tcp')}/api/v0/"
+
+    async def stopNode(self):
+        self.node.kill()
+        self.assertEqual(await self.node.ended(), 0, self.node.output()[-3000:])
 
     async def post(self, command, body=None, headers=None, **args):
         response = await treq.post(self.base + command, params=args, data=body, headers=headers,
@@ -204,4 +212,32 @@ class CollectOnAFullDiskTests(FullDiskNode, TestCase):
             self.assertEqual((await self.post("cat", arg=kept["Hash"]))[1], pinned)
             code, pins = await self.post("pin/ls")
             self.assertEqual(pins["Keys"], [kept["Hash"]])
+        return d(t())
+
+
+class RestartOnAFullDiskTests(FullDiskNode, TestCase):
+    def test_restartOnAFullDisk(self):
+        """
+        A node stopped, its disk filled to the last byte, started again:
+        it starts (on its spare room), its pinned file is intact; filled
+        again, an add is answered 507 and repo/gc frees the unpinned data.
+        """
+        async def t():
+            await self.startNode()
+            pinned = os.urandom(MiB)
+            code, kept = await self.post("add", pinned)
+            self.assertEqual(code, 200, kept)
+            code, body = await self.post("add", os.urandom(3 * MiB), pin="false")
+            self.assertEqual(code, 200, body)
+            await self.stopNode()
+            self.fill()
+            await self.startNode()
+            self.assertEqual((await self.post("cat", arg=kept["Hash"]))[1], pinned)
+            self.fill()   # the spare room it gave back to start, too
+            self.assertStoreFull(await self.post("add", os.urandom(50_000)), "add")
+            code, body = await self.post("repo/gc")
+            self.assertEqual(code, 200, f"{body}\n{self.node.output()[-3000:]}")
+            self.assertGreaterEqual(body["Freed"], 3 * MiB)
+            code, body = await self.post("add", os.urandom(50_000))
+            self.assertEqual(code, 200, body)
         return d(t())

@@ -71,6 +71,7 @@ from tau.diskfull import Spare, StoreFull, freeBytes, isFull
 
 log = Logger()
 
+
 class CorruptBlock(Exception):
     """A block on disk does not match its hash; it was taken out of the store."""
 

@@ -6,6 +6,7 @@ other clients meanwhile.  (About 30 s of real time: the two run at once.)
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import treq
 from twisted.internet import reactor
@@ -46,8 +47,7 @@ class DeadlineTests(TestCase):
                                             "--listen=/ip4/127.0.0.1/tcp/0"])
             self.addCleanup(stopped, node)
             await node.waitFor(b"reachable at", timeout=60)
-            addr = readAPIAddress(type("C", (), {"apiFile": root / "storage" / "full" / "api",
-                                                 "shape": "full", "root": root})())
+            addr = readAPIAddress(SimpleNamespace(apiFile=root / "storage" / "full" / "api", shape="full", root=root))
             port = int(addr.value_for_protocol("tcp"))
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
 

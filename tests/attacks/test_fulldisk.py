@@ -3,7 +3,7 @@ A full disk, against a real node process: its root on a small tmpfs.
 
  - request bodies are checked before a byte is spooled: a 100 MiB body
    from a web page, to a command that takes none, or bigger than the free
-   space is refused at once, and the disk's free space does not move;
+   space is refused at once, and nothing of it is spooled;
  - every disk-full path is answered as store full (507): a small add, a
    spooled add, a chunked add, a kv/put; reads still work;
  - gc frees a full disk (it writes nothing before it deletes), and an
@@ -21,6 +21,7 @@ import io
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import treq
 from twisted.internet import reactor
@@ -77,8 +78,7 @@ class FullDiskNode:
                                              "--listen=/ip4/127.0.0.1/tcp/0"])
         self.addCleanup(stopped, self.node)
         await self.node.waitFor(b"reachable at", timeout=60)
-        addr = readAPIAddress(type("C", (), {"apiFile": self.root / "storage" / "full" / "api",
-                                             "shape": "full", "root": self.root})())
+        addr = readAPIAddress(SimpleNamespace(apiFile=self.root / "storage" / "full" / "api", shape="full", root=self.root))
         self.base = f"http://127.0.0.1:{addr.value_for_protocol('tcp')}/api/v0/"
 
     async def stopNode(self):
@@ -118,8 +118,8 @@ class BodyChecksTests(FullDiskNode, TestCase):
         """
         A 100 MiB body (three times the disk) from a web page, to a command
         that takes no body, or to add when it is bigger than the free space,
-        is refused at once (403, 400, 507) and the disk's free space never
-        drops by a spooled byte (watched every 5 ms while it is sent).
+        is refused at once (403, 400, 507): the disk's free space, watched
+        every 5 ms while it is sent, never drops by a MiB (nothing spooled).
         """
         async def t():
             await self.startNode()

@@ -4,15 +4,14 @@ services its shape names.  Build one with L{makeNode}.
 """
 
 import os
-import tempfile
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
-from twisted.web.server import Request, Site
 
 from tau import services
 from tau._version import __version__
+from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
@@ -246,37 +245,6 @@ def _relayMode(config):
     return mode
 
 
-class _ControlRequest(Request):
-    """
-    A control API request: a body of 100 kB or more, or of unknown length
-    (chunked), is spooled into an anonymous file in the node's data folder
-    -- where the store that takes it lives -- rather than in the system's
-    temporary folder, often a small RAM disk.
-    """
-
-    def gotLength(self, length):
-        if length is not None and length < 100_000:
-            return super().gotLength(length)
-        self.content = tempfile.TemporaryFile(dir=self.channel.site.spoolDir)
-
-
-class _QuietSite(Site):
-    """
-    The control API's site: no "Starting factory" lines, no access log;
-    large request bodies are spooled in C{spoolDir}.
-    """
-
-    noisy = False
-    requestFactory = _ControlRequest
-
-    def __init__(self, resource, spoolDir):
-        super().__init__(resource)
-        self.spoolDir = spoolDir
-
-    def log(self, request):
-        pass
-
-
 def makeNode(config, reactor):
     """
     Build an unstarted node for C{config}.
@@ -310,7 +278,7 @@ def makeNode(config, reactor):
     node.store = StoreService(
         config.dataDir / "blocks", reactor,
         budget=config.storage["budget"], gcInterval=config.storage["gc-interval"])
-    site = _QuietSite(ControlResource(node), config.dataDir)
+    site = ControlSite(ControlResource(node), config.dataDir, reactor)
     node.store.setServiceParent(node)
     node.addListener(Listener("api", config.apiListen, site, reactor))
     host.setServiceParent(node)

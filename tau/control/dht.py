@@ -7,6 +7,7 @@ import multihash
 
 from tau.control.routes import APIError, argument, command
 from tau.control.swarm import peerArgument
+from tau.diskfull import isFull
 
 
 def contentKey(args):
@@ -51,6 +52,8 @@ async def _bounded(node, d, args, what):
     try:
         return await d
     except Exception as e:
+        if isFull(e):
+            raise   # the server answers a full disk (507)
         raise APIError(f"{what}: {e.__class__.__name__}: {e}", status=504 if "Timeout" in type(e).__name__ else 502) from None
 
 

@@ -2,7 +2,9 @@
 Serve L{tau.control.routes} over HTTP: C{POST /api/v0/<command>}.
 
 Like kubo, only POST is accepted and requests that carry an C{Origin}
-header (a browser page) are refused, so a web page cannot drive the node.
+header (a browser page) are refused, so a web page cannot drive the node
+(L{tau.control.intake.check}, which runs before a body is read).  A full
+disk met anywhere is answered 507.
 """
 
 import json
@@ -15,16 +17,19 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from tau.control import dht, kvdb, pubsub, store, swarm  # noqa: F401  (they register their commands)
+from tau.control.intake import check, errorBody, storeFull
 from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
+from tau.diskfull import isFull
 
-PREFIX = b"/api/v0/"
 MAX_ARGS = 64
 
 
 def _error(request, status, message):
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
-    return json.dumps({"Message": message, "Code": 0, "Type": "error"}).encode("utf-8") + b"\n"
+    if status == 405:
+        request.setHeader(b"allow", b"POST")
+    return errorBody(message)
 
 
 @implementer(IPushProducer)
@@ -88,18 +93,11 @@ class ControlResource(Resource):
         self._node = node
 
     def render(self, request):
-        if request.getHeader(b"origin") is not None:
-            return _error(request, 403, "requests from web pages are refused")
-        path = request.path
-        if not path.startswith(PREFIX):
-            return _error(request, 404, "not found: the API lives under /api/v0/")
-        name = path[len(PREFIX):].decode("utf-8", "replace").strip("/")
-        handler = COMMANDS.get(name)
-        if handler is None:
-            return _error(request, 404, f"unknown command {name!r}")
-        if request.method != b"POST":
-            request.setHeader(b"allow", b"POST")
-            return _error(request, 405, f"{request.method.decode('ascii', 'replace')} not allowed: use POST")
+        try:
+            name = check(request.method, request.path, request.requestHeaders)
+        except APIError as e:
+            return _error(request, e.status, e.message)
+        handler = COMMANDS[name]
         try:
             args = {
                 k.decode("utf-8"): [v.decode("utf-8") for v in vs]
@@ -146,6 +144,9 @@ class ControlResource(Resource):
             return
         if failure.check(APIError):
             body = _error(request, failure.value.status, failure.value.message)
+        elif isFull(failure.value):
+            self.log.info("control API command {command}: disk full ({why})", command=name, why=failure.getErrorMessage())
+            body = _error(request, 507, storeFull(name, failure.getErrorMessage()))
         else:
             self.log.failure("control API command {command} failed", failure, command=name)
             body = _error(request, 500, f"{name} failed: {failure.getErrorMessage()}")

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from tau import tarstream
 from tau.bitswap.client import FetchTimeout
+from tau.control.intake import storeFull
 from tau.control.routes import APIError, BodyStream, argument, command
 from tau.store import unixfs
 from tau.store.blockstore import BadBlock, StoreFull
@@ -79,7 +80,7 @@ async def _guard(what, coroutine):
     except FetchTimeout as e:
         raise APIError(f"{what}: {e}", status=504) from None
     except StoreFull as e:
-        raise APIError(f"{what}: the disk is full ({e}); nothing stored is lost", status=507) from None
+        raise APIError(storeFull(what, e), status=507) from None
     except (unixfs.NotAFile, unixfs.BadShard, BadBlock, ValueError) as e:
         raise APIError(f"{what}: {e}") from None
     except DecodeError:

@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tau.diskfull import isFull
 from tau.identity import InvalidKey as InvalidPeerID
 from tau.kad.keys import MAX_PROVIDER_KEY, InvalidKey, isMultihash, providerKey
 from tau.kad.lookup import Lookup, _asDeferred
@@ -366,6 +367,11 @@ class KademliaCore:
             except LimitExceeded as e:
                 self.stats["ADD_PROVIDER over limit"] += 1
                 log.debug("kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
+            except Exception as e:
+                if not isFull(e):
+                    raise
+                self.stats["ADD_PROVIDER disk full"] += 1
+                log.info("kad: provider record from {peer} dropped: the disk is full", peer=fromPeer)
             else:
                 stored = True
                 self.stats["provider records stored"] += 1
@@ -417,6 +423,10 @@ class KademliaCore:
             self.store.putValue(key, value, now)
         except LimitExceeded as e:
             raise KadProtocolError(f"PUT_VALUE refused: {e}") from None
+        except Exception as e:
+            if not isFull(e):
+                raise
+            raise KadProtocolError("PUT_VALUE refused: the disk is full") from None
         self.stats["values stored"] += 1
         return Message(type=Message.PUT_VALUE, key=key, record=Record(key=key, value=value))
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Iterable
 from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.logger import Logger
 
-from tau.store.blockstore import StoreFull, _fsyncDir, _isFull, _items, _unlinkQuiet, multihashOf
+from tau.diskfull import StoreFull, isFull
+from tau.store.blockstore import _fsyncDir, _items, _unlinkQuiet, multihashOf
 
 if TYPE_CHECKING:
     from tau.store.blockstore import BlockStore
@@ -102,7 +103,7 @@ class WriteBatch:
                         self._pendingBytes += len(data)
                         self._written.append(k)
                 if error is not None:
-                    if _isFull(error):
+                    if isFull(error):
                         raise StoreFull(f"no space left in {store._root}") from error
                     raise error
         finally:
@@ -138,7 +139,7 @@ class WriteBatch:
             await store._index(store._commitSync, rows, list(pinRows))
             store._wrote(sum(r[1] for r in rows))
         except BaseException as e:
-            if _isFull(e):
+            if isFull(e):
                 raise StoreFull(f"no space left in {store._root}") from e
             raise
         finally:

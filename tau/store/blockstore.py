@@ -9,6 +9,8 @@ Layout under ``root``::
     blocks/<shard>/<KEY>.data.N.tmp   a write in progress (removed on open)
     corrupt/                    blocks that failed their hash check on read
     index.sqlite                the index (sqlite-utils), WAL mode
+    spare                       room held back so gc and unpin can delete index
+                                rows on a full disk (L{tau.diskfull.Spare})
 
 Blocks are keyed by their multihash, so the CIDv0 and the CIDv1 of the same
 bytes share one file.  The index holds, per block, its size and last use, and
@@ -50,7 +52,6 @@ reactor thread by a per-key lock.
 from __future__ import annotations
 
 import base64
-import errno
 import itertools
 import os
 import sqlite3
@@ -66,18 +67,13 @@ from twisted.python.threadpool import ThreadPool
 
 from tau.cids import IDENTITY, UnsupportedHash, canHash, splitMultihash
 from tau.cids import verifyMultihash as verifies
+from tau.diskfull import Spare, StoreFull, freeBytes, isFull
 
 log = Logger()
-
-_NOSPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CorruptBlock(Exception):
     """A block on disk does not match its hash; it was taken out of the store."""
-
-
-class StoreFull(Exception):
-    """The disk is full; the write was undone and the store is consistent."""
 
 
 class BadBlock(ValueError):
@@ -110,16 +106,11 @@ def _writeAll(f, data) -> None:
     f.write(data)
 
 
-def _isFull(e: BaseException) -> bool:
-    if isinstance(e, OSError):
-        return e.errno in _NOSPACE
-    if isinstance(e, sqlite3.Error):
-        code = getattr(e, "sqlite_errorcode", None)
-        return code == 13 or "full" in str(e).lower()  # SQLITE_FULL
-    return False
-
-
 class BlockStore:
+    #: Bytes held back in ``ROOT/spare`` for the index deletes that free
+    #: space (gc, unpin) on a full disk (L{tau.diskfull.Spare}).
+    spareBytes = 4 << 20
+
     def __init__(self, root: Path, reactor, threadpool: ThreadPool | None = None):
         self._root = Path(root)
         self._reactor = reactor
@@ -128,6 +119,9 @@ class BlockStore:
         self._db: sqlite_utils.Database | None = None
         self._tails: dict[bytes, Deferred] = {}
         self._touched: dict[bytes, float] = {}
+        self._lateTouches: dict[bytes, float] = {}  # not written: the disk was full (index thread)
+        self._gone: set[bytes] = set()   # rows whose file gc removed, not deleted yet (index thread)
+        self._spare: Spare | None = None
         self._tick = 0
         self._batches: set = set()  # open tau.store.batch.WriteBatch-es
         #: called with the number of bytes of every write indexed (for GC)
@@ -154,7 +148,12 @@ class BlockStore:
     def _index(self, f, *a, **kw) -> Deferred:
         if self._indexPool is None:
             raise RuntimeError("BlockStore is not open")
-        return deferToThreadPool(self._reactor, self._indexPool, f, *a, **kw)
+        return deferToThreadPool(self._reactor, self._indexPool, f, *a, **kw).addErrback(self._full)
+
+    def _full(self, failure):
+        if isFull(failure.value) and not failure.check(StoreFull):
+            raise StoreFull(f"no space left in {self._root}") from failure.value
+        return failure
 
     def _now(self) -> float:
         # reactor time, made strictly increasing so LRU order is exact
@@ -209,6 +208,24 @@ class BlockStore:
     def _openSync(self) -> None:
         for d in ("blocks", "corrupt"):
             (self._root / d).mkdir(parents=True, exist_ok=True)
+        self._spare = Spare(self._root / "spare", self.spareBytes)
+        try:
+            self._openIndexSync()
+        except sqlite3.OperationalError:
+            # On a full disk SQLite cannot even open its WAL ("disk I/O
+            # error", not SQLITE_FULL): the spare room lets the node start.
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if freeBytes(self._root) >= self.spareBytes or not self._spare.release():
+                raise
+            log.warn("block store {root} opened on a full disk: its spare room given back", root=str(self._root))
+            self._openIndexSync()
+        self._reconcileSync()
+        if not self._spare.fill():
+            log.warn("block store {root}: no room for its spare space", root=str(self._root))
+
+    def _openIndexSync(self) -> None:
         db = self._db = sqlite_utils.Database(self._root / "index.sqlite")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -222,7 +239,6 @@ class BlockStore:
             pk=("key", "root"), if_not_exists=True,
         )
         db["pins"].create_index(["root"], if_not_exists=True)
-        self._reconcileSync()
 
     def _closeSync(self, touched) -> None:
         if self._db is not None:
@@ -290,12 +306,26 @@ class BlockStore:
     # -- index helpers (index thread) ------------------------------------------
 
     def _touchSync(self, touched: dict) -> None:
-        if touched:
+        """
+        Write last uses; on a full disk they wait in memory for the next
+        try (reading a block must not need room).
+        """
+        if self._lateTouches:
+            touched = {**self._lateTouches, **touched}
+        if not touched:
+            return
+        try:
             with self._db.conn:
                 self._db.conn.executemany(
                     "UPDATE blocks SET last_used = ? WHERE key = ?",
                     [(t, k) for k, t in touched.items()],
                 )
+        except sqlite3.Error as e:
+            if not isFull(e):
+                raise
+            self._lateTouches = touched
+        else:
+            self._lateTouches = {}
 
     def _wrote(self, n: int) -> None:
         if self.onWrite is not None and n:
@@ -316,7 +346,7 @@ class BlockStore:
             q = ",".join("?" * len(part))
             found.update(r[0] for r in self._db.execute(
                 f"SELECT key FROM blocks WHERE key IN ({q})", part))
-        return found
+        return found - self._gone if self._gone else found
 
     def _insertSync(self, rows: list) -> None:
         with self._db.conn:
@@ -324,6 +354,7 @@ class BlockStore:
                 "INSERT OR REPLACE INTO blocks (key, size, last_used) VALUES (?, ?, ?)",
                 [(r["key"], r["size"], r["last_used"]) for r in rows],
             )
+        self._gone.difference_update(r["key"] for r in rows)
 
     # -- file helpers (io threads) --------------------------------------------
 
@@ -370,6 +401,7 @@ class BlockStore:
             if pinRows:
                 self._db.conn.executemany(
                     "INSERT OR IGNORE INTO pins (key, root, cid) VALUES (?, ?, ?)", pinRows)
+        self._gone.difference_update(r[0] for r in rows)
 
     def _readSync(self, key: bytes):
         path = self._path(key)
@@ -423,7 +455,7 @@ class BlockStore:
             try:
                 await self._io(self._writeSync, new, verified)
             except OSError as e:
-                if _isFull(e):
+                if isFull(e):
                     raise StoreFull(f"no space left in {self._root}") from e
                 raise
             rows = [{"key": k, "size": len(d), "last_used": now} for k, d in new]
@@ -432,7 +464,7 @@ class BlockStore:
             except BaseException as e:
                 # not acknowledged: take the files away again
                 await self._io(lambda: [_unlinkQuiet(self._path(k)) for k, _ in new])
-                if _isFull(e):
+                if isFull(e):
                     raise StoreFull(f"no space left in {self._root}") from e
                 raise
             self._wrote(sum(r["size"] for r in rows))
@@ -466,12 +498,15 @@ class BlockStore:
             self._unlock(key, lock)
 
     def _dropRowSync(self, key: bytes) -> None:
-        with self._db.conn:
-            self._db.execute("DELETE FROM blocks WHERE key = ?", [key])
+        def drop():
+            with self._db.conn:
+                self._db.execute("DELETE FROM blocks WHERE key = ?", [key])
+        self._spare.freeing(drop)
+        self._gone.discard(key)
 
     def _rowSync(self, key: bytes):
         r = self._db.execute("SELECT size FROM blocks WHERE key = ?", [key]).fetchone()
-        return None if r is None else r[0]
+        return None if r is None or key in self._gone else r[0]
 
     async def has(self, cid) -> bool:
         return (await self.size(cid)) is not None
@@ -552,13 +587,16 @@ class BlockStore:
         return await self._index(self._unpinRootSync, multihashOf(root))
 
     def _unpinSync(self, key, rootKey) -> None:
-        with self._db.conn:
-            self._db.execute("DELETE FROM pins WHERE key = ? AND root = ?", [key, rootKey])
+        def unpin():
+            with self._db.conn:
+                self._db.execute("DELETE FROM pins WHERE key = ? AND root = ?", [key, rootKey])
+        self._spare.freeing(unpin)
 
     def _unpinRootSync(self, rootKey) -> int:
-        with self._db.conn:
-            cur = self._db.execute("DELETE FROM pins WHERE root = ? AND key != root", [rootKey])
-            return cur.rowcount
+        def unpin():
+            with self._db.conn:
+                return self._db.execute("DELETE FROM pins WHERE root = ? AND key != root", [rootKey]).rowcount
+        return self._spare.freeing(unpin)
 
     async def pins(self) -> list:
         """The directly pinned CIDs (as given to pin())."""
@@ -575,55 +613,12 @@ class BlockStore:
         """
         Remove unpinned blocks, least recently used first, until the store
         holds at most ``budgetBytes`` (None: remove every unpinned block).
-        Blocks with an operation in flight are skipped.
+        Blocks with an operation in flight are skipped.  Works on a full
+        disk (L{tau.store.collect}).
         """
-        candidates, total = await self._index(self._gcCandidatesSync, self._flushTouches())
-        if budgetBytes is not None and total <= budgetBytes:
-            return 0, 0
-        chosen, locks, excess = [], [], (total - budgetBytes) if budgetBytes is not None else None
-        freed = 0
-        held = set().union(*(b.keys for b in self._batches)) if self._batches else ()
-        for key, size in candidates:
-            if excess is not None and freed >= excess:
-                break
-            if key in held:
-                continue
-            d = self._tryLock(key)
-            if d is None:
-                continue
-            locks.append((key, d))
-            chosen.append(key)
-            freed += size
-        try:
-            removed = await self._index(self._gcDeleteSync, chosen)
-            await self._io(lambda: [_unlinkQuiet(self._path(k)) for k, _ in removed])
-        finally:
-            for k, d in locks:
-                self._unlock(k, d)
-        n, b = len(removed), sum(s for _, s in removed)
-        log.info("gc removed {n} blocks, {b} bytes", n=n, b=b)
-        return n, b
+        from tau.store.collect import collect
 
-    def _gcCandidatesSync(self, touched):
-        self._touchSync(touched)
-        total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blocks").fetchone()[0]
-        rows = self._db.execute(
-            "SELECT key, size FROM blocks WHERE key NOT IN (SELECT key FROM pins) "
-            "ORDER BY last_used, rowid").fetchall()
-        return rows, total
-
-    def _gcDeleteSync(self, keys):
-        removed = []
-        with self._db.conn:
-            for key in keys:
-                if self._db.execute("SELECT 1 FROM pins WHERE key = ? LIMIT 1", [key]).fetchone():
-                    continue
-                r = self._db.execute("SELECT size FROM blocks WHERE key = ?", [key]).fetchone()
-                if r is None:
-                    continue
-                self._db.execute("DELETE FROM blocks WHERE key = ?", [key])
-                removed.append((key, r[0]))
-        return removed
+        return await collect(self, budgetBytes)
 
     async def stat(self) -> dict:
         def q():

@@ -4,6 +4,7 @@ the query API over a small simulated network.
 """
 
 import random
+import sqlite3
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
@@ -153,6 +154,28 @@ class HandleTests(SynchronousTestCase):
             core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(self.asker, [b"/a"])]))
         self.assertEqual(core.store.providerCount(self.asker), 3)
         self.assertEqual(core.stats["ADD_PROVIDER over limit"], 2)
+
+    def test_fullDiskDropsRecords(self):
+        """
+        On a full disk (dht.sqlite: "database or disk is full") a peer's
+        provider record is dropped and counted, its PUT_VALUE refused as a
+        protocol answer; neither escapes as an unexpected error.
+        """
+        class FullStore(RecordStore):
+            def addProvider(self, *a, **kw):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            def putValue(self, *a, **kw):
+                raise sqlite3.OperationalError("database or disk is full")
+
+        core = KademliaCore(self.me, self.clock, self.transport, FullStore())
+        core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker, [b"/a"])]))
+        self.assertEqual(core.stats["ADD_PROVIDER disk full"], 1)
+        key = PrivateKey.generate()
+        k = pkKey(key.peerID())
+        m = Message(type=Message.PUT_VALUE, key=k, record=Record(key=k, value=key.publicKey().toProtobuf()))
+        e = self.assertRaises(KadProtocolError, core.handle, self.asker, m)
+        self.assertEqual(str(e), "PUT_VALUE refused: the disk is full")
 
     def test_putAndGetValue(self):
         key = PrivateKey.generate()

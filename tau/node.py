@@ -13,6 +13,7 @@ from twisted.web.server import Request, Site
 
 from tau import services
 from tau._version import __version__
+from tau.control.auth import Discard, TokenGuard
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
@@ -25,6 +26,7 @@ from tau.autonat import policy as _autonat
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
+from tau.private import exposed, writePrivate
 
 
 def listeningAddress(port):
@@ -61,6 +63,7 @@ class Node(MultiService):
         self.relayClient = None
         self.autonat = None
         self.autorelay = None
+        self.apiGuard = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -75,6 +78,7 @@ class Node(MultiService):
     def startService(self):
         if self._ready.fired:
             self._ready = OneShot()
+        self._secrets()
         super().startService()
         waits = [listener.whenListening() for listener in self._listeners]
         if self.host is not None:
@@ -85,6 +89,20 @@ class Node(MultiService):
             waits.append(self.kvdb.whenReady())
         d = gatherResults(waits, consumeErrors=True)
         d.addCallbacks(self._bound, self._startFailed)
+
+    def _secrets(self):
+        """
+        Load the control API token (made on first use); warn about files
+        holding a secret that other users can open.
+        """
+        files = list(self.config.secretFiles)
+        if self.apiGuard is not None:
+            self.apiGuard.load()
+            files.append(self.config.apiTokenFile)
+        for path, mode in exposed(files):
+            self.log.warn(
+                "{path} holds a secret and is open to other users (mode {mode}); make it private: chmod 600 {path}",
+                path=str(path), mode=f"{mode:04o}")
 
     def _bound(self, _):
         # Ready once the reactor runs: under twistd, services start before
@@ -188,9 +206,7 @@ class Node(MultiService):
             return
         path = self.config.apiFile
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(address + "\n", encoding="ascii")
-        os.replace(tmp, path)
+        writePrivate(path, address + "\n")
 
     def _removeAPIFile(self):
         address = self._apiAddress()
@@ -255,6 +271,10 @@ class _ControlRequest(Request):
     """
 
     def gotLength(self, length):
+        guard = self.channel.site.guard
+        if guard is not None and not guard.authorized(self):
+            self.content = Discard()   # answered 401: the body is not kept
+            return
         if length is not None and length < 100_000:
             return super().gotLength(length)
         self.content = tempfile.TemporaryFile(dir=self.channel.site.spoolDir)
@@ -269,12 +289,24 @@ class _QuietSite(Site):
     noisy = False
     requestFactory = _ControlRequest
 
-    def __init__(self, resource, spoolDir):
+    def __init__(self, resource, spoolDir, guard=None):
         super().__init__(resource)
         self.spoolDir = spoolDir
+        self.guard = guard
 
     def log(self, request):
         pass
+
+
+def _privateSocket(description):
+    """
+    A C{unix:} endpoint made mode 0600 (Twisted's default is 0666; the
+    mode is set before the socket listens) unless it names its own mode.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "unix" or any(part.startswith("mode=") for part in rest.split(":")[1:]):
+        return description
+    return description + ":mode=600"
 
 
 def makeNode(config, reactor):
@@ -296,7 +328,7 @@ def makeNode(config, reactor):
         swarmKey=config.swarmKey,
         connections=config.connections,
     )
-    installProtocols(host)
+    installProtocols(host, perf=config.perf)
     node.host = host
     node.dht = DHTService(
         host,
@@ -310,9 +342,12 @@ def makeNode(config, reactor):
     node.store = StoreService(
         config.dataDir / "blocks", reactor,
         budget=config.storage["budget"], gcInterval=config.storage["gc-interval"])
-    site = _QuietSite(ControlResource(node), config.dataDir)
+    resource = ControlResource(node)
+    if config.apiToken:
+        node.apiGuard = resource = TokenGuard(resource, config.apiTokenFile)
+    site = _QuietSite(resource, config.dataDir, guard=node.apiGuard)
     node.store.setServiceParent(node)
-    node.addListener(Listener("api", config.apiListen, site, reactor))
+    node.addListener(Listener("api", _privateSocket(config.apiListen), site, reactor))
     host.setServiceParent(node)
     node.dht.setServiceParent(node)
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)

@@ -167,9 +167,9 @@ async def api(node, command, body=None, **args):
     return response.code, json.loads(await response.content())
 
 
-async def startedNode(case):
+async def startedNode(case, **overrides):
     """A node on the real reactor, stopped when C{case} ends."""
-    node = makeNode(testConfig(case), reactor=reactor)
+    node = makeNode(testConfig(case, **overrides), reactor=reactor)
     node.startService()
     case.addCleanup(node.stopService)
     await node.whenReady()
@@ -181,8 +181,8 @@ class SwarmAPITests(TestCase):
     The p2p commands of the control API, between two real nodes.
     """
 
-    async def startNode(self):
-        return await startedNode(self)
+    async def startNode(self, **overrides):
+        return await startedNode(self, **overrides)
 
     def test_idHasP2PAddresses(self):
         async def go():
@@ -191,8 +191,12 @@ class SwarmAPITests(TestCase):
             self.assertEqual(code, 200)
             port = node.ports()["p2p"]
             self.assertEqual(body["Addresses"], [f"/ip4/127.0.0.1/tcp/{port}/p2p/{node.config.peerID}"])
-            for protocol in ("/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/perf/1.0.0"):
+            for protocol in ("/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"):
                 self.assertIn(protocol, body["Protocols"])
+            self.assertNotIn("/perf/1.0.0", body["Protocols"])   # only when the config says perf: true
+
+            withPerf = await self.startNode(perf=True)
+            self.assertIn("/perf/1.0.0", (await api(withPerf, "id"))[1]["Protocols"])
 
         return Deferred.fromCoroutine(go())
 

@@ -62,6 +62,22 @@ def main(argv=None):
     return result or 0
 
 
+def nodeConfig(args):
+    """
+    The config of the node a command is about (its root must exist), with a
+    warning on stderr for each file holding a secret that other users can
+    open.
+    """
+    from tau.config import defaultRoot, loadConfig
+    from tau.private import exposed
+
+    config = loadConfig(shape=args.shape, root=args.root or defaultRoot(), create=False)
+    for path, mode in exposed([*config.secretFiles, config.apiTokenFile]):
+        print(f"tau: warning: {path} holds a secret and is open to other users (mode {mode:04o}); "
+              f"make it private: chmod 600 {path}", file=sys.stderr)
+    return config
+
+
 def runReactor(coroutineFunction, *args):
     """
     Run C{coroutineFunction(reactor, *args)} under the reactor and return its

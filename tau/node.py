@@ -13,7 +13,7 @@ from twisted.web.server import Request, Site
 
 from tau import services
 from tau._version import __version__
-from tau.control.auth import Discard, TokenGuard
+from tau.control.auth import TokenGuard
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
@@ -273,7 +273,7 @@ class _ControlRequest(Request):
     def gotLength(self, length):
         guard = self.channel.site.guard
         if guard is not None and not guard.authorized(self):
-            self.content = Discard()   # answered 401: the body is not kept
+            self.content = open(os.devnull, "w+b")   # answered 401: the body is not kept
             return
         if length is not None and length < 100_000:
             return super().gotLength(length)

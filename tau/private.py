@@ -25,8 +25,8 @@ def writePrivate(path, text):
 
 def exposed(paths):
     """
-    The C{(path, warning)} pairs of those of C{paths} that other users
-    (group or others) may read or write; missing files are skipped.
+    The C{(path, mode)} pairs of those of C{paths} that other users (group
+    or others) may open; missing files are skipped.
     """
     out = []
     for path in paths:
@@ -35,6 +35,5 @@ def exposed(paths):
         except OSError:
             continue
         if mode & 0o077:
-            out.append((path, f"{path} holds a secret and is open to other users (mode {mode:04o}); "
-                              f"make it private: chmod 600 {path}"))
+            out.append((path, mode))
     return out

@@ -159,6 +159,29 @@ class RealReactorTests(TestCase):
 
         return Deferred.fromCoroutine(go())
 
+    def test_apiToken(self):
+        """
+        With api-token, the token (0600) is needed: 401 without it, even
+        for a request with a body, 200 with it.
+        """
+
+        async def go():
+            node = await self.startNode(**{"api-token": True})
+            token = node.config.apiTokenFile.read_text().strip()
+            self.assertEqual(node.config.apiTokenFile.stat().st_mode & 0o777, 0o600)
+            url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/"
+            for command, headers, body, status in [
+                ("id", {}, None, 401),
+                ("add", {}, b"x" * 200_000, 401),
+                ("id", {"Authorization": "Bearer " + token[:-1]}, None, 401),
+                ("id", {"Authorization": "Bearer " + token}, None, 200),
+            ]:
+                response = await treq.post(url + command, headers=headers, data=body, persistent=False)
+                self.assertEqual(response.code, status, (command, headers))
+                json.loads(await response.content())
+
+        return Deferred.fromCoroutine(go())
+
 
 async def api(node, command, body=None, **args):
     """POST a control API command (with an optional body): (status, JSON answer)."""

@@ -70,21 +70,3 @@ class TokenGuard(Resource):
                                         f"Authorization: Bearer (the contents of {self._path})")
         return self._resource.render(request)
 
-
-class Discard:
-    """
-    A request body sink that keeps nothing: the body of a request that
-    will be refused.
-    """
-
-    def write(self, data):
-        pass
-
-    def seek(self, offset, whence=0):
-        return 0
-
-    def read(self, n=-1):
-        return b""
-
-    def close(self):
-        pass

@@ -26,7 +26,7 @@ from tau.autonat import policy as _autonat
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
-from tau.private import exposed, writePrivate
+from tau.private import WARNING, exposed, writePrivate
 
 
 def listeningAddress(port):
@@ -100,9 +100,7 @@ class Node(MultiService):
             self.apiGuard.load()
             files.append(self.config.apiTokenFile)
         for path, mode in exposed(files):
-            self.log.warn(
-                "{path} holds a secret and is open to other users (mode {mode}); make it private: chmod 600 {path}",
-                path=str(path), mode=f"{mode:04o}")
+            self.log.warn(WARNING, path=str(path), mode=f"{mode:04o}")
 
     def _bound(self, _):
         # Ready once the reactor runs: under twistd, services start before

@@ -9,6 +9,10 @@ Synchronous and small: called once at start, or by the CLI.
 import os
 import stat
 
+#: The warning for a file L{exposed} finds (fields C{path}, C{mode}), in
+#: the node's log and on the tau command's stderr alike.
+WARNING = "{path} holds a secret and is open to other users (mode {mode}); make it private: chmod 600 {path}"
+
 
 def writePrivate(path, text):
     """

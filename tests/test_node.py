@@ -71,6 +71,20 @@ class FakeReactorTests(SynchronousTestCase):
         self.successResultOf(node.stopService())
 
 
+class PrivateSocketTests(SynchronousTestCase):
+    def test_unixSocketMode(self):
+        """
+        A unix: API endpoint is made mode 0600 unless it gives its own mode;
+        TCP endpoints are left as they are.
+        """
+        from tau.node import _privateSocket
+
+        self.assertEqual(_privateSocket("unix:/run/tau.sock"), "unix:/run/tau.sock:mode=600")
+        self.assertEqual(_privateSocket("unix:/run/tau.sock:mode=660"), "unix:/run/tau.sock:mode=660")
+        self.assertEqual(_privateSocket("unix:/run/tau.sock:lockfile=0"), "unix:/run/tau.sock:lockfile=0:mode=600")
+        self.assertEqual(_privateSocket("tcp:0:interface=127.0.0.1"), "tcp:0:interface=127.0.0.1")
+
+
 class RealReactorTests(TestCase):
     async def startNode(self, **overrides):
         parent = MultiService()

@@ -69,12 +69,11 @@ def nodeConfig(args):
     open.
     """
     from tau.config import defaultRoot, loadConfig
-    from tau.private import exposed
+    from tau.private import WARNING, exposed
 
     config = loadConfig(shape=args.shape, root=args.root or defaultRoot(), create=False)
     for path, mode in exposed([*config.secretFiles, config.apiTokenFile]):
-        print(f"tau: warning: {path} holds a secret and is open to other users (mode {mode:04o}); "
-              f"make it private: chmod 600 {path}", file=sys.stderr)
+        print("tau: warning: " + WARNING.format(path=path, mode=f"{mode:04o}"), file=sys.stderr)
     return config
 
 

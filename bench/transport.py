@@ -88,7 +88,7 @@ def _newHost(reactor: Any, listen: list[str]) -> Any:
     from tau.protocols import installProtocols
 
     host = Host(PrivateKey.generate(), reactor, listen=listen)
-    installProtocols(host)
+    installProtocols(host, perf=True)
     return host
 
 

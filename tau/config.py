@@ -134,6 +134,8 @@ FIELDS = (
     "relay",
     "autonat",
     "storage",
+    "perf",
+    "api-token",
 )
 
 
@@ -163,7 +165,10 @@ class NodeConfig:
     relay: dict = field(default_factory=lambda: dict(DEFAULT_RELAY))
     autonat: dict = field(default_factory=lambda: dict(DEFAULT_AUTONAT))
     storage: dict = field(default_factory=lambda: dict(DEFAULT_STORAGE))
+    perf: bool = False
+    apiToken: bool = False
     sources: tuple = ()
+    secretFiles: tuple = ()
 
     @property
     def peerID(self):
@@ -182,6 +187,13 @@ class NodeConfig:
         Where a running node writes its control API address.
         """
         return self.dataDir / "api"
+
+    @property
+    def apiTokenFile(self):
+        """
+        Where the control API's bearer token is kept (with C{api-token}).
+        """
+        return self.dataDir / "api-token"
 
     def evolve(self, **changes):
         return replace(self, **changes)
@@ -380,6 +392,10 @@ def _validate(source, data, configDir):
         out["autonat"] = _autonat(source, data["autonat"])
     if data.get("storage") is not None:
         out["storage"] = _storage(source, data["storage"])
+    for name, key in (("perf", "perf"), ("api-token", "apiToken")):
+        if data.get(name) is not None:
+            _check(source, name, isinstance(data[name], bool), "expected true or false")
+            out[key] = data[name]
     return out
 
 
@@ -547,8 +563,11 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         layers.append((str(path), readYAML(path), path.parent.resolve()))
     if overrides:
         layers.append(("command line", dict(overrides), Path.cwd()))
+    secretFiles = []
     for source, data, base in layers:
         cleaned = _validate(source, data, base)
+        if source != "command line" and data.get("privatekey"):
+            secretFiles.append(Path(source))
         if "services" in cleaned:
             servicesFrom = source
         for mapping in ("ports", "connections", "dht", "relay", "autonat", "storage"):
@@ -577,7 +596,10 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         if not fresh:
             raise ConfigError(rootFile, "privatekey", "missing: the root's shape file holds the node's key")
         values["privateKey"] = PrivateKey.generate()
-    config = NodeConfig(root=root, shape=shape, sources=tuple(sources), **values)
+    if values.get("swarmKeyPath") is not None:
+        secretFiles.append(values["swarmKeyPath"])
+    config = NodeConfig(root=root, shape=shape, sources=tuple(sources),
+                        secretFiles=tuple(dict.fromkeys(secretFiles)), **values)
     if fresh:
         initRoot(config)
     else:
@@ -638,6 +660,8 @@ def publicView(config):
         "relay": dict(config.relay),
         "autonat": dict(config.autonat),
         "storage": dict(config.storage),
+        "perf": config.perf,
+        "api-token": config.apiToken,
         "sources": list(config.sources),
     }
     return view

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from tau import services
 from tau._version import __version__
+from tau.control.auth import TokenGuard
 from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
@@ -24,6 +25,7 @@ from tau.autonat import policy as _autonat
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
+from tau.private import WARNING, exposed, writePrivate
 
 
 def listeningAddress(port):
@@ -60,6 +62,7 @@ class Node(MultiService):
         self.relayClient = None
         self.autonat = None
         self.autorelay = None
+        self.apiGuard = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -74,6 +77,7 @@ class Node(MultiService):
     def startService(self):
         if self._ready.fired:
             self._ready = OneShot()
+        self._secrets()
         super().startService()
         waits = [listener.whenListening() for listener in self._listeners]
         if self.host is not None:
@@ -84,6 +88,18 @@ class Node(MultiService):
             waits.append(self.kvdb.whenReady())
         d = gatherResults(waits, consumeErrors=True)
         d.addCallbacks(self._bound, self._startFailed)
+
+    def _secrets(self):
+        """
+        Load the control API token (made on first use); warn about files
+        holding a secret that other users can open.
+        """
+        files = list(self.config.secretFiles)
+        if self.apiGuard is not None:
+            self.apiGuard.load()
+            files.append(self.config.apiTokenFile)
+        for path, mode in exposed(files):
+            self.log.warn(WARNING, path=str(path), mode=f"{mode:04o}")
 
     def _bound(self, _):
         # Ready once the reactor runs: under twistd, services start before
@@ -187,9 +203,7 @@ class Node(MultiService):
             return
         path = self.config.apiFile
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(address + "\n", encoding="ascii")
-        os.replace(tmp, path)
+        writePrivate(path, address + "\n")
 
     def _removeAPIFile(self):
         address = self._apiAddress()
@@ -245,6 +259,17 @@ def _relayMode(config):
     return mode
 
 
+def _privateSocket(description):
+    """
+    A C{unix:} endpoint made mode 0600 (Twisted's default is 0666; the
+    mode is set before the socket listens) unless it names its own mode.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "unix" or any(part.startswith("mode=") for part in rest.split(":")[1:]):
+        return description
+    return description + ":mode=600"
+
+
 def makeNode(config, reactor):
     """
     Build an unstarted node for C{config}.
@@ -264,7 +289,7 @@ def makeNode(config, reactor):
         swarmKey=config.swarmKey,
         connections=config.connections,
     )
-    installProtocols(host)
+    installProtocols(host, perf=config.perf)
     node.host = host
     node.dht = DHTService(
         host,
@@ -278,9 +303,12 @@ def makeNode(config, reactor):
     node.store = StoreService(
         config.dataDir / "blocks", reactor,
         budget=config.storage["budget"], gcInterval=config.storage["gc-interval"])
-    site = ControlSite(ControlResource(node), config.dataDir, reactor)
+    resource = ControlResource(node)
+    if config.apiToken:
+        node.apiGuard = resource = TokenGuard(resource, config.apiTokenFile)
+    site = ControlSite(resource, config.dataDir, reactor, guard=node.apiGuard)
     node.store.setServiceParent(node)
-    node.addListener(Listener("api", config.apiListen, site, reactor))
+    node.addListener(Listener("api", _privateSocket(config.apiListen), site, reactor))
     host.setServiceParent(node)
     node.dht.setServiceParent(node)
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)

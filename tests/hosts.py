@@ -31,7 +31,7 @@ async def startHost(case, *, swarmKey=None, install=True, key=None, **kwargs):
     if install:
         from tau.protocols import installProtocols
 
-        installProtocols(host)
+        installProtocols(host, perf=True)
     # echo is a test tool: it runs on limited (relayed) connections too
     host.setStreamHandler("/tau/echo/1.0.0", echo, allowLimited=True)
     host.startService()

@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau.cli import UsageError
-from tau.cli.store import _unpack
+from tau.cli.store import _rename, _unpack
 from tau.pb import unixfs_pb2
 from tau.store import dagpb, unixfs
 from tests.bitswap.fakes import MemoryBlockStore
@@ -165,9 +165,14 @@ class UnpackTests(SynchronousTestCase):
                     t.addfile(info, io.BytesIO(data))
         return io.BytesIO(out.getvalue())
 
+    def unpack(self, members, target):
+        part = target.with_name(target.name + ".part")
+        _unpack(self.tar(members), part)
+        _rename(part, target)
+
     def test_folder(self):
         target = Path(self.mktemp())
-        _unpack(self.tar([("bafyx", None), ("bafyx/a", b"A"), ("bafyx/s/b", b"B")]), target)
+        self.unpack([("bafyx", None), ("bafyx/a", b"A"), ("bafyx/s/b", b"B")], target)
         self.assertEqual((target / "a").read_bytes(), b"A")
         self.assertEqual((target / "s" / "b").read_bytes(), b"B")
         self.assertFalse(target.with_name(target.name + ".part").exists())
@@ -180,7 +185,7 @@ class UnpackTests(SynchronousTestCase):
                         [("bafyx", None), ("other/evil", b"x")],
                         [("bafyx", None), ("bafyx//evil", b"x")]):
             with self.assertRaises(UsageError):
-                _unpack(self.tar(members), base / "out")
+                _unpack(self.tar(members), base / "out.part")
             self.assertFalse((base / "evil").exists())
             self.assertFalse((base / "out").exists())
         link = io.BytesIO()
@@ -189,12 +194,12 @@ class UnpackTests(SynchronousTestCase):
             info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
             t.addfile(info)
         with self.assertRaises(UsageError):
-            _unpack(io.BytesIO(link.getvalue()), base / "out")
+            _unpack(io.BytesIO(link.getvalue()), base / "out.part")
         self.assertFalse((base / "out").exists())
 
     def test_existingFolder(self):
         target = Path(self.mktemp())
         target.mkdir()
         with self.assertRaises(UsageError) as e:
-            _unpack(self.tar([("bafyx", None), ("bafyx/a", b"A")]), target)
+            self.unpack([("bafyx", None), ("bafyx/a", b"A")], target)
         self.assertIn("exists already", str(e.exception))

@@ -187,6 +187,33 @@ class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertRefused({"dht": {"mode": "both"}}, "dht.mode", ["auto, server or client"])
         self.assertRefused({"dht": {"republish": 0}}, "dht.republish", ["positive number"])
 
+    def test_perfAndApiToken(self):
+        """
+        perf and api-token: off unless set, true or false only.
+        """
+        config = loadConfig(shape="full", root=self.root)
+        self.assertEqual((config.perf, config.apiToken), (False, False))
+        config = loadConfig(shape="full", root=self.root, overrides={"perf": True, "api-token": True})
+        self.assertEqual((config.perf, config.apiToken), (True, True))
+        self.assertRefused({"perf": "yes"}, "perf", ["true or false"])
+        self.assertRefused({"api-token": 1}, "api-token", ["true or false"])
+
+    def test_secretFiles(self):
+        """
+        The files holding a secret: the root's shape file (its key), a
+        config file that gives a privatekey, the swarm key in use.
+        """
+        loadConfig(shape="full", root=self.root)
+        rootFile = self.root / "config" / "full.yaml"
+        key = self.writeConfig("/key/swarm/psk/1.0.0/\n/base16/\n" + "ab" * 32 + "\n", name="swarm.key")
+        key = key.resolve()
+        plain = self.writeConfig({"swarmkey": str(key)})
+        config = loadConfig(shape="full", root=self.root, configFile=plain)
+        self.assertEqual(config.secretFiles, (rootFile, key))
+        keyed = self.writeConfig({"privatekey": yaml.safe_load(rootFile.read_text())["privatekey"]})
+        config = loadConfig(shape="full", root=self.root, configFile=keyed)
+        self.assertEqual(config.secretFiles, (rootFile, keyed))
+
     def test_unknownField(self):
         self.assertRefused({"p2p-lisen": []}, "p2p-lisen", ["unknown field", "p2p-listen"])
 

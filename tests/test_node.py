@@ -71,6 +71,20 @@ class FakeReactorTests(SynchronousTestCase):
         self.successResultOf(node.stopService())
 
 
+class PrivateSocketTests(SynchronousTestCase):
+    def test_unixSocketMode(self):
+        """
+        A unix: API endpoint is made mode 0600 unless it gives its own mode;
+        TCP endpoints are left as they are.
+        """
+        from tau.node import _privateSocket
+
+        self.assertEqual(_privateSocket("unix:/run/tau.sock"), "unix:/run/tau.sock:mode=600")
+        self.assertEqual(_privateSocket("unix:/run/tau.sock:mode=660"), "unix:/run/tau.sock:mode=660")
+        self.assertEqual(_privateSocket("unix:/run/tau.sock:lockfile=0"), "unix:/run/tau.sock:lockfile=0:mode=600")
+        self.assertEqual(_privateSocket("tcp:0:interface=127.0.0.1"), "tcp:0:interface=127.0.0.1")
+
+
 class RealReactorTests(TestCase):
     async def startNode(self, **overrides):
         parent = MultiService()
@@ -159,6 +173,29 @@ class RealReactorTests(TestCase):
 
         return Deferred.fromCoroutine(go())
 
+    def test_apiToken(self):
+        """
+        With api-token, the token (0600) is needed: 401 without it, even
+        for a request with a body, 200 with it.
+        """
+
+        async def go():
+            node = await self.startNode(**{"api-token": True})
+            token = node.config.apiTokenFile.read_text().strip()
+            self.assertEqual(node.config.apiTokenFile.stat().st_mode & 0o777, 0o600)
+            url = f"http://127.0.0.1:{node.ports()['api']}/api/v0/"
+            for command, headers, body, status in [
+                ("id", {}, None, 401),
+                ("add", {}, b"x" * 200_000, 401),
+                ("id", {"Authorization": "Bearer " + token[:-1]}, None, 401),
+                ("id", {"Authorization": "Bearer " + token}, None, 200),
+            ]:
+                response = await treq.post(url + command, headers=headers, data=body, persistent=False)
+                self.assertEqual(response.code, status, (command, headers))
+                json.loads(await response.content())
+
+        return Deferred.fromCoroutine(go())
+
 
 async def api(node, command, body=None, **args):
     """POST a control API command (with an optional body): (status, JSON answer)."""
@@ -167,9 +204,9 @@ async def api(node, command, body=None, **args):
     return response.code, json.loads(await response.content())
 
 
-async def startedNode(case):
+async def startedNode(case, **overrides):
     """A node on the real reactor, stopped when C{case} ends."""
-    node = makeNode(testConfig(case), reactor=reactor)
+    node = makeNode(testConfig(case, **overrides), reactor=reactor)
     node.startService()
     case.addCleanup(node.stopService)
     await node.whenReady()
@@ -181,8 +218,8 @@ class SwarmAPITests(TestCase):
     The p2p commands of the control API, between two real nodes.
     """
 
-    async def startNode(self):
-        return await startedNode(self)
+    async def startNode(self, **overrides):
+        return await startedNode(self, **overrides)
 
     def test_idHasP2PAddresses(self):
         async def go():
@@ -191,8 +228,12 @@ class SwarmAPITests(TestCase):
             self.assertEqual(code, 200)
             port = node.ports()["p2p"]
             self.assertEqual(body["Addresses"], [f"/ip4/127.0.0.1/tcp/{port}/p2p/{node.config.peerID}"])
-            for protocol in ("/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/perf/1.0.0"):
+            for protocol in ("/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"):
                 self.assertIn(protocol, body["Protocols"])
+            self.assertNotIn("/perf/1.0.0", body["Protocols"])   # only when the config says perf: true
+
+            withPerf = await self.startNode(perf=True)
+            self.assertIn("/perf/1.0.0", (await api(withPerf, "id"))[1]["Protocols"])
 
         return Deferred.fromCoroutine(go())
 

@@ -62,6 +62,21 @@ def main(argv=None):
     return result or 0
 
 
+def nodeConfig(args):
+    """
+    The config of the node a command is about (its root must exist), with a
+    warning on stderr for each file holding a secret that other users can
+    open.
+    """
+    from tau.config import defaultRoot, loadConfig
+    from tau.private import WARNING, exposed
+
+    config = loadConfig(shape=args.shape, root=args.root or defaultRoot(), create=False)
+    for path, mode in exposed([*config.secretFiles, config.apiTokenFile]):
+        print("tau: warning: " + WARNING.format(path=path, mode=f"{mode:04o}"), file=sys.stderr)
+    return config
+
+
 def runReactor(coroutineFunction, *args):
     """
     Run C{coroutineFunction(reactor, *args)} under the reactor and return its

@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from tau._version import __version__
+from tau.cli import nodeConfig
 from tau.config import defaultRoot, loadConfig, publicView, shapeFile
 from tau.control.client import call
 from tau.errors import ConfigError
@@ -62,7 +63,7 @@ async def _id(reactor, config):
 def identity(args):
     from tau.cli import runReactor
 
-    config = loadConfig(shape=args.shape, root=_root(args), create=False)
+    config = nodeConfig(args)
     running = config.apiFile.exists()
     if running:
         answer = runReactor(_id, config)
@@ -80,6 +81,6 @@ def identity(args):
 
 
 def configShow(args):
-    config = loadConfig(shape=args.shape, root=_root(args), create=False)
+    config = nodeConfig(args)
     sys.stdout.write(yaml.safe_dump(publicView(config), sort_keys=False))
     return 0

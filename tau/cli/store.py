@@ -197,11 +197,13 @@ async def _get(reactor, config, cid, target, timeout):
     """
     The node's tar stream of ``cid`` (the control API's C{get}), unpacked
     as it arrives -- by a worker thread reading it from a pipe -- into
-    ``target.part``, renamed ``target`` once whole.
+    ``target.part``, renamed ``target`` once whole.  When the stream is
+    refused or cut short, ``target.part`` is removed: nothing is left.
     """
+    part = target.with_name(target.name + ".part")
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
-    unpacking = deferToThread(_unpack, reader, target)
+    unpacking = deferToThread(_unpack, reader, part)
     failure = None
     try:
         await stream(reactor, config, "get", {"arg": cid, "timeout": str(timeout)}, writer.write)
@@ -218,21 +220,19 @@ async def _get(reactor, config, cid, target, timeout):
         if failure is None or isinstance(e, UsageError):
             failure = e if isinstance(e, UsageError) else UsageError(f"{target}: {e}")
     if failure is not None:
+        await deferToThread(_remove, part)
         raise failure
+    await deferToThread(_rename, part, target)
 
 
-def _unpack(reader, target: Path) -> None:
+def _unpack(reader, part: Path) -> None:
     """
     Worker thread: unpack a tar stream whose first entry is named after the
-    CID (a file, or a folder with everything below it) into ``target``.
+    CID (a file, or a folder with everything below it) into ``part``.
     Files and folders only, names that are one safe path component each.
     """
-    part = target.with_name(target.name + ".part")
     try:
-        if part.is_dir():
-            shutil.rmtree(part)
-        elif part.exists():
-            part.unlink()
+        _remove(part)
         top = None
         with tarfile.open(fileobj=reader, mode="r|") as archive:
             for member in archive:
@@ -251,10 +251,27 @@ def _unpack(reader, target: Path) -> None:
                     raise UsageError(f"{member.name}: neither a file nor a folder")
     finally:
         reader.close()
+
+
+def _rename(part: Path, target: Path) -> None:
+    """
+    Worker thread: the whole ``part`` becomes ``target`` (a folder is kept
+    in ``part`` when ``target`` exists).
+    """
     if part.is_dir() and target.exists():
         raise UsageError(f"{target} exists already (the folder is in {part})")
     part.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, target)
+
+
+def _remove(path: Path) -> None:
+    """
+    Worker thread: remove ``path``, a file or a folder, if it is there.
+    """
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def get(args):

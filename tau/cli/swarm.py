@@ -4,8 +4,7 @@ tau swarm peers, tau swarm connect, tau ping.
 
 import json
 
-from tau.cli import runReactor
-from tau.config import defaultRoot, loadConfig
+from tau.cli import nodeConfig, runReactor
 from tau.control.client import call
 
 
@@ -27,7 +26,7 @@ def register(sub):
 
 
 def _config(args):
-    return loadConfig(shape=args.shape, root=args.root or defaultRoot(), create=False)
+    return nodeConfig(args)
 
 
 async def _call(reactor, config, name, params):

@@ -10,6 +10,8 @@ import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
 from twisted.web.client import Agent, FileBodyProducer
 
+from tau.control.auth import readToken
+
 
 class ControlError(Exception):
     """
@@ -60,13 +62,26 @@ def _url(command, args):
     return f"http://localhost/api/v0/{command}" + (f"?{query}" if query else "")
 
 
+def _headers(config):
+    """
+    The node's token (C{api-token}), when it keeps one, as a bearer
+    C{Authorization} header.
+    """
+    try:
+        token = readToken(config.apiTokenFile)
+    except OSError as e:
+        raise ControlError(f"cannot read the control API token {config.apiTokenFile}: {e.strerror}") from None
+    return {b"Authorization": [b"Bearer " + token]} if token else {}
+
+
 async def _post(reactor, config, command, args, body, timeout):
     addr = readAPIAddress(config)
+    headers = _headers(config)
     agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, addr))
     if hasattr(body, "read"):
         body = FileBodyProducer(body)
     try:
-        return await treq.post(_url(command, args), data=body, agent=agent, timeout=timeout, persistent=False)
+        return await treq.post(_url(command, args), data=body, headers=headers, agent=agent, timeout=timeout, persistent=False)
     except ControlError:
         raise
     except Exception as e:

@@ -130,6 +130,11 @@ class ControlChannel(HTTPChannel):
         self._disarm()
         if self.length != 0:
             request = self.requests[-1]
+            guard = self.site.guard
+            if guard is not None and not guard.authorized(request):
+                # refused before a byte of the body is kept
+                self.refuse(401, guard.refusal(), guard.challenge())
+                return
             try:
                 name = check(self._command, self._path.split(b"?", 1)[0], request.requestHeaders)
                 self._checkBody(name)
@@ -184,13 +189,13 @@ class ControlChannel(HTTPChannel):
                  peer=str(self.transport.getPeer()), what=what)
         self.refuse(408, f"the request {what} came too slowly")
 
-    def refuse(self, status, message):
+    def refuse(self, status, message, headers=()):
         """
         Answer the request whose body is coming with an error now; throw
         its body away; cut the connection once the client is done or after
         C{lingerTimeout} seconds.
         """
-        self._answer(status, message)
+        self._answer(status, message, headers)
         self._phase = "refused"
         for request in self.requests[-1:]:
             if request.content is not None:
@@ -201,7 +206,7 @@ class ControlChannel(HTTPChannel):
         getattr(self.transport, "loseWriteConnection", self.transport.loseConnection)()
         self._arm(self.lingerTimeout, self.transport.abortConnection)
 
-    def _answer(self, status, message):
+    def _answer(self, status, message, headers=()):
         self.persistent = False
         body = errorBody(message)
         head = [b"HTTP/1.1 %d %s" % (status, RESPONSES.get(status, b"Error")),
@@ -210,6 +215,7 @@ class ControlChannel(HTTPChannel):
                 b"Connection: close"]
         if status == 405:
             head.append(b"Allow: POST")
+        head.extend(b"%s: %s" % (name, value) for name, value in headers)
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
 
 
@@ -226,11 +232,13 @@ class ControlSite(Site):
     #: Seconds an open connection may stay silent between requests.
     idleTimeout = 60
 
-    def __init__(self, resource, spoolDir, reactor):
+    def __init__(self, resource, spoolDir, reactor, guard=None):
         # arguments come from the query string only: a body is never read
         # into memory as a form (curl --data-binary sends one as a form)
         super().__init__(resource, reactor=reactor, timeout=self.idleTimeout, parsePOSTFormSubmission=False)
         self.spoolDir = spoolDir
+        #: a L{tau.control.auth.TokenGuard}, checked before a body is read
+        self.guard = guard
 
     def log(self, request):
         pass

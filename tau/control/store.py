@@ -208,7 +208,8 @@ async def addTar(node, args, body):
 async def addDirectory(node, args, body):
     """
     A directory over nodes already stored: the body is JSON
-    C{{"entries": {"path/in/dir": "CID", ...}}}.
+    C{{"entries": {"path/in/dir": "CID", ...}}}; each name of a path is
+    one safe path component (L{unixfs.safeName}).
     """
     store = _store(node)
     try:
@@ -219,6 +220,9 @@ async def addDirectory(node, args, body):
         raise APIError('expected a JSON body {"entries": {"path": "CID", ...}}') from None
     entries = {}
     for path, text in given.items():
+        if not all(unixfs.safeName(name) for name in path.split("/")):
+            raise APIError(f"refusing the path {path[:200]!r}: every name must be a single path component "
+                           "(not empty, '.' or '..', no NUL)")
         entries[path] = await _guard(path, unixfs.entryOf(store.blocks, unixfs._parse(text)))
     root = await _guard("add/dir", unixfs.buildDirectory(store.blocks, entries, reactor=node.reactor))
     if _flag(args, "pin", True):

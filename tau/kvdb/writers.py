@@ -280,8 +280,9 @@ def decodeWriterSet(cid, data, db):
 
 class RefusalLog:
     """
-    Logs refusals at most once per writer every C{REFUSAL_LOG_EVERY}
-    seconds, with how many were refused meanwhile.
+    Logs refusals at most once per writer and kind (deltas, a snapshot, a
+    push) every C{REFUSAL_LOG_EVERY} seconds, with how many were refused
+    meanwhile.
     """
 
     log = Logger()
@@ -292,7 +293,7 @@ class RefusalLog:
         self._count = {}
 
     def refused(self, db, writer, what, why):
-        key = str(writer)
+        key = (str(writer), what)
         self._count[key] = self._count.get(key, 0) + 1
         now = self.clock.seconds()
         last = self._last.get(key)
@@ -303,7 +304,7 @@ class RefusalLog:
             self._count.clear()
         n, self._count[key] = self._count[key], 0
         self._last[key] = now
-        self.log.warn("kvdb {db}: refused {what} from {writer} ({n} since the last report): {why}", db=db, what=what, writer=key, n=n, why=why)
+        self.log.warn("kvdb {db}: refused {what} from {writer} ({n} since the last report): {why}", db=db, what=what, writer=key[0], n=n, why=why)
 
 
 class Authority:

@@ -7,6 +7,7 @@ replica (two writers and a reader, real twistd processes) refuses it and
 logs it, and the value stays the writers' everywhere.
 """
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tau import makeNode
-from tau.identity import PeerID
+from tau import loadConfig, makeNode
+from tau.cloud import makeAdmission
+from tau.identity import PeerID, PrivateKey
 from tau.kvdb import codec
 from tau.kvdb.service import topicFor
 from tau.kvdb.writers import NotAWriter
+from tests.hosts import addressOf
 from tests.kvdb.test_nodes import config, until
 from tests.processes import TWISTD, spawn, stopped
 from tests.test_cli_store import NodeMixin
@@ -110,3 +113,60 @@ class ForeignWriterTests(NodeMixin, TestCase):
         await self.ok(rootA, "kv", "put", db, "owner", "bob")
         await until(lambda: everywhere("bob"), "a writer's later value on every replica", limit=60)
 
+
+
+class ServiceDatabaseTests(TestCase):
+    """
+    A service's database: its writers are the nodes the cloud's key
+    admitted for that service.  Nodes run in this process (real hosts,
+    pubsub and Bitswap on loopback).
+    """
+
+    timeout = 180
+
+    async def member(self, cloud, services):
+        key = PrivateKey.generate()
+        fields = {
+            "api-listen": "tcp:0:interface=127.0.0.1",
+            "p2p-listen": ["/ip4/127.0.0.1/tcp/0"],
+            "privatekey": base64.b64encode(key.toProtobuf()).decode(),
+            "cloud": {"key": str(cloud.peerID()), "admission": makeAdmission(cloud, key.peerID(), services).text()},
+        }
+        node = makeNode(loadConfig(shape="full", root=Path(self.mktemp()), overrides=fields), reactor=reactor)
+        node.kvdb.rebroadcast = 0.5
+        node.kvdb.fetchTimeout = 5.0
+        node.startService()
+        self.addCleanup(lambda: node.stopService() if node.running else None)
+        await node.whenReady()
+        return node
+
+    async def test_onlyTheServicesNodesWrite(self):
+        cloud = PrivateKey.generate()
+        a, b = await self.member(cloud, ["tns"]), await self.member(cloud, ["tns", "auth"])
+        other = await self.member(cloud, ["auth"])
+        for x, y in ((a, b), (a, other), (b, other)):
+            await x.host.connect(addressOf(y.host))
+        replicas = [await n.kvdb.serviceDatabase("tns", "projects") for n in (a, b, other)]
+        db = replicas[0].name
+        self.assertEqual({r.name for r in replicas}, {db}, "every node of the cloud opens the same database")
+        self.assertEqual([str(w) for w in await a.kvdb.writersOf(db)], [f"cloud:{cloud.peerID()}/tns"])
+        await b.kvdb.put(db, "project/1", b"b's")
+
+        async def everywhere(value):
+            return [await n.kvdb.get(db, "project/1") for n in (a, b, other)] == [value] * 3
+
+        await until(lambda: everywhere(b"b's"), "b's write on every node")
+        with self.assertRaises(NotAWriter):
+            await other.kvdb.put(db, "project/1", b"hijacked")
+        # the auth node skips its own check: its admission is not for tns
+        replica = replicas[2]
+        heads = dict(replica.heads)
+        evil = codec.makeDelta(other.kvdb.key, db, max(heads.values()) + 1, list(heads), [(b"project/1", b"hijacked")], admission=other.kvdb.admission.data)
+        await other.store.blocks.putMany([(codec.cidObject(evil.cid), evil.data)], verified=True)
+        await other.pubsub.publish(topicFor(db), codec.encodeHeads([evil.cid], None, [evil.data]))
+
+        async def refused():
+            return all(evil.cid in r._bad for r in replicas[:2])
+
+        await until(refused, "the tns nodes refusing the auth node's delta")
+        self.assertTrue(await everywhere(b"b's"))

@@ -525,9 +525,17 @@ class View:
     async def verified(self, db, space):
         """
         The snapshot being verified is fine: forget it, and the deltas
-        re-applied under C{space} to check it.
+        re-applied under C{space} to check it (their writers' bytes are
+        added to C{db}'s).
         """
         def run():
+            # the deltas the snapshot covers were applied under space only:
+            # their writers' bytes count here too
+            self._db.conn.execute(
+                "INSERT INTO usage(db, writer, bytes) SELECT ?, writer, bytes FROM usage WHERE db = ? AND true "
+                "ON CONFLICT(db, writer) DO UPDATE SET bytes = bytes + excluded.bytes",
+                (db, space),
+            )
             self._dropSpaceSync(space)
             self._db.conn.execute("DELETE FROM unverified WHERE db = ?", (db,))
 

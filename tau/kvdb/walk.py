@@ -345,17 +345,31 @@ class Walker:
         Sort verified deltas of a database with writers by their signer
         (see L{tau.kvdb.writers}): C{(accepted {cid: Delta}, refused {cid:
         (why, writer)}, [cid] whose writer set cannot be fetched now)}.
+        The writer sets they name are fetched at once, each once.
         """
-        accepted, refused, later = {}, {}, []
-        for c, d in deltas.items():
+        versions = list({d.version for d in deltas.values()})
+        resolved = {}
+
+        async def resolve(version):
             try:
-                why = await self.authority.check(d)
+                await self.authority.resolve(version)
             except CancelledError:
                 raise
+            except codec.InvalidBlock:
+                resolved[version] = True
             except Exception as e:
-                self.log.info("kvdb {db}: writer set of delta {cid} not fetched: {why}", db=self.name, cid=codec.cidString(c), why=str(e) or e.__class__.__name__)
+                self.log.info("kvdb {db}: writer set {cid} not fetched: {why}", db=self.name, cid=codec.cidString(version), why=str(e) or e.__class__.__name__)
+                resolved[version] = False
+            else:
+                resolved[version] = True
+
+        await gatherResults([Deferred.fromCoroutine(resolve(v)) for v in versions], consumeErrors=True)
+        accepted, refused, later = {}, {}, []
+        for c, d in deltas.items():
+            if not resolved[d.version]:
                 later.append(c)
                 continue
+            why = await self.authority.check(d)
             if why is None:
                 accepted[c] = d
             else:

@@ -45,9 +45,11 @@ writer it applied, and refuses a writer's deltas past the genesis's
 C{"q"} (set when the database is created, by default the creating node's
 C{kvdb.writer-quota}).  An honest writer writes on its own heads, so its
 deltas form a chain that every replica applies in the same order, and
-every replica refuses the same ones.  (A writer that forks its own history
-right at its quota, or a replica that started from a snapshot, may count
-differently; both only concern a writer at its quota.)
+every replica refuses the same ones.  A replica that started from a
+snapshot counts the bytes of the deltas it covers once it checked it
+(L{tau.kvdb.snapshots}), about 10 s later.  (A writer that forks its own
+history right at its quota can make replicas disagree about its last
+deltas; only a writer at its quota is concerned.)
 
 Open databases stay open: there is no migration in place (their name has
 no genesis).  To protect one, create a database with writers and copy its
@@ -67,6 +69,8 @@ WRITERS_CONTEXT = b"tau-kvdb-writers:"
 #: Most writers a database lists, and writer sets one chain holds.
 MAX_WRITERS = 256
 MAX_CHAIN = 64
+#: Invalid writer sets remembered (never fetched again).
+MAX_INVALID = 4096
 #: Seconds between two log lines about one refused writer.
 REFUSAL_LOG_EVERY = 60.0
 
@@ -325,6 +329,8 @@ class Authority:
         self._fetch = fetch
         self._keep = keep
         self.sets = {}
+        # writer sets found invalid: {cid: why}, never fetched again
+        self._invalid = {}
 
     def writersOf(self, version):
         return self.genesis.writers if version is None or version == self.genesis.cid else self.sets[version].writers
@@ -351,6 +357,17 @@ class Authority:
         """
         if version is None or version == self.genesis.cid:
             return self.genesis.writers
+        if version in self._invalid:
+            raise codec.InvalidBlock(self._invalid[version])
+        try:
+            return await self._resolve(version)
+        except codec.InvalidBlock as e:
+            if len(self._invalid) >= MAX_INVALID:
+                self._invalid.pop(next(iter(self._invalid)))
+            self._invalid[version] = str(e)
+            raise
+
+    async def _resolve(self, version):
         chain, c = [], version
         while c != self.genesis.cid and c not in self.sets:
             if len(chain) >= MAX_CHAIN:

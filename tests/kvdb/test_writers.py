@@ -233,6 +233,27 @@ class WriterTests(TestCase):
         self.assertEqual(other.snapshotCID, good)
         self.assertIsNone(await f.snapshot(), "a non-writer makes no snapshot")
 
+    async def test_snapshotStartCountsCoveredBytes(self):
+        """
+        A replica that started from a writer's snapshot counts the bytes of
+        the deltas it covers against their writers once it checked it, so
+        it refuses what the other replicas refuse.
+        """
+        from tau.kvdb import snapshots as module
+        from tests.kvdb.test_replica import SnapshotCheckTests
+
+        self.patch(module, "VERIFY_DELAY", 0)
+        ka = PrivateKey.generate()
+        cluster, genesis, (a,) = await self.cluster([ka])
+        sizes = [len((await a.write([(b"k%d" % i, b"v" * 50)])).data) for i in range(3)]
+        root = await a.snapshot()
+        fresh = await cluster.add(key=PrivateKey.generate(), genesis=genesis)
+        await fresh.merge(list(a.heads), snapshot=root, source=0)
+        self.assertEqual(fresh.snapshotCID, root)
+        await SnapshotCheckTests.checked(self, fresh)
+        self.assertEqual(await fresh.view.usage(fresh.name), {ka.peerID().toBytes(): sum(sizes)})
+        self.assertEqual(await fresh.view.usage(fresh.name), await a.view.usage(a.name))
+
     async def test_cloudAdmittedNodesWrite(self):
         """
         A database whose writer is "the nodes cloud C admitted for tns":

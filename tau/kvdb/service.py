@@ -270,13 +270,14 @@ class KVDBService(Service):
             raise writers.NotAWriter("this node belongs to no cloud (config: cloud.key)")
         return writers.CloudWriter(self.cloud, service)
 
-    async def serviceDatabase(self, service, name):
+    async def serviceDatabase(self, service, name, quota=WRITER_QUOTA):
         """
         The database C{name} of C{service}: its writers are the nodes of the
         cloud that run the service, so every node of the cloud opens the
-        same one (the name is C{NAME@GENESIS} of the same genesis).
+        same one (the name is C{NAME@GENESIS} of the same genesis; so the
+        quota is the service's choice, not each node's config).
         """
-        return await self.create(name, [self.cloudWriters(service)])
+        return await self.create(name, [self.cloudWriters(service)], quota)
 
     async def writersOf(self, db):
         """

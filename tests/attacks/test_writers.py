@@ -109,9 +109,21 @@ class ForeignWriterTests(NodeMixin, TestCase):
             await proc.waitFor(f"refused a push from {foreign.host.peerID}".encode(), timeout=10)
         self.assertTrue(await everywhere("alice"))
 
-        # the writers still write
+        # the writers still write, and a writer adds the reader C, whose
+        # writes every replica then takes
         await self.ok(rootA, "kv", "put", db, "owner", "bob")
         await until(lambda: everywhere("bob"), "a writer's later value on every replica", limit=60)
+        status, out, err = await self.tau(rootC, "kv", "put", db, "owner", "carol")
+        self.assertIn(f"{idC} is not a writer of database {db}", err)
+        added = await self.ok(rootA, "kv", "writers", db, "--add", idC)
+        self.assertIn(f"writer {idC}", added.splitlines())
+
+        async def learnt():
+            return f"writer {idC}" in (await self.tau(rootC, "kv", "writers", db))[1].splitlines()
+
+        await until(learnt, "C learning it is a writer", limit=60)
+        await self.ok(rootC, "kv", "put", db, "owner", "carol")
+        await until(lambda: everywhere("carol"), "the new writer's value on every replica", limit=60)
 
 
 

@@ -114,6 +114,7 @@ class ForeignWriterTests(NodeMixin, TestCase):
         await self.ok(rootA, "kv", "put", db, "owner", "bob")
         await until(lambda: everywhere("bob"), "a writer's later value on every replica", limit=60)
         status, out, err = await self.tau(rootC, "kv", "put", db, "owner", "carol")
+        self.assertEqual(status, 1)
         self.assertIn(f"{idC} is not a writer of database {db}", err)
         added = await self.ok(rootA, "kv", "writers", db, "--add", idC)
         self.assertIn(f"writer {idC}", added.splitlines())

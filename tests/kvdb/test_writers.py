@@ -5,6 +5,9 @@ snapshot or push from a non-writer is refused, and a cloud's admissions
 make the nodes of a service its writers.
 """
 
+import json
+
+import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
@@ -12,10 +15,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tau.cloud import InvalidAdmission, decodeAdmission, makeAdmission
 from tau.identity import PrivateKey
-from tau.kvdb import codec, writers
+from tau.kvdb import codec, snapshots, writers
 from tau.kvdb.service import KVDBService
 from tau.kvdb.writers import Authority, CloudWriter, NodeWriter, NotAWriter
 from tests.kvdb.fakes import Cluster
+from tests.kvdb.test_nodes import NodeTests
+from tests.kvdb.test_replica import SnapshotCheckTests
 from tests.kvdb.test_service import FakeStream, StuckReplica
 
 
@@ -239,10 +244,7 @@ class WriterTests(TestCase):
         the deltas it covers against their writers once it checked it, so
         it refuses what the other replicas refuse.
         """
-        from tau.kvdb import snapshots as module
-        from tests.kvdb.test_replica import SnapshotCheckTests
-
-        self.patch(module, "VERIFY_DELAY", 0)
+        self.patch(snapshots, "VERIFY_DELAY", 0)
         ka = PrivateKey.generate()
         cluster, genesis, (a,) = await self.cluster([ka])
         sizes = [len((await a.write([(b"k%d" % i, b"v" * 50)])).data) for i in range(3)]
@@ -320,3 +322,47 @@ class PushTests(SynchronousTestCase):
         for stream in (admitted, ok):
             Deferred.fromCoroutine(service._servePush(stream))
         self.assertEqual(len(replica.merges), 2)
+
+
+class ControlAPITests(TestCase):
+    timeout = 120
+
+    async def test_createAndWriters(self):
+        """
+        kv/create and kv/writers: the full name, the writers and the quota;
+        a bad writer or quota is 400; a node that is not a writer gets 403
+        for a put or for adding writers, and a writer at its quota gets 403.
+        """
+        helper = NodeTests("test_controlAPI")
+        helper.mktemp, helper.addCleanup = self.mktemp, self.addCleanup
+        node = await helper.startNode()
+        base = f"http://127.0.0.1:{node.ports()['api']}/api/v0/"
+
+        async def post(command, params, data=None):
+            response = await treq.post(base + command, params=params, data=data, persistent=False)
+            return response.code, json.loads(await response.content() or b"null")
+
+        other = PrivateKey.generate().peerID()
+        code, body = await post("kv/create", [("arg", "app"), ("writer", str(other)), ("quota", "1KiB")])
+        self.assertEqual(code, 200, body)
+        db = body["Database"]
+        self.assertEqual(writers.splitName(db)[0], "app")
+        self.assertEqual(body["Writers"], sorted([str(other), str(node.host.peerID)]))
+        self.assertEqual((body["Open"], body["Quota"]), (False, 1024))
+        code, body = await post("kv/put", [("arg", db), ("arg", "k")], b"v" * 600)
+        self.assertEqual(code, 200, body)
+        code, body = await post("kv/put", [("arg", db), ("arg", "k")], b"v" * 600)
+        self.assertEqual(code, 403)
+        self.assertIn("quota", body["Message"])
+        code, body = await post("kv/writers", [("arg", "plain")])
+        self.assertEqual((code, body["Open"], body["Writers"]), (200, True, None))
+        self.assertEqual((await post("kv/create", [("arg", "x"), ("writer", "nobody")]))[0], 400)
+        self.assertEqual((await post("kv/create", [("arg", "x"), ("quota", "0")]))[0], 400)
+        code, body = await post("kv/create", [("arg", "theirs"), ("writer", str(other)), ("self", "false")])
+        self.assertEqual(code, 200, body)
+        theirs = body["Database"]
+        self.assertEqual(body["Writers"], [str(other)])
+        self.assertEqual((await post("kv/put", [("arg", theirs), ("arg", "k")], b"v"))[0], 403)
+        code, body = await post("kv/writers", [("arg", theirs), ("add", str(node.host.peerID))])
+        self.assertEqual(code, 403)
+        self.assertIn("not a writer", body["Message"])

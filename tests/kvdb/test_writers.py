@@ -19,8 +19,7 @@ from tau.kvdb import codec, snapshots, writers
 from tau.kvdb.service import KVDBService
 from tau.kvdb.writers import Authority, CloudWriter, NodeWriter, NotAWriter
 from tests.kvdb.fakes import Cluster
-from tests.kvdb.test_nodes import NodeTests
-from tests.kvdb.test_replica import SnapshotCheckTests
+from tests.kvdb import test_nodes, test_replica
 from tests.kvdb.test_service import FakeStream, StuckReplica
 
 
@@ -252,7 +251,7 @@ class WriterTests(TestCase):
         fresh = await cluster.add(key=PrivateKey.generate(), genesis=genesis)
         await fresh.merge(list(a.heads), snapshot=root, source=0)
         self.assertEqual(fresh.snapshotCID, root)
-        await SnapshotCheckTests.checked(self, fresh)
+        await test_replica.SnapshotCheckTests.checked(self, fresh)
         self.assertEqual(await fresh.view.usage(fresh.name), {ka.peerID().toBytes(): sum(sizes)})
         self.assertEqual(await fresh.view.usage(fresh.name), await a.view.usage(a.name))
 
@@ -333,7 +332,7 @@ class ControlAPITests(TestCase):
         a bad writer or quota is 400; a node that is not a writer gets 403
         for a put or for adding writers, and a writer at its quota gets 403.
         """
-        helper = NodeTests("test_controlAPI")
+        helper = test_nodes.NodeTests("test_controlAPI")
         helper.mktemp, helper.addCleanup = self.mktemp, self.addCleanup
         node = await helper.startNode()
         base = f"http://127.0.0.1:{node.ports()['api']}/api/v0/"

@@ -21,6 +21,7 @@ key, or new databases, to shut a node out).
 """
 
 import base64
+import functools
 
 import cbor2
 
@@ -87,10 +88,16 @@ def makeAdmission(cloudKey, node, services):
 def decodeAdmission(data):
     """
     @raise InvalidAdmission: unless C{data} is a canonical admission signed
-        by the key it names.
+        by the key it names.  (Every delta of a node carries the same one:
+        the last 1024 verified are remembered.)
     """
-    if not isinstance(data, bytes) or len(data) > MAX_ADMISSION:
-        raise InvalidAdmission(f"an admission is at most {MAX_ADMISSION} bytes")
+    if type(data) is not bytes or len(data) > MAX_ADMISSION:
+        raise InvalidAdmission(f"an admission is bytes, at most {MAX_ADMISSION} of them")
+    return _decodeBytes(data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decodeBytes(data):
     try:
         value = cbor2.loads(data)
     except Exception as e:

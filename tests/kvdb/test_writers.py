@@ -69,6 +69,21 @@ class NamesTests(SynchronousTestCase):
         self.assertRaises(InvalidAdmission, decodeAdmission, forged)
 
 
+    def test_badAuthorityFieldsAreInvalidBlocks(self):
+        """
+        A delta whose writer-set link or admission is malformed is an
+        InvalidBlock (refused like any bad block), whatever its type.
+        """
+        key = PrivateKey.generate()
+        for field, value in (("a", [1, 2]), ("a", b"junk"), ("a", 5), ("wv", 5), ("wv", b"x"), ("x", 1)):
+            body = codec.decode(codec.makeDelta(key, "db", 1, [], [(b"k", b"v")]).data)
+            del body["s"]
+            body[field] = value
+            body["s"] = key.sign(codec.DELTA_CONTEXT + codec.encode(body))
+            data = codec.encode(body)
+            self.assertRaises(codec.InvalidBlock, codec.decodeDelta, codec.cidOf(data), data)
+
+
 class WriterTests(TestCase):
     async def cluster(self, keys, readers=(), quota=1 << 20, extra=(), **options):
         genesis, name = genesisOf(keys, quota, extra=extra)

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tau.cloud import InvalidAdmission, decodeAdmission, makeAdmission
+from tau.cloud import MAX_ADMISSION, MAX_SERVICES, InvalidAdmission, decodeAdmission, makeAdmission
 from tau.identity import PrivateKey
 from tau.kvdb import codec, snapshots, writers
 from tau.kvdb.service import KVDBService
@@ -69,6 +69,14 @@ class NamesTests(SynchronousTestCase):
         self.assertRaises(InvalidAdmission, decodeAdmission, forged)
 
 
+    def test_mostServices(self):
+        key, node = PrivateKey.generate(), PrivateKey.generate().peerID()
+        names = ["s%d" % i for i in range(MAX_SERVICES + 1)]
+        admission = makeAdmission(key, node, names[: MAX_SERVICES])
+        self.assertEqual(len(decodeAdmission(admission.data).services), MAX_SERVICES)
+        self.assertRaises(InvalidAdmission, makeAdmission, key, node, names)
+        self.assertRaises(InvalidAdmission, decodeAdmission, b"\xa0" * (MAX_ADMISSION + 1))
+
     def test_badAuthorityFieldsAreInvalidBlocks(self):
         """
         A delta whose writer-set link or admission is malformed is an
@@ -82,6 +90,40 @@ class NamesTests(SynchronousTestCase):
             body["s"] = key.sign(codec.DELTA_CONTEXT + codec.encode(body))
             data = codec.encode(body)
             self.assertRaises(codec.InvalidBlock, codec.decodeDelta, codec.cidOf(data), data)
+
+
+class LimitTests(TestCase):
+    def test_mostWriters(self):
+        keys = [PrivateKey.generate() for _ in range(writers.MAX_WRITERS + 1)]
+        genesis, _ = genesisOf(keys[: writers.MAX_WRITERS])
+        self.assertEqual(len(genesis.writers), writers.MAX_WRITERS)
+        self.assertRaises(codec.InvalidBlock, genesisOf, keys)
+
+    async def test_longestChain(self):
+        """
+        A chain of MAX_CHAIN writer sets above the genesis is followed; one
+        more is refused.
+        """
+        key = PrivateKey.generate()
+        genesis, name = genesisOf([key])
+        blocks, prev, members = {}, genesis.cid, set(genesis.writers)
+        for _ in range(writers.MAX_CHAIN + 1):
+            members.add(NodeWriter(PrivateKey.generate().peerID()))
+            ws = writers.makeWriterSet(key, name, prev, members)
+            blocks[ws.cid] = ws.data
+            prev = ws.cid
+        chain = list(blocks)
+
+        async def fetch(c):
+            return blocks[c]
+
+        async def keep(ws):
+            pass
+
+        self.assertEqual(len(await Authority(name, genesis, fetch, keep).resolve(chain[-2])), writers.MAX_CHAIN + 1)
+        with self.assertRaises(codec.InvalidBlock) as caught:
+            await Authority(name, genesis, fetch, keep).resolve(chain[-1])
+        self.assertIn(f"more than {writers.MAX_CHAIN}", str(caught.exception))
 
 
 class WriterTests(TestCase):

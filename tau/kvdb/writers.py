@@ -71,8 +71,10 @@ MAX_WRITERS = 256
 MAX_CHAIN = 64
 #: Invalid writer sets remembered (never fetched again).
 MAX_INVALID = 4096
-#: Seconds between two log lines about one refused writer.
+#: Seconds between two log lines about one refused writer, and how many
+#: writers are remembered for it (past that, all are forgotten).
 REFUSAL_LOG_EVERY = 60.0
+MAX_REFUSERS = 4096
 
 
 class NotAWriter(Exception):
@@ -298,14 +300,14 @@ class RefusalLog:
 
     def refused(self, db, writer, what, why):
         key = (str(writer), what)
+        if key not in self._last and len(self._last) >= MAX_REFUSERS:
+            self._last.clear()
+            self._count.clear()
         self._count[key] = self._count.get(key, 0) + 1
         now = self.clock.seconds()
         last = self._last.get(key)
         if last is not None and now - last < REFUSAL_LOG_EVERY:
             return
-        if len(self._last) >= 4096:
-            self._last.clear()
-            self._count.clear()
         n, self._count[key] = self._count[key], 0
         self._last[key] = now
         self.log.warn("kvdb {db}: refused {what} from {writer} ({n} since the last report): {why}", db=db, what=what, writer=key[0], n=n, why=why)

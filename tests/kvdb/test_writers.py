@@ -353,6 +353,20 @@ class RefusalLogTests(SynchronousTestCase):
             log.refused("db", a, "deltas", "no")
         self.assertEqual([(e["writer"], e["n"]) for e in events], [(str(a), 1), (str(b), 1), (str(a), 6)])
 
+    def test_boundedMemory(self):
+        """
+        Past MAX_REFUSERS writers remembered, all are forgotten (a flood of
+        fresh keys costs log lines, not memory).
+        """
+        self.patch(writers, "MAX_REFUSERS", 3)
+        log = writers.RefusalLog(Clock())
+        with capturedLogs() as events:
+            for i in range(7):
+                log.refused("db", f"writer{i}", "deltas", "no")
+            log.refused("db", "writer6", "deltas", "no")
+        self.assertLessEqual(len(log._last), 3)
+        self.assertEqual(len(events), 7)
+
 
 class PushTests(SynchronousTestCase):
     def test_pushFromNonWriterRefused(self):

@@ -436,3 +436,33 @@ class ControlAPITests(TestCase):
         code, body = await post("kv/writers", [("arg", theirs), ("add", str(node.host.peerID))])
         self.assertEqual(code, 403)
         self.assertIn("not a writer", body["Message"])
+
+
+class RestartTests(TestCase):
+    timeout = 120
+
+    async def test_writersSurviveRestart(self):
+        """
+        After a restart, a node still replicates a database with writers,
+        knows the writers added to it, and still refuses a non-writer.
+        """
+        helper = test_nodes.NodeTests("test_controlAPI")
+        helper.mktemp, helper.addCleanup = self.mktemp, self.addCleanup
+        root = self.mktemp()
+        node = await helper.startNode(root=root)
+        added = PrivateKey.generate()
+        replica = await node.kvdb.create("app", [NodeWriter(node.host.peerID)])
+        db = replica.name
+        await node.kvdb.put(db, "k", b"v")
+        await node.kvdb.addWriters(db, [NodeWriter(added.peerID())])
+        await node.stopService()
+        node = await helper.startNode(root=root)
+        self.assertIn(db, node.kvdb.databases())
+        self.assertEqual(await node.kvdb.get(db, "k"), b"v")
+        self.assertEqual({str(w) for w in await node.kvdb.writersOf(db)}, {str(node.host.peerID), str(added.peerID())})
+        replica = node.kvdb.replicas[db]
+        foreign = PrivateKey.generate()
+        evil = codec.makeDelta(foreign, db, max(replica.heads.values()) + 1, list(replica.heads), [(b"k", b"evil")])
+        await offer(replica, evil)
+        self.assertEqual(await node.kvdb.get(db, "k"), b"v")
+        self.assertIn(evil.cid, replica._bad)

@@ -86,7 +86,7 @@ def link(cidBytes):
     return CBORTag(LINK_TAG, b"\x00" + bytes(cidBytes))
 
 
-def _unlink(value, what):
+def unlink(value, what):
     if not isinstance(value, CBORTag) or value.tag != LINK_TAG:
         raise InvalidBlock(f"{what} is not a link")
     raw = value.value
@@ -225,12 +225,12 @@ def _authorityFields(body, version, admission):
         body["a"] = bytes(admission)
 
 
-def _decodeAuthority(value, what):
+def decodeAuthority(value, what):
     """
     The optional C{"wv"} and C{"a"} fields: C{(version CID or None,
     Admission or None)}.
     """
-    version = _unlink(value["wv"], f"{what} writer set") if "wv" in value else None
+    version = unlink(value["wv"], f"{what} writer set") if "wv" in value else None
     admission = None
     if "a" in value:
         try:
@@ -240,7 +240,7 @@ def _decodeAuthority(value, what):
     return version, admission
 
 
-def _fields(value, kind, required, optional=frozenset({"wv", "a"})):
+def checkFields(value, kind, required, optional=frozenset({"wv", "a"})):
     if not isinstance(value, dict) or value.get("t") != kind:
         raise InvalidBlock(f"not a {kind} block")
     if not required <= set(value) <= required | optional:
@@ -285,7 +285,7 @@ def makeDelta(key, db, height, parents, entries, version=None, admission=None):
     return Delta(cidOf(data), db, height, parents, entries, key.peerID(), data, version, admission and decodeAdmission(bytes(admission)))
 
 
-def _signer(value, context, what, verify=True):
+def verifySigner(value, context, what, verify=True):
     signature = value.pop("s")
     if not isinstance(signature, bytes) or len(signature) > 1024:
         raise InvalidBlock(f"{what}: bad signature field")
@@ -312,12 +312,12 @@ def decodeDelta(cid, data, db=None, verify=True):
     """
     if cidOf(data) != bytes(cid):
         raise InvalidBlock("the block does not hash to its CID")
-    value = _fields(decode(data), DELTA, {"t", "db", "h", "p", "e", "pk", "s"})
+    value = checkFields(decode(data), DELTA, {"t", "db", "h", "p", "e", "pk", "s"})
     name = checkName(value["db"]) if isinstance(value["db"], str) else checkName(None)
     if db is not None and name != db:
         raise InvalidBlock(f"a delta of database {name!r}, expected {db!r}")
     height = _int(value["h"], "height", 1)
-    parents = [_unlink(p, "parent") for p in _list(value["p"], "parents", MAX_PARENTS)]
+    parents = [unlink(p, "parent") for p in _list(value["p"], "parents", MAX_PARENTS)]
     if parents != sorted(set(parents)):
         raise InvalidBlock("parents are not sorted and unique")
     if (height == 1) != (not parents):
@@ -332,8 +332,8 @@ def decodeDelta(cid, data, db=None, verify=True):
             raise InvalidBlock(f"entry: {e}") from None
     if (not entries and "wv" not in value) or any(a[0] >= b[0] for a, b in zip(entries, entries[1:])):
         raise InvalidBlock("entries are empty or not sorted and unique by key")
-    version, admission = _decodeAuthority(value, "delta")
-    writer = _signer(value, DELTA_CONTEXT, "delta", verify)
+    version, admission = decodeAuthority(value, "delta")
+    writer = verifySigner(value, DELTA_CONTEXT, "delta", verify)
     return Delta(bytes(cid), name, height, parents, entries, writer, bytes(data), version, admission)
 
 
@@ -412,22 +412,22 @@ def makeSnapshot(key, db, heads, state, covered, version=None, admission=None):
 def decodeSnapshot(cid, data, db):
     if cidOf(data) != bytes(cid):
         raise InvalidBlock("the block does not hash to its CID")
-    value = _fields(decode(data), SNAPSHOT, {"t", "db", "h", "heads", "state", "covered", "n", "pk", "s"})
+    value = checkFields(decode(data), SNAPSHOT, {"t", "db", "h", "heads", "state", "covered", "n", "pk", "s"})
     if value["db"] != db:
         raise InvalidBlock(f"a snapshot of database {value['db']!r}, expected {db!r}")
     heads = []
     for item in _list(value["heads"], "heads", MAX_PARENTS):
         if not isinstance(item, list) or len(item) != 2:
             raise InvalidBlock("a snapshot head is [link, height]")
-        heads.append((_unlink(item[0], "head"), _int(item[1], "head height", 1)))
+        heads.append((unlink(item[0], "head"), _int(item[1], "head height", 1)))
     height = _int(value["h"], "height")
     if height != max((h for _, h in heads), default=0):
         raise InvalidBlock("snapshot height is not its highest head's")
-    state = [_unlink(p, "state page") for p in _list(value["state"], "state pages", MAX_PAGES)]
-    covered = [_unlink(p, "covered page") for p in _list(value["covered"], "covered pages", MAX_PAGES)]
+    state = [unlink(p, "state page") for p in _list(value["state"], "state pages", MAX_PAGES)]
+    covered = [unlink(p, "covered page") for p in _list(value["covered"], "covered pages", MAX_PAGES)]
     count = _int(value["n"], "entry count")
-    version, admission = _decodeAuthority(value, "snapshot")
-    writer = _signer(value, SNAPSHOT_CONTEXT, "snapshot")
+    version, admission = decodeAuthority(value, "snapshot")
+    writer = verifySigner(value, SNAPSHOT_CONTEXT, "snapshot")
     return Snapshot(bytes(cid), db, height, heads, state, covered, count, writer, version, admission)
 
 
@@ -484,8 +484,8 @@ def decodeHeads(data):
     @return: C{(heads, snapshot or None, {cid: block})}.
     """
     value = _map(decode(data, MAX_MESSAGE), HEADS, {"t", "heads", "snap", "b"})
-    heads = [_unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)]
-    snap = None if value["snap"] is None else _unlink(value["snap"], "snapshot")
+    heads = [unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)]
+    snap = None if value["snap"] is None else unlink(value["snap"], "snapshot")
     blocks = {}
     for block in _list(value["b"], "blocks", MAX_PARENTS):
         if not isinstance(block, bytes):
@@ -508,10 +508,10 @@ def decodePush(data):
     """
     @return: C{(db, heads, Admission or None)}.
     """
-    value = _fields(decode(data, MAX_MESSAGE), PUSH, {"t", "db", "heads"}, frozenset({"a"}))
+    value = checkFields(decode(data, MAX_MESSAGE), PUSH, {"t", "db", "heads"}, frozenset({"a"}))
     db = checkName(value["db"]) if isinstance(value["db"], str) else checkName(None)
-    _, admission = _decodeAuthority(value, "push")
-    return db, [_unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)], admission
+    _, admission = decodeAuthority(value, "push")
+    return db, [unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)], admission
 
 
 def encodePushed(ok, error=""):

@@ -272,13 +272,13 @@ def decodeWriterSet(cid, data, db):
     """
     if codec.cidOf(data) != bytes(cid):
         raise codec.InvalidBlock("the block does not hash to its CID")
-    value = codec._fields(codec.decode(data), WRITERS, {"t", "db", "prev", "w", "pk", "s"}, frozenset({"a"}))
+    value = codec.checkFields(codec.decode(data), WRITERS, {"t", "db", "prev", "w", "pk", "s"}, frozenset({"a"}))
     if value["db"] != db:
         raise codec.InvalidBlock(f"a writer set of database {value['db']!r}, expected {db!r}")
-    prev = codec._unlink(value["prev"], "previous writer set")
+    prev = codec.unlink(value["prev"], "previous writer set")
     writers = _decodeWriters(value["w"])
-    _, admission = codec._decodeAuthority(value, "writer set")
-    signer = codec._signer(value, WRITERS_CONTEXT, "writer set")
+    _, admission = codec.decodeAuthority(value, "writer set")
+    signer = codec.verifySigner(value, WRITERS_CONTEXT, "writer set")
     return WriterSet(bytes(cid), prev, writers, signer, admission, bytes(data))
 
 

@@ -23,6 +23,7 @@ import yaml
 from multiaddr.exceptions import Error as MultiaddrError
 
 from tau import services
+from tau.cloud import InvalidAdmission, admissionFromText
 from tau.errors import ConfigError
 from tau.identity import InvalidKey, PeerID, PrivateKey
 
@@ -77,6 +78,13 @@ DEFAULT_AUTONAT = {
 # least recently used are collected (None: no automatic GC), and how often
 # (seconds) it checks; it also checks after every `budget / 16` bytes written.
 DEFAULT_STORAGE = {"budget": None, "gc-interval": 3600.0}
+# The cloud this node belongs to: the PeerId of the cloud's key, and this
+# node's admission signed by it (see tau/cloud.py); none: no cloud.
+DEFAULT_CLOUD = {"key": None, "admission": None}
+# Replicated key/value databases: the bytes of deltas each writer may
+# write in a database created on this node (the quota goes into the
+# database's genesis, so every replica enforces the same).
+DEFAULT_KVDB = {"writer-quota": 1 << 30}
 SHAPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -136,6 +144,8 @@ FIELDS = (
     "storage",
     "perf",
     "api-token",
+    "cloud",
+    "kvdb",
 )
 
 
@@ -167,6 +177,8 @@ class NodeConfig:
     storage: dict = field(default_factory=lambda: dict(DEFAULT_STORAGE))
     perf: bool = False
     apiToken: bool = False
+    cloud: dict = field(default_factory=lambda: dict(DEFAULT_CLOUD))
+    kvdb: dict = field(default_factory=lambda: dict(DEFAULT_KVDB))
     sources: tuple = ()
     secretFiles: tuple = ()
 
@@ -396,6 +408,10 @@ def _validate(source, data, configDir):
         if data.get(name) is not None:
             _check(source, name, isinstance(data[name], bool), "expected true or false")
             out[key] = data[name]
+    if data.get("cloud") is not None:
+        out["cloud"] = _cloud(source, data["cloud"])
+    if data.get("kvdb") is not None:
+        out["kvdb"] = _kvdb(source, data["kvdb"])
     return out
 
 
@@ -471,6 +487,47 @@ def _storage(source, value):
     _seconds(source, "storage", value, ("gc-interval",))
     if "gc-interval" in value:
         out["gc-interval"] = float(value["gc-interval"])
+    return out
+
+
+def _cloud(source, value):
+    _section(source, "cloud", value, DEFAULT_CLOUD, "key and admission")
+    out = {}
+    if value.get("key") is not None:
+        try:
+            out["key"] = PeerID.fromString(value["key"])
+        except InvalidKey as e:
+            raise ConfigError(source, "cloud.key", f"expected the PeerId of the cloud's key ({e})") from None
+    if value.get("admission") is not None:
+        _check(source, "cloud.admission", isinstance(value["admission"], str), "expected the base64 of an admission (tau cloud admit)")
+        try:
+            out["admission"] = admissionFromText(value["admission"])
+        except InvalidAdmission as e:
+            raise ConfigError(source, "cloud.admission", f"unreadable admission: {e}") from None
+    return out
+
+
+def _checkCloud(source, cloud, peerID):
+    """
+    An admission must be signed by the cloud's key and name this node.
+    """
+    admission = cloud.get("admission")
+    if admission is None:
+        return
+    _check(source, "cloud.admission", cloud.get("key") is not None, "an admission needs cloud.key, the PeerId of the key that signed it")
+    _check(source, "cloud.admission", admission.cloud == cloud["key"], f"signed by {admission.cloud}, not by cloud.key {cloud['key']}")
+    _check(source, "cloud.admission", admission.node == peerID, f"admits node {admission.node}, not this node ({peerID})")
+
+
+def _kvdb(source, value):
+    _section(source, "kvdb", value, DEFAULT_KVDB, "writer-quota")
+    out = dict(value)
+    if "writer-quota" in value:
+        try:
+            out["writer-quota"] = parseSize(value["writer-quota"])
+        except ValueError as e:
+            raise ConfigError(source, "kvdb.writer-quota", str(e)) from None
+        _check(source, "kvdb.writer-quota", out["writer-quota"] > 0, "expected a size above 0 bytes")
     return out
 
 
@@ -553,6 +610,8 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
     values["relay"] = dict(DEFAULT_RELAY)
     values["autonat"] = dict(DEFAULT_AUTONAT)
     values["storage"] = dict(DEFAULT_STORAGE)
+    values["cloud"] = dict(DEFAULT_CLOUD)
+    values["kvdb"] = dict(DEFAULT_KVDB)
     sources = []
     servicesFrom = "built-in shape " + shape
     layers = []
@@ -570,7 +629,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
             secretFiles.append(Path(source))
         if "services" in cleaned:
             servicesFrom = source
-        for mapping in ("ports", "connections", "dht", "relay", "autonat", "storage"):
+        for mapping in ("ports", "connections", "dht", "relay", "autonat", "storage", "cloud", "kvdb"):
             # a layer that gives some keys keeps the others from below
             if mapping in cleaned and mapping in values:
                 cleaned[mapping] = {**values[mapping], **cleaned[mapping]}
@@ -598,6 +657,7 @@ def loadConfig(shape="full", root=None, configFile=None, overrides=None, create=
         values["privateKey"] = PrivateKey.generate()
     if values.get("swarmKeyPath") is not None:
         secretFiles.append(values["swarmKeyPath"])
+    _checkCloud(sources[-1] if sources else "defaults", values["cloud"], values["privateKey"].peerID())
     config = NodeConfig(root=root, shape=shape, sources=tuple(sources),
                         secretFiles=tuple(dict.fromkeys(secretFiles)), **values)
     if fresh:
@@ -662,6 +722,8 @@ def publicView(config):
         "storage": dict(config.storage),
         "perf": config.perf,
         "api-token": config.apiToken,
+        "cloud": {k: None if v is None else str(v) if k == "key" else v.text() for k, v in config.cloud.items()},
+        "kvdb": dict(config.kvdb),
         "sources": list(config.sources),
     }
     return view

@@ -325,6 +325,9 @@ def makeNode(config, reactor):
         config.dataDir / "kvdb.sqlite",
         reactor,
         notify=node.bitswap.notifyNewBlocks,
+        cloud=config.cloud.get("key"),
+        admission=config.cloud.get("admission"),
+        writerQuota=config.kvdb["writer-quota"],
     )
     node.kvdb.setServiceParent(node)
     node.relayClient, node.relay = _relay.install(

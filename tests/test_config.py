@@ -11,6 +11,7 @@ import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
 from tau import services
+from tau.cloud import makeAdmission
 from tau.config import loadConfig, publicView, shapeFile
 from tau.errors import ConfigError
 from tau.identity import PrivateKey
@@ -282,3 +283,51 @@ class SampleShapeTests(ConfigTestsMixin, SynchronousTestCase):
                 e = self.assertRaises(ConfigError, loadConfig, shape=shape, root=root, configFile=path)
                 self.assertIn("not provided by this version", str(e))
                 self.assertFalse(root.exists())
+
+
+class CloudConfigTests(ConfigTestsMixin, SynchronousTestCase):
+    """
+    The cloud section (cloud.key, cloud.admission) and kvdb.writer-quota.
+    """
+
+    assertRefused = BadConfigTests.assertRefused
+
+    def setUp(self):
+        super().setUp()
+        self.cloud = PrivateKey.generate()
+        self.node = PrivateKey.fromProtobuf(base64.b64decode(SPEC_KEY))
+
+    def fields(self, signer=None, node=None, key=None):
+        admission = makeAdmission(signer or self.cloud, (node or self.node).peerID(), ["tns"])
+        return {"privatekey": SPEC_KEY, "cloud": {"key": str((key or self.cloud).peerID()), "admission": admission.text()}}
+
+    def test_admitted(self):
+        config = loadConfig(shape="full", root=self.root, configFile=self.writeConfig(self.fields()))
+        self.assertEqual(config.cloud["key"], self.cloud.peerID())
+        self.assertEqual(config.cloud["admission"].services, ("tns",))
+        self.assertEqual(config.kvdb["writer-quota"], 1 << 30)
+        view = publicView(config)
+        self.assertEqual(view["cloud"]["key"], str(self.cloud.peerID()))
+
+    def test_admissionOfAnotherNode(self):
+        self.assertRefused(self.fields(node=PrivateKey.generate()), "cloud.admission", ["not this node", SPEC_PEER])
+
+    def test_admissionSignedByAnotherKey(self):
+        self.assertRefused(self.fields(key=PrivateKey.generate()), "cloud.admission", ["not by cloud.key"])
+
+    def test_admissionWithoutKey(self):
+        data = self.fields()
+        del data["cloud"]["key"]
+        self.assertRefused(data, "cloud.admission", ["needs cloud.key"])
+
+    def test_badAdmissionOrKey(self):
+        self.assertRefused({"cloud": {"admission": "AAAA"}}, "cloud.admission", ["unreadable admission"])
+        self.assertRefused({"cloud": {"key": "nope"}}, "cloud.key", ["PeerId of the cloud's key"])
+        self.assertRefused({"cloud": {"members": []}}, "cloud.members", ["unknown field"])
+
+    def test_writerQuota(self):
+        config = loadConfig(shape="full", root=self.root, configFile=self.writeConfig({"kvdb": {"writer-quota": "10MiB"}}))
+        self.assertEqual(config.kvdb["writer-quota"], 10 << 20)
+        self.assertEqual(loadConfig(shape="full", root=self.root, configFile=self.writeConfig({"kvdb": {"writer-quota": 1}})).kvdb["writer-quota"], 1)
+        self.assertRefused({"kvdb": {"writer-quota": 0}}, "kvdb.writer-quota", ["above 0 bytes"])
+        self.assertRefused({"kvdb": {"writer-quota": "lots"}}, "kvdb.writer-quota", ["invalid size"])

@@ -1,5 +1,6 @@
 """
-tau kv put|get|delete|list|dbs: the node's replicated key/value databases.
+tau kv put|get|delete|list|dbs|create|writers: the node's replicated
+key/value databases.
 """
 
 import json
@@ -44,6 +45,20 @@ def register(sub):
     dbs = ksub.add_parser("dbs", help="the databases this node replicates")
     dbs.add_argument("--json", action="store_true")
     dbs.set_defaults(run=kvDatabases)
+
+    create = ksub.add_parser("create", help="create a database that only its writers can change; prints its full name NAME@GENESIS")
+    create.add_argument("name")
+    create.add_argument("--writer", action="append", default=[], metavar="WRITER", help="a writer: a PeerId, or cloud:CLOUD-PEERID/SERVICE (the nodes that cloud admitted for SERVICE); repeat for more")
+    create.add_argument("--no-self", action="store_true", help="this node is not a writer")
+    create.add_argument("--quota", default=None, help="bytes of writes each writer may make, e.g. 100MiB (default: the config's kvdb.writer-quota)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(run=kvCreate)
+
+    writers = ksub.add_parser("writers", help="the writers of a database (--add adds some; this node must be a writer)")
+    writers.add_argument("db")
+    writers.add_argument("--add", action="append", default=[], metavar="WRITER", help="a writer to add (PeerId or cloud:CLOUD-PEERID/SERVICE); repeat for more")
+    writers.add_argument("--json", action="store_true")
+    writers.set_defaults(run=kvWriters)
 
 
 def _writeArgs(args):
@@ -96,3 +111,32 @@ def kvDatabases(args):
     for db in answer["Databases"]:
         print(f"{db['Name']}  height {db['Height']}  heads {len(db['Heads'])}")
     return 0
+
+
+def _printWriters(args, answer):
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif answer["Open"]:
+        print(f"{answer['Database']}: open, any peer of the network may write")
+    else:
+        print(answer["Database"])
+        print(f"quota {answer['Quota']} bytes per writer")
+        for writer in answer["Writers"]:
+            print(f"writer {writer}")
+    return 0
+
+
+def kvCreate(args):
+    params = [("arg", args.name)] + [("writer", w) for w in args.writer]
+    if args.no_self:
+        params.append(("self", "false"))
+    if args.quota is not None:
+        params.append(("quota", args.quota))
+    if not args.writer and args.no_self:
+        raise UsageError("a database needs a writer: give --writer, or leave out --no-self")
+    return _printWriters(args, runReactor(lambda reactor: call(reactor, _config(args), "kv/create", params, timeout=60)))
+
+
+def kvWriters(args):
+    params = [("arg", args.db)] + [("add", w) for w in args.add]
+    return _printWriters(args, runReactor(lambda reactor: call(reactor, _config(args), "kv/writers", params, timeout=60)))

@@ -1,12 +1,15 @@
 """
 Control API commands of the replicated key/value store: kv/put, kv/get,
-kv/delete, kv/list, kv/dbs.  Keys are text (UTF-8) here; values are bytes.
+kv/delete, kv/list, kv/dbs, kv/create, kv/writers.  Keys are text (UTF-8)
+here; values are bytes.
 """
 
+from tau.config import parseSize
 from tau.control.routes import APIError, BodyStream, argument, command
 from tau.control.store import _number
 from tau.kvdb import codec
 from tau.kvdb.service import ReplicationTimeout
+from tau.kvdb.writers import NodeWriter, NotAWriter, parseWriter
 
 
 def _kvdb(node):
@@ -42,6 +45,8 @@ async def _write(node, args, value):
         delta, confirmed = await kvdb.write(db, [(key, value)], replicas, timeout)
     except ReplicationTimeout as e:
         raise APIError(f"{db}/{key}: {e}", status=504) from None
+    except NotAWriter as e:
+        raise APIError(f"{db}/{key}: {e}", status=403) from None
     except codec.InvalidBlock as e:
         raise APIError(str(e)) from None
     return {"Database": db, "Key": key, "Delta": codec.cidString(delta.cid), "Height": delta.height, "Replicas": confirmed}
@@ -110,3 +115,57 @@ async def databases(node, args):
             }
         )
     return {"Databases": out}
+
+
+def _writers(args, name):
+    try:
+        return [parseWriter(text) for text in args.get(name, [])]
+    except ValueError as e:
+        raise APIError(str(e)) from None
+
+
+def _writersAnswer(db, writers):
+    return {"Database": db, "Open": writers is None, "Writers": None if writers is None else sorted(str(w) for w in writers)}
+
+
+@command("kv/create")
+async def create(node, args):
+    """
+    Create the database NAME whose writers are the C{writer} arguments
+    (PeerIds, or cloud:CLOUD-PEERID/SERVICE) and this node (unless
+    C{self=false}), each allowed C{quota} bytes (default: the config's
+    kvdb.writer-quota); answers its full name, NAME@GENESIS.
+    """
+    kvdb = _kvdb(node)
+    name, _ = _dbAndKey(args, withKey=False)
+    writers = _writers(args, "writer")
+    if (argument(args, "self", required=False) or "true") != "false":
+        writers.append(NodeWriter(node.host.peerID))
+    quota = argument(args, "quota", required=False)
+    try:
+        quota = None if quota is None else parseSize(quota)
+        replica = await kvdb.create(name, writers, quota)
+    except (ValueError, codec.InvalidBlock) as e:
+        raise APIError(str(e)) from None
+    return _writersAnswer(replica.name, await kvdb.writersOf(replica.name)) | {"Quota": replica.quota}
+
+
+@command("kv/writers")
+async def showWriters(node, args):
+    """
+    The writers of DB known here (C{Open}: anyone may write); each C{add}
+    argument is added first (this node must be a writer).
+    """
+    kvdb = _kvdb(node)
+    db, _ = _dbAndKey(args, withKey=False)
+    added = _writers(args, "add")
+    try:
+        if added:
+            await kvdb.addWriters(db, added)
+        writers = await kvdb.writersOf(db)
+    except NotAWriter as e:
+        raise APIError(f"{db}: {e}", status=403) from None
+    except codec.InvalidBlock as e:
+        raise APIError(f"{db}: {e}") from None
+    replica = kvdb.replicas[db]
+    return _writersAnswer(db, writers) | {"Quota": replica.quota}

@@ -14,7 +14,13 @@ A **delta** is one write, signed by its writer::
      "p": [LINK, ...],                  the heads the writer had (sorted)
      "e": [[KEY, VALUE or null], ...],  sorted by key, unique; null = deleted
      "pk": PUBLIC-KEY,                  the writer's libp2p public key (protobuf)
+     "wv": LINK,                        (optional) the writer set it writes under
+     "a": ADMISSION,                    (optional) the writer's cloud admission
      "s": SIGNATURE}                    over "tau-kvdb-delta:" || the map without "s"
+
+C{"e"} may be empty only in a delta with C{"wv"} (one that announces a new
+writer set).  C{"wv"} and C{"a"} (also allowed in a snapshot root) are how
+a database with writers checks who signed (see L{tau.kvdb.writers}).
 
 A **snapshot** is the whole state of a database and the deltas it covers::
 
@@ -35,6 +41,7 @@ import cbor2
 from cbor2 import CBORTag
 
 from tau import cids
+from tau.cloud import InvalidAdmission, decodeAdmission
 from tau.identity import InvalidKey, PublicKey
 
 DAG_CBOR = 0x71
@@ -79,7 +86,7 @@ def link(cidBytes):
     return CBORTag(LINK_TAG, b"\x00" + bytes(cidBytes))
 
 
-def _unlink(value, what):
+def unlink(value, what):
     if not isinstance(value, CBORTag) or value.tag != LINK_TAG:
         raise InvalidBlock(f"{what} is not a link")
     raw = value.value
@@ -192,9 +199,9 @@ class Delta:
     @ivar parents: binary CIDs.  @ivar entries: C{[(key, value or None)]}.
     """
 
-    __slots__ = ("cid", "db", "height", "parents", "entries", "writer", "data")
+    __slots__ = ("cid", "db", "height", "parents", "entries", "writer", "data", "version", "admission")
 
-    def __init__(self, cid, db, height, parents, entries, writer, data):
+    def __init__(self, cid, db, height, parents, entries, writer, data, version=None, admission=None):
         self.cid = cid
         self.db = db
         self.height = height
@@ -202,22 +209,60 @@ class Delta:
         self.entries = entries
         self.writer = writer
         self.data = data
+        #: the writer set it writes under (binary CID), None: the genesis's
+        self.version = version
+        #: the writer's L{tau.cloud.Admission}, or None
+        self.admission = admission
 
     def __repr__(self):
         return f"<Delta {cidString(self.cid)} {self.db!r} h={self.height} {len(self.entries)} entries>"
 
 
-def makeDelta(key, db, height, parents, entries):
+def _authorityFields(body, version, admission):
+    if version is not None:
+        body["wv"] = link(version)
+    if admission is not None:
+        body["a"] = bytes(admission)
+
+
+def decodeAuthority(value, what):
+    """
+    The optional C{"wv"} and C{"a"} fields: C{(version CID or None,
+    Admission or None)}.
+    """
+    version = unlink(value["wv"], f"{what} writer set") if "wv" in value else None
+    admission = None
+    if "a" in value:
+        try:
+            admission = decodeAdmission(value["a"])
+        except InvalidAdmission as e:
+            raise InvalidBlock(f"{what}: admission: {e}") from None
+    return version, admission
+
+
+def checkFields(value, kind, required, optional=frozenset({"wv", "a"})):
+    if not isinstance(value, dict) or value.get("t") != kind:
+        raise InvalidBlock(f"not a {kind} block")
+    if not required <= set(value) <= required | optional:
+        raise InvalidBlock(f"{kind}: fields {sorted(value)}, expected {sorted(required)} and maybe {sorted(optional)}")
+    return value
+
+
+def makeDelta(key, db, height, parents, entries, version=None, admission=None):
     """
     Sign and encode a delta; C{entries} is C{[(key, value or None)]} with
-    unique keys.
+    unique keys (none only with C{version}).
+
+    @param version: the binary CID of the writer set it writes under (see
+        L{tau.kvdb.writers}), or None.
+    @param admission: the writer's encoded cloud admission, or None.
 
     @return: a L{Delta} (C{.data} the block bytes, C{.cid} its CID).
     @raise InvalidBlock: when it breaks a limit.
     """
     checkName(db)
     entries = sorted(((checkKey(k), checkValue(v)) for k, v in entries), key=lambda e: e[0])
-    if not entries or len(entries) > MAX_ENTRIES:
+    if (not entries and version is None) or len(entries) > MAX_ENTRIES:
         raise InvalidBlock(f"a delta has 1 to {MAX_ENTRIES} entries")
     if any(a[0] == b[0] for a, b in zip(entries, entries[1:])):
         raise InvalidBlock("a key appears twice in one write")
@@ -232,14 +277,15 @@ def makeDelta(key, db, height, parents, entries):
         "e": [[k, v] for k, v in entries],
         "pk": key.publicKey().toProtobuf(),
     }
+    _authorityFields(body, version, admission)
     body["s"] = key.sign(DELTA_CONTEXT + encode(body))
     data = encode(body)
     if len(data) > MAX_BLOCK:
         raise InvalidBlock(f"the write is {len(data)} bytes encoded, limit {MAX_BLOCK}")
-    return Delta(cidOf(data), db, height, parents, entries, key.peerID(), data)
+    return Delta(cidOf(data), db, height, parents, entries, key.peerID(), data, version, admission and decodeAdmission(bytes(admission)))
 
 
-def _signer(value, context, what, verify=True):
+def verifySigner(value, context, what, verify=True):
     signature = value.pop("s")
     if not isinstance(signature, bytes) or len(signature) > 1024:
         raise InvalidBlock(f"{what}: bad signature field")
@@ -266,12 +312,12 @@ def decodeDelta(cid, data, db=None, verify=True):
     """
     if cidOf(data) != bytes(cid):
         raise InvalidBlock("the block does not hash to its CID")
-    value = _map(decode(data), DELTA, {"t", "db", "h", "p", "e", "pk", "s"})
+    value = checkFields(decode(data), DELTA, {"t", "db", "h", "p", "e", "pk", "s"})
     name = checkName(value["db"]) if isinstance(value["db"], str) else checkName(None)
     if db is not None and name != db:
         raise InvalidBlock(f"a delta of database {name!r}, expected {db!r}")
     height = _int(value["h"], "height", 1)
-    parents = [_unlink(p, "parent") for p in _list(value["p"], "parents", MAX_PARENTS)]
+    parents = [unlink(p, "parent") for p in _list(value["p"], "parents", MAX_PARENTS)]
     if parents != sorted(set(parents)):
         raise InvalidBlock("parents are not sorted and unique")
     if (height == 1) != (not parents):
@@ -284,18 +330,21 @@ def decodeDelta(cid, data, db=None, verify=True):
             entries.append((checkKey(item[0]), checkValue(item[1])))
         except InvalidBlock as e:
             raise InvalidBlock(f"entry: {e}") from None
-    if not entries or any(a[0] >= b[0] for a, b in zip(entries, entries[1:])):
+    if (not entries and "wv" not in value) or any(a[0] >= b[0] for a, b in zip(entries, entries[1:])):
         raise InvalidBlock("entries are empty or not sorted and unique by key")
-    writer = _signer(value, DELTA_CONTEXT, "delta", verify)
-    return Delta(bytes(cid), name, height, parents, entries, writer, bytes(data))
+    version, admission = decodeAuthority(value, "delta")
+    writer = verifySigner(value, DELTA_CONTEXT, "delta", verify)
+    return Delta(bytes(cid), name, height, parents, entries, writer, bytes(data), version, admission)
 
 
 # -- snapshots -------------------------------------------------------------------
 
 class Snapshot:
-    __slots__ = ("cid", "db", "height", "heads", "state", "covered", "count", "writer")
+    __slots__ = ("cid", "db", "height", "heads", "state", "covered", "count", "writer", "version", "admission")
 
-    def __init__(self, cid, db, height, heads, state, covered, count, writer):
+    def __init__(self, cid, db, height, heads, state, covered, count, writer, version=None, admission=None):
+        self.version = version
+        self.admission = admission
         self.cid = cid
         self.db = db
         self.height = height
@@ -327,7 +376,7 @@ def _pages(items, kind, field, size):
     return out
 
 
-def makeSnapshot(key, db, heads, state, covered):
+def makeSnapshot(key, db, heads, state, covered, version=None, admission=None):
     """
     The blocks of a snapshot: C{heads} C{[(cid, height)]}, C{state}
     C{[(key, value|None, height, cid)]} sorted by key, C{covered}
@@ -351,6 +400,7 @@ def makeSnapshot(key, db, heads, state, covered):
         "n": len(state),
         "pk": key.publicKey().toProtobuf(),
     }
+    _authorityFields(body, version, admission)
     body["s"] = key.sign(SNAPSHOT_CONTEXT + encode(body))
     data = encode(body)
     if len(data) > MAX_BLOCK:
@@ -362,22 +412,23 @@ def makeSnapshot(key, db, heads, state, covered):
 def decodeSnapshot(cid, data, db):
     if cidOf(data) != bytes(cid):
         raise InvalidBlock("the block does not hash to its CID")
-    value = _map(decode(data), SNAPSHOT, {"t", "db", "h", "heads", "state", "covered", "n", "pk", "s"})
+    value = checkFields(decode(data), SNAPSHOT, {"t", "db", "h", "heads", "state", "covered", "n", "pk", "s"})
     if value["db"] != db:
         raise InvalidBlock(f"a snapshot of database {value['db']!r}, expected {db!r}")
     heads = []
     for item in _list(value["heads"], "heads", MAX_PARENTS):
         if not isinstance(item, list) or len(item) != 2:
             raise InvalidBlock("a snapshot head is [link, height]")
-        heads.append((_unlink(item[0], "head"), _int(item[1], "head height", 1)))
+        heads.append((unlink(item[0], "head"), _int(item[1], "head height", 1)))
     height = _int(value["h"], "height")
     if height != max((h for _, h in heads), default=0):
         raise InvalidBlock("snapshot height is not its highest head's")
-    state = [_unlink(p, "state page") for p in _list(value["state"], "state pages", MAX_PAGES)]
-    covered = [_unlink(p, "covered page") for p in _list(value["covered"], "covered pages", MAX_PAGES)]
+    state = [unlink(p, "state page") for p in _list(value["state"], "state pages", MAX_PAGES)]
+    covered = [unlink(p, "covered page") for p in _list(value["covered"], "covered pages", MAX_PAGES)]
     count = _int(value["n"], "entry count")
-    writer = _signer(value, SNAPSHOT_CONTEXT, "snapshot")
-    return Snapshot(bytes(cid), db, height, heads, state, covered, count, writer)
+    version, admission = decodeAuthority(value, "snapshot")
+    writer = verifySigner(value, SNAPSHOT_CONTEXT, "snapshot")
+    return Snapshot(bytes(cid), db, height, heads, state, covered, count, writer, version, admission)
 
 
 def decodeStatePage(cid, data):
@@ -433,8 +484,8 @@ def decodeHeads(data):
     @return: C{(heads, snapshot or None, {cid: block})}.
     """
     value = _map(decode(data, MAX_MESSAGE), HEADS, {"t", "heads", "snap", "b"})
-    heads = [_unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)]
-    snap = None if value["snap"] is None else _unlink(value["snap"], "snapshot")
+    heads = [unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)]
+    snap = None if value["snap"] is None else unlink(value["snap"], "snapshot")
     blocks = {}
     for block in _list(value["b"], "blocks", MAX_PARENTS):
         if not isinstance(block, bytes):
@@ -443,14 +494,24 @@ def decodeHeads(data):
     return heads, snap, blocks
 
 
-def encodePush(db, heads):
-    return encode({"t": PUSH, "db": db, "heads": [link(c) for c in sorted(heads)[:MAX_PARENTS]]})
+def encodePush(db, heads, admission=None):
+    """
+    A push; C{admission} (the pusher's encoded cloud admission) is sent
+    along when the pusher is a writer through its cloud.
+    """
+    body = {"t": PUSH, "db": db, "heads": [link(c) for c in sorted(heads)[:MAX_PARENTS]]}
+    _authorityFields(body, None, admission)
+    return encode(body)
 
 
 def decodePush(data):
-    value = _map(decode(data, MAX_MESSAGE), PUSH, {"t", "db", "heads"})
+    """
+    @return: C{(db, heads, Admission or None)}.
+    """
+    value = checkFields(decode(data, MAX_MESSAGE), PUSH, {"t", "db", "heads"}, frozenset({"a"}))
     db = checkName(value["db"]) if isinstance(value["db"], str) else checkName(None)
-    return db, [_unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)]
+    _, admission = decodeAuthority(value, "push")
+    return db, [unlink(c, "head") for c in _list(value["heads"], "heads", MAX_PARENTS)], admission
 
 
 def encodePushed(ok, error=""):

@@ -17,6 +17,8 @@ and a clock), so it runs the same against real nodes and in-memory fakes.
 - Every C{snapshotEvery} deltas a snapshot is stored and announced; a
   replica with no state merges the latest snapshot instead of replaying the
   history, then checks it in the background (see L{tau.kvdb.snapshots}).
+- A database with writers (a C{genesis}) takes deltas and snapshots from
+  its writers only, each writer up to its quota (see L{tau.kvdb.writers}).
 """
 
 import collections
@@ -24,9 +26,11 @@ import collections
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from tau.kvdb import codec
 from tau.kvdb.announce import Announcer
 from tau.kvdb.snapshots import Snapshots, checkSnapshot
 from tau.kvdb.walk import Walker
+from tau.kvdb.writers import Authority, RefusalLog
 from tau.kvdb.writes import GroupCommit, Stopped, checkWrite, pinRoot
 from tau.oneshot import OneShot
 
@@ -42,11 +46,12 @@ class Replica(GroupCommit, Announcer, Walker, Snapshots):
     @ivar mergeDelay: seconds between the starts of two merge rounds at
         least: heads announced meanwhile are merged together (one store
         sync and one view transaction for all of them).
+    @ivar authority: the L{Authority} of a database with writers, else None.
     """
 
     log = Logger()
 
-    def __init__(self, name, view, blocks, fetch, publish, key, reactor, *, fetchTimeout=30.0, snapshotEvery=1000, notify=None, announceDelay=0.0, mergeDelay=0.0, clock=None, space=None):
+    def __init__(self, name, view, blocks, fetch, publish, key, reactor, *, fetchTimeout=30.0, snapshotEvery=1000, notify=None, announceDelay=0.0, mergeDelay=0.0, clock=None, space=None, genesis=None, admission=None, refusals=None):
         self.name = name
         # where in the view its rows are: its name, or NAME/verify for the
         # replica that checks a snapshot
@@ -97,6 +102,20 @@ class Replica(GroupCommit, Announcer, Walker, Snapshots):
         self._verifier = None
         self._verifyWake = None
         self._pinRoot = pinRoot(f"tau-kvdb:{name}")
+        self.genesis = genesis
+        #: this node's L{tau.cloud.Admission}, or None
+        self.admission = admission
+        self.refusals = refusals if refusals is not None else RefusalLog(self.clock)
+        self.authority = None if genesis is None else Authority(name, genesis, self._fetchBlock, self._keepWriterSet)
+
+    @property
+    def quota(self):
+        return None if self.authority is None else self.authority.quota
+
+    async def _keepWriterSet(self, ws):
+        await self._store({ws.cid: ws.data})
+        if self.space == self.name:
+            await self.view.addWriterSet(self.name, ws.cid)
 
     # lifecycle
 
@@ -106,6 +125,13 @@ class Replica(GroupCommit, Announcer, Walker, Snapshots):
         """
         if self.space == self.name:
             await self.view.addDatabase(self.name)
+        if self.authority is not None:
+            await self._store({self.genesis.cid: self.genesis.data})
+            for c in await self.view.writerSets(self.name):
+                try:
+                    await self.authority.resolve(c)
+                except Exception as e:
+                    self.log.warn("kvdb {db}: writer set {cid} not loaded: {why}", db=self.name, cid=codec.cidString(c), why=str(e))
         self.heads = await self.view.heads(self.space)
         snap = await self.view.snapshot(self.space)
         if snap is not None:

@@ -16,10 +16,13 @@ Wire:
   ancestor) is stored (fsync'd), pinned and applied to its view, which is
   what a write with C{replicas=N} waits for from N-1 peers.
 
-Who may write: any peer of the network (for now): every delta is signed by
-its writer and the signature is checked, so a write cannot be forged or
-altered, but any peer that can join the network (the swarm key of a private
-network is the boundary) may write any database.
+Who may write: every delta is signed by its writer and the signature is
+checked, so a write cannot be forged or altered.  A database with writers
+(C{NAME@GENESIS}, made by L{KVDBService.create}) takes deltas, snapshots
+and pushes from its writers only, each up to a byte quota; an open
+database (C{NAME}) from any peer of the network (see L{tau.kvdb.writers}).
+Services get their databases from L{KVDBService.serviceDatabase}: the
+writers are the nodes the cloud admitted for that service (L{tau.cloud}).
 """
 
 from twisted.application.service import Service
@@ -27,7 +30,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from tau.kvdb import codec
+from tau.kvdb import codec, writers
 from tau.kvdb.replica import Replica
 from tau.kvdb.view import View
 from tau.oneshot import OneShot
@@ -39,6 +42,9 @@ TOPIC_PREFIX = "/tau/kvdb/1.0.0/"
 MAX_SERVING = 16
 #: Seconds a peer that failed a push waits before it is asked again.
 PUSH_RETRY = 1.0
+#: Bytes of delta blocks one writer may write in a database created here
+#: when no quota is given (the config's kvdb.writer-quota).
+WRITER_QUOTA = 1 << 30
 
 
 class ReplicationTimeout(Exception):
@@ -72,12 +78,20 @@ class KVDBService(Service):
     @param store: the node's L{tau.store.service.StoreService}.
     @param fetch: C{async fetch(cid, timeout) -> bytes} (Bitswap).
     @param notify: called with new block CIDs (Bitswap's notifyNewBlocks).
+    @param cloud: the L{PeerID} of the cloud's key, or None (no cloud).
+    @param admission: this node's L{tau.cloud.Admission}, or None.
+    @param writerQuota: the per-writer quota of databases created here.
     """
 
     log = Logger()
 
-    def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05):
+    def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05, cloud=None, admission=None, writerQuota=WRITER_QUOTA):
         self.setName("kvdb")
+        self.cloud = cloud
+        self.admission = admission
+        self.writerQuota = writerQuota
+        self._geneses = {}
+        self.refusals = writers.RefusalLog(reactor)
         self.host = host
         self.pubsub = pubsub
         self.store = store
@@ -181,6 +195,7 @@ class KVDBService(Service):
             return await pending.whenFired()
         pending = self._opening[name] = OneShot()
         try:
+            genesis = await self._genesis(name)
             replica = Replica(
                 name,
                 self.view,
@@ -194,6 +209,9 @@ class KVDBService(Service):
                 notify=self.notify,
                 announceDelay=self.announceDelay,
                 mergeDelay=self.mergeDelay,
+                genesis=genesis,
+                admission=self.admission,
+                refusals=self.refusals,
             )
             await replica.open()
             self.replicas[name] = replica
@@ -206,6 +224,70 @@ class KVDBService(Service):
         finally:
             del self._opening[name]
         return replica
+
+    async def _genesis(self, name):
+        """
+        The L{writers.Genesis} a database's name holds (from here, or
+        fetched), or None for an open database.
+        """
+        _, cid = writers.splitName(name)
+        if cid is None:
+            return None
+        genesis = self._geneses.pop(name, None)
+        if genesis is not None:
+            return genesis
+        data = await self.store.blocks.get(codec.cidObject(cid))
+        if data is None:
+            data = await self._fetch(codec.cidObject(cid), self.fetchTimeout)
+        genesis = writers.decodeGenesis(cid, data)
+        if writers.databaseName(genesis.name, cid) != name:
+            raise codec.InvalidBlock(f"the genesis of {name!r} names database {genesis.name!r}")
+        return genesis
+
+    async def create(self, name, writerList, quota=None):
+        """
+        Create (or open: the same arguments give the same database) the
+        database C{name} whose writers are C{writerList} (L{writers.NodeWriter}
+        and L{writers.CloudWriter}s), each allowed C{quota} bytes of deltas
+        (default: C{writerQuota}).
+
+        @return: its replica; C{replica.name} is its full name, C{NAME@GENESIS}.
+        """
+        genesis = writers.makeGenesis(name, writerList, self.writerQuota if quota is None else quota)
+        full = writers.databaseName(name, genesis.cid)
+        if full not in self.replicas:
+            self._geneses[full] = genesis
+        return await self.open(full)
+
+    def cloudWriters(self, service):
+        """
+        The writer that stands for the nodes of this node's cloud that run
+        C{service}: those the cloud's key admitted for it.
+
+        @raise writers.NotAWriter: when this node belongs to no cloud.
+        """
+        if self.cloud is None:
+            raise writers.NotAWriter("this node belongs to no cloud (config: cloud.key)")
+        return writers.CloudWriter(self.cloud, service)
+
+    async def serviceDatabase(self, service, name, quota=WRITER_QUOTA):
+        """
+        The database C{name} of C{service}: its writers are the nodes of the
+        cloud that run the service, so every node of the cloud opens the
+        same one (the name is C{NAME@GENESIS} of the same genesis; so the
+        quota is the service's choice, not each node's config).
+        """
+        return await self.create(name, [self.cloudWriters(service)], quota)
+
+    async def writersOf(self, db):
+        """
+        The writers of C{db} known here, or None for an open database.
+        """
+        replica = await self.open(db)
+        return None if replica.authority is None else replica.authority.current()
+
+    async def addWriters(self, db, writerList):
+        return await (await self.open(db)).addWriters(writerList)
 
     def databases(self):
         return sorted(self.replicas)
@@ -317,7 +399,9 @@ class KVDBService(Service):
     async def _push(self, peer, name, heads):
         stream = await self.host.newStream(peer, [PUSH_PROTOCOL])
         try:
-            stream.writeLP(codec.encodePush(name, heads))
+            replica = self.replicas.get(name)
+            admission = self.admission.data if self.admission is not None and replica is not None and replica.authority is not None else None
+            stream.writeLP(codec.encodePush(name, heads, admission))
             stream.closeWrite()
             answer = await stream.readLP(codec.MAX_MESSAGE)
             return codec.decodePushed(answer)
@@ -328,7 +412,7 @@ class KVDBService(Service):
         peer = stream.remotePeer
         try:
             data = await withTimeout(self.reactor, 10, stream.readLP(codec.MAX_MESSAGE))
-            name, heads = codec.decodePush(data)
+            name, heads, admission = codec.decodePush(data)
         except Exception as e:
             self.log.info("kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)
             stream.reset()
@@ -336,6 +420,12 @@ class KVDBService(Service):
         replica = self.replicas.get(name)
         if replica is None:
             stream.writeLP(codec.encodePushed(False, f"database {name!r} is not replicated here"))
+            stream.closeWrite()
+            return
+        if replica.authority is not None and not replica.authority.isWriter(peer, admission):
+            # a push makes us fetch: only writers may ask for it
+            self.refusals.refused(name, peer, "a push", f"not a writer of database {name}")
+            stream.writeLP(codec.encodePushed(False, "not a writer of this database"))
             stream.closeWrite()
             return
 

@@ -13,6 +13,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from tau.kvdb import codec, walk
+from tau.kvdb.writers import NotAWriter
 from tau.kvdb.writes import pinRoot
 from tau.oneshot import OneShot
 
@@ -70,13 +71,20 @@ class Snapshots:
         Store a snapshot of the current state, pin it (unpinning the one
         before), and announce it.
 
-        @return: its root CID (binary).
+        @return: its root CID (binary), or None (no state yet, or this node
+            is not a writer: its snapshots would be refused).
         """
+        version = admission = None
+        if self.authority is not None:
+            try:
+                version, admission = self.authority.signingFields(self.key.peerID(), self.admission)
+            except NotAWriter:
+                return None
         heads, entries, covered, count = await self.view.state(self.space)
         if not heads:
             return None
         root, blocks = await deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), codec.makeSnapshot, self.key, self.name, heads, entries, covered
+            self.reactor, self.reactor.getThreadPool(), codec.makeSnapshot, self.key, self.name, heads, entries, covered, version, admission
         )
         await self._pinSnapshot(root, blocks)
         previous = self.snapshotCID
@@ -119,6 +127,12 @@ class Snapshots:
         pool = self.reactor.getThreadPool()
         data = await self._fetchBlock(root)
         snap = await deferToThreadPool(self.reactor, pool, codec.decodeSnapshot, root, data, self.name)
+        if self.authority is not None:
+            why = await self.authority.check(snap)
+            if why is not None:
+                self._bad[root] = why
+                self.refusals.refused(self.name, snap.writer, "a snapshot", why)
+                raise codec.InvalidBlock(why)
         if len(snap.state) + len(snap.covered) > MAX_SNAPSHOT_PAGES:
             raise codec.InvalidBlock(f"snapshot of {len(snap.state) + len(snap.covered)} pages, limit {MAX_SNAPSHOT_PAGES}")
         pages, _ = await self._fetchAll(snap.state + snap.covered)
@@ -206,6 +220,7 @@ class Snapshots:
         checker = self._verifier = type(self)(
             self.name, self.view, self.blocks, self._fetch, noPublish, self.key, self.reactor,
             fetchTimeout=self.fetchTimeout, snapshotEvery=0, clock=self.clock, space=space,
+            genesis=self.genesis, admission=self.admission, refusals=self.refusals,
         )
         try:
             await checker.open()

@@ -12,6 +12,11 @@ Tables (C{db} is the database name; CIDs are binary CIDv1)::
     heads(db, cid, h)                 the known deltas no known delta links to
     snapshots(db, cid, h, deltas)     the latest snapshot made or merged here,
                                       and how many deltas were known then
+    usage(db, writer, bytes)          bytes of the delta blocks applied per
+                                      writer (a PeerId), for the quota of a
+                                      database with writers
+    writersets(db, cid)               the writer sets known (see
+                                      L{tau.kvdb.writers})
     unverified(db, cid)               a snapshot merged here whose covered
                                       deltas are being fetched to check it
                                       (re-applied under the name C{db/verify},
@@ -48,6 +53,10 @@ from pathlib import Path
 import sqlite_utils
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+
+#: How the reason of a delta refused for its writer's quota starts.
+OVER_QUOTA = "over the writer's quota"
 
 
 def prefixEnd(prefix):
@@ -118,6 +127,8 @@ class View:
                 PRIMARY KEY (db, parent, child)) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS waits_child ON waits(db, child);
             CREATE TABLE IF NOT EXISTS unverified (db TEXT PRIMARY KEY, cid BLOB);
+            CREATE TABLE IF NOT EXISTS usage (db TEXT, writer BLOB, bytes INTEGER, PRIMARY KEY (db, writer)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS writersets (db TEXT, cid BLOB, UNIQUE (db, cid));
             """
         )
 
@@ -136,6 +147,18 @@ class View:
 
     async def addDatabase(self, name):
         return await self._run(lambda: self._q("INSERT OR IGNORE INTO dbs(name) VALUES (?)", (name,)))
+
+    async def writerSets(self, db):
+        return await self._run(lambda: [bytes(c) for (c,) in self._q("SELECT cid FROM writersets WHERE db = ? ORDER BY rowid", (db,))])
+
+    async def addWriterSet(self, db, cid):
+        return await self._run(self._q, "INSERT OR IGNORE INTO writersets(db, cid) VALUES (?, ?)", (db, cid))
+
+    async def usage(self, db):
+        """
+        C{{writer PeerId bytes: bytes of its deltas applied}}.
+        """
+        return await self._run(lambda: {bytes(w): n for w, n in self._q("SELECT writer, bytes FROM usage WHERE db = ?", (db,))})
 
     # reads
 
@@ -233,18 +256,20 @@ class View:
 
     # writes
 
-    async def apply(self, db, deltas):
+    async def apply(self, db, deltas, quota=None):
         """
         Apply verified deltas (parents first, all parents known or earlier in
         the list) in one transaction; deltas already known are skipped, and a
         delta whose height is not 1 + its parents' largest (or with a parent
-        not known) is refused, with the fetched deltas that wait for it.
+        not known), or that would take its writer's delta bytes past
+        C{quota} (None: no quota), is refused, with the fetched deltas that
+        wait for it.
 
         @return: C{(applied, refused, dropped)}: the deltas applied,
             C{{cid: why}} of the refused ones, and the CIDs of fetched
             deltas dropped because they descend from a refused one.
         """
-        return await self._run(self._applySync, db, deltas)
+        return await self._run(self._applySync, db, deltas, quota)
 
     _UPSERT = (
         "INSERT INTO entries(db, key, value, h, cid) VALUES (?, ?, ?, ?, ?) "
@@ -252,7 +277,7 @@ class View:
         "WHERE excluded.h > entries.h OR (excluded.h = entries.h AND excluded.cid > entries.cid)"
     )
 
-    def _applySync(self, db, deltas):
+    def _applySync(self, db, deltas, quota=None):
         applied, refused = [], {}
         conn = self._db.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -269,6 +294,17 @@ class View:
                 if d.height != expected:
                     refused[d.cid] = f"height {d.height}, its parents say {expected}"
                     continue
+                if quota is not None:
+                    writer = d.writer.toBytes()
+                    row = conn.execute("SELECT bytes FROM usage WHERE db = ? AND writer = ?", (db, writer)).fetchone()
+                    used = row[0] if row else 0
+                    if used + len(d.data) > quota:
+                        refused[d.cid] = f"{OVER_QUOTA}: {used} bytes written, this delta {len(d.data)}, quota {quota}"
+                        continue
+                    conn.execute(
+                        "INSERT INTO usage(db, writer, bytes) VALUES (?, ?, ?) ON CONFLICT(db, writer) DO UPDATE SET bytes = bytes + excluded.bytes",
+                        (db, writer, len(d.data)),
+                    )
                 conn.execute("INSERT INTO deltas(db, cid, h) VALUES (?, ?, ?)", (db, d.cid, d.height))
                 conn.executemany("DELETE FROM heads WHERE db = ? AND cid = ?", [(db, p) for p in d.parents])
                 conn.execute("INSERT INTO heads(db, cid, h) VALUES (?, ?, ?)", (db, d.cid, d.height))
@@ -489,16 +525,24 @@ class View:
     async def verified(self, db, space):
         """
         The snapshot being verified is fine: forget it, and the deltas
-        re-applied under C{space} to check it.
+        re-applied under C{space} to check it (their writers' bytes are
+        added to C{db}'s).
         """
         def run():
+            # the deltas the snapshot covers were applied under space only:
+            # their writers' bytes count here too
+            self._db.conn.execute(
+                "INSERT INTO usage(db, writer, bytes) SELECT ?, writer, bytes FROM usage WHERE db = ? AND true "
+                "ON CONFLICT(db, writer) DO UPDATE SET bytes = bytes + excluded.bytes",
+                (db, space),
+            )
             self._dropSpaceSync(space)
             self._db.conn.execute("DELETE FROM unverified WHERE db = ?", (db,))
 
         await self._run(self._transaction, run)
 
     def _dropSpaceSync(self, space):
-        for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots"):
+        for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots", "usage"):
             self._db.conn.execute(f"DELETE FROM {table} WHERE db = ?", (space,))
 
     async def adopt(self, db, space):
@@ -509,9 +553,9 @@ class View:
         """
         def run():
             conn = self._db.conn
-            for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots"):
+            for table in ("entries", "deltas", "heads", "wanted", "fetched", "waits", "snapshots", "usage"):
                 conn.execute(f"DELETE FROM {table} WHERE db = ?", (db,))
-            for table in ("entries", "deltas", "heads"):
+            for table in ("entries", "deltas", "heads", "usage"):
                 conn.execute(f"UPDATE {table} SET db = ? WHERE db = ?", (db, space))
             self._dropSpaceSync(space)
             conn.execute("DELETE FROM unverified WHERE db = ?", (db,))

@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from tau.kvdb import codec, writes
+from tau.kvdb.view import OVER_QUOTA
 from tau.oneshot import OneShot
 
 #: Most deltas one merge round fetches; the walk then goes on in the next
@@ -78,7 +79,7 @@ class Walker:
         if self._snapshotMerging is not None:
             # one snapshot at a time; its heads may be these
             await self._snapshotMerging.whenFired()
-        elif snapshot is not None and snapshot != self.snapshotCID and self._wantsSnapshot(heads):
+        elif snapshot is not None and snapshot != self.snapshotCID and snapshot not in self._bad and self._wantsSnapshot(heads):
             self._snapshotMerging = done = OneShot()
             self._snapshotTask = task = Deferred.fromCoroutine(self.mergeSnapshot(snapshot, onlyIfEmpty=True))
             try:
@@ -264,8 +265,15 @@ class Walker:
                 bad[c] = str(e)
         return good, bad
 
-    def _markBad(self, c, why, source):
-        self.log.warn("kvdb {db}: rejected delta {cid} (announced by {peer}): {why}", db=self.name, cid=codec.cidString(c), peer=str(source), why=why)
+    def _markBad(self, c, why, source, writer=None):
+        """
+        Never take C{c} again; logged, at most once a minute for a delta
+        refused for its C{writer} (not a writer, over its quota).
+        """
+        if writer is not None:
+            self.refusals.refused(self.name, writer, "deltas", why)
+        else:
+            self.log.warn("kvdb {db}: rejected delta {cid} (announced by {peer}): {why}", db=self.name, cid=codec.cidString(c), peer=str(source), why=why)
         if len(self._bad) >= MAX_BAD:
             self._bad.pop(next(iter(self._bad)))
         self._bad[c] = why
@@ -312,10 +320,18 @@ class Walker:
                 bad.update(moreBad)
                 new = list(more.values())
             ready = False
-            if bad:
+            refused, later = {}, []
+            if self.authority is not None and good:
+                good, refused, later = await self._authorize(good)
+            if later:
+                # a writer set that cannot be fetched now: like a failed fetch
+                await self._unpin(await self.view.fetchFailed(self.space, later, self.clock.seconds() + MISSING_RETRY, MAX_TRIES))
+            if bad or refused:
                 for c, why in bad.items():
                     self._markBad(c, why, source)
-                await self._unpin(await self.view.drop(self.space, list(bad)))
+                for c, (why, writer) in refused.items():
+                    self._markBad(c, why, source, writer)
+                await self._unpin(await self.view.drop(self.space, list(bad) + list(refused)))
             if good:
                 await self._store({c: d.data for c, d in good.items()})
                 ready = await self.view.recordFetched(self.space, [(d.cid, d.height, d.parents) for d in good.values()]) > 0
@@ -323,6 +339,42 @@ class Walker:
                     self._keepDecoded(d)
                 fetched += len(good)
         return applied
+
+    async def _authorize(self, deltas):
+        """
+        Sort verified deltas of a database with writers by their signer
+        (see L{tau.kvdb.writers}): C{(accepted {cid: Delta}, refused {cid:
+        (why, writer)}, [cid] whose writer set cannot be fetched now)}.
+        The writer sets they name are fetched at once, each once.
+        """
+        versions = list({d.version for d in deltas.values()})
+        resolved = {}
+
+        async def resolve(version):
+            try:
+                await self.authority.resolve(version)
+            except CancelledError:
+                raise
+            except codec.InvalidBlock:
+                resolved[version] = True
+            except Exception as e:
+                self.log.info("kvdb {db}: writer set {cid} not fetched: {why}", db=self.name, cid=codec.cidString(version), why=str(e) or e.__class__.__name__)
+                resolved[version] = False
+            else:
+                resolved[version] = True
+
+        await gatherResults([Deferred.fromCoroutine(resolve(v)) for v in versions], consumeErrors=True)
+        accepted, refused, later = {}, {}, []
+        for c, d in deltas.items():
+            if not resolved[d.version]:
+                later.append(c)
+                continue
+            why = await self.authority.check(d)
+            if why is None:
+                accepted[c] = d
+            else:
+                refused[c] = (why, d.writer)
+        return accepted, refused, later
 
     async def _applyReady(self, source):
         """
@@ -359,10 +411,11 @@ class Walker:
             if not batch:
                 break
             async with self._lock:
-                applied, refused, dropped = await self.view.apply(self.space, batch)
+                applied, refused, dropped = await self.view.apply(self.space, batch, self.quota)
                 self._applied(applied)
+            writers = {d.cid: d.writer for d in batch}
             for c, why in refused.items():
-                self._markBad(c, why, source)
+                self._markBad(c, why, source, writers[c] if why.startswith(OVER_QUOTA) else None)
             if refused or dropped:
                 await self._unpin(list(refused) + dropped)
             if applied:

@@ -13,6 +13,8 @@ from twisted.python.failure import Failure
 
 from tau import cids
 from tau.kvdb import codec
+from tau.kvdb.view import OVER_QUOTA
+from tau.kvdb.writers import NotAWriter, makeWriterSet
 from tau.oneshot import OneShot
 
 #: Bytes of deltas signed, or fetched deltas decoded and verified, in the
@@ -67,7 +69,7 @@ class GroupCommit:
     that merges use too.
     """
 
-    async def write(self, entries):
+    async def write(self, entries, announceWriters=False):
         """
         Write C{[(key, value or None)]}, and return once it is durable.
 
@@ -75,13 +77,19 @@ class GroupCommit:
         as one delta (the later of two writes of one key wins); each caller
         gets that delta.
 
+        @param announceWriters: True for an empty write, committed to name
+            the newest writer set (see L{addWriters}).
         @return: the L{codec.Delta} holding the write.
         @raise codec.InvalidBlock: when the write breaks a limit.
+        @raise NotAWriter: when this node is not a writer of the database,
+            or over its quota.
         @raise Stopped: when the replica stops first.
         """
         if self._stopped:
             raise Stopped(f"kvdb {self.name} is stopped")
-        entries = checkWrite(entries)
+        if self.authority is not None:
+            self.authority.signingFields(self.key.peerID(), self.admission)
+        entries = [] if announceWriters and not entries else checkWrite(entries)
         done = OneShot()
         self._pending.append((entries, done))
         if self._committer is None and self._commitCall is None:
@@ -131,16 +139,21 @@ class GroupCommit:
             # still 1 + the largest; the rest are linked by the next writes
             parents = sorted(self.heads, key=lambda c: (self.heads[c], c), reverse=True)[: codec.MAX_PARENTS]
             entries = list(merged.items())
+            version = admission = None
+            if self.authority is not None:
+                version, admission = self.authority.signingFields(self.key.peerID(), self.admission)
+            args = (self.key, self.name, height, parents, entries, version, admission)
             if _size(entries) <= INLINE_CPU_BYTES:
-                delta = codec.makeDelta(self.key, self.name, height, parents, entries)
+                delta = codec.makeDelta(*args)
             else:
                 # signing and encoding up to MAX_BLOCK bytes: not in the reactor
-                delta = await deferToThreadPool(
-                    self.reactor, self.reactor.getThreadPool(), codec.makeDelta, self.key, self.name, height, parents, entries
-                )
+                delta = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), codec.makeDelta, *args)
             await self._store({delta.cid: delta.data})
-            applied, refused, _ = await self.view.apply(self.space, [delta])
+            applied, refused, _ = await self.view.apply(self.space, [delta], self.quota)
             if refused:
+                await self._unpin([delta.cid])
+                if refused[delta.cid].startswith(OVER_QUOTA):
+                    raise NotAWriter(f"write refused: {refused[delta.cid]}")
                 raise RuntimeError(f"our own write was refused: {refused[delta.cid]}")
             self._applied(applied)
         if self._notify is not None:
@@ -149,6 +162,24 @@ class GroupCommit:
         self.announce([delta.data])
         self._maybeSnapshot()
         return delta
+
+    async def addWriters(self, writers):
+        """
+        Add C{writers} to the database's: a writer set (this node's
+        predecessor set plus every writer known here plus C{writers}),
+        signed by this node, and an empty delta naming it, so every replica
+        and the new writers learn it.
+
+        @return: the delta.
+        @raise NotAWriter: when this node is not a writer.
+        """
+        if self.authority is None:
+            raise NotAWriter(f"database {self.name} is open: it has no writers to add to")
+        version, admission = self.authority.signingFields(self.key.peerID(), self.admission)
+        ws = makeWriterSet(self.key, self.name, version or self.genesis.cid, self.authority.current() | set(writers), admission)
+        await self._store({ws.cid: ws.data})
+        await self.authority.resolve(ws.cid)
+        return await self.write([], announceWriters=True)
 
     async def _store(self, blocks):
         """

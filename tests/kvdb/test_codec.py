@@ -123,7 +123,7 @@ class MessageTests(SynchronousTestCase):
 
     def test_push(self):
         heads = [codec.cidOf(b"a")]
-        self.assertEqual(codec.decodePush(codec.encodePush("db", heads)), ("db", heads))
+        self.assertEqual(codec.decodePush(codec.encodePush("db", heads)), ("db", heads, None))
         self.assertEqual(codec.decodePushed(codec.encodePushed(False, "no")), (False, "no"))
 
     def test_badLink(self):

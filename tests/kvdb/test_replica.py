@@ -546,9 +546,9 @@ class WalkTests(TestCase):
         cluster._fetch = counting
         apply = b.view.apply
 
-        async def recording(db, deltas):
+        async def recording(db, deltas, quota=None):
             applied.append(len(deltas))
-            return await apply(db, deltas)
+            return await apply(db, deltas, quota)
 
         b.view.apply = recording
         await b.merge(list(a.heads), source="a")

@@ -33,6 +33,8 @@ class FakeStream:
 
 
 class StuckReplica:
+    authority = None
+
     def __init__(self):
         self.merges = []
 

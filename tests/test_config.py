@@ -110,7 +110,29 @@ class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
     def test_dhtSettings(self):
         path = self.writeConfig({"dht": {"provider-expiry": 3600}})
         config = loadConfig(shape="full", root=self.root, configFile=path)
-        self.assertEqual(config.dht, {"mode": "auto", "provider-expiry": 3600, "republish": 22 * 3600.0})
+        self.assertEqual(
+            config.dht,
+            {
+                "mode": "auto",
+                "provider-expiry": 3600,
+                "republish": 22 * 3600.0,
+                "max-provider-records": 1_000_000,
+                "max-provider-bytes": 256 << 20,
+                "max-provider-records-per-peer": 10_000,
+            },
+        )
+
+    def test_dhtProviderCaps(self):
+        """
+        The provider record caps: whole numbers of records, a size in bytes
+        (with units) of at least 4 KiB.
+        """
+        caps = {"max-provider-records": 1, "max-provider-bytes": "4KiB", "max-provider-records-per-peer": 1}
+        config = loadConfig(shape="full", root=self.root, configFile=self.writeConfig({"dht": caps}))
+        self.assertEqual(
+            {k: config.dht[k] for k in caps},
+            {"max-provider-records": 1, "max-provider-bytes": 4096, "max-provider-records-per-peer": 1},
+        )
 
     def test_taubyteProtocolsAlias(self):
         """
@@ -186,6 +208,12 @@ class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertRefused({"connections": {"low": -1}}, "connections.low", ["whole number"])
         self.assertRefused({"dht": {"mode": "both"}}, "dht.mode", ["auto, server or client"])
         self.assertRefused({"dht": {"republish": 0}}, "dht.republish", ["positive number"])
+
+    def test_dhtProviderCapsRefused(self):
+        self.assertRefused({"dht": {"max-provider-records": 0}}, "dht.max-provider-records", ["whole number", "above 0"])
+        self.assertRefused({"dht": {"max-provider-records-per-peer": 1.5}}, "dht.max-provider-records-per-peer", ["whole number"])
+        self.assertRefused({"dht": {"max-provider-bytes": 4095}}, "dht.max-provider-bytes", ["at least 4 KiB"])
+        self.assertRefused({"dht": {"max-provider-bytes": "lots"}}, "dht.max-provider-bytes", ["invalid size"])
 
     def test_unknownField(self):
         self.assertRefused({"p2p-lisen": []}, "p2p-lisen", ["unknown field", "p2p-listen"])

@@ -33,6 +33,7 @@ from tau.kad.messages import (
     _peerID,
     parsePeers,
     peerEntry,
+    providerAddrs,
 )
 from tau.kad.records import (
     REPROVIDE_INTERVAL,
@@ -357,18 +358,19 @@ class KademliaCore:
             if entry.id != fromPeer.toBytes() or not entry.addrs or stored:
                 self.stats["ADD_PROVIDER entries ignored"] += 1
                 continue
-            peers, _ = parsePeers([entry], 1)
-            if not peers or not peers[0].addrs:
+            addrs = providerAddrs(entry.addrs, self.store.maxAddrsPerProvider)
+            if not addrs:
                 self.stats["ADD_PROVIDER entries ignored"] += 1
                 continue
             try:
-                self.store.addProvider(key, fromPeer, peers[0].addrs, now)
+                evicted = self.store.addProvider(key, fromPeer, addrs, now)
             except LimitExceeded as e:
                 self.stats["ADD_PROVIDER over limit"] += 1
                 log.debug("kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
             else:
                 stored = True
                 self.stats["provider records stored"] += 1
+                self.stats["provider records evicted"] += evicted
         return None
 
     def _localRecord(self, key, now):

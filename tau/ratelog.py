@@ -1,0 +1,89 @@
+"""
+Log lines about misbehaving peers, rate-limited per peer and reason.
+
+A peer that breaks a protocol in a loop (a flood of yamux SYNs, garbage on
+every stream) must not get a log line per frame: the log would grow faster
+than the traffic.  L{PeerLog} lets C{burst} lines per peer and reason through
+in each C{interval}, counts the rest, and says how many it held back on the
+next line it lets through for that peer and reason.
+
+It remembers at most C{maxKeys} (peer, reason) pairs per clock, the least
+recently seen forgotten first (with their counts).  Its state is kept per
+clock, so tests with their own L{twisted.internet.task.Clock} never share it.
+
+Use::
+
+    log = Logger()
+    peerLog = PeerLog(log)
+    peerLog.info(clock, "bad frame", "bad frame from {peer}: {reason}", peer=peer, reason=...)
+"""
+
+from collections import OrderedDict
+from weakref import WeakKeyDictionary
+
+from twisted.logger import LogLevel
+
+__all__ = ["PeerLog"]
+
+
+class PeerLog:
+    """
+    A L{twisted.logger.Logger} for lines about a peer, rate-limited per
+    (peer, reason).
+
+    @ivar interval: seconds of one window.
+    @ivar burst: lines per (peer, reason) let through in one window.
+    @ivar maxKeys: (peer, reason) pairs remembered per clock.
+    """
+
+    def __init__(self, logger, interval=60.0, burst=3, maxKeys=1024):
+        self.logger = logger
+        self.interval = interval
+        self.burst = burst
+        self.maxKeys = maxKeys
+        self._clocks = WeakKeyDictionary()
+
+    def emit(self, level, clock, what, format, /, *, peer, **fields):
+        """
+        Log C{format} with C{fields} at C{level}, unless C{peer} had C{burst}
+        lines about C{what} in the current window.
+
+        @param clock: an C{IReactorTime}.
+        @param what: a short fixed text naming the reason (not the varying
+            details, which go in C{fields}).
+        @param peer: the peer (a L{tau.identity.PeerID} or an address), the
+            C{peer} field of the line.
+        @return: whether the line was logged.
+        """
+        keys = self._clocks.get(clock)
+        if keys is None:
+            keys = self._clocks[clock] = OrderedDict()
+        now = clock.seconds()
+        key = (str(peer), what)
+        window = keys.get(key)
+        suppressed = 0
+        if window is None or not window[0] <= now < window[0] + self.interval:
+            if window is not None:
+                suppressed = window[2]
+            window = keys[key] = [now, 0, 0]
+            if len(keys) > self.maxKeys:
+                keys.popitem(last=False)
+        keys.move_to_end(key)
+        if window[1] >= self.burst:
+            window[2] += 1
+            return False
+        window[1] += 1
+        if suppressed:
+            format += " ({suppressed} similar lines suppressed)"
+            fields["suppressed"] = suppressed
+        self.logger.emit(level, format, peer=peer, **fields)
+        return True
+
+    def debug(self, clock, what, format, /, **fields):
+        return self.emit(LogLevel.debug, clock, what, format, **fields)
+
+    def info(self, clock, what, format, /, **fields):
+        return self.emit(LogLevel.info, clock, what, format, **fields)
+
+    def warn(self, clock, what, format, /, **fields):
+        return self.emit(LogLevel.warn, clock, what, format, **fields)

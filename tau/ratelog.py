@@ -48,13 +48,18 @@ class PeerLog:
         Log C{format} with C{fields} at C{level}, unless C{peer} had C{burst}
         lines about C{what} in the current window.
 
-        @param clock: an C{IReactorTime}.
+        @param clock: an C{IReactorTime}, or L{None} for no limit.
         @param what: a short fixed text naming the reason (not the varying
             details, which go in C{fields}).
         @param peer: the peer (a L{tau.identity.PeerID} or an address), the
             C{peer} field of the line.
         @return: whether the line was logged.
         """
+        if clock is None:
+            # Nothing to measure a window with (a negotiator without a
+            # timeout): the line goes through.
+            self.logger.emit(level, format, peer=peer, **fields)
+            return True
         keys = self._clocks.get(clock)
         if keys is None:
             keys = self._clocks[clock] = OrderedDict()

@@ -80,3 +80,9 @@ class PeerLogTests(SynchronousTestCase):
             self.bad("p")
         self.clock.rightNow = 50.0
         self.assertTrue(self.bad("p"))
+
+    def test_noClock(self):
+        """
+        Without a clock there is no window: every line goes through.
+        """
+        self.assertEqual([self.log.info(None, "x", "x from {peer}", peer="p") for _ in range(5)], [True] * 5)

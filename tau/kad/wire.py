@@ -24,10 +24,12 @@ The binding, roughly::
 from twisted.logger import Logger
 
 from tau.kad.messages import MAX_MESSAGE_SIZE, KadProtocolError, decodeMessage, encodeMessage
+from tau.ratelog import PeerLog
 
 __all__ = ["serveStream", "requestOverStream"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE):
@@ -50,11 +52,11 @@ async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE)
                 stream.writeLP(encodeMessage(response))
             answered += 1
     except KadProtocolError as e:
-        log.info("kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
+        peerLog.info(core.clock, "refused", "kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
         stream.reset()
         return answered
     except Exception as e:
-        log.info("kad: stream from {peer} failed: {why}", peer=remotePeer, why=str(e))
+        peerLog.info(core.clock, "failed", "kad: stream from {peer} failed: {why}", peer=remotePeer, why=str(e))
         stream.reset()
         return answered
     stream.closeWrite()

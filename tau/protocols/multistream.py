@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tau.protocols import varint
+from tau.ratelog import PeerLog
 
 __all__ = [
     "PROTOCOL_ID",
@@ -59,6 +60,7 @@ MAX_MESSAGE_LENGTH = 1024
 DEFAULT_MAX_NA = 100
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class MultistreamError(Exception):
@@ -435,7 +437,9 @@ class MultistreamNegotiator(Protocol):
         try:
             toSend, selected = self.machine.receive(data)
         except MultistreamError as e:
-            log.info(
+            peerLog.info(
+                self._clock,
+                "failed",
                 "multistream negotiation with {peer} failed: {reason}",
                 peer=self._peer(),
                 reason=str(e),
@@ -497,7 +501,9 @@ class MultistreamNegotiator(Protocol):
     def _timedOut(self) -> None:
         self._timeoutCall = None
         if self._state == _NEGOTIATING:
-            log.info(
+            peerLog.info(
+                self._clock,
+                "timed out",
                 "multistream negotiation with {peer} timed out after {timeout}s",
                 peer=self._peer(),
                 timeout=self._timeout,

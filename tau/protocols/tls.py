@@ -42,8 +42,10 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tau.protocols.tlscert import TLSError, TLSVerifyError, makeCertificate, verifyCertificate
+from tau.ratelog import PeerLog
 
 log = Logger()
+peerLog = PeerLog(log)
 
 PROTOCOL_ID = "/tls/1.0.0"
 ALPN_LIBP2P = b"libp2p"
@@ -467,7 +469,7 @@ class _HandshakeGate(Protocol):
         try:
             peer = self._verifyPeer()
         except TLSVerifyError as e:
-            log.info("TLS peer {address} rejected: {reason}", address=_address(layer), reason=str(e))
+            peerLog.info(self._clock, "rejected", "TLS peer {peer} rejected: {reason}", peer=_address(layer), reason=str(e))
             self._fail(e)
             layer.failVerification(Failure(e))
             return

@@ -36,8 +36,10 @@ from tau.pubsub.message import (
     verifyMessage,
 )
 from tau.pubsub.score import PeerScore, ScoreParams, Thresholds
+from tau.ratelog import PeerLog
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class ValidationError(Exception):
@@ -444,7 +446,7 @@ class GossipRouter:
                 verifyMessage(message)
             except InvalidMessage as e:
                 self.stats["invalid"] += 1
-                log.info("pubsub: rejected a message from {peer}: {why}", peer=str(peer), why=str(e))
+                peerLog.info(self.clock, "invalid message", "pubsub: rejected a message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, message.topic)
                 if self._graylisted(peer):
                     # the rest of its RPC is not worth checking either
@@ -456,7 +458,7 @@ class GossipRouter:
             d = self._runValidation(message)
             d.addBoth(self._validated, message)
         if throttled:
-            log.info("pubsub: {peer} sends messages too fast; dropped some", peer=str(peer))
+            peerLog.info(self.clock, "too fast", "pubsub: {peer} sends messages too fast; dropped some", peer=str(peer))
             self.score.penalise(peer)
 
     def _graylisted(self, peer):

@@ -30,9 +30,11 @@ from zope.interface import implementer
 
 from tau.addrs import ipOf, isLoopback
 from tau.relay import messages as m
+from tau.ratelog import PeerLog
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
 log = Logger()
+peerLog = PeerLog(log)
 
 #: Seconds a hop or stop exchange may take (js waits 30 s).
 HANDSHAKE_TIMEOUT = 30.0
@@ -467,7 +469,7 @@ class RelayService(Service):
         peer = stream.remotePeer
         busy = self._hopStreams.get(peer, 0)
         if busy >= self.limits.maxHopStreams:
-            log.info("relay: {peer} has {count} hop streams open; resetting another", peer=str(peer), count=busy)
+            peerLog.debug(self.clock, "too many hop streams", "relay: {peer} has {count} hop streams open; resetting another", peer=str(peer), count=busy)
             stream.reset()
             return
         self._hopStreams[peer] = busy + 1
@@ -485,11 +487,11 @@ class RelayService(Service):
             data = await withTimeout(self.clock, HANDSHAKE_TIMEOUT, stream.readLP(m.MAX_MESSAGE_SIZE))
             request = m.decodeHop(data)
         except m.MessageError as e:
-            log.info("relay: bad hop message from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
+            peerLog.info(self.clock, "bad hop message", "relay: bad hop message from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
             self._answer(stream, e.status)
             return
         except (StreamTooLong, StreamClosed) as e:
-            log.info("relay: bad hop stream from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
+            peerLog.info(self.clock, "bad hop stream", "relay: bad hop stream from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
             stream.reset()
             return
         if not isinstance(request, m.HopRequest):

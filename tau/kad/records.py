@@ -184,7 +184,7 @@ class RecordStore:
         counted and never evicted.
     @ivar maxProviderBytes: the bytes of other peers' provider records kept
         in all (their keys, peer IDs and addresses; the file holds about
-        three times this with SQLite's indexes); beyond it the oldest are
+        three to four times this with SQLite's indexes); beyond it the oldest are
         evicted.
     @ivar maxAddrsPerProvider: addresses kept with one provider record.
     @ivar maxValues: values kept; beyond it new keys are refused.

@@ -338,10 +338,10 @@ class Host(Service):
 
     def _admitInbound(self):
         if self._upgrading >= self.maxInboundUpgrades:
-            self.log.warn("refusing an inbound connection: {count} upgrades in progress", count=self._upgrading)
+            peerLog.warn(self.clock, "upgrades", "refusing an inbound connection: {count} upgrades in progress", peer="any", count=self._upgrading)
             return False
         if len(self.connections()) >= self.maxConnections:
-            self.log.warn("refusing an inbound connection: at the limit of {limit} connections", limit=self.maxConnections)
+            peerLog.warn(self.clock, "connections", "refusing an inbound connection: at the limit of {limit} connections", peer="any", limit=self.maxConnections)
             return False
         return True
 

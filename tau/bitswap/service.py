@@ -211,7 +211,7 @@ class BitswapService(Service):
     # inbound
 
     def _reader(self, stream):
-        return MessageReader(stream.remotePeer, self._received, self._readFailed)
+        return MessageReader(stream.remotePeer, self._received, self._readFailed, clock=self.reactor)
 
     def _readFailed(self, peer, error):
         if isinstance(error, MessageError):

@@ -31,6 +31,7 @@ from tau.kvdb import codec
 from tau.kvdb.replica import Replica
 from tau.kvdb.view import View
 from tau.oneshot import OneShot
+from tau.ratelog import PeerLog
 from tau.streams import withTimeout
 
 PUSH_PROTOCOL = "/tau/kvdb/push/1.0.0"
@@ -39,6 +40,8 @@ TOPIC_PREFIX = "/tau/kvdb/1.0.0/"
 MAX_SERVING = 16
 #: Seconds a peer that failed a push waits before it is asked again.
 PUSH_RETRY = 1.0
+
+peerLog = PeerLog(Logger())
 
 
 class ReplicationTimeout(Exception):
@@ -237,7 +240,7 @@ class KVDBService(Service):
             try:
                 heads, snapshot, blocks = codec.decodeHeads(message.data)
             except codec.InvalidBlock as e:
-                self.log.info("kvdb {db}: bad announcement from {peer}: {why}", db=replica.name, peer=str(message.source), why=str(e))
+                peerLog.info(self.reactor, "bad announcement", "kvdb {db}: bad announcement from {peer}: {why}", db=replica.name, peer=str(message.source), why=str(e))
                 continue
             d = Deferred.fromCoroutine(replica.merge(heads, snapshot, source=message.source, blocks=blocks))
             d.addErrback(lambda f: self.log.failure("kvdb {db}: merge failed", f, db=replica.name))
@@ -330,7 +333,7 @@ class KVDBService(Service):
             data = await withTimeout(self.reactor, 10, stream.readLP(codec.MAX_MESSAGE))
             name, heads = codec.decodePush(data)
         except Exception as e:
-            self.log.info("kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)
+            peerLog.info(self.reactor, "bad push", "kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)
             stream.reset()
             return
         replica = self.replicas.get(name)

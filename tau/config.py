@@ -37,7 +37,7 @@ DEFAULT_DHT = {
     "provider-expiry": 48 * 3600.0,
     "republish": 22 * 3600.0,
     "max-provider-records": 1_000_000,
-    "max-provider-bytes": 256 << 20,
+    "max-provider-bytes": 128 << 20,
     "max-provider-records-per-peer": 10_000,
 }
 # The connection manager: watermarks, grace for new connections, idle close.

@@ -117,7 +117,7 @@ class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
                 "provider-expiry": 3600,
                 "republish": 22 * 3600.0,
                 "max-provider-records": 1_000_000,
-                "max-provider-bytes": 256 << 20,
+                "max-provider-bytes": 128 << 20,
                 "max-provider-records-per-peer": 10_000,
             },
         )

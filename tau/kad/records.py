@@ -56,7 +56,7 @@ PROVIDER_ADDR_TTL = 24 * HOUR
 MAX_RECORD_AGE = 48 * HOUR
 #: Provider records kept in all, and their bytes (keys, peer IDs, addresses).
 MAX_PROVIDER_RECORDS = 1_000_000
-MAX_PROVIDER_BYTES = 256 << 20
+MAX_PROVIDER_BYTES = 128 << 20
 #: Addresses kept with one provider record.
 MAX_ADDRS_PER_PROVIDER = 8
 
@@ -183,9 +183,9 @@ class RecordStore:
         new one beyond it evicts the oldest.  Our own records are not
         counted and never evicted.
     @ivar maxProviderBytes: the bytes of other peers' provider records kept
-        in all (their keys, peer IDs and addresses; the file holds about
-        three to four times this with SQLite's indexes); beyond it the oldest are
-        evicted.
+        in all (their keys, peer IDs and addresses; with SQLite's indexes
+        and pages the file takes up to about 2.5 times this); beyond it the
+        oldest are evicted.
     @ivar maxAddrsPerProvider: addresses kept with one provider record.
     @ivar maxValues: values kept; beyond it new keys are refused.
     @ivar maxRecordAge: seconds a value lives.

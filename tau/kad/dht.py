@@ -44,10 +44,12 @@ from tau.kad.records import (
     splitKey,
 )
 from tau.kad.routing import RoutingTable
+from tau.ratelog import PeerLog
 
 __all__ = ["IKadTransport", "KademliaCore", "NotFound"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class NotFound(LookupError):
@@ -366,7 +368,7 @@ class KademliaCore:
                 evicted = self.store.addProvider(key, fromPeer, addrs, now)
             except LimitExceeded as e:
                 self.stats["ADD_PROVIDER over limit"] += 1
-                log.debug("kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
+                peerLog.debug(self.clock, "provider refused", "kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
             else:
                 stored = True
                 self.stats["provider records stored"] += 1

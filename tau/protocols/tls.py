@@ -441,7 +441,7 @@ class _HandshakeGate(Protocol):
 
     def _timedOut(self):
         self._timer = None
-        log.info("TLS handshake timed out with {address}", address=_address(self.transport))
+        peerLog.info(self._clock, "handshake timed out", "TLS handshake timed out with {peer}", peer=_address(self.transport))
         self._fail(TLSHandshakeTimeout("TLS handshake did not complete in time"))
         self.transport.abortConnection()
 

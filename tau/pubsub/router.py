@@ -398,7 +398,7 @@ class GossipRouter:
             if topic in state.topics:
                 return
             if len(state.topics) >= self.params.maxTopicsPerPeer:
-                log.debug("pubsub: {peer} is in too many topics, ignoring {topic}", peer=str(peer), topic=topic)
+                peerLog.debug(self.clock, "too many topics", "pubsub: {peer} is in too many topics, ignoring {topic}", peer=str(peer), topic=topic)
                 return
             state.topics.add(topic)
             self.topics.setdefault(topic, set()).add(peer)
@@ -427,7 +427,7 @@ class GossipRouter:
                 message = parseMessage(wire, peer, self.params.maxMessageData, self.msgID)
             except InvalidMessage as e:
                 self.stats["invalid"] += 1
-                log.debug("pubsub: invalid message from {peer}: {why}", peer=str(peer), why=str(e))
+                peerLog.debug(self.clock, "undecodable message", "pubsub: invalid message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, wire.topic if isinstance(wire.topic, str) else "")
                 if self._graylisted(peer):
                     break
@@ -514,7 +514,7 @@ class GossipRouter:
             return []
         count = self._peerhave[peer] = self._peerhave.get(peer, 0) + 1
         if count > self.params.maxIHaveMessages:
-            log.debug("pubsub: {peer} sent {count} IHAVEs in one heartbeat, ignoring", peer=str(peer), count=count)
+            peerLog.debug(self.clock, "too many IHAVEs", "pubsub: {peer} sent {count} IHAVEs in one heartbeat, ignoring", peer=str(peer), count=count)
             return []
         asked = self._iasked.get(peer, 0)
         if asked >= self.params.maxIHaveLength:
@@ -575,7 +575,7 @@ class GossipRouter:
                 continue
             expiry = self.backoff.get(topic, {}).get(peer)
             if expiry is not None and expiry > now:
-                log.debug("pubsub: {peer} grafted {topic} during its backoff", peer=str(peer), topic=topic)
+                peerLog.debug(self.clock, "graft in backoff", "pubsub: {peer} grafted {topic} during its backoff", peer=str(peer), topic=topic)
                 self.score.penalise(peer)
                 if now < expiry + self.params.graftFloodThreshold - self.params.pruneBackoff:
                     self.score.penalise(peer)

@@ -511,7 +511,7 @@ class RelayService(Service):
         conn = stream.connection
         now = self.clock.seconds()
         if conn.relay is not None:
-            log.info("relay: refusing a reservation over a relayed connection from {peer}", peer=str(peer))
+            peerLog.info(self.clock, "relayed reservation", "relay: refusing a reservation over a relayed connection from {peer}", peer=str(peer))
             self._answer(stream, m.PERMISSION_DENIED)
             return
         if not self.store.allow(peer, now):
@@ -529,7 +529,7 @@ class RelayService(Service):
             return
         status, expire = self.store.reserve(peer, _ipOf(conn.remoteAddr), now, conn)
         if status != m.OK:
-            log.info("relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
+            peerLog.info(self.clock, "reservation refused", "relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
             self._answer(stream, status)
             return
         if conn not in self._watched:

@@ -162,6 +162,20 @@ class HandleTests(SynchronousTestCase):
             add(self.asker, i)
         self.assertEqual(core.store.providerCount(self.asker), 15)
 
+    def test_providerRecordsEvicted(self):
+        """
+        Beyond the store's cap, a new record from any peer evicts the oldest
+        one; the core counts the evictions.
+        """
+        core = KademliaCore(self.me, self.clock, self.transport, RecordStore(maxProviderRecords=2))
+        for i, peer in enumerate(self.others[:3]):
+            self.clock.advance(1)
+            key = b"\x12\x20" + i.to_bytes(32, "big")
+            core.handle(peer, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [SIM_ADDR])]))
+        self.assertEqual(core.stats["provider records stored"], 3)
+        self.assertEqual(core.stats["provider records evicted"], 1)
+        self.assertEqual(core.store.providerCount(self.others[0]), 0)
+
     def test_perPeerRecordLimit(self):
         core = KademliaCore(self.me, self.clock, self.transport, RecordStore(maxRecordsPerPeer=3))
         for i in range(5):

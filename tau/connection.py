@@ -26,7 +26,7 @@ from tau.protocols import pnet
 from tau.protocols.multistream import MultistreamNegotiator
 from tau.protocols.tls import PROTOCOL_ID as TLS
 from tau.protocols.yamux import YamuxSession
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 YAMUX = "/yamux/1.0.0"
 INBOUND = "inbound"
@@ -267,6 +267,7 @@ class RawConnection(Protocol):
             "{direction} connection with {peer} failed during the upgrade: {reason}",
             direction="outbound" if self.isClient else "inbound",
             peer=self._peerText(),
+            limitBy=connectionKey(self.transport),
             reason=reason,
         )
         self.upgraded.fire(Failure(UpgradeFailed(reason)))

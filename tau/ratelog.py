@@ -7,6 +7,12 @@ than the traffic.  L{PeerLog} lets C{burst} lines per peer and reason through
 in each C{interval}, counts the rest, and says how many it held back on the
 next line it lets through for that peer and reason.
 
+A peer is what the line names in its C{peer} field (a PeerID), unless the
+caller gives C{limitBy}: lines about a connection whose peer is not known
+yet, or that come from below yamux, are limited by L{connectionKey} (the
+remote IP address, its /64 for IPv6, and our local port), so a peer that
+reconnects, or comes back with a new identity, stays limited.
+
 It remembers at most C{maxKeys} (peer, reason) pairs per clock, the least
 recently seen forgotten first (with their counts).  Its state is kept per
 clock, so tests with their own L{twisted.internet.task.Clock} never share it.
@@ -18,12 +24,31 @@ Use::
     peerLog.info(clock, "bad frame", "bad frame from {peer}: {reason}", peer=peer, reason=...)
 """
 
+import ipaddress
 from collections import OrderedDict
 from weakref import WeakKeyDictionary
 
 from twisted.logger import LogLevel
 
-__all__ = ["PeerLog"]
+__all__ = ["PeerLog", "connectionKey"]
+
+
+def connectionKey(transport):
+    """
+    What lines about a connection are limited by: the remote IP address
+    (its /64 for IPv6) and our local port, e.g. C{"192.0.2.1 to port
+    4242"}; L{None} when C{transport} has no IP addresses (a relayed
+    connection), and the line's peer is used.
+    """
+    try:
+        remote, local = transport.getPeer(), transport.getHost()
+        ip = ipaddress.ip_address(remote.host.split("%")[0])
+        port = local.port
+    except Exception:
+        return None
+    if ip.version == 6:
+        ip = ipaddress.ip_network(f"{ip}/64", strict=False)
+    return f"{ip} to port {port}"
 
 
 class PeerLog:
@@ -43,7 +68,7 @@ class PeerLog:
         self.maxKeys = maxKeys
         self._clocks = WeakKeyDictionary()
 
-    def emit(self, level, clock, what, format, /, *, peer, **fields):
+    def emit(self, level, clock, what, format, /, *, peer, limitBy=None, **fields):
         """
         Log C{format} with C{fields} at C{level}, unless C{peer} had C{burst}
         lines about C{what} in the current window.
@@ -53,6 +78,8 @@ class PeerLog:
             details, which go in C{fields}).
         @param peer: the peer (a L{tau.identity.PeerID} or an address), the
             C{peer} field of the line.
+        @param limitBy: what the line counts against instead of C{peer}
+            (see L{connectionKey}), or L{None}.
         @return: whether the line was logged.
         """
         if clock is None:
@@ -64,7 +91,7 @@ class PeerLog:
         if keys is None:
             keys = self._clocks[clock] = OrderedDict()
         now = clock.seconds()
-        key = (str(peer), what)
+        key = (str(peer) if limitBy is None else limitBy, what)
         window = keys.get(key)
         suppressed = 0
         if window is None or not window[0] <= now < window[0] + self.interval:

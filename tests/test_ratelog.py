@@ -3,11 +3,13 @@ Tests for L{tau.ratelog.PeerLog}: lines about a peer are rate-limited per
 peer and reason, and the held-back count is reported.
 """
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 
 class PeerLogTests(SynchronousTestCase):
@@ -86,3 +88,33 @@ class PeerLogTests(SynchronousTestCase):
         Without a clock there is no window: every line goes through.
         """
         self.assertEqual([self.log.info(None, "x", "x from {peer}", peer="p") for _ in range(5)], [True] * 5)
+
+
+def transport(peer, host=IPv4Address("TCP", "127.0.0.1", 4242)):
+    return StringTransport(hostAddress=host, peerAddress=peer)
+
+
+class ConnectionKeyTests(SynchronousTestCase):
+    def test_remoteIPAndLocalPort(self):
+        self.assertEqual(connectionKey(transport(IPv4Address("TCP", "192.0.2.1", 5555))), "192.0.2.1 to port 4242")
+        v6 = transport(IPv6Address("TCP", "2001:db8::1:2:3:4%eth0", 5555), IPv6Address("TCP", "::1", 4243))
+        self.assertEqual(connectionKey(v6), "2001:db8::/64 to port 4243")
+
+    def test_noIPAddresses(self):
+        self.assertIsNone(connectionKey(transport(UNIXAddress(b"/tmp/x"))))
+        self.assertIsNone(connectionKey(None))
+
+    def test_reconnectingPeerStaysLimited(self):
+        """
+        Lines limited by the connection key count against the remote IP,
+        whatever port (connection) they come from.
+        """
+        events = []
+        log = PeerLog(Logger(observer=events.append), burst=3)
+        clock = Clock()
+        for port in range(5000, 5010):
+            peer = IPv4Address("TCP", "192.0.2.1", port)
+            log.info(clock, "bad", "bad {peer}", peer=peer, limitBy=connectionKey(transport(peer)))
+        other = IPv4Address("TCP", "192.0.2.2", 5000)
+        self.assertTrue(log.info(clock, "bad", "bad {peer}", peer=other, limitBy=connectionKey(transport(other))))
+        self.assertEqual(len(events), 4)

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tau.protocols import varint
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 __all__ = [
     "PROTOCOL_ID",
@@ -442,6 +442,7 @@ class MultistreamNegotiator(Protocol):
                 "failed",
                 "multistream negotiation with {peer} failed: {reason}",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 reason=str(e),
             )
             self._fail(Failure(e))
@@ -506,6 +507,7 @@ class MultistreamNegotiator(Protocol):
                 "timed out",
                 "multistream negotiation with {peer} timed out after {timeout}s",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 timeout=self._timeout,
             )
             self._fail(Failure(TimeoutError("multistream negotiation timed out")))

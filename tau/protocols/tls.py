@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tau.protocols.tlscert import TLSError, TLSVerifyError, makeCertificate, verifyCertificate
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 log = Logger()
 peerLog = PeerLog(log)
@@ -441,7 +441,7 @@ class _HandshakeGate(Protocol):
 
     def _timedOut(self):
         self._timer = None
-        peerLog.info(self._clock, "handshake timed out", "TLS handshake timed out with {peer}", peer=_address(self.transport))
+        peerLog.info(self._clock, "handshake timed out", "TLS handshake timed out with {peer}", peer=_address(self.transport), limitBy=connectionKey(self.transport))
         self._fail(TLSHandshakeTimeout("TLS handshake did not complete in time"))
         self.transport.abortConnection()
 
@@ -469,7 +469,7 @@ class _HandshakeGate(Protocol):
         try:
             peer = self._verifyPeer()
         except TLSVerifyError as e:
-            peerLog.info(self._clock, "rejected", "TLS peer {peer} rejected: {reason}", peer=_address(layer), reason=str(e))
+            peerLog.info(self._clock, "rejected", "TLS peer {peer} rejected: {reason}", peer=_address(layer), limitBy=connectionKey(layer), reason=str(e))
             self._fail(e)
             layer.failVerification(Failure(e))
             return

@@ -54,7 +54,7 @@ from tau.protocols.yamuxframe import (
     windowUpdateFrame,
 )
 from tau.protocols.yamuxstream import YamuxStream
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 __all__ = [
     "PROTOCOL_ID",
@@ -386,6 +386,7 @@ class YamuxSession(Protocol):
                         "goaway error",
                         "yamux peer {peer} sent GoAway with error code {code}",
                         peer=self._peer(),
+                        limitBy=connectionKey(self.transport),
                         code=length,
                     )
 
@@ -422,6 +423,7 @@ class YamuxSession(Protocol):
                 "yamux peer {peer} exceeded {limit} inbound streams; "
                 "resetting stream {streamID}",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 limit=self.config.maxInboundStreams,
                 streamID=streamID,
             )
@@ -545,6 +547,7 @@ class YamuxSession(Protocol):
             "protocol error",
             "yamux protocol error from {peer}: {reason}; closing the session",
             peer=self._peer(),
+            limitBy=connectionKey(self.transport),
             reason=reason,
         )
         if self._state != _OPEN:

@@ -34,7 +34,7 @@ from tau.protocols.yamuxframe import (
     StreamReset,
     windowUpdateFrame,
 )
-from tau.ratelog import PeerLog
+from tau.ratelog import PeerLog, connectionKey
 
 if TYPE_CHECKING:
     from tau.protocols.yamux import YamuxSession
@@ -281,6 +281,7 @@ class YamuxStream:
                 "yamux stream {streamID} to {peer} not acknowledged in time; resetting",
                 streamID=self.streamID,
                 peer=self.session._peer(),
+                limitBy=connectionKey(self.session.transport),
             )
             self.session._send(windowUpdateFrame(FLAG_RST, self.streamID, 0))
             self._finish(Failure(TimeoutError("yamux stream open timed out")))
@@ -294,6 +295,7 @@ class YamuxStream:
                 "yamux stream {streamID}: no FIN from {peer} after ours; resetting",
                 streamID=self.streamID,
                 peer=self.session._peer(),
+                limitBy=connectionKey(self.session.transport),
             )
             self.session._send(windowUpdateFrame(FLAG_RST, self.streamID, 0))
             self._finish(Failure(TimeoutError("yamux stream close timed out")))

@@ -7,7 +7,8 @@ loopback, measured on its files.
   16 real ones; C{dht.sqlite} stays near the configured byte cap, which the
   records fill, the oldest evicted.
 - Log lines: one peer floods a connection with 12-byte yamux SYN frames far
-  past the stream limit, then drops it; the node's log grows by a few KiB.
+  past the stream limit, then drops it; or opens 300 connections that each
+  send garbage instead of multistream; the node's log grows by a few KiB.
 """
 
 import re
@@ -17,6 +18,9 @@ from pathlib import Path
 import multiaddr
 import yaml
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -40,6 +44,22 @@ def logSize(logPath):
     1 MB).
     """
     return sum(fileSize(p) for p in logPath.parent.glob(logPath.name + "*"))
+
+
+class Garbage(Protocol):
+    """
+    Sends junk where multistream-select is expected; C{lost} fires when the
+    node drops the connection.
+    """
+
+    def __init__(self):
+        self.lost = Deferred()
+
+    def connectionMade(self):
+        self.transport.write(b"\x13not multistream at all\n" * 4)
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
 
 
 class DiskFillTests(TestCase):
@@ -156,5 +176,22 @@ class DiskFillTests(TestCase):
         conn.close()
         after = await self.quietLog(logPath)
 
+        grown = after - before
+        self.assertLess(grown, 8 * 1024, f"the log grew by {grown} bytes, ending: " + logPath.read_text()[-1000:])
+
+    async def test_garbageConnectionsLogBounded(self):
+        """
+        A peer that reconnects stays limited: lines about connections that
+        fail their upgrade count against its IP address.
+        """
+        peerID, address, root, logPath = await self.startNode()
+        port = int(address.split("/tcp/")[1].split("/")[0])
+        before = await self.quietLog(logPath)
+        for _ in range(10):
+            batch = [
+                await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Garbage()) for _ in range(30)
+            ]
+            await gatherResults([g.lost for g in batch])
+        after = await self.quietLog(logPath)
         grown = after - before
         self.assertLess(grown, 8 * 1024, f"the log grew by {grown} bytes, ending: " + logPath.read_text()[-1000:])

@@ -78,6 +78,22 @@ def ipOf(addr):
         return None
 
 
+def sourceOf(ip):
+    """
+    What peers at C{ip} (text, or an L{ipaddress} address) are counted
+    under where a limit applies per machine: an IPv4 address as it is, an
+    IPv6 address by its /64 (what one site is given), as text; L{None} when
+    C{ip} is not an IP address.
+    """
+    try:
+        ip = ipaddress.ip_address(str(ip).split("%")[0])
+    except ValueError:
+        return None
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def isUnspecified(addr):
     ip = ipOf(addr)
     return ip is not None and ip.is_unspecified

@@ -24,11 +24,12 @@ Use::
     peerLog.info(clock, "bad frame", "bad frame from {peer}: {reason}", peer=peer, reason=...)
 """
 
-import ipaddress
 from collections import OrderedDict
 from weakref import WeakKeyDictionary
 
 from twisted.logger import LogLevel
+
+from tau.addrs import sourceOf
 
 __all__ = ["PeerLog", "connectionKey"]
 
@@ -41,14 +42,10 @@ def connectionKey(transport):
     connection), and the line's peer is used.
     """
     try:
-        remote, local = transport.getPeer(), transport.getHost()
-        ip = ipaddress.ip_address(remote.host.split("%")[0])
-        port = local.port
+        source, port = sourceOf(transport.getPeer().host), transport.getHost().port
     except Exception:
         return None
-    if ip.version == 6:
-        ip = ipaddress.ip_network(f"{ip}/64", strict=False)
-    return f"{ip} to port {port}"
+    return None if source is None else f"{source} to port {port}"
 
 
 class PeerLog:

@@ -32,11 +32,12 @@ log = Logger()
 peerLog = PeerLog(log)
 
 
-async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE):
+async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE, source=None):
     """
     Answer requests on an inbound kad stream until the peer closes it (go
     reuses streams; js opens one per request).  A request the core refuses
-    or an undecodable one resets the stream, with a log line.
+    or an undecodable one resets the stream, with a log line.  C{source}
+    goes to L{tau.kad.dht.KademliaCore.handle}.
 
     @return: the number of requests answered.
     """
@@ -47,7 +48,7 @@ async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE)
             if data is None:
                 break
             message = decodeMessage(data, maxMessageSize)
-            response = core.handle(remotePeer, message)
+            response = core.handle(remotePeer, message, source)
             if response is not None:
                 stream.writeLP(encodeMessage(response))
             answered += 1

@@ -162,6 +162,37 @@ class HandleTests(SynchronousTestCase):
             add(self.asker, i)
         self.assertEqual(core.store.providerCount(self.asker), 15)
 
+    def test_addProviderPerSource(self):
+        """
+        The identities of one source (a machine) share a budget of
+        ADD_PROVIDER on top of each one's own; other sources, and requests
+        of no known source, are not held to it.
+        """
+        core = KademliaCore(
+            self.me, self.clock, self.transport, RecordStore(),
+            addProviderBurst=10, addProviderRate=1.0, addProviderSourceBurst=15, addProviderSourceRate=2.0,
+        )
+        keys = iter(range(1000))
+
+        def add(peer, source):
+            key = b"\x12\x20" + next(keys).to_bytes(32, "big")
+            message = Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [SIM_ADDR])])
+            core.handle(peer, message, source)
+
+        sybils = self.others[:3]
+        for peer in sybils:
+            for _ in range(10):
+                add(peer, "192.0.2.1")
+        self.assertEqual([core.store.providerCount(p) for p in sybils], [10, 5, 0])
+        add(self.others[3], "192.0.2.2")
+        add(self.others[4], None)
+        self.assertEqual(core.store.providerCount(self.others[3]), 1)
+        self.assertEqual(core.store.providerCount(self.others[4]), 1)
+        self.clock.advance(1)
+        for _ in range(3):
+            add(sybils[2], "192.0.2.1")
+        self.assertEqual(core.store.providerCount(sybils[2]), 2)
+
     def test_providerRecordsEvicted(self):
         """
         Beyond the store's cap, a new record from any peer evicts the oldest

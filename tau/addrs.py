@@ -78,21 +78,32 @@ def ipOf(addr):
         return None
 
 
-def addressGroup(addr):
+def sourceOf(ip):
     """
-    Who stands behind a multiaddr, for limits per address: its IPv4 address,
-    or the /64 network of its IPv6 address (one host or home usually holds a
-    whole /64), as text; an IPv4-mapped IPv6 address counts as its IPv4
-    address.  None when C{addr} does not start with an IP address.
+    Who stands behind an IP address (text, or an L{ipaddress} address), for
+    limits per address: an IPv4 address as it is, an IPv6 address by its
+    /64 (what one host or site is given), as text; an IPv4-mapped IPv6
+    address counts as its IPv4 address.  None when C{ip} is not an IP
+    address.
     """
-    ip = ipOf(addr)
-    if ip is None:
+    try:
+        ip = ipaddress.ip_address(str(ip).split("%")[0])
+    except ValueError:
         return None
     if ip.version == 6:
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def addressGroup(addr):
+    """
+    L{sourceOf} the IP a multiaddr starts with; None when it starts with
+    none.
+    """
+    ip = ipOf(addr)
+    return None if ip is None else sourceOf(ip)
 
 
 def isUnspecified(addr):

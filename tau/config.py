@@ -30,8 +30,17 @@ from tau.identity import InvalidKey, PeerID, PrivateKey
 DEFAULT_PORTS = {"main": 4242, "lite": 4247, "ipfs": 4252}
 DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
 # The DHT: mode (auto = server when the node listens), provider record
-# lifetime and how often our own records are republished, in seconds.
-DEFAULT_DHT = {"mode": "auto", "provider-expiry": 48 * 3600.0, "republish": 22 * 3600.0}
+# lifetime and how often our own records are republished, in seconds; how
+# many of other peers' provider records it keeps, in all, in bytes and per
+# providing peer (beyond the first two the oldest are evicted).
+DEFAULT_DHT = {
+    "mode": "auto",
+    "provider-expiry": 48 * 3600.0,
+    "republish": 22 * 3600.0,
+    "max-provider-records": 1_000_000,
+    "max-provider-bytes": 128 << 20,
+    "max-provider-records-per-peer": 10_000,
+}
 # The connection manager: watermarks, grace for new connections, idle close;
 # and the inbound limits (tau.inbound): upgrades in progress in all and per
 # address (an IPv4 address, an IPv6 /64), inbound connections per address,
@@ -465,10 +474,21 @@ def _connections(source, value):
 
 
 def _dht(source, value):
-    _section(source, "dht", value, DEFAULT_DHT, "mode, provider-expiry and republish")
+    _section(source, "dht", value, DEFAULT_DHT, ", ".join(DEFAULT_DHT))
     _choice(source, "dht", value, "mode", ("auto", "server", "client"), "expected auto, server or client")
     _seconds(source, "dht", value, ("provider-expiry", "republish"))
-    return dict(value)
+    out = dict(value)
+    for key in ("max-provider-records", "max-provider-records-per-peer"):
+        if key in value:
+            v = value[key]
+            _check(source, f"dht.{key}", isinstance(v, int) and not isinstance(v, bool) and v > 0, "expected a whole number of records above 0")
+    if "max-provider-bytes" in value:
+        try:
+            out["max-provider-bytes"] = parseSize(value["max-provider-bytes"])
+        except ValueError as e:
+            raise ConfigError(source, "dht.max-provider-bytes", str(e)) from None
+        _check(source, "dht.max-provider-bytes", out["max-provider-bytes"] >= 4096, "expected a size of at least 4 KiB")
+    return out
 
 
 def _storage(source, value):

@@ -26,6 +26,7 @@ from tau.protocols import pnet
 from tau.protocols.multistream import MultistreamNegotiator
 from tau.protocols.tls import PROTOCOL_ID as TLS
 from tau.protocols.yamux import YamuxSession
+from tau.ratelog import PeerLog, connectionKey
 
 YAMUX = "/yamux/1.0.0"
 INBOUND = "inbound"
@@ -34,6 +35,7 @@ CLOSE_GRACE = 2.0
 OUTBOUND = "outbound"
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class UpgradeFailed(Exception):
@@ -269,10 +271,13 @@ class RawConnection(Protocol):
         reason = failure.getErrorMessage() or failure.type.__name__
         if self.host.swarmKey is not None and "multistream" in reason.lower():
             reason += " (the peer may not hold this swarm key)"
-        (log.debug if quiet else log.info)(
+        (peerLog.debug if quiet else peerLog.info)(
+            self.host.clock,
+            "upgrade failed",
             "{direction} connection with {peer} failed during the upgrade: {reason}",
             direction="outbound" if self.isClient else "inbound",
             peer=self._peerText(),
+            limitBy=connectionKey(self.transport),
             reason=reason,
         )
         self.upgraded.fire(Failure(UpgradeFailed(reason)))

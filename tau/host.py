@@ -22,10 +22,13 @@ from tau.peerstore import PeerStore, stripPeer
 from tau.protocols.multistream import MultistreamNegotiator
 from tau.protocols.tls import TLSSecurity
 from tau.protocols.yamux import YamuxConfig
+from tau.ratelog import PeerLog
 from tau.streams import StreamProtocol
 
 STREAM_NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 10.0
+
+peerLog = PeerLog(Logger())
 
 
 class DialError(Exception):
@@ -553,7 +556,7 @@ class Host(Service):
         stream.setProtocol(negotiator)
         negotiator.whenNegotiated().addCallbacks(
             self._dispatch,
-            lambda f: self.log.debug("stream from {peer} not negotiated: {reason}", peer=str(connection.remotePeer), reason=f.getErrorMessage()),
+            lambda f: peerLog.debug(self.clock, "stream not negotiated", "stream from {peer} not negotiated: {reason}", peer=str(connection.remotePeer), reason=f.getErrorMessage()),
             callbackArgs=(stream, negotiator),
         )
 
@@ -580,7 +583,9 @@ class Host(Service):
         d.addErrback(self._handlerFailed, sp)
 
     def _handlerFailed(self, failure, stream):
-        self.log.info(
+        peerLog.info(
+            self.clock,
+            "handler failed",
             "{protocol} stream from {peer} failed: {reason}",
             protocol=stream.protocolID,
             peer=str(stream.remotePeer),

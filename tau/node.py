@@ -297,7 +297,12 @@ def makeNode(config, reactor):
         storePath=str(config.dataDir / "dht.sqlite"),
         peers=config.peers,
         mode=_dhtMode(config),
-        storeOptions={"provideValidity": config.dht["provider-expiry"]},
+        storeOptions={
+            "provideValidity": config.dht["provider-expiry"],
+            "maxProviderRecords": config.dht["max-provider-records"],
+            "maxProviderBytes": config.dht["max-provider-bytes"],
+            "maxRecordsPerPeer": config.dht["max-provider-records-per-peer"],
+        },
         reprovideInterval=config.dht["republish"],
     )
     node.store = StoreService(

@@ -111,7 +111,29 @@ class PrecedenceTests(ConfigTestsMixin, SynchronousTestCase):
     def test_dhtSettings(self):
         path = self.writeConfig({"dht": {"provider-expiry": 3600}})
         config = loadConfig(shape="full", root=self.root, configFile=path)
-        self.assertEqual(config.dht, {"mode": "auto", "provider-expiry": 3600, "republish": 22 * 3600.0})
+        self.assertEqual(
+            config.dht,
+            {
+                "mode": "auto",
+                "provider-expiry": 3600,
+                "republish": 22 * 3600.0,
+                "max-provider-records": 1_000_000,
+                "max-provider-bytes": 128 << 20,
+                "max-provider-records-per-peer": 10_000,
+            },
+        )
+
+    def test_dhtProviderCaps(self):
+        """
+        The provider record caps: whole numbers of records, a size in bytes
+        (with units) of at least 4 KiB.
+        """
+        caps = {"max-provider-records": 1, "max-provider-bytes": "4KiB", "max-provider-records-per-peer": 1}
+        config = loadConfig(shape="full", root=self.root, configFile=self.writeConfig({"dht": caps}))
+        self.assertEqual(
+            {k: config.dht[k] for k in caps},
+            {"max-provider-records": 1, "max-provider-bytes": 4096, "max-provider-records-per-peer": 1},
+        )
 
     def test_taubyteProtocolsAlias(self):
         """
@@ -214,6 +236,12 @@ class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
         keyed = self.writeConfig({"privatekey": yaml.safe_load(rootFile.read_text())["privatekey"]})
         config = loadConfig(shape="full", root=self.root, configFile=keyed)
         self.assertEqual(config.secretFiles, (rootFile, keyed))
+
+    def test_dhtProviderCapsRefused(self):
+        self.assertRefused({"dht": {"max-provider-records": 0}}, "dht.max-provider-records", ["whole number", "above 0"])
+        self.assertRefused({"dht": {"max-provider-records-per-peer": 1.5}}, "dht.max-provider-records-per-peer", ["whole number"])
+        self.assertRefused({"dht": {"max-provider-bytes": 4095}}, "dht.max-provider-bytes", ["at least 4 KiB"])
+        self.assertRefused({"dht": {"max-provider-bytes": "lots"}}, "dht.max-provider-bytes", ["invalid size"])
 
     def test_unknownField(self):
         self.assertRefused({"p2p-lisen": []}, "p2p-lisen", ["unknown field", "p2p-listen"])

@@ -102,7 +102,7 @@ class Node:
         self.root = Path(root)
         self.key = PrivateKey.generate()
         self.peerID = self.key.peerID()
-        self.api = SimpleNamespace(apiFile=self.root / "storage" / SHAPE / "api", shape=SHAPE, root=self.root)
+        self.api = SimpleNamespace(apiFile=self.root / "storage" / SHAPE / "api", apiTokenFile=self.root / "storage" / SHAPE / "api-token", shape=SHAPE, root=self.root)
         self.config = {
             "privatekey": base64.b64encode(self.key.toProtobuf()).decode("ascii"),
             "services": [],

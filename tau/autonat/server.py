@@ -41,11 +41,13 @@ from tau.autonat.messages import (
     decodeMessage,
     encodeResponse,
 )
+from tau.ratelog import PeerLog
 from tau.streams import withTimeout
 
 __all__ = ["Refused", "dialBackAddresses", "ipOf", "isPublicIP", "AutoNATServer", "EphemeralDialer"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class Refused(Exception):
@@ -260,7 +262,7 @@ class AutoNATServer:
             return E_DIAL_REFUSED, str(e), None
         count = self.counts.get(peerID, 0)
         if count >= self.peerMax or self.total >= self.globalMax:
-            self.log.info("autonat: too many dial-back requests, refusing {peer}", peer=str(peerID))
+            peerLog.info(self.clock, "too many dials", "autonat: too many dial-back requests, refusing {peer}", peer=str(peerID))
             return E_DIAL_REFUSED, "too many dials", None
         self.counts[peerID] = count + 1
         self.total += 1

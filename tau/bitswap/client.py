@@ -43,8 +43,10 @@ from twisted.logger import Logger
 from tau import cids
 from tau.bitswap.message import BLOCK, HAVE, PRESENCE_DONT_HAVE, PRESENCE_HAVE, Entry
 from tau.oneshot import OneShot
+from tau.ratelog import PeerLog
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class FetchTimeout(Exception):
@@ -463,7 +465,7 @@ class Client:
         bad = None
         for (prefix, data), c in zip(blocks, hashed):
             if isinstance(c, cids.UnsupportedHash):
-                log.info("bitswap: ignoring a block from {peer}: {why}", peer=str(peer), why=str(c))
+                peerLog.info(self.clock, "unexpected block", "bitswap: ignoring a block from {peer}: {why}", peer=str(peer), why=str(c))
                 continue
             if isinstance(c, cids.InvalidCID):
                 self.badBlocks += 1

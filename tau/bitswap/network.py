@@ -30,8 +30,10 @@ from tau.bitswap import message as bsmessage
 from tau.bitswap.message import MAX_ENTRIES, MAX_MESSAGE, Message, MessageError
 from tau.oneshot import OneShot
 from tau.protocols import varint
+from tau.ratelog import PeerLog
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class QueueClosed(Exception):
@@ -276,10 +278,12 @@ class MessageReader(Protocol):
     peer is held back by the window of the muxer) and what still arrives
     is kept for later.  A malformed or oversized message, or an error from
     C{handle}, calls C{onError(peer, exception)} and aborts the stream.
+    C{clock} paces the log lines about streams that end inside a message.
     """
 
-    def __init__(self, peer, handle, onError, maxMessage=MAX_MESSAGE):
+    def __init__(self, peer, handle, onError, maxMessage=MAX_MESSAGE, clock=None):
         self.peer = peer
+        self.clock = clock
         self.handle = handle
         self.onError = onError
         self.maxMessage = maxMessage
@@ -394,7 +398,7 @@ class MessageReader(Protocol):
             return
         self._done = True
         if self._body is not None or self._length:
-            log.info("bitswap: stream from {peer} ended inside a message", peer=str(self.peer))
+            peerLog.info(self.clock, "ended inside a message", "bitswap: stream from {peer} ended inside a message", peer=str(self.peer))
             self.transport.abortConnection()
             return
         self.transport.loseConnection()  # our side: we never write on it

@@ -14,6 +14,7 @@ from tau.bitswap.engine import Engine
 from tau.bitswap.message import INBOUND_PROTOCOLS, MessageError
 from tau.bitswap.network import MessageReader, PeerQueue
 from tau.protocols.multistream import NegotiationFailed
+from tau.ratelog import PeerLog
 
 #: Most providers dialled per search.
 MAX_PROVIDERS = 10
@@ -22,6 +23,8 @@ NO_BITSWAP_RETRY = 600.0
 #: Messages of blocks from one peer being hashed and stored at once: the
 #: stream is read on while earlier messages are still on their way to disk.
 RECEIVE_PIPELINE = 4
+
+peerLog = PeerLog(Logger())
 
 
 class BitswapService(Service):
@@ -208,13 +211,13 @@ class BitswapService(Service):
     # inbound
 
     def _reader(self, stream):
-        return MessageReader(stream.remotePeer, self._received, self._readFailed)
+        return MessageReader(stream.remotePeer, self._received, self._readFailed, clock=self.reactor)
 
     def _readFailed(self, peer, error):
         if isinstance(error, MessageError):
-            self.log.warn("bitswap: bad message from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
+            peerLog.warn(self.reactor, "bad message", "bitswap: bad message from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
         elif isinstance(error, BadBlock):
-            self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
+            peerLog.warn(self.reactor, "bad block", "bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=str(error))
         else:
             self.log.failure("bitswap: handling a message from {peer} failed", Failure(error), peer=str(peer))
             return
@@ -255,7 +258,7 @@ class BitswapService(Service):
 
         def failed(f):
             if f.check(BadBlock):
-                self.log.warn("bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=f.getErrorMessage())
+                peerLog.warn(self.reactor, "bad block", "bitswap: bad block from {peer}, dropping it: {why}", peer=str(peer), why=f.getErrorMessage())
                 self._drop(peer)
             elif not f.check(CancelledError):
                 self.log.failure("bitswap: storing blocks from {peer} failed", f, peer=str(peer))

@@ -34,6 +34,7 @@ from tau.kad.messages import (
     _peerID,
     parsePeers,
     peerEntry,
+    providerAddrs,
 )
 from tau.kad.records import (
     REPROVIDE_INTERVAL,
@@ -44,10 +45,13 @@ from tau.kad.records import (
     splitKey,
 )
 from tau.kad.routing import RoutingTable
+from tau.ratelog import PeerLog
+from tau.tokens import TokenBuckets
 
 __all__ = ["IKadTransport", "KademliaCore", "NotFound"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class NotFound(LookupError):
@@ -94,15 +98,6 @@ class IKadTransport(Interface):
         """
 
 
-class _TokenBucket:
-    __slots__ = ("tokens", "last", "warned")
-
-    def __init__(self, tokens, now):
-        self.tokens = tokens
-        self.last = now
-        self.warned = False
-
-
 class KademliaCore:
     """
     One node's DHT.
@@ -117,6 +112,11 @@ class KademliaCore:
     @param validators: C{{namespace: Validator}}; defaults to
         L{tau.kad.records.defaultValidators}.
     @param rng: a L{random.Random} for refresh keys (seed it in tests).
+    @param addProviderBurst: ADD_PROVIDER messages one peer may send at
+        once; C{addProviderRate} more per second.
+    @param addProviderSourceBurst: the same for all the peers at one
+        source (see L{handle}), which a machine with many identities
+        shares; C{addProviderSourceRate} more per second.
 
     @ivar table: the L{RoutingTable}.
     @ivar stats: a Counter of what happened (requests handled per type, RPCs,
@@ -144,6 +144,8 @@ class KademliaCore:
         staleAfter=3600.0,
         addProviderBurst=1000,
         addProviderRate=10.0,
+        addProviderSourceBurst=5000,
+        addProviderSourceRate=5.0,
         maxProvidersPerAnswer=100,
         rng=None,
     ):
@@ -164,8 +166,6 @@ class KademliaCore:
         self.refreshInterval = refreshInterval
         self.reprovideInterval = reprovideInterval
         self.expireInterval = expireInterval
-        self.addProviderBurst = addProviderBurst
-        self.addProviderRate = addProviderRate
         self.maxProvidersPerAnswer = maxProvidersPerAnswer
         self.maxPeersPerAnswer = 2 * k
         self.rng = random.Random() if rng is None else rng
@@ -174,7 +174,8 @@ class KademliaCore:
         )
         self.stats = Counter()
         self.lastLookup = None
-        self._flood = {}
+        self._flood = TokenBuckets(addProviderBurst, addProviderRate)
+        self._sourceFlood = TokenBuckets(addProviderSourceBurst, addProviderSourceRate)
         self._active = set()
         self._loops = []
 
@@ -245,12 +246,16 @@ class KademliaCore:
 
     # Answering
 
-    def handle(self, fromPeer, message):
+    def handle(self, fromPeer, message, source=None):
         """
         Answer one request from C{fromPeer}.
 
         @param message: a C{Message} decoded with
             L{tau.kad.messages.decodeMessage}.
+        @param source: where C{fromPeer}'s traffic comes from, shared by
+            every identity one machine may use (L{tau.addrs.sourceOf} of
+            its IP address), or L{None}: ADD_PROVIDER is rate-limited per
+            peer and per source.
         @return: the response C{Message}, or L{None} when there is none
             (ADD_PROVIDER): the network layer then just reads the next
             request.
@@ -263,6 +268,8 @@ class KademliaCore:
         if name is None:
             raise KadProtocolError(f"unknown kad message type {message.type}")
         self.stats["handled " + name] += 1
+        if message.type == Message.ADD_PROVIDER:
+            return self._handle_ADD_PROVIDER(fromPeer, message, source)
         return getattr(self, "_handle_" + name)(fromPeer, message)
 
     def _entries(self, peers):
@@ -321,34 +328,26 @@ class KademliaCore:
             closerPeers=self._entries(self._closer(key, fromPeer)),
         )
 
-    def _allowAddProvider(self, fromPeer, now):
-        bucket = self._flood.get(fromPeer)
-        if bucket is None:
-            if len(self._flood) >= 10000:
-                # Forget the peers whose buckets are full again.
-                full = [
-                    p
-                    for p, b in self._flood.items()
-                    if b.tokens + (now - b.last) * self.addProviderRate >= self.addProviderBurst
-                ]
-                for p in full or list(self._flood)[: len(self._flood) // 2]:
-                    del self._flood[p]
-            bucket = self._flood[fromPeer] = _TokenBucket(self.addProviderBurst, now)
-        bucket.tokens = min(self.addProviderBurst, bucket.tokens + (now - bucket.last) * self.addProviderRate)
-        bucket.last = now
-        if bucket.tokens < 1:
-            if not bucket.warned:
-                bucket.warned = True
-                log.info("kad: {peer} floods ADD_PROVIDER, dropping its records", peer=fromPeer)
+    def _allowAddProvider(self, fromPeer, source, now):
+        if source is not None and not self._sourceFlood.take(source, now):
+            peerLog.info(
+                self.clock,
+                "floods",
+                "kad: peers at {source} flood ADD_PROVIDER, dropping their records ({peer} now)",
+                peer=fromPeer,
+                limitBy=source,
+                source=source,
+            )
             return False
-        bucket.tokens -= 1
-        bucket.warned = False
+        if not self._flood.take(fromPeer, now):
+            peerLog.info(self.clock, "floods", "kad: {peer} floods ADD_PROVIDER, dropping its records", peer=fromPeer)
+            return False
         return True
 
-    def _handle_ADD_PROVIDER(self, fromPeer, message):
+    def _handle_ADD_PROVIDER(self, fromPeer, message, source=None):
         key = self._needProviderKey(message)
         now = self.clock.seconds()
-        if not self._allowAddProvider(fromPeer, now):
+        if not self._allowAddProvider(fromPeer, source, now):
             self.stats["ADD_PROVIDER rate-limited"] += 1
             return None
         stored = False
@@ -358,23 +357,24 @@ class KademliaCore:
             if entry.id != fromPeer.toBytes() or not entry.addrs or stored:
                 self.stats["ADD_PROVIDER entries ignored"] += 1
                 continue
-            peers, _ = parsePeers([entry], 1)
-            if not peers or not peers[0].addrs:
+            addrs = providerAddrs(entry.addrs, self.store.maxAddrsPerProvider)
+            if not addrs:
                 self.stats["ADD_PROVIDER entries ignored"] += 1
                 continue
             try:
-                self.store.addProvider(key, fromPeer, peers[0].addrs, now)
+                evicted = self.store.addProvider(key, fromPeer, addrs, now)
             except LimitExceeded as e:
                 self.stats["ADD_PROVIDER over limit"] += 1
-                log.debug("kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
+                peerLog.debug(self.clock, "provider refused", "kad: provider record from {peer} refused: {why}", peer=fromPeer, why=str(e))
             except Exception as e:
                 if not isFull(e):
                     raise
                 self.stats["ADD_PROVIDER disk full"] += 1
-                log.info("kad: provider record from {peer} dropped: the disk is full", peer=fromPeer)
+                peerLog.info(self.clock, "disk full", "kad: provider record from {peer} dropped: the disk is full", peer=fromPeer)
             else:
                 stored = True
                 self.stats["provider records stored"] += 1
+                self.stats["provider records evicted"] += evicted
         return None
 
     def _localRecord(self, key, now):

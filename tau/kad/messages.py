@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID
 from tau.pb.kad_pb2 import Message, Record
+from tau.protocols.identify import decodeAddr
 
 __all__ = [
     "PROTOCOL_ID",
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_KEY_SIZE",
     "MAX_ADDRS_PER_PEER",
     "MAX_ADDR_SIZE",
+    "MAX_PROVIDER_ADDR_SIZE",
     "Message",
     "Record",
     "KadProtocolError",
@@ -28,6 +30,7 @@ __all__ = [
     "decodeMessage",
     "encodeMessage",
     "parsePeers",
+    "providerAddrs",
     "peerEntry",
     "TYPE_NAMES",
 ]
@@ -43,6 +46,9 @@ MAX_KEY_SIZE = 1024
 #: What we keep of one peer entry's addresses; the rest is ignored.
 MAX_ADDRS_PER_PEER = 32
 MAX_ADDR_SIZE = 1024
+#: The longest address kept with a provider record (a C{/dns} name of 253
+#: bytes with its port fits).
+MAX_PROVIDER_ADDR_SIZE = 300
 
 TYPE_NAMES = {
     Message.PUT_VALUE: "PUT_VALUE",
@@ -148,6 +154,22 @@ def parsePeers(entries, limit, exclude=()):
         )
         peers.append(PeerInfo(peer, addrs))
     return peers, len(entries) - len(peers)
+
+
+def providerAddrs(addrs, limit, maxSize=MAX_PROVIDER_ADDR_SIZE):
+    """
+    The addresses of an ADD_PROVIDER entry worth storing: those that parse as
+    multiaddrs (and encode back to the same bytes), of at most C{maxSize}
+    bytes, without repeats; the first C{limit} of them.
+    """
+    kept = []
+    for data in addrs[:MAX_ADDRS_PER_PEER]:
+        if len(kept) >= limit:
+            break
+        data = bytes(data)
+        if len(data) <= maxSize and data not in kept and decodeAddr(data) is not None:
+            kept.append(data)
+    return tuple(kept)
 
 
 def peerEntry(peer, addrs=(), connection=Message.NOT_CONNECTED):

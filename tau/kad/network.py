@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tau.addrs import ipOf, sourceOf
 from tau.kad.dht import IKadTransport, KademliaCore
 from tau.kad.messages import PROTOCOL_ID, PeerInfo
 from tau.kad.records import RecordStore
@@ -142,7 +143,8 @@ class DHTService(Service):
                 changed()
 
     async def _serve(self, stream):
-        await serveStream(stream, self.core, stream.remotePeer)
+        ip = ipOf(stream.connection.remoteAddr)
+        await serveStream(stream, self.core, stream.remotePeer, source=None if ip is None else sourceOf(ip))
 
     def _connected(self, connection):
         from tau.protocols import identify

@@ -38,6 +38,9 @@ __all__ = [
     "REPROVIDE_INTERVAL",
     "PROVIDER_ADDR_TTL",
     "MAX_RECORD_AGE",
+    "MAX_PROVIDER_RECORDS",
+    "MAX_PROVIDER_BYTES",
+    "MAX_ADDRS_PER_PROVIDER",
 ]
 
 log = Logger()
@@ -51,6 +54,14 @@ REPROVIDE_INTERVAL = 22 * HOUR
 PROVIDER_ADDR_TTL = 24 * HOUR
 #: Values older than this are dropped (go MaxRecordAge).
 MAX_RECORD_AGE = 48 * HOUR
+#: Provider records kept in all, and their bytes (keys, peer IDs, addresses).
+MAX_PROVIDER_RECORDS = 1_000_000
+MAX_PROVIDER_BYTES = 128 << 20
+#: Addresses kept with one provider record.
+MAX_ADDRS_PER_PROVIDER = 8
+
+# The bytes a provider row counts for.
+_SIZE = "length(key) + length(peer) + length(addrs)"
 
 
 class InvalidRecord(ValueError):
@@ -168,6 +179,14 @@ class RecordStore:
     @ivar maxProvidersPerKey: providers kept per key; further peers are
         refused until some expire (existing ones can always refresh theirs).
     @ivar maxRecordsPerPeer: provider records one peer may have with us.
+    @ivar maxProviderRecords: other peers' provider records kept in all; a
+        new one beyond it evicts the oldest.  Our own records are not
+        counted and never evicted.
+    @ivar maxProviderBytes: the bytes of other peers' provider records kept
+        in all (their keys, peer IDs and addresses; with SQLite's indexes
+        and pages the file takes up to about 2.5 times this); beyond it the
+        oldest are evicted.
+    @ivar maxAddrsPerProvider: addresses kept with one provider record.
     @ivar maxValues: values kept; beyond it new keys are refused.
     @ivar maxRecordAge: seconds a value lives.
     """
@@ -179,7 +198,9 @@ class RecordStore:
         providerAddrTTL=PROVIDER_ADDR_TTL,
         maxProvidersPerKey=200,
         maxRecordsPerPeer=10000,
-        maxAddrsPerProvider=16,
+        maxProviderRecords=MAX_PROVIDER_RECORDS,
+        maxProviderBytes=MAX_PROVIDER_BYTES,
+        maxAddrsPerProvider=MAX_ADDRS_PER_PROVIDER,
         maxValues=100000,
         maxRecordAge=MAX_RECORD_AGE,
     ):
@@ -188,10 +209,15 @@ class RecordStore:
         self.providerAddrTTL = providerAddrTTL
         self.maxProvidersPerKey = maxProvidersPerKey
         self.maxRecordsPerPeer = maxRecordsPerPeer
+        self.maxProviderRecords = maxProviderRecords
+        self.maxProviderBytes = maxProviderBytes
         self.maxAddrsPerProvider = maxAddrsPerProvider
         self.maxValues = maxValues
         self.maxRecordAge = maxRecordAge
         self._db = None
+        # Rows and bytes of other peers' provider records, kept up to date so
+        # the caps cost no scan.
+        self._rows = self._bytes = 0
 
     @property
     def db(self):
@@ -209,8 +235,10 @@ class RecordStore:
         if "providers" not in db.table_names():
             with db.conn:
                 db["providers"].create(
-                    {"key": bytes, "peer": bytes, "addrs": bytes, "received": float, "expires": float},
+                    {"key": bytes, "peer": bytes, "addrs": bytes, "received": float, "expires": float, "own": int},
                     pk=("key", "peer"),
+                    not_null={"own"},
+                    defaults={"own": 0},
                 )
                 db["providers"].create_index(["peer"])
                 db["providers"].create_index(["expires"])
@@ -218,6 +246,13 @@ class RecordStore:
                 db["provided"].create_index(["lastProvided"])
                 db["kvalues"].create({"key": bytes, "value": bytes, "received": float}, pk="key")
                 db["kvalues"].create_index(["received"])
+        if "own" not in db["providers"].columns_dict:
+            # A store from before the caps: ours are marked at our next republish.
+            with db.conn:
+                db.execute("ALTER TABLE providers ADD COLUMN own INTEGER NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS providers_own_expires ON providers (own, expires)")
+        rows, size = db.execute(f"SELECT count(*), total({_SIZE}) FROM providers WHERE own = 0").fetchone()
+        self._rows, self._bytes = rows, int(size)
         return db
 
     def close(self):
@@ -233,21 +268,25 @@ class RecordStore:
     def addProvider(self, key, peer, addrs, now, limited=True):
         """
         Store (or refresh) C{peer} as a provider of C{key} until C{now} +
-        C{provideValidity}.
+        C{provideValidity}.  A record beyond C{maxProviderRecords} or
+        C{maxProviderBytes} evicts the oldest records (never our own).
 
         @param peer: a L{PeerID}.
         @param addrs: the provider's multiaddrs (bytes), cut to
             C{maxAddrsPerProvider}; empty keeps the ones already stored.
-        @param limited: False for our own records, which no limit applies to.
+        @param limited: False for our own records, which no limit applies to,
+            which do not count towards the caps and are never evicted.
+        @return: how many records were evicted to make room.
         @raise LimitExceeded: when the key has C{maxProvidersPerKey}
-            providers, or the peer C{maxRecordsPerPeer} records.
+            providers, the peer C{maxRecordsPerPeer} records, or the record
+            alone is over C{maxProviderBytes}.
         """
         peerBytes = peer.toBytes()
         addrs = tuple(addrs)[: self.maxAddrsPerProvider]
         db = self.db
         with db.conn:
             row = db.execute(
-                "SELECT addrs FROM providers WHERE key = ? AND peer = ?", (key, peerBytes)
+                f"SELECT rowid, addrs, {_SIZE}, own FROM providers WHERE key = ? AND peer = ?", (key, peerBytes)
             ).fetchone()
             if row is None and limited:
                 n = self._one("SELECT count(*) FROM providers WHERE key = ? AND expires > ?", (key, now))
@@ -256,12 +295,45 @@ class RecordStore:
                 n = self._one("SELECT count(*) FROM providers WHERE peer = ? AND expires > ?", (peerBytes, now))
                 if n >= self.maxRecordsPerPeer:
                     raise LimitExceeded(f"peer already has {n} provider records")
-            if row is not None and not addrs:
-                addrs = _unpackAddrs(row[0])
+            rows, total = self._rows, self._bytes
+            if row is not None:
+                if not addrs:
+                    addrs = _unpackAddrs(row[1])
+                db.execute("DELETE FROM providers WHERE rowid = ?", (row[0],))
+                if not row[3]:
+                    rows, total = rows - 1, total - row[2]
+            packed = _packAddrs(addrs)
+            size = len(key) + len(peerBytes) + len(packed)
+            evicted = 0
+            if limited:
+                evicted, rows, total = self._evict(db, rows, total, size)
+                rows, total = rows + 1, total + size
             db.execute(
-                "INSERT OR REPLACE INTO providers (key, peer, addrs, received, expires) VALUES (?, ?, ?, ?, ?)",
-                (key, peerBytes, _packAddrs(addrs), now, now + self.provideValidity),
+                "INSERT INTO providers (key, peer, addrs, received, expires, own) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, peerBytes, packed, now, now + self.provideValidity, 0 if limited else 1),
             )
+        self._rows, self._bytes = rows, total
+        return evicted
+
+    def _evict(self, db, rows, total, size):
+        # Delete the oldest records (expired ones first) until one more of
+        # C{size} bytes fits; return how many went and the new totals.
+        if size > self.maxProviderBytes:
+            raise LimitExceeded(f"a provider record of {size} bytes exceeds {self.maxProviderBytes}")
+        evicted = 0
+        while rows + 1 > self.maxProviderRecords or total + size > self.maxProviderBytes:
+            extraBytes = total + size - self.maxProviderBytes
+            batch = max(rows + 1 - self.maxProviderRecords, -(-extraBytes * rows // max(total, 1)), 1)
+            victims = db.execute(
+                f"SELECT rowid, {_SIZE} FROM providers WHERE own = 0 ORDER BY expires LIMIT ?", (batch,)
+            ).fetchall()
+            if not victims:
+                raise LimitExceeded(f"no room for a provider record of {size} bytes")
+            db.conn.executemany("DELETE FROM providers WHERE rowid = ?", [(rowid,) for rowid, _ in victims])
+            evicted += len(victims)
+            rows -= len(victims)
+            total -= sum(s for _, s in victims)
+        return evicted, rows, total
 
     def getProviders(self, key, now, limit=None):
         """
@@ -303,8 +375,13 @@ class RecordStore:
         """
         db = self.db
         with db.conn:
+            rows, size = db.execute(
+                f"SELECT count(*), total({_SIZE}) FROM providers WHERE own = 0 AND expires <= ?", (now,)
+            ).fetchone()
             n = db.execute("DELETE FROM providers WHERE expires <= ?", (now,)).rowcount
             n += db.execute("DELETE FROM kvalues WHERE received <= ?", (now - self.maxRecordAge,)).rowcount
+        self._rows -= rows
+        self._bytes -= int(size)
         return n
 
     # Keys this node provides

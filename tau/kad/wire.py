@@ -24,17 +24,20 @@ The binding, roughly::
 from twisted.logger import Logger
 
 from tau.kad.messages import MAX_MESSAGE_SIZE, KadProtocolError, decodeMessage, encodeMessage
+from tau.ratelog import PeerLog
 
 __all__ = ["serveStream", "requestOverStream"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
-async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE):
+async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE, source=None):
     """
     Answer requests on an inbound kad stream until the peer closes it (go
     reuses streams; js opens one per request).  A request the core refuses
-    or an undecodable one resets the stream, with a log line.
+    or an undecodable one resets the stream, with a log line.  C{source}
+    goes to L{tau.kad.dht.KademliaCore.handle}.
 
     @return: the number of requests answered.
     """
@@ -45,16 +48,16 @@ async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE)
             if data is None:
                 break
             message = decodeMessage(data, maxMessageSize)
-            response = core.handle(remotePeer, message)
+            response = core.handle(remotePeer, message, source)
             if response is not None:
                 stream.writeLP(encodeMessage(response))
             answered += 1
     except KadProtocolError as e:
-        log.info("kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
+        peerLog.info(core.clock, "refused", "kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
         stream.reset()
         return answered
     except Exception as e:
-        log.info("kad: stream from {peer} failed: {why}", peer=remotePeer, why=str(e))
+        peerLog.info(core.clock, "failed", "kad: stream from {peer} failed: {why}", peer=remotePeer, why=str(e))
         stream.reset()
         return answered
     stream.closeWrite()

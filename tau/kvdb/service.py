@@ -34,6 +34,7 @@ from tau.kvdb import codec, writers
 from tau.kvdb.replica import Replica
 from tau.kvdb.view import View
 from tau.oneshot import OneShot
+from tau.ratelog import PeerLog
 from tau.streams import withTimeout
 
 PUSH_PROTOCOL = "/tau/kvdb/push/1.0.0"
@@ -45,6 +46,8 @@ PUSH_RETRY = 1.0
 #: Bytes of delta blocks one writer may write in a database created here
 #: when no quota is given (the config's kvdb.writer-quota).
 WRITER_QUOTA = 1 << 30
+
+peerLog = PeerLog(Logger())
 
 
 class ReplicationTimeout(Exception):
@@ -319,7 +322,7 @@ class KVDBService(Service):
             try:
                 heads, snapshot, blocks = codec.decodeHeads(message.data)
             except codec.InvalidBlock as e:
-                self.log.info("kvdb {db}: bad announcement from {peer}: {why}", db=replica.name, peer=str(message.source), why=str(e))
+                peerLog.info(self.reactor, "bad announcement", "kvdb {db}: bad announcement from {peer}: {why}", db=replica.name, peer=str(message.source), why=str(e))
                 continue
             d = Deferred.fromCoroutine(replica.merge(heads, snapshot, source=message.source, blocks=blocks))
             d.addErrback(lambda f: self.log.failure("kvdb {db}: merge failed", f, db=replica.name))
@@ -414,7 +417,7 @@ class KVDBService(Service):
             data = await withTimeout(self.reactor, 10, stream.readLP(codec.MAX_MESSAGE))
             name, heads, admission = codec.decodePush(data)
         except Exception as e:
-            self.log.info("kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)
+            peerLog.info(self.reactor, "bad push", "kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)
             stream.reset()
             return
         replica = self.replicas.get(name)

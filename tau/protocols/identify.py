@@ -42,6 +42,7 @@ from tau.pb import envelope_pb2, identify_pb2
 from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS, stripPeer
 from tau.protocols import varint
 from tau.protocols.multistream import MultistreamNegotiator
+from tau.ratelog import PeerLog
 from tau.streams import StreamProtocol, StreamTooLong, withTimeout
 
 __all__ = [
@@ -106,6 +107,7 @@ TIMEOUT = 30.0
 MAX_RECORD_PEERS = 10_000
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class IdentifyError(ValueError):
@@ -601,8 +603,8 @@ def _apply(host, peerID, info, full):
     if info.publicKey is not None:
         store.setPublicKey(peerID, info.publicKey)
     if info.signedRecord is not None and info.signedRecord.peerID != peerID:
-        log.info("dropping a signed record of {other} sent by {peer}",
-                 other=str(info.signedRecord.peerID), peer=str(peerID))
+        peerLog.info(host.clock, "foreign record", "dropping a signed record of {other} sent by {peer}",
+                     other=str(info.signedRecord.peerID), peer=str(peerID))
         info.signedRecord = None
     addrs = None
     if info.signedRecord is not None or info.listenAddrs or full:
@@ -659,8 +661,8 @@ async def identify(host, target, timeout: float | None = TIMEOUT) -> IdentifyRes
         raise
     stream.closeWrite()
     if info.recordError is not None:
-        log.info("invalid signed peer record from {peer}: {reason}",
-                 peer=str(peerID), reason=info.recordError)
+        peerLog.info(host.clock, "invalid record", "invalid signed peer record from {peer}: {reason}",
+                     peer=str(peerID), reason=info.recordError)
     addrs = _apply(host, peerID, info, full=True)
     return IdentifyResult(
         peerID=peerID,
@@ -721,8 +723,8 @@ async def handlePush(host, stream, timeout: float | None = TIMEOUT) -> None:
     info = parseIdentify(merged)
     _checkKey(info, peerID)
     if info.recordError is not None:
-        log.info("invalid signed peer record pushed by {peer}: {reason}",
-                 peer=str(peerID), reason=info.recordError)
+        peerLog.info(host.clock, "invalid record", "invalid signed peer record pushed by {peer}: {reason}",
+                     peer=str(peerID), reason=info.recordError)
     _apply(host, peerID, info, full=False)
     stream.closeWrite()
 

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tau.protocols import varint
+from tau.ratelog import PeerLog, connectionKey
 
 __all__ = [
     "PROTOCOL_ID",
@@ -59,6 +60,7 @@ MAX_MESSAGE_LENGTH = 1024
 DEFAULT_MAX_NA = 100
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class MultistreamError(Exception):
@@ -435,9 +437,12 @@ class MultistreamNegotiator(Protocol):
         try:
             toSend, selected = self.machine.receive(data)
         except MultistreamError as e:
-            log.info(
+            peerLog.info(
+                self._clock,
+                "failed",
                 "multistream negotiation with {peer} failed: {reason}",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 reason=str(e),
             )
             self._fail(Failure(e))
@@ -497,9 +502,12 @@ class MultistreamNegotiator(Protocol):
     def _timedOut(self) -> None:
         self._timeoutCall = None
         if self._state == _NEGOTIATING:
-            log.info(
+            peerLog.info(
+                self._clock,
+                "timed out",
                 "multistream negotiation with {peer} timed out after {timeout}s",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 timeout=self._timeout,
             )
             self._fail(Failure(TimeoutError("multistream negotiation timed out")))

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tau.ratelog import PeerLog
 from tau.streams import withTimeout
 
 __all__ = [
@@ -44,6 +45,7 @@ MAX_STREAMS_PER_PEER = 2
 IDLE_TIMEOUT = 60.0
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class PingError(Exception):
@@ -139,8 +141,8 @@ class PingService:
         peer = getattr(stream, "remotePeer", None)
         count = self._active.get(peer, 0)
         if count >= self.maxPerPeer:
-            log.info("peer {peer} has {count} ping streams open; resetting another",
-                     peer=str(peer), count=count)
+            peerLog.debug(self.clock, "too many streams", "peer {peer} has {count} ping streams open; resetting another",
+                          peer=str(peer), count=count)
             return _Refuse()
         self._active[peer] = count + 1
         return PingResponder(self.clock, self.idleTimeout, partial(self._closed, peer))

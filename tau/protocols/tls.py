@@ -42,8 +42,10 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from tau.protocols.tlscert import TLSError, TLSVerifyError, makeCertificate, verifyCertificate
+from tau.ratelog import PeerLog, connectionKey
 
 log = Logger()
+peerLog = PeerLog(log)
 
 PROTOCOL_ID = "/tls/1.0.0"
 ALPN_LIBP2P = b"libp2p"
@@ -439,7 +441,7 @@ class _HandshakeGate(Protocol):
 
     def _timedOut(self):
         self._timer = None
-        log.info("TLS handshake timed out with {address}", address=_address(self.transport))
+        peerLog.info(self._clock, "handshake timed out", "TLS handshake timed out with {peer}", peer=_address(self.transport), limitBy=connectionKey(self.transport))
         self._fail(TLSHandshakeTimeout("TLS handshake did not complete in time"))
         self.transport.abortConnection()
 
@@ -467,7 +469,7 @@ class _HandshakeGate(Protocol):
         try:
             peer = self._verifyPeer()
         except TLSVerifyError as e:
-            log.info("TLS peer {address} rejected: {reason}", address=_address(layer), reason=str(e))
+            peerLog.info(self._clock, "rejected", "TLS peer {peer} rejected: {reason}", peer=_address(layer), limitBy=connectionKey(layer), reason=str(e))
             self._fail(e)
             layer.failVerification(Failure(e))
             return

@@ -54,6 +54,7 @@ from tau.protocols.yamuxframe import (
     windowUpdateFrame,
 )
 from tau.protocols.yamuxstream import YamuxStream
+from tau.ratelog import PeerLog, connectionKey
 
 __all__ = [
     "PROTOCOL_ID",
@@ -71,6 +72,7 @@ __all__ = [
 PROTOCOL_ID = "/yamux/1.0.0"
 
 log = Logger()
+peerLog = PeerLog(log)
 
 _pack = HEADER.pack
 
@@ -379,9 +381,12 @@ class YamuxSession(Protocol):
                 if length == GO_AWAY_NORMAL:
                     log.debug("yamux peer {peer} sent GoAway", peer=self._peer())
                 else:
-                    log.info(
+                    peerLog.info(
+                        self.clock,
+                        "goaway error",
                         "yamux peer {peer} sent GoAway with error code {code}",
                         peer=self._peer(),
+                        limitBy=connectionKey(self.transport),
                         code=length,
                     )
 
@@ -412,10 +417,13 @@ class YamuxSession(Protocol):
             self._send(windowUpdateFrame(FLAG_RST, streamID, 0))
             return None
         if self._inbound >= self.config.maxInboundStreams:
-            log.info(
+            peerLog.debug(
+                self.clock,
+                "too many streams",
                 "yamux peer {peer} exceeded {limit} inbound streams; "
                 "resetting stream {streamID}",
                 peer=self._peer(),
+                limitBy=connectionKey(self.transport),
                 limit=self.config.maxInboundStreams,
                 streamID=streamID,
             )
@@ -534,9 +542,12 @@ class YamuxSession(Protocol):
             return None
 
     def _protocolError(self, reason: str) -> None:
-        log.warn(
+        peerLog.warn(
+            self.clock,
+            "protocol error",
             "yamux protocol error from {peer}: {reason}; closing the session",
             peer=self._peer(),
+            limitBy=connectionKey(self.transport),
             reason=reason,
         )
         if self._state != _OPEN:

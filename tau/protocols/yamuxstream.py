@@ -34,6 +34,7 @@ from tau.protocols.yamuxframe import (
     StreamReset,
     windowUpdateFrame,
 )
+from tau.ratelog import PeerLog, connectionKey
 
 if TYPE_CHECKING:
     from tau.protocols.yamux import YamuxSession
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["YamuxStream"]
 
 log = Logger()
+peerLog = PeerLog(log)
 
 _pack = HEADER.pack
 
@@ -273,10 +275,13 @@ class YamuxStream:
     def _openTimedOut(self) -> None:
         self._timer = None
         if self._awaitingAck and not self._finished:
-            log.info(
+            peerLog.info(
+                self.session.clock,
+                "open not acknowledged",
                 "yamux stream {streamID} to {peer} not acknowledged in time; resetting",
                 streamID=self.streamID,
                 peer=self.session._peer(),
+                limitBy=connectionKey(self.session.transport),
             )
             self.session._send(windowUpdateFrame(FLAG_RST, self.streamID, 0))
             self._finish(Failure(TimeoutError("yamux stream open timed out")))
@@ -284,10 +289,13 @@ class YamuxStream:
     def _closeTimedOut(self) -> None:
         self._closeTimer = None
         if not self._finished:
-            log.info(
+            peerLog.info(
+                self.session.clock,
+                "no FIN",
                 "yamux stream {streamID}: no FIN from {peer} after ours; resetting",
                 streamID=self.streamID,
                 peer=self.session._peer(),
+                limitBy=connectionKey(self.session.transport),
             )
             self.session._send(windowUpdateFrame(FLAG_RST, self.streamID, 0))
             self._finish(Failure(TimeoutError("yamux stream close timed out")))

@@ -36,8 +36,10 @@ from tau.pubsub.message import (
     verifyMessage,
 )
 from tau.pubsub.score import PeerScore, ScoreParams, Thresholds
+from tau.ratelog import PeerLog
 
 log = Logger()
+peerLog = PeerLog(log)
 
 
 class ValidationError(Exception):
@@ -396,7 +398,7 @@ class GossipRouter:
             if topic in state.topics:
                 return
             if len(state.topics) >= self.params.maxTopicsPerPeer:
-                log.debug("pubsub: {peer} is in too many topics, ignoring {topic}", peer=str(peer), topic=topic)
+                peerLog.debug(self.clock, "too many topics", "pubsub: {peer} is in too many topics, ignoring {topic}", peer=str(peer), topic=topic)
                 return
             state.topics.add(topic)
             self.topics.setdefault(topic, set()).add(peer)
@@ -425,7 +427,7 @@ class GossipRouter:
                 message = parseMessage(wire, peer, self.params.maxMessageData, self.msgID)
             except InvalidMessage as e:
                 self.stats["invalid"] += 1
-                log.debug("pubsub: invalid message from {peer}: {why}", peer=str(peer), why=str(e))
+                peerLog.debug(self.clock, "undecodable message", "pubsub: invalid message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, wire.topic if isinstance(wire.topic, str) else "")
                 if self._graylisted(peer):
                     break
@@ -444,7 +446,7 @@ class GossipRouter:
                 verifyMessage(message)
             except InvalidMessage as e:
                 self.stats["invalid"] += 1
-                log.info("pubsub: rejected a message from {peer}: {why}", peer=str(peer), why=str(e))
+                peerLog.info(self.clock, "invalid message", "pubsub: rejected a message from {peer}: {why}", peer=str(peer), why=str(e))
                 self.score.invalidDelivery(peer, message.topic)
                 if self._graylisted(peer):
                     # the rest of its RPC is not worth checking either
@@ -456,7 +458,7 @@ class GossipRouter:
             d = self._runValidation(message)
             d.addBoth(self._validated, message)
         if throttled:
-            log.info("pubsub: {peer} sends messages too fast; dropped some", peer=str(peer))
+            peerLog.info(self.clock, "too fast", "pubsub: {peer} sends messages too fast; dropped some", peer=str(peer))
             self.score.penalise(peer)
 
     def _graylisted(self, peer):
@@ -512,7 +514,7 @@ class GossipRouter:
             return []
         count = self._peerhave[peer] = self._peerhave.get(peer, 0) + 1
         if count > self.params.maxIHaveMessages:
-            log.debug("pubsub: {peer} sent {count} IHAVEs in one heartbeat, ignoring", peer=str(peer), count=count)
+            peerLog.debug(self.clock, "too many IHAVEs", "pubsub: {peer} sent {count} IHAVEs in one heartbeat, ignoring", peer=str(peer), count=count)
             return []
         asked = self._iasked.get(peer, 0)
         if asked >= self.params.maxIHaveLength:
@@ -573,7 +575,7 @@ class GossipRouter:
                 continue
             expiry = self.backoff.get(topic, {}).get(peer)
             if expiry is not None and expiry > now:
-                log.debug("pubsub: {peer} grafted {topic} during its backoff", peer=str(peer), topic=topic)
+                peerLog.debug(self.clock, "graft in backoff", "pubsub: {peer} grafted {topic} during its backoff", peer=str(peer), topic=topic)
                 self.score.penalise(peer)
                 if now < expiry + self.params.graftFloodThreshold - self.params.pruneBackoff:
                     self.score.penalise(peer)

@@ -43,9 +43,11 @@ from tau.pubsub.message import (
     topicName,
 )
 from tau.pubsub.router import GossipParams, GossipRouter, ValidationError
+from tau.ratelog import PeerLog
 from tau.streams import StreamTooLong
 
 log = Logger()
+peerLog = PeerLog(log)
 
 #: Messages kept per subscription for a slow reader (then the oldest go).
 SUBSCRIPTION_QUEUE = 1024
@@ -545,7 +547,7 @@ class PubSubService(Service):
         stream.closeWrite()
 
     def _drop(self, peer, why):
-        log.warn("pubsub: dropping {peer}: {why}", peer=str(peer), why=why)
+        peerLog.warn(self.reactor, "dropped", "pubsub: dropping {peer}: {why}", peer=str(peer), why=why)
         for conn in self.host.connections(peer):
             conn.close()
 

@@ -24,10 +24,12 @@ from tau.connection import RawConnection, UpgradeFailed
 from tau.host import DialError
 from tau.identity import PeerID
 from tau.relay import messages as m
+from tau.ratelog import PeerLog
 from tau.relay.transport import attachStream, upgradeStream
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
 log = Logger()
+peerLog = PeerLog(log)
 
 #: Seconds a hop exchange (RESERVE, CONNECT) may take.
 HOP_TIMEOUT = 30.0
@@ -376,7 +378,7 @@ class RelayClient(Service):
             data = await withTimeout(self.clock, STOP_TIMEOUT, stream.readLP(m.MAX_MESSAGE_SIZE))
             request = m.decodeStop(data)
         except m.MessageError as e:
-            log.info("bad stop message from relay {relay}: {reason}", relay=str(relay), reason=str(e))
+            peerLog.info(self.clock, "bad stop message", "bad stop message from relay {peer}: {reason}", peer=str(relay), reason=str(e))
             stream.writeLP(m.encodeStopStatus(e.status))
             stream.closeWrite()
             return
@@ -393,7 +395,7 @@ class RelayClient(Service):
         raw = RawConnection(self.host, False, request.peer)
         raw.upgraded.whenFired().addCallbacks(lambda c: _mark(c, relay, request.limit), lambda f: None)
         if not self.host.adoptInbound(raw, relay):
-            log.info("refusing a relayed connection from {peer}: at the connection limits", peer=str(request.peer))
+            peerLog.info(self.clock, "connection limits", "refusing a relayed connection from {peer}: at the connection limits", peer=str(request.peer))
             stream.writeLP(m.encodeStopStatus(m.CONNECTION_FAILED))
             stream.closeWrite()
             return

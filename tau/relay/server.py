@@ -31,9 +31,11 @@ from zope.interface import implementer
 
 from tau.addrs import addressGroup, isLoopback
 from tau.relay import messages as m
+from tau.ratelog import PeerLog
 from tau.streams import StreamClosed, StreamTooLong, withTimeout
 
 log = Logger()
+peerLog = PeerLog(log)
 
 #: Seconds a hop or stop exchange may take (js waits 30 s).
 HANDSHAKE_TIMEOUT = 30.0
@@ -464,7 +466,7 @@ class RelayService(Service):
         peer = stream.remotePeer
         busy = self._hopStreams.get(peer, 0)
         if busy >= self.limits.maxHopStreams:
-            log.info("relay: {peer} has {count} hop streams open; resetting another", peer=str(peer), count=busy)
+            peerLog.debug(self.clock, "too many hop streams", "relay: {peer} has {count} hop streams open; resetting another", peer=str(peer), count=busy)
             stream.reset()
             return
         self._hopStreams[peer] = busy + 1
@@ -482,11 +484,11 @@ class RelayService(Service):
             data = await withTimeout(self.clock, HANDSHAKE_TIMEOUT, stream.readLP(m.MAX_MESSAGE_SIZE))
             request = m.decodeHop(data)
         except m.MessageError as e:
-            log.info("relay: bad hop message from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
+            peerLog.info(self.clock, "bad hop message", "relay: bad hop message from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
             self._answer(stream, e.status)
             return
         except (StreamTooLong, StreamClosed) as e:
-            log.info("relay: bad hop stream from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
+            peerLog.info(self.clock, "bad hop stream", "relay: bad hop stream from {peer}: {reason}", peer=str(stream.remotePeer), reason=str(e))
             stream.reset()
             return
         if not isinstance(request, m.HopRequest):
@@ -506,7 +508,7 @@ class RelayService(Service):
         conn = stream.connection
         now = self.clock.seconds()
         if conn.relay is not None:
-            log.info("relay: refusing a reservation over a relayed connection from {peer}", peer=str(peer))
+            peerLog.info(self.clock, "relayed reservation", "relay: refusing a reservation over a relayed connection from {peer}", peer=str(peer))
             self._answer(stream, m.PERMISSION_DENIED)
             return
         if not self.store.allow(peer, now):
@@ -524,7 +526,7 @@ class RelayService(Service):
             return
         status, expire = self.store.reserve(peer, addressGroup(conn.remoteAddr), now, conn)
         if status != m.OK:
-            log.info("relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
+            peerLog.info(self.clock, "reservation refused", "relay: reservation of {peer} refused ({count} held)", peer=str(peer), count=len(self.store))
             self._answer(stream, status)
             return
         if conn not in self._watched:

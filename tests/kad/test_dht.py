@@ -108,13 +108,13 @@ class HandleTests(SynchronousTestCase):
         m = Message(
             type=Message.ADD_PROVIDER,
             key=MH,
-            providerPeers=[peerEntry(other, [b"/o"]), peerEntry(self.asker), peerEntry(self.asker, [b"/a"])],
+            providerPeers=[peerEntry(other, [SIM_ADDR]), peerEntry(self.asker), peerEntry(self.asker, [SIM_ADDR])],
         )
         self.assertIsNone(self.core.handle(self.asker, m))
         r = self.core.handle(other, Message(type=Message.GET_PROVIDERS, key=MH))
         self.assertEqual(r.type, Message.GET_PROVIDERS)
         got = parsePeers(r.providerPeers, 10)[0]
-        self.assertEqual([(p.peerID, p.addrs) for p in got], [(self.asker, (b"/a",))])
+        self.assertEqual([(p.peerID, p.addrs) for p in got], [(self.asker, (SIM_ADDR,))])
         self.assertEqual(len(r.closerPeers), 5)
         self.assertEqual(self.core.stats["ADD_PROVIDER entries ignored"], 2)
 
@@ -122,6 +122,22 @@ class HandleTests(SynchronousTestCase):
         m = Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker)])
         self.core.handle(self.asker, m)
         self.assertEqual(self.store.getProviders(MH, self.clock.seconds()), [])
+
+    def test_providerAddressesParsed(self):
+        """
+        ADD_PROVIDER keeps only addresses that parse as multiaddrs, at most
+        C{maxAddrsPerProvider} of them; an entry with none is ignored.
+        """
+        junk = [bytes([i]) * 1024 for i in range(16)]
+        m = Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker, junk)])
+        self.core.handle(self.asker, m)
+        self.assertEqual(self.store.providerCount(), 0)
+        self.assertEqual(self.core.stats["ADD_PROVIDER entries ignored"], 1)
+        good = [SIM_ADDR[:-2] + port.to_bytes(2, "big") for port in range(1, 11)]
+        m = Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker, junk + good)])
+        self.core.handle(self.asker, m)
+        [(peer, addrs)] = self.store.getProviders(MH, self.clock.seconds())
+        self.assertEqual((peer, addrs), (self.asker, tuple(good[:8])))
 
     def test_addProviderFloodCapped(self):
         """
@@ -134,7 +150,7 @@ class HandleTests(SynchronousTestCase):
 
         def add(peer, i):
             key = b"\x12\x20" + i.to_bytes(32, "big")
-            core.handle(peer, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [b"/a"])]))
+            core.handle(peer, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [SIM_ADDR])]))
 
         for i in range(100):
             add(self.asker, i)
@@ -147,11 +163,56 @@ class HandleTests(SynchronousTestCase):
             add(self.asker, i)
         self.assertEqual(core.store.providerCount(self.asker), 15)
 
+    def test_addProviderPerSource(self):
+        """
+        The identities of one source (a machine) share a budget of
+        ADD_PROVIDER on top of each one's own; other sources, and requests
+        of no known source, are not held to it.
+        """
+        core = KademliaCore(
+            self.me, self.clock, self.transport, RecordStore(),
+            addProviderBurst=10, addProviderRate=1.0, addProviderSourceBurst=15, addProviderSourceRate=2.0,
+        )
+        keys = iter(range(1000))
+
+        def add(peer, source):
+            key = b"\x12\x20" + next(keys).to_bytes(32, "big")
+            message = Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [SIM_ADDR])])
+            core.handle(peer, message, source)
+
+        sybils = self.others[:3]
+        for peer in sybils:
+            for _ in range(10):
+                add(peer, "192.0.2.1")
+        self.assertEqual([core.store.providerCount(p) for p in sybils], [10, 5, 0])
+        add(self.others[3], "192.0.2.2")
+        add(self.others[4], None)
+        self.assertEqual(core.store.providerCount(self.others[3]), 1)
+        self.assertEqual(core.store.providerCount(self.others[4]), 1)
+        self.clock.advance(1)
+        for _ in range(3):
+            add(sybils[2], "192.0.2.1")
+        self.assertEqual(core.store.providerCount(sybils[2]), 2)
+
+    def test_providerRecordsEvicted(self):
+        """
+        Beyond the store's cap, a new record from any peer evicts the oldest
+        one; the core counts the evictions.
+        """
+        core = KademliaCore(self.me, self.clock, self.transport, RecordStore(maxProviderRecords=2))
+        for i, peer in enumerate(self.others[:3]):
+            self.clock.advance(1)
+            key = b"\x12\x20" + i.to_bytes(32, "big")
+            core.handle(peer, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(peer, [SIM_ADDR])]))
+        self.assertEqual(core.stats["provider records stored"], 3)
+        self.assertEqual(core.stats["provider records evicted"], 1)
+        self.assertEqual(core.store.providerCount(self.others[0]), 0)
+
     def test_perPeerRecordLimit(self):
         core = KademliaCore(self.me, self.clock, self.transport, RecordStore(maxRecordsPerPeer=3))
         for i in range(5):
             key = b"\x12\x20" + i.to_bytes(32, "big")
-            core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(self.asker, [b"/a"])]))
+            core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=key, providerPeers=[peerEntry(self.asker, [SIM_ADDR])]))
         self.assertEqual(core.store.providerCount(self.asker), 3)
         self.assertEqual(core.stats["ADD_PROVIDER over limit"], 2)
 

@@ -4,12 +4,14 @@ Tests for L{tau.kad.messages}: decoding with limits and peer entries.
 
 import random
 
+import multiaddr
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tau.kad.messages import (
     MAX_ADDRS_PER_PEER,
     MAX_KEY_SIZE,
+    MAX_PROVIDER_ADDR_SIZE,
     KadProtocolError,
     Message,
     Record,
@@ -17,6 +19,7 @@ from tau.kad.messages import (
     encodeMessage,
     parsePeers,
     peerEntry,
+    providerAddrs,
 )
 from tests.kad.helpers import peers
 
@@ -151,3 +154,28 @@ class ParsePeersTests(SynchronousTestCase):
         entries = [Message.Peer(id=rng.randbytes(rng.randrange(40))) for _ in range(200)]
         got, skipped = parsePeers(entries, 20)
         self.assertEqual(len(got) + skipped, 200)
+
+
+def ma(text):
+    return multiaddr.Multiaddr(text).to_bytes()
+
+
+class ProviderAddrsTests(SynchronousTestCase):
+    """
+    What an ADD_PROVIDER entry's addresses leave in the provider record.
+    """
+
+    def test_unparseableDropped(self):
+        good = ma("/ip4/127.0.0.1/tcp/4001")
+        self.assertEqual(providerAddrs([b"\xff" * 1024, good[:-1], b"", good, good], 8), (good,))
+
+    def test_sizeEdge(self):
+        # /unix/<path>: 4 bytes of codes and length, then the path.
+        at = ma("/unix/" + "a" * (MAX_PROVIDER_ADDR_SIZE - 4))
+        over = ma("/unix/" + "b" * (MAX_PROVIDER_ADDR_SIZE - 3))
+        self.assertEqual((len(at), len(over)), (MAX_PROVIDER_ADDR_SIZE, MAX_PROVIDER_ADDR_SIZE + 1))
+        self.assertEqual(providerAddrs([over, at], 8), (at,))
+
+    def test_limit(self):
+        addrs = [ma(f"/ip4/127.0.0.1/tcp/{port}") for port in range(1, 17)]
+        self.assertEqual(providerAddrs(addrs, 8), tuple(addrs[:8]))

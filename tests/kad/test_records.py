@@ -130,6 +130,105 @@ class ProviderTests(SynchronousTestCase):
         self.assertEqual(self.store.providedDue(11 * HOUR), [KEY2])
 
 
+def keyN(i):
+    return b"\x12\x20" + i.to_bytes(32, "big")
+
+
+class ProviderCapTests(SynchronousTestCase):
+    """
+    Other peers' provider records are capped in all, in rows and in bytes;
+    a record beyond a cap evicts the oldest, never ours.
+    """
+
+    def setUp(self):
+        self.peers = peers(6, seed=50)
+        # Every record below: 34-byte key, 38-byte peer ID, one 3-byte
+        # address with its length prefix.
+        self.size = 34 + len(self.peers[0].toBytes()) + 1 + 3
+
+    def fill(self, store, n, start=0.0):
+        for i in range(n):
+            self.assertEqual(store.addProvider(keyN(i), self.peers[i % 6], [b"/ab"], start + i), 0)
+
+    def live(self, store, n):
+        return [i for i in range(n) if store.getProviders(keyN(i), 100.0)]
+
+    def test_rowCapEvictsOldest(self):
+        store = RecordStore(maxProviderRecords=4)
+        self.fill(store, 4)
+        self.assertEqual(store.providerCount(), 4)
+        self.assertEqual(store.addProvider(keyN(4), self.peers[4], [b"/ab"], 10.0), 1)
+        self.assertEqual(self.live(store, 5), [1, 2, 3, 4])
+        # A refresh of a record already there evicts nothing.
+        self.assertEqual(store.addProvider(keyN(1), self.peers[1], [b"/ab"], 11.0), 0)
+        self.assertEqual(store.addProvider(keyN(5), self.peers[5], [b"/ab"], 12.0), 1)
+        self.assertEqual(self.live(store, 6), [1, 3, 4, 5])
+
+    def test_byteCapEvictsOldest(self):
+        store = RecordStore(maxProviderBytes=3 * self.size)
+        self.fill(store, 3)
+        self.assertEqual(store.providerCount(), 3)
+        self.assertEqual(store.addProvider(keyN(3), self.peers[3], [b"/ab"], 10.0), 1)
+        # One byte more than the room of one record: two go.
+        self.assertEqual(store.addProvider(keyN(4), self.peers[4], [b"/abc"], 11.0), 2)
+        self.assertEqual(self.live(store, 5), [3, 4])
+
+    def test_recordOverByteCap(self):
+        store = RecordStore(maxProviderBytes=self.size)
+        self.fill(store, 1)
+        self.assertRaises(LimitExceeded, store.addProvider, keyN(1), self.peers[1], [b"/abc"], 1.0)
+        self.assertEqual(self.live(store, 2), [0])
+
+    def test_ownRecordsNotCountedNorEvicted(self):
+        store = RecordStore(maxProviderRecords=2)
+        for i in range(3):
+            store.addProvider(keyN(100 + i), self.peers[0], [], float(i), limited=False)
+        self.fill(store, 2, start=10.0)
+        self.assertEqual(store.addProvider(keyN(2), self.peers[2], [b"/ab"], 20.0), 1)
+        self.assertEqual(self.live(store, 3), [1, 2])
+        self.assertEqual(store.providerCount(self.peers[0]), 3)
+
+    def test_expiryMakesRoom(self):
+        store = RecordStore(maxProviderRecords=2, provideValidity=10.0)
+        self.fill(store, 2)
+        self.assertEqual(store.expire(10.5), 1)
+        self.assertEqual(store.addProvider(keyN(2), self.peers[2], [b"/ab"], 10.5), 0)
+        self.assertEqual(store.addProvider(keyN(3), self.peers[3], [b"/ab"], 10.6), 1)
+
+    def test_totalsSurviveReopen(self):
+        path = self.mktemp()
+        store = RecordStore(path, maxProviderRecords=3)
+        self.fill(store, 3)
+        store.addProvider(keyN(100), self.peers[0], [], 0.0, limited=False)
+        store.close()
+        again = RecordStore(path, maxProviderRecords=3)
+        self.addCleanup(again.close)
+        self.assertEqual(again.addProvider(keyN(3), self.peers[3], [b"/ab"], 10.0), 1)
+        self.assertEqual(self.live(again, 4), [1, 2, 3])
+
+    def test_storeFromBeforeTheCaps(self):
+        """
+        A store written before the caps (no C{own} column) opens, counts
+        its records and evicts them.
+        """
+        import sqlite_utils
+
+        path = self.mktemp()
+        db = sqlite_utils.Database(path)
+        db["providers"].create(
+            {"key": bytes, "peer": bytes, "addrs": bytes, "received": float, "expires": float}, pk=("key", "peer")
+        )
+        db["providers"].insert(
+            {"key": keyN(0), "peer": self.peers[0].toBytes(), "addrs": b"\x03/ab", "received": 0.0, "expires": 999.0}
+        )
+        db.close()
+        store = RecordStore(path, maxProviderRecords=1)
+        self.addCleanup(store.close)
+        self.assertEqual(self.live(store, 1), [0])
+        self.assertEqual(store.addProvider(keyN(1), self.peers[1], [b"/ab"], 1.0), 1)
+        self.assertEqual(self.live(store, 2), [1])
+
+
 class ValueStoreTests(SynchronousTestCase):
     def test_ageAndLimit(self):
         store = RecordStore(maxValues=1, maxRecordAge=100.0)

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tau.kad.dht import KademliaCore
 from tau.kad.messages import KadProtocolError, Message, decodeMessage, encodeMessage, peerEntry
 from tau.kad.records import RecordStore
+from tau.kad.simulation import SIM_ADDR
 from tau.kad.wire import requestOverStream, serveStream
 from tau.protocols import varint
 from tau.streams import StreamProtocol
@@ -53,7 +54,7 @@ class ServeTests(SynchronousTestCase):
         mh = b"\x12\x20" + b"m" * 32
         for m in (
             Message(type=Message.FIND_NODE, key=b"a"),
-            Message(type=Message.ADD_PROVIDER, key=mh, providerPeers=[peerEntry(self.asker, [b"/a"])]),
+            Message(type=Message.ADD_PROVIDER, key=mh, providerPeers=[peerEntry(self.asker, [SIM_ADDR])]),
             Message(type=Message.GET_PROVIDERS, key=mh),
         ):
             s.dataReceived(varint.lpEncode(encodeMessage(m)))

@@ -6,7 +6,9 @@ coroutines: L{StreamProtocol} buffers what arrives and hands it out through
 C{await readExactly(n)}, C{await readLP(maxLength)} and C{await
 readToEnd(limit)}.  Past C{highWater} buffered bytes it pauses the transport,
 so a fast peer is held back by the window of the muxer instead of filling
-memory.  Bulk protocols that need every last bit of speed use a plain
+memory; what it buffers counts in the receive budget of the connection
+(L{tau.resources}) when the transport keeps one (C{reserve}/C{release}, as a
+yamux stream does), so many streams cannot pin more than that budget.  Bulk protocols that need every last bit of speed use a plain
 L{Protocol} instead.
 """
 
@@ -57,10 +59,18 @@ class StreamProtocol(Protocol):
         self._wanted = 0
         self._paused = False
         self._closed = Deferred()
+        self._reserve = None
+        self._release = None
 
     # Protocol
 
+    def connectionMade(self):
+        self._reserve = getattr(self.transport, "reserve", None)
+        self._release = getattr(self.transport, "release", None)
+
     def dataReceived(self, data):
+        if self._reserve is not None and not self._reserve(len(data)):
+            return  # over the receive budget: the stream was reset
         buffer = self._buffer
         buffer += data
         # A read of n bytes may buffer n bytes whatever highWater says (the
@@ -84,6 +94,9 @@ class StreamProtocol(Protocol):
     def connectionLost(self, reason=Failure(ConnectionDone())):
         self._eof = True
         self._lost = reason
+        if not reason.check(ConnectionDone):
+            # reset or lost: what is buffered will never be read
+            self._buffer = bytearray()
         self._wake()
         if not self._closed.called:
             self._closed.callback(None)
@@ -123,8 +136,13 @@ class StreamProtocol(Protocol):
         # one copy (a slice of the bytearray would be a second one)
         with memoryview(self._buffer) as view, view[:n] as part:
             data = bytes(part)
-        del self._buffer[:n]
+        self._consumed(n)
         return data
+
+    def _consumed(self, n):
+        del self._buffer[:n]
+        if self._release is not None:
+            self._release(n)
 
     async def readExactly(self, n):
         """
@@ -158,7 +176,7 @@ class StreamProtocol(Protocol):
             decoded = varint.decode(self._buffer, 0, maxValue)
             if decoded is not None:
                 value, used = decoded
-                del self._buffer[:used]
+                self._consumed(used)
                 return value
             if self._eof:
                 if allowEOF and not self._buffer:
@@ -201,6 +219,18 @@ class StreamProtocol(Protocol):
 
     def write(self, data):
         self.transport.write(data)
+
+    async def drain(self):
+        """
+        Wait until what was written has left (the peer's window took it),
+        or the stream closed: a server that reads its next request only
+        after that holds at most one window of replies for a peer that does
+        not read them.  Returns at once on a transport without
+        C{whenDrained} (as a yamux stream has).
+        """
+        whenDrained = getattr(self.transport, "whenDrained", None)
+        if whenDrained is not None:
+            await whenDrained()
 
     def writeLP(self, payload):
         self.transport.writeSequence([varint.encode(len(payload)), payload])

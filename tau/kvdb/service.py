@@ -75,6 +75,8 @@ class KVDBService(Service):
     """
 
     log = Logger()
+    #: kvdb push streams one peer may have open to us at once
+    maxInboundStreams = 16
 
     def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05):
         self.setName("kvdb")
@@ -122,7 +124,7 @@ class KVDBService(Service):
         await self.view.open()
         if not self.running:
             return
-        self.host.setStreamHandler(PUSH_PROTOCOL, self._servePush)
+        self.host.setStreamHandler(PUSH_PROTOCOL, self._servePush, maxInbound=self.maxInboundStreams)
         for name in await self.view.databases():
             await self.open(name)
         if not self.running:

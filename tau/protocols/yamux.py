@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tau.resources import ReceiveBudget
 from tau.protocols.yamuxframe import (
     FLAG_ACK,
     FLAG_FIN,
@@ -104,6 +105,11 @@ class YamuxConfig:
         time is reset.
     @ivar streamCloseTimeout: after we sent FIN, a stream whose peer does
         not send FIN in this time is reset.
+    @ivar maxReceiveBuffer: bytes received on the session's streams and
+        not consumed yet (the L{tau.resources.ReceiveBudget} of the
+        connection); past it the streams holding the most are reset.  It
+        leaves room for one stream's largest window and a few full-size
+        messages.
     """
 
     maxInboundStreams: int = 1000
@@ -116,6 +122,7 @@ class YamuxConfig:
     pingTimeout: float = 10.0
     streamOpenTimeout: float | None = 75.0
     streamCloseTimeout: float | None = 300.0
+    maxReceiveBuffer: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.initialWindow < INITIAL_WINDOW:
@@ -126,6 +133,8 @@ class YamuxConfig:
             raise ValueError("maxFramePayload must be positive")
         if self.acceptBacklog < 1:
             raise ValueError("acceptBacklog must be at least 1")
+        if self.maxReceiveBuffer < self.initialWindow:
+            raise ValueError("maxReceiveBuffer must be at least initialWindow")
 
 
 _OPEN, _CLOSING, _CLOSED = range(3)
@@ -143,6 +152,8 @@ class YamuxSession(Protocol):
         L{YamuxStream.setProtocol} (data arriving before that is buffered
         within the window).
     @param config: a L{YamuxConfig}.
+    @param peerBudget: the L{ReceiveBudget} of the peer, parent of the
+        session's own (C{budget}, of C{config.maxReceiveBuffer} bytes).
 
     @ivar rtt: the last measured round-trip time in seconds (0 until the
         first ping is answered).
@@ -154,11 +165,13 @@ class YamuxSession(Protocol):
         clock: IReactorTime,
         onStream: Callable[[YamuxStream], object],
         config: YamuxConfig | None = None,
+        peerBudget: ReceiveBudget | None = None,
     ) -> None:
         self.isClient = isClient
         self.clock = clock
-        self.onStream = onStream
+        self.onStream: Callable[[YamuxStream], object] | None = onStream
         self.config = config if config is not None else YamuxConfig()
+        self.budget = ReceiveBudget(self.config.maxReceiveBuffer, peerBudget)
         self.rtt = 0.0
         self._registered = False
         self._state = _OPEN
@@ -315,6 +328,9 @@ class YamuxSession(Protocol):
         self._shutdown(Failure(ConnectionLost(f"yamux connection lost: {reason.value}")))
         self._state = _CLOSED
         self._closeReason = reason
+        # the callback refers to whoever owns the session (the host's
+        # connection, which refers back to the session)
+        self.onStream = None
         waiters, self._closedWaiters = self._closedWaiters, []
         for d in waiters:
             d.callback(None)

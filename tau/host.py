@@ -123,7 +123,7 @@ class Host(Service):
         self._limitedOK = set()
         self._maxInbound = {}
         self._inbound = InboundStreams()
-        self.receiveBudget = PeerBudgets(self.maxPeerReceiveBuffer)
+        self.receiveBudget = PeerBudgets(self.maxPeerReceiveBuffer, reactor)
         self._directFailed = {}
         self._ready = OneShot()
 
@@ -306,6 +306,7 @@ class Host(Service):
 
     async def _stop(self):
         self.connmgr.stop()
+        self.receiveBudget.freed.stop()
         if self._changePending is not None and self._changePending.active():
             self._changePending.cancel()
         self._changePending = None
@@ -409,6 +410,7 @@ class Host(Service):
             self._retiring[conn] = self.clock.callLater(1.0, self._closeWhenIdle, conn, remaining - 1)
 
     def _forget(self, conn):
+        self.receiveBudget.closed(conn.session.budget)
         call = self._retiring.pop(conn, None)
         if call is not None and call.active():
             call.cancel()

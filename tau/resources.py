@@ -16,13 +16,17 @@ peer may have open to us at once; a kad or bitswap peer needs a handful,
 a gossipsub peer one.
 """
 
+import ctypes
 from weakref import WeakValueDictionary
 
 from twisted.logger import Logger
 
-__all__ = ["ReceiveBudget", "PeerBudgets", "InboundStreams"]
+__all__ = ["ReceiveBudget", "PeerBudgets", "InboundStreams", "FreedMemory"]
 
 log = Logger()
+
+#: glibc's malloc_trim, or None (another C library)
+_mallocTrim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 class ReceiveBudget:
@@ -31,12 +35,14 @@ class ReceiveBudget:
     connection, or the connections of a peer).
 
     A holder is any hashable object with C{overBudget(budget)}, which must
-    end in L{drop}C{(holder)} (a yamux stream resets itself).
+    call L{drop}C{(holder)} before it returns (a yamux stream does, and
+    resets itself).
 
     @ivar limit: most bytes held at once.
     @ivar parent: a L{ReceiveBudget} that counts the same bytes too (the
         peer's, for a connection's), or None.
     @ivar used: bytes held now.
+    @ivar peak: most bytes held at once so far.
     """
 
     def __init__(self, limit, parent=None, name="connection"):
@@ -46,6 +52,7 @@ class ReceiveBudget:
         self.parent = parent
         self.name = name
         self.used = 0
+        self.peak = 0
         self._held = {}
 
     def held(self, holder):
@@ -67,18 +74,13 @@ class ReceiveBudget:
         while budget is not None:
             budget._held[holder] = budget._held.get(holder, 0) + n
             budget.used += n
+            if budget.used > budget.peak:
+                budget.peak = budget.used
             budget = budget.parent
         budget = self
         while budget is not None:
             while budget.used > budget.limit:
                 victim = max(budget._held, key=budget._held.__getitem__)
-                log.info(
-                    "{name} receive budget of {limit} bytes exceeded; resetting {victim}, which holds {size} bytes",
-                    name=budget.name,
-                    limit=budget.limit,
-                    victim=victim,
-                    size=budget._held[victim],
-                )
                 victim.overBudget(budget)
                 if victim in budget._held:
                     raise RuntimeError(f"{victim!r} was reset over budget but still holds bytes")
@@ -117,15 +119,63 @@ class ReceiveBudget:
             budget = budget.parent
 
 
+class FreedMemory:
+    """
+    Gives memory back to the system once a connection that held much of
+    it closed.  glibc keeps what the buffers of such a connection freed in
+    its heap, where RSS still counts it; C{malloc_trim} returns it.  Done
+    in a thread (it walks the heap), at most once per L{interval} seconds,
+    and always after the last request.
+    """
+
+    interval = 1.0
+
+    def __init__(self, reactor, trim=_mallocTrim):
+        self.reactor = reactor
+        self.trim = trim
+        self._last = None
+        self._call = None
+
+    def request(self):
+        if self.trim is None or self._call is not None:
+            return
+        now = self.reactor.seconds()
+        delay = 0 if self._last is None else max(0, self._last + self.interval - now)
+        self._call = self.reactor.callLater(delay, self._run)
+
+    def _run(self):
+        self._call = None
+        self._last = self.reactor.seconds()
+        self.reactor.callInThread(self.trim, 0)
+
+    def stop(self):
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
 class PeerBudgets:
     """
     One L{ReceiveBudget} per peer, shared by its connections (the parent
     of each connection's budget), forgotten once no connection uses it.
+
+    @ivar trimAfter: a closed connection whose budget held this many bytes
+        at once has the memory freed given back (L{FreedMemory}).
     """
 
-    def __init__(self, limit):
+    trimAfter = 4 * 1024 * 1024
+
+    def __init__(self, limit, reactor):
         self.limit = limit
+        self.freed = FreedMemory(reactor)
         self._budgets = WeakValueDictionary()
+
+    def closed(self, budget):
+        """
+        A connection with C{budget} closed.
+        """
+        if budget.peak >= self.trimAfter:
+            self.freed.request()
 
     def __call__(self, peer):
         budget = self._budgets.get(peer)

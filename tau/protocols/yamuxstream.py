@@ -114,6 +114,7 @@ class YamuxStream:
         self._recvBuffer: list[bytes] = []
         self._recvBuffered = 0
         self._readPaused = False
+        self._overBudget = False
         self._remoteClosed = False
         self._remoteFinDelivered = False
         self._lastUpdate = session.clock.seconds()
@@ -284,7 +285,7 @@ class YamuxStream:
         @return: False when the stream is closed or was reset for it (the
             protocol should not keep the bytes).
         """
-        if self._finished:
+        if self._finished or self._overBudget:
             return False
         return self.session.budget.charge(self, n)
 
@@ -296,20 +297,32 @@ class YamuxStream:
 
     def overBudget(self, budget) -> None:
         """
-        Called by a receive budget this stream made or helped exceed: reset.
+        Called by a receive budget when this stream holds the most of it
+        and it is exceeded: drop what is buffered here and take no more at
+        once, and reset the stream in the next reactor turn.  Not at once:
+        the protocol's C{connectionLost} would run inside the call that
+        charged the budget (maybe another stream's C{dataReceived}), and
+        the tracebacks it makes would keep that call's frames and their
+        buffers alive.
         """
         log.info(
-            "yamux stream {streamID} from {peer} holds too much of the {name} receive budget; resetting",
+            "yamux stream {streamID} from {peer} holds {size} bytes of the {limit} of the {name} receive budget; resetting",
             streamID=self.streamID,
             peer=self.session._peer(),
+            size=budget.held(self),
+            limit=budget.limit,
             name=budget.name,
         )
-        self.abortConnection()
+        self._overBudget = True
+        self.session.budget.drop(self)
+        self._recvBuffer = []
+        self._recvBuffered = 0
+        self.session.clock.callLater(0, self.abortConnection)
 
     # -- called by the session ---------------------------------------------
 
     def _received(self, data: bytes) -> None:
-        if self._finished or self._remoteClosed:
+        if self._finished or self._remoteClosed or self._overBudget:
             return
         self._recvCredit -= len(data)
         if self._readPaused or self.protocol is None or self._recvBuffered:
@@ -487,7 +500,7 @@ class YamuxStream:
         Deliver what was buffered while paused or before a protocol was
         attached, then a pending FIN, then grant window.
         """
-        if self.protocol is None or self._finished or self._readPaused:
+        if self.protocol is None or self._finished or self._readPaused or self._overBudget:
             return
         if self._recvBuffered:
             data = b"".join(self._recvBuffer)

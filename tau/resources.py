@@ -35,8 +35,8 @@ class ReceiveBudget:
     connection, or the connections of a peer).
 
     A holder is any hashable object with C{overBudget(budget)}, which must
-    call L{drop}C{(holder)} before it returns (a yamux stream does, and
-    resets itself).
+    L{drop} itself from the budget it charges before it returns (a yamux
+    stream does, and resets itself); C{budget} may be that one's parent.
 
     @ivar limit: most bytes held at once.
     @ivar parent: a L{ReceiveBudget} that counts the same bytes too (the

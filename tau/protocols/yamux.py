@@ -386,7 +386,10 @@ class YamuxSession(Protocol):
                 self._streamFlags(stream, flags)
         elif type == TYPE_PING:
             if flags & FLAG_SYN:
-                self._send(pingFrame(FLAG_ACK, length))
+                # A peer that does not read its pongs (our transport
+                # pushes back) gets no more: they would pile up here.
+                if not self._transportPaused:
+                    self._send(pingFrame(FLAG_ACK, length))
             elif flags & FLAG_ACK:
                 self._pong(length)
         else:  # TYPE_GO_AWAY

@@ -12,6 +12,8 @@ yamux stream does), so many streams cannot pin more than that budget.  Bulk prot
 L{Protocol} instead.
 """
 
+import copy
+
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, TimeoutError
@@ -129,8 +131,15 @@ class StreamProtocol(Protocol):
 
     def _ended(self, wanted):
         if self._lost is not None and not self._lost.check(ConnectionDone):
-            self._lost.raiseException()
+            self._raiseLost()
         raise StreamClosed(f"stream ended with {len(self._buffer)} of {wanted} bytes")
+
+    def _raiseLost(self):
+        # A new exception each time: raising the one the transport gave
+        # (shared by every stream of a closed connection) would tie its
+        # traceback, and the frames of whoever closed the stream with their
+        # locals, to this protocol until a garbage collection.
+        raise copy.copy(self._lost.value)
 
     def _take(self, n):
         # one copy (a slice of the bytearray would be a second one)
@@ -163,7 +172,7 @@ class StreamProtocol(Protocol):
         while not self._buffer:
             if self._eof:
                 if self._lost is not None and not self._lost.check(ConnectionDone):
-                    self._lost.raiseException()
+                    self._raiseLost()
                 return b""
             await self._more()
         return self._take(min(limit, len(self._buffer)))
@@ -210,7 +219,7 @@ class StreamProtocol(Protocol):
                 raise StreamTooLong(f"more than {limit} bytes")
             await self._more()
         if self._lost is not None and not self._lost.check(ConnectionDone):
-            self._lost.raiseException()
+            self._raiseLost()
         if len(self._buffer) > limit:
             raise StreamTooLong(f"more than {limit} bytes")
         return self._take(len(self._buffer))

@@ -64,10 +64,10 @@ async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE,
             data = await withTimeout(clock, messageTimeout, stream.readExactly(length))
             message = decodeMessage(data, maxMessageSize)
             response = core.handle(remotePeer, message)
+            answered += 1
             if response is not None:
                 stream.writeLP(encodeMessage(response))
                 await withTimeout(clock, idleTimeout, stream.drain())
-            answered += 1
     except KadProtocolError as e:
         log.info("kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
         stream.reset()

@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from tau.host import DialError, Host
 from tau.identity import PrivateKey
 from tau.protocols.multistream import NegotiationFailed, encodeMessage
-from tests.hosts import addressOf, blackHole, echo, recordDials, roundTrip, startHost
+from tests.hosts import addressOf, blackHole, recordDials, roundTrip, startHost
 
 
 def coroutine(f):
@@ -93,7 +93,6 @@ class StreamTests(TestCase):
     async def test_oneThousandConcurrentStreams(self):
         a = await startHost(self)
         b = await startHost(self)
-        b.setStreamHandler("/tau/echo/1.0.0", echo, maxInbound=1000)
         await a.connect(addressOf(b))
         payloads = [os.urandom(200 + i) for i in range(1000)]
         streams = [await a.newStream(b.peerID, ["/tau/echo/1.0.0"]) for _ in payloads]

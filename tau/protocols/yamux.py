@@ -105,8 +105,8 @@ class YamuxConfig:
         time is reset.
     @ivar streamCloseTimeout: after we sent FIN, a stream whose peer does
         not send FIN in this time is reset.
-    @ivar maxReceiveBuffer: bytes received on the session's streams and
-        not consumed yet (the L{tau.resources.ReceiveBudget} of the
+    @ivar maxReceiveBuffer: bytes received on the streams the peer opened
+        and not consumed yet (the L{tau.resources.ReceiveBudget} of the
         connection); past it the streams holding the most are reset.  It
         leaves room for one stream's largest window and a few full-size
         messages.

@@ -67,10 +67,12 @@ class YamuxStream:
     is buffered and no window updates are sent, so the peer stalls after
     one window.  L{stopProducing} resets the stream.
 
-    Received bytes not consumed yet count in the session's receive budget
-    (L{tau.resources.ReceiveBudget}): those buffered here, and those the
-    protocol on top declares with L{reserve} and L{release}.  A stream
-    that would exceed it, or holds the most when another would, is reset.
+    On a stream the peer opened, received bytes not consumed yet count in
+    the session's receive budget (L{tau.resources.ReceiveBudget}): those
+    buffered here, and those the protocol on top declares with L{reserve}
+    and L{release}.  A stream that would exceed it, or holds the most when
+    another would, is reset.  Streams we open are not counted: how many
+    there are and how much their readers ask for is our choice.
 
     As a consumer: a registered streaming producer is paused while written
     data waits for send window (or the session's transport pushes back); a
@@ -114,6 +116,7 @@ class YamuxStream:
         self._recvBuffer: list[bytes] = []
         self._recvBuffered = 0
         self._readPaused = False
+        self._budget = None if outbound else session.budget
         self._overBudget = False
         self._remoteClosed = False
         self._remoteFinDelivered = False
@@ -287,13 +290,14 @@ class YamuxStream:
         """
         if self._finished or self._overBudget:
             return False
-        return self.session.budget.charge(self, n)
+        return self._budget is None or self._budget.charge(self, n)
 
     def release(self, n: int) -> None:
         """
         The protocol let go of C{n} bytes it L{reserve}d.
         """
-        self.session.budget.release(self, n)
+        if self._budget is not None:
+            self._budget.release(self, n)
 
     def overBudget(self, budget) -> None:
         """
@@ -314,7 +318,7 @@ class YamuxStream:
             name=budget.name,
         )
         self._overBudget = True
-        self.session.budget.drop(self)
+        self._budget.drop(self)
         self._recvBuffer = []
         self._recvBuffered = 0
         self.session.clock.callLater(0, self.abortConnection)
@@ -326,7 +330,7 @@ class YamuxStream:
             return
         self._recvCredit -= len(data)
         if self._readPaused or self.protocol is None or self._recvBuffered:
-            if not self.session.budget.charge(self, len(data)):
+            if self._budget is not None and not self._budget.charge(self, len(data)):
                 return
             self._recvBuffer.append(data)
             self._recvBuffered += len(data)
@@ -450,7 +454,8 @@ class YamuxStream:
         self._drained()
         self._recvBuffer = []
         self._recvBuffered = 0
-        self.session.budget.drop(self)
+        if self._budget is not None:
+            self._budget.drop(self)
         self.session._forget(self)
         producer, self.producer = self.producer, None
         if producer is not None:
@@ -505,7 +510,8 @@ class YamuxStream:
         if self._recvBuffered:
             data = b"".join(self._recvBuffer)
             self._recvBuffer = []
-            self.session.budget.release(self, self._recvBuffered)
+            if self._budget is not None:
+                self._budget.release(self, self._recvBuffered)
             self._recvBuffered = 0
             self._deliver(data)
             if self._finished or self._readPaused or self._recvBuffered:

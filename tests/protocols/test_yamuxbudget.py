@@ -96,6 +96,21 @@ class ReceiveBudgetTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.session.budget.used, 27 * MiB + 1)
         self.assertFalse(streams[0].reserve(1))
 
+    def test_ourStreamsNotCounted(self):
+        """
+        What streams we opened hold is not counted: how many there are and
+        how much their readers ask for is ours to choose.
+        """
+        self.makeSession(config=SMALL)
+        stream = self.session.openStream()
+        stream.setProtocol(Recorder())
+        stream.pauseProducing()
+        self.session.dataReceived(windowUpdateFrame(FLAG_ACK, 1, 0) + dataFrame(0, 1, b"a" * INITIAL_WINDOW))
+        self.assertTrue(stream.reserve(64 * MiB))
+        self.clock.advance(0)
+        self.assertEqual(self.session.budget.used, 0)
+        self.assertFalse(stream.disconnected)
+
     def test_budgetBelowAWindow(self):
         self.assertRaises(ValueError, YamuxConfig, maxReceiveBuffer=INITIAL_WINDOW - 1)
 

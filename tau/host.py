@@ -90,6 +90,8 @@ class Host(Service):
     #: bytes received from one peer and not consumed yet, over all its
     #: connections (each connection has its own YamuxConfig.maxReceiveBuffer)
     maxPeerReceiveBuffer = 48 * 1024 * 1024
+    #: ... and from all peers together
+    maxTotalReceiveBuffer = 256 * 1024 * 1024
     #: open inbound streams of one protocol from one peer, for handlers
     #: registered without their own C{maxInbound}
     maxInboundStreams = 64
@@ -123,7 +125,7 @@ class Host(Service):
         self._limitedOK = set()
         self._maxInbound = {}
         self._inbound = InboundStreams()
-        self.receiveBudget = PeerBudgets(self.maxPeerReceiveBuffer, reactor)
+        self.receiveBudget = PeerBudgets(self.maxPeerReceiveBuffer, self.maxTotalReceiveBuffer, reactor)
         self._directFailed = {}
         self._ready = OneShot()
 

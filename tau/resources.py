@@ -157,7 +157,9 @@ class FreedMemory:
 class PeerBudgets:
     """
     One L{ReceiveBudget} per peer, shared by its connections (the parent
-    of each connection's budget), forgotten once no connection uses it.
+    of each connection's budget), forgotten once no connection uses it;
+    their parent is the host's budget (C{total}), so many peers cannot
+    pin more than that between them.
 
     @ivar trimAfter: a closed connection whose budget held this many bytes
         at once has the memory freed given back (L{FreedMemory}).
@@ -165,8 +167,9 @@ class PeerBudgets:
 
     trimAfter = 4 * 1024 * 1024
 
-    def __init__(self, limit, reactor):
+    def __init__(self, limit, total, reactor):
         self.limit = limit
+        self.total = ReceiveBudget(total, name="host")
         self.freed = FreedMemory(reactor)
         self._budgets = WeakValueDictionary()
 
@@ -180,7 +183,7 @@ class PeerBudgets:
     def __call__(self, peer):
         budget = self._budgets.get(peer)
         if budget is None:
-            budget = self._budgets[peer] = ReceiveBudget(self.limit, name=f"peer {peer}")
+            budget = self._budgets[peer] = ReceiveBudget(self.limit, self.total, name=f"peer {peer}")
         return budget
 
 

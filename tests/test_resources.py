@@ -130,16 +130,32 @@ class PeerBudgetsTests(SynchronousTestCase):
         Connections of one peer share its budget; once none refers to it,
         it is forgotten (by reference counting alone).
         """
-        budgets = PeerBudgets(100, Clock())
+        budgets = PeerBudgets(100, 150, Clock())
         first = budgets("peer")
         self.assertIs(budgets("peer"), first)
         self.assertIsNot(budgets("other"), first)
-        self.assertEqual(first.limit, 100)
+        self.assertEqual((first.limit, first.parent), (100, budgets.total))
+        self.assertEqual(budgets.total.limit, 150)
         gc.disable()
         self.addCleanup(gc.enable)
         first.charge(Holder("a"), 10)
         del first
         self.assertEqual(budgets("peer").used, 0)
+
+    def test_totalOverPeers(self):
+        """
+        Peers each within their budget are held to the total between them:
+        one byte past it resets the largest holder of any peer.
+        """
+        budgets = PeerBudgets(100, 150, Clock())
+        one, two = ReceiveBudget(100, budgets("one")), ReceiveBudget(100, budgets("two"))
+        a, b = Holder("a", one), Holder("b", two)
+        one.charge(a, 80)
+        two.charge(b, 70)
+        self.assertEqual(budgets.total.used, 150)
+        self.assertTrue(two.charge(b, 1))
+        self.assertIs(a.reset, budgets.total)
+        self.assertEqual((budgets.total.used, budgets("one").used), (71, 0))
 
     def test_trimAfterABigConnection(self):
         """
@@ -147,7 +163,7 @@ class PeerBudgetsTests(SynchronousTestCase):
         bytes at once has the freed memory given back; a smaller one not.
         """
         clock = FakeReactor()
-        budgets = PeerBudgets(100 << 20, clock)
+        budgets = PeerBudgets(100 << 20, 200 << 20, clock)
         budgets.freed.trim = clock.trims.append
         small, big = ReceiveBudget(64 << 20), ReceiveBudget(64 << 20)
         small.charge(Holder("s"), budgets.trimAfter - 1)

@@ -77,6 +77,8 @@ class KVDBService(Service):
     log = Logger()
     #: kvdb push streams one peer may have open to us at once
     maxInboundStreams = 16
+    #: seconds a peer has to send its push once the stream is open
+    pushReadTimeout = 10.0
 
     def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05):
         self.setName("kvdb")
@@ -329,7 +331,7 @@ class KVDBService(Service):
     async def _servePush(self, stream):
         peer = stream.remotePeer
         try:
-            data = await withTimeout(self.reactor, 10, stream.readLP(codec.MAX_MESSAGE))
+            data = await withTimeout(self.reactor, self.pushReadTimeout, stream.readLP(codec.MAX_MESSAGE))
             name, heads = codec.decodePush(data)
         except Exception as e:
             self.log.info("kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)

@@ -1,29 +1,27 @@
 """
 What one peer may make us hold: received bytes and inbound streams.
 
-Receive-memory budgets (L{ReceiveBudget}).
-
-Bytes a peer sent and our protocols have not consumed yet (a yamux stream's
-buffer while its reader is paused, a L{tau.streams.StreamProtocol}'s
-buffer, an unfinished bitswap message) are held on behalf of one stream
-and counted in the budget of its connection, whose parent is the budget of
-its peer.  When a stream would make a budget exceed its limit, the streams
-holding the most are reset (C{holder.overBudget(budget)}) until it fits:
+Receive-memory budgets (L{ReceiveBudget}): bytes a peer sent and our
+protocols have not consumed yet (a yamux stream's buffer while its reader
+is paused, a L{tau.streams.StreamProtocol}'s buffer, an unfinished
+bitswap message) are held on behalf of one stream and counted in the
+budget of its connection, whose parent is the budget of its peer, whose
+parent is the host's.  When a stream would make a budget exceed its
+limit, the stream holding the most is reset (C{holder.overBudget(budget)}):
 one stream may hold one large message, a peer may not pin many.
 
 Inbound streams (L{InboundStreams}): how many streams of each protocol a
 peer may have open to us at once; a kad or bitswap peer needs a handful,
 a gossipsub peer one.
+
+What the buffers of a closed connection freed is given back to the system
+(L{FreedMemory}).
 """
 
 import ctypes
 from weakref import WeakValueDictionary
 
-from twisted.logger import Logger
-
 __all__ = ["ReceiveBudget", "PeerBudgets", "InboundStreams", "FreedMemory"]
-
-log = Logger()
 
 #: glibc's malloc_trim, or None (another C library)
 _mallocTrim = getattr(ctypes.CDLL(None), "malloc_trim", None)

@@ -29,7 +29,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tau.resources import ReceiveBudget
 from tau.protocols.yamuxframe import (
     FLAG_ACK,
     FLAG_FIN,
@@ -55,6 +54,7 @@ from tau.protocols.yamuxframe import (
     windowUpdateFrame,
 )
 from tau.protocols.yamuxstream import YamuxStream
+from tau.resources import ReceiveBudget
 
 __all__ = [
     "PROTOCOL_ID",

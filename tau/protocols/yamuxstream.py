@@ -423,7 +423,8 @@ class YamuxStream:
         if self._sendBuffered:
             self._updateProducer()
             return
-        self._drained()
+        if self._drainWaiters:
+            self._drained()
         if self._finQueued and not self._localClosed:
             self._sendFin()
         if self.producer is not None:

@@ -13,9 +13,11 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tau.bitswap.message import MAX_MESSAGE, PROTOCOL_120
+from tau.bitswap.service import BitswapService
 from tau.kad.messages import MAX_MESSAGE_SIZE
 from tau.kad.messages import PROTOCOL_ID as KAD
 from tau.kad.network import DHTService
+from tau.kad.wire import MESSAGE_TIMEOUT
 from tau.protocols import varint
 from tests.hosts import startHost
 from tests.processes import TWISTD, spawn, stopped
@@ -80,9 +82,10 @@ class MemoryAttackTests(TestCase):
         before = await self.settled(pid)
 
         streams = []
-        for protocol, maximum in ((KAD, MAX_MESSAGE_SIZE), (PROTOCOL_120, MAX_MESSAGE)):
+        caps = (KAD, MAX_MESSAGE_SIZE, DHTService.maxInboundStreams), (PROTOCOL_120, MAX_MESSAGE, BitswapService.maxInboundStreams)
+        for protocol, maximum, cap in caps:
             body = bytes(maximum - 2)  # one object shared by the streams
-            for _ in range(32):
+            for _ in range(cap):
                 stream = await attacker.newStream(peerID, [protocol])
                 stream.write(varint.encode(maximum - 1))
                 stream.write(body)
@@ -99,8 +102,8 @@ class MemoryAttackTests(TestCase):
             await pause(0.1)
             peak = max(peak, rss(pid))
         reset = [s for s in streams if s.transport.disconnected]
-        print(f"\nnode RSS {before / MiB:.1f} MiB before, peak +{(peak - before) / MiB:.1f} MiB, {len(reset)} of 64 streams reset")
-        self.assertLess(peak - before, 64 * MiB)
+        self.assertEqual(len(streams), 64)
+        self.assertLess(peak - before, 64 * MiB, f"RSS {before / MiB:.1f} MiB before, {len(reset)} of 64 streams reset")
         self.assertTrue(0 < len(reset) < len(streams), f"{len(reset)} streams reset")
 
         await conn.close()
@@ -110,8 +113,7 @@ class MemoryAttackTests(TestCase):
                 break
             await pause(0.1)
             after = rss(pid)
-        print(f"node RSS +{(after - before) / MiB:.1f} MiB after the peer went away")
-        self.assertLess(after - before, SLACK)
+        self.assertLess(after - before, SLACK, f"RSS {before / MiB:.1f} MiB before, peak +{(peak - before) / MiB:.1f} MiB")
 
     async def test_kadStreamsCapped(self):
         """
@@ -128,3 +130,25 @@ class MemoryAttackTests(TestCase):
                 break
             await pause(0.1)
         self.assertEqual([s.transport.disconnected for s in streams], [False] * cap + [True])
+
+    async def test_stalledKadRequestsReset(self):
+        """
+        Kad streams each holding a request that never ends are reset by the
+        node once L{MESSAGE_TIMEOUT} seconds passed since its length (they
+        used to stay open for good).
+        """
+        node, address = await self.startNode()
+        attacker = await startHost(self)
+        peerID = (await attacker.connect(address)).remotePeer
+        streams = []
+        for _ in range(DHTService.maxInboundStreams):
+            stream = await attacker.newStream(peerID, [KAD])
+            stream.write(varint.encode(100) + bytes(50))
+            streams.append(stream)
+        await pause(1.0)
+        self.assertEqual([s.transport.disconnected for s in streams], [False] * len(streams))
+        for _ in range(int(MESSAGE_TIMEOUT + 5) * 10):
+            if all(s.transport.disconnected for s in streams):
+                break
+            await pause(0.1)
+        self.assertEqual([s.transport.disconnected for s in streams], [True] * len(streams))

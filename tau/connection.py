@@ -244,7 +244,13 @@ class RawConnection(Protocol):
         self._cancelTimer()
         host = self.host
         remotePeer = self._tls.remotePeer
-        session = YamuxSession(self.isClient, host.clock, lambda stream: host._inboundStream(connection, stream), host.yamuxConfig)
+        session = YamuxSession(
+            self.isClient,
+            host.clock,
+            lambda stream: host._inboundStream(connection, stream),
+            host.yamuxConfig,
+            host.receiveBudget(remotePeer),
+        )
         connection = Connection(
             remotePeer,
             OUTBOUND if self.isClient else INBOUND,

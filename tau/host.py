@@ -23,6 +23,7 @@ from tau.protocols.multistream import MultistreamNegotiator
 from tau.protocols.tls import TLSSecurity
 from tau.protocols.yamux import YamuxConfig
 from tau.ratelog import PeerLog
+from tau.resources import InboundStreams, PeerBudgets
 from tau.streams import StreamProtocol
 
 STREAM_NEGOTIATION_TIMEOUT = 10.0
@@ -90,6 +91,14 @@ class Host(Service):
     maxParallelDials = MAX_PARALLEL
     dialDeadline = DIAL_DEADLINE
     maxConnections = 1024
+    #: bytes received from one peer and not consumed yet, over all its
+    #: connections (each connection has its own YamuxConfig.maxReceiveBuffer)
+    maxPeerReceiveBuffer = 48 * 1024 * 1024
+    #: ... and from all peers together
+    maxTotalReceiveBuffer = 256 * 1024 * 1024
+    #: open inbound streams of one protocol from one peer, for handlers
+    #: registered without their own C{maxInbound}
+    maxInboundStreams = 64
 
     def __init__(self, key, reactor, *, listen=(), announce=(), swarmKey=None, connections=None, yamuxConfig=None):
         self.setName("host")
@@ -119,15 +128,21 @@ class Host(Service):
         self._changeObservers = []
         self._changePending = None
         self._limitedOK = set()
+        self._maxInbound = {}
+        self._inbound = InboundStreams()
+        self.receiveBudget = PeerBudgets(self.maxPeerReceiveBuffer, self.maxTotalReceiveBuffer, reactor)
         self._directFailed = {}
         self._ready = OneShot()
 
     # protocol handlers
 
-    def setStreamHandler(self, protocolID, handler, *, allowLimited=False):
+    def setStreamHandler(self, protocolID, handler, *, allowLimited=False, maxInbound=None):
         """
         Serve C{protocolID} with C{async def handler(stream)}, C{stream} a
         connected L{StreamProtocol}.  The stream is reset if it raises.
+
+        @param maxInbound: streams of C{protocolID} one peer may have open
+            to us at once (default L{maxInboundStreams}); more are reset.
 
         @param allowLimited: serve it on limited connections too (relayed
             ones with a time or data limit, L{tau.connection.Connection}
@@ -137,15 +152,17 @@ class Host(Service):
         """
         self._handlers[protocolID] = ("async", handler)
         self._allowLimited(protocolID, allowLimited)
+        self._maxInbound[protocolID] = maxInbound or self.maxInboundStreams
 
-    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False):
+    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False, maxInbound=None):
         """
         Serve C{protocolID} with C{factory(stream) -> IProtocol}; the stream
         transport carries C{remotePeer}, C{protocolID} and C{connection}.
-        C{allowLimited} as for L{setStreamHandler}.
+        C{allowLimited} and C{maxInbound} as for L{setStreamHandler}.
         """
         self._handlers[protocolID] = ("raw", factory)
         self._allowLimited(protocolID, allowLimited)
+        self._maxInbound[protocolID] = maxInbound or self.maxInboundStreams
 
     def _allowLimited(self, protocolID, allow):
         if allow:
@@ -156,6 +173,7 @@ class Host(Service):
     def removeHandler(self, protocolID):
         self._handlers.pop(protocolID, None)
         self._limitedOK.discard(protocolID)
+        self._maxInbound.pop(protocolID, None)
 
     def protocols(self):
         return list(self._handlers)
@@ -294,6 +312,7 @@ class Host(Service):
     async def _stop(self):
         self.connmgr.stop()
         self.inbound.stop()
+        self.receiveBudget.freed.stop()
         if self._changePending is not None and self._changePending.active():
             self._changePending.cancel()
         self._changePending = None
@@ -399,6 +418,7 @@ class Host(Service):
             self._retiring[conn] = self.clock.callLater(1.0, self._closeWhenIdle, conn, remaining - 1)
 
     def _forget(self, conn):
+        self.receiveBudget.closed(conn.session.budget)
         call = self._retiring.pop(conn, None)
         if call is not None and call.active():
             call.cancel()
@@ -565,6 +585,11 @@ class Host(Service):
         stream.protocolID = protocolID
         handler = self._handlers.get(protocolID)
         if handler is None or (stream.connection.limited and protocolID not in self._limitedOK):
+            stream.abortConnection()
+            return
+        limit = self._maxInbound[protocolID]
+        if not self._inbound.admit(stream.remotePeer, protocolID, limit, stream.whenFinished()):
+            self.log.info("peer {peer} has {limit} {protocol} streams open; resetting another", peer=str(stream.remotePeer), limit=limit, protocol=protocolID)
             stream.abortConnection()
             return
         kind, function = handler

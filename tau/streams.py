@@ -6,9 +6,13 @@ coroutines: L{StreamProtocol} buffers what arrives and hands it out through
 C{await readExactly(n)}, C{await readLP(maxLength)} and C{await
 readToEnd(limit)}.  Past C{highWater} buffered bytes it pauses the transport,
 so a fast peer is held back by the window of the muxer instead of filling
-memory.  Bulk protocols that need every last bit of speed use a plain
+memory; what it buffers counts in the receive budget of the connection
+(L{tau.resources}) when the transport keeps one (C{reserve}/C{release}, as a
+yamux stream does), so many streams cannot pin more than that budget.  Bulk protocols that need every last bit of speed use a plain
 L{Protocol} instead.
 """
+
+import copy
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -57,10 +61,18 @@ class StreamProtocol(Protocol):
         self._wanted = 0
         self._paused = False
         self._closed = Deferred()
+        self._reserve = None
+        self._release = None
 
     # Protocol
 
+    def connectionMade(self):
+        self._reserve = getattr(self.transport, "reserve", None)
+        self._release = getattr(self.transport, "release", None)
+
     def dataReceived(self, data):
+        if self._reserve is not None and not self._reserve(len(data)):
+            return  # over the receive budget: the stream was reset
         buffer = self._buffer
         buffer += data
         # A read of n bytes may buffer n bytes whatever highWater says (the
@@ -84,6 +96,9 @@ class StreamProtocol(Protocol):
     def connectionLost(self, reason=Failure(ConnectionDone())):
         self._eof = True
         self._lost = reason
+        if not reason.check(ConnectionDone):
+            # reset or lost: what is buffered will never be read
+            self._buffer = bytearray()
         self._wake()
         if not self._closed.called:
             self._closed.callback(None)
@@ -116,15 +131,27 @@ class StreamProtocol(Protocol):
 
     def _ended(self, wanted):
         if self._lost is not None and not self._lost.check(ConnectionDone):
-            self._lost.raiseException()
+            self._raiseLost()
         raise StreamClosed(f"stream ended with {len(self._buffer)} of {wanted} bytes")
+
+    def _raiseLost(self):
+        # A new exception each time: raising the one the transport gave
+        # (shared by every stream of a closed connection) would tie its
+        # traceback, and the frames of whoever closed the stream with their
+        # locals, to this protocol until a garbage collection.
+        raise copy.copy(self._lost.value)
 
     def _take(self, n):
         # one copy (a slice of the bytearray would be a second one)
         with memoryview(self._buffer) as view, view[:n] as part:
             data = bytes(part)
-        del self._buffer[:n]
+        self._consumed(n)
         return data
+
+    def _consumed(self, n):
+        del self._buffer[:n]
+        if self._release is not None:
+            self._release(n)
 
     async def readExactly(self, n):
         """
@@ -145,7 +172,7 @@ class StreamProtocol(Protocol):
         while not self._buffer:
             if self._eof:
                 if self._lost is not None and not self._lost.check(ConnectionDone):
-                    self._lost.raiseException()
+                    self._raiseLost()
                 return b""
             await self._more()
         return self._take(min(limit, len(self._buffer)))
@@ -158,7 +185,7 @@ class StreamProtocol(Protocol):
             decoded = varint.decode(self._buffer, 0, maxValue)
             if decoded is not None:
                 value, used = decoded
-                del self._buffer[:used]
+                self._consumed(used)
                 return value
             if self._eof:
                 if allowEOF and not self._buffer:
@@ -192,7 +219,7 @@ class StreamProtocol(Protocol):
                 raise StreamTooLong(f"more than {limit} bytes")
             await self._more()
         if self._lost is not None and not self._lost.check(ConnectionDone):
-            self._lost.raiseException()
+            self._raiseLost()
         if len(self._buffer) > limit:
             raise StreamTooLong(f"more than {limit} bytes")
         return self._take(len(self._buffer))
@@ -201,6 +228,18 @@ class StreamProtocol(Protocol):
 
     def write(self, data):
         self.transport.write(data)
+
+    async def drain(self):
+        """
+        Wait until what was written has left (the peer's window took it),
+        or the stream closed: a server that reads its next request only
+        after that holds at most one window of replies for a peer that does
+        not read them.  Returns at once on a transport without
+        C{whenDrained} (as a yamux stream has).
+        """
+        whenDrained = getattr(self.transport, "whenDrained", None)
+        if whenDrained is not None:
+            await whenDrained()
 
     def writeLP(self, payload):
         self.transport.writeSequence([varint.encode(len(payload)), payload])

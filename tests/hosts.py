@@ -32,8 +32,9 @@ async def startHost(case, *, swarmKey=None, install=True, key=None, **kwargs):
         from tau.protocols import installProtocols
 
         installProtocols(host, perf=True)
-    # echo is a test tool: it runs on limited (relayed) connections too
-    host.setStreamHandler("/tau/echo/1.0.0", echo, allowLimited=True)
+    # echo is a test tool: it runs on limited (relayed) connections too,
+    # and as many at once as a test opens
+    host.setStreamHandler("/tau/echo/1.0.0", echo, allowLimited=True, maxInbound=1000)
     host.startService()
     case.addCleanup(lambda: host.stopService() if host.running else None)
     await host.whenReady()

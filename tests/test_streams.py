@@ -3,6 +3,8 @@ L{tau.streams.StreamProtocol}: coroutine reads with flow control.
 """
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tau.streams import StreamProtocol
@@ -109,3 +111,95 @@ class FlowControlTests(SynchronousTestCase):
         got2 = self.read(3)
         self.assertEqual(got2, [b"def"])
         self.assertEqual(got, [b"abc"])
+
+
+class _BudgetTransport(_HoldingTransport):
+    """
+    A holding transport with a receive budget of C{room} bytes (as a yamux
+    stream has), and sends that wait for the peer's window until
+    C{drain()}.
+    """
+
+    def __init__(self, room):
+        super().__init__()
+        self.room = room
+        self.reserved = 0
+        self.aborted = False
+        self._drained = []
+
+    def reserve(self, n):
+        if self.reserved + n > self.room:
+            self.aborted = True
+            return False
+        self.reserved += n
+        return True
+
+    def release(self, n):
+        self.reserved -= n
+
+    def whenDrained(self):
+        d = Deferred()
+        self._drained.append(d)
+        return d
+
+    def drain(self):
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            d.callback(None)
+
+
+class BudgetTests(SynchronousTestCase):
+    def setUp(self):
+        self.transport = _BudgetTransport(room=100)
+        self.stream = StreamProtocol()
+        self.transport.protocol = self.stream
+        self.stream.makeConnection(self.transport)
+
+    def test_bufferedBytesReserved(self):
+        """
+        What the stream buffers is reserved on the transport, up to the
+        budget; reading releases it.
+        """
+        d = Deferred.fromCoroutine(self.stream.readLP(1000))
+        self.transport.arrive(bytes([99]) + b"x" * 50)
+        self.assertEqual(self.transport.reserved, 50)  # the length is read
+        self.transport.arrive(b"x" * 49)
+        self.assertEqual(self.successResultOf(d), b"x" * 99)
+        self.assertEqual(self.transport.reserved, 0)
+
+    def test_refusedBytesNotBuffered(self):
+        """
+        The stream buffers exactly its budget; bytes past it are refused
+        (the transport resets the stream) and not kept.
+        """
+        self.transport.arrive(b"x" * 100)
+        self.transport.arrive(b"y")
+        self.assertTrue(self.transport.aborted)
+        self.assertEqual(len(self.stream._buffer), 100)
+
+    def test_resetDropsTheBuffer(self):
+        """
+        A stream that is reset lets go of what it buffered; one closed
+        cleanly keeps it for its reader.
+        """
+        self.transport.arrive(b"x" * 10)
+        self.stream.connectionLost(Failure(ConnectionAborted()))
+        self.assertEqual(len(self.stream._buffer), 0)
+        clean = StreamProtocol()
+        clean.makeConnection(_BudgetTransport(room=100))
+        clean.dataReceived(b"abc")
+        clean.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(clean.readToEnd(10))), b"abc")
+
+    def test_drain(self):
+        """
+        L{StreamProtocol.drain} waits until the transport sent what waited
+        for the peer's window; without C{whenDrained}, not at all.
+        """
+        d = Deferred.fromCoroutine(self.stream.drain())
+        self.assertNoResult(d)
+        self.transport.drain()
+        self.successResultOf(d)
+        plain = StreamProtocol()
+        plain.makeConnection(_HoldingTransport())
+        self.successResultOf(Deferred.fromCoroutine(plain.drain()))

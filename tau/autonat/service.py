@@ -69,6 +69,8 @@ class AutoNATService(Service):
     forcedRetry = 2.0
     requestTimeout = 30.0
     throttlePeerPeriod = 90.0
+    #: autonat streams one peer may have open to us at once
+    maxInboundStreams = 2
 
     def __init__(
         self,
@@ -173,7 +175,7 @@ class AutoNATService(Service):
         if want == self._serving:
             return
         if want:
-            self.host.setStreamHandler(PROTOCOL_ID, self.server.handle)
+            self.host.setStreamHandler(PROTOCOL_ID, self.server.handle, maxInbound=self.maxInboundStreams)
         else:
             self.host.removeHandler(PROTOCOL_ID)
         self._serving = want

@@ -279,6 +279,12 @@ class MessageReader(Protocol):
     is kept for later.  A malformed or oversized message, or an error from
     C{handle}, calls C{onError(peer, exception)} and aborts the stream.
     C{clock} paces the log lines about streams that end inside a message.
+
+    The message being filled (its whole announced size, from when its
+    length arrived) and what is kept for later count in the receive budget
+    of the connection (L{tau.resources}), through the transport's C{reserve}
+    and C{release} when it has them: a stream that would exceed it is
+    reset before the buffer is made.
     """
 
     def __init__(self, peer, handle, onError, maxMessage=MAX_MESSAGE, clock=None):
@@ -295,12 +301,26 @@ class MessageReader(Protocol):
         self._inHandle = False
         self._eof = False
         self._done = False
+        self._reserve = None
+        self._release = None
+
+    def connectionMade(self):
+        self._reserve = getattr(self.transport, "reserve", None)
+        self._release = getattr(self.transport, "release", None)
+
+    def _charge(self, n):
+        return self._reserve is None or self._reserve(n)
+
+    def _uncharge(self, n):
+        if self._release is not None:
+            self._release(n)
 
     def dataReceived(self, data):
         if self._done:
             return
         if self._busy is not None or self._held:
-            self._held.append(data)
+            if self._charge(len(data)):
+                self._held.append(data)
             return
         self._feed(data)
 
@@ -325,6 +345,8 @@ class MessageReader(Protocol):
                 if decoded is None:
                     continue
                 length.clear()
+                if not self._charge(decoded[0]):
+                    return False
                 body = self._body = bytearray(decoded[0])
                 self._filled = 0
             filled = self._filled
@@ -335,8 +357,9 @@ class MessageReader(Protocol):
                 filled = self._filled = filled + take
             if filled == len(body):
                 self._body = None
+                self._uncharge(len(body))
                 if not self._message(body):
-                    if not self._done and pos < end:
+                    if not self._done and pos < end and self._charge(end - pos):
                         self._held.insert(0, view[pos:])  # before what came later
                     return False
         return True
@@ -372,7 +395,9 @@ class MessageReader(Protocol):
             return
         self.transport.resumeProducing()
         while self._held and self._busy is None and not self._done:
-            if not self._feed(self._held.pop(0)):
+            data = self._held.pop(0)
+            self._uncharge(len(data))
+            if not self._feed(data):
                 break
         if self._eof:
             self._maybeEnded()

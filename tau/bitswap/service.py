@@ -39,6 +39,9 @@ class BitswapService(Service):
     """
 
     log = Logger()
+    #: bitswap streams one peer may have open to us at once (go and kubo
+    #: use one, helia one per message in turn)
+    maxInboundStreams = 32
 
     def __init__(self, host, blockstore, dht=None, reactor=None, **options):
         self.setName("bitswap")
@@ -68,7 +71,7 @@ class BitswapService(Service):
     def startService(self):
         super().startService()
         for pid in INBOUND_PROTOCOLS:
-            self.host.setProtocolFactory(pid, self._reader)
+            self.host.setProtocolFactory(pid, self._reader, maxInbound=self.maxInboundStreams)
         if not self._observing:
             # the host has no removeConnectionObserver; the observer checks
             # self.running instead.

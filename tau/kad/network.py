@@ -85,6 +85,9 @@ class DHTService(Service):
     """
 
     log = Logger()
+    #: kad streams one peer may have open to us at once (js-libp2p's
+    #: kad-dht allows 32 too)
+    maxInboundStreams = 32
 
     def __init__(self, host, reactor, *, storePath=":memory:", peers=(), mode="server", storeOptions=None, **options):
         self.setName("dht")
@@ -99,7 +102,7 @@ class DHTService(Service):
     def startService(self):
         super().startService()
         if self.mode == "server":
-            self.host.setStreamHandler(PROTOCOL_ID, self._serve)
+            self.host.setStreamHandler(PROTOCOL_ID, self._serve, maxInbound=self.maxInboundStreams)
         setRouting = getattr(self.host, "setPeerRouting", None)
         if setRouting is not None:
             setRouting(self)
@@ -135,7 +138,7 @@ class DHTService(Service):
         self.mode = self.core.mode = mode
         if self.running:
             if mode == "server":
-                self.host.setStreamHandler(PROTOCOL_ID, self._serve)
+                self.host.setStreamHandler(PROTOCOL_ID, self._serve, maxInbound=self.maxInboundStreams)
             else:
                 self.host.removeHandler(PROTOCOL_ID)
             changed = getattr(self.host, "notifyChanged", None)

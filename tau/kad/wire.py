@@ -25,33 +25,52 @@ from twisted.logger import Logger
 
 from tau.kad.messages import MAX_MESSAGE_SIZE, KadProtocolError, decodeMessage, encodeMessage
 from tau.ratelog import PeerLog
+from tau.protocols import varint
+from tau.streams import StreamTooLong, withTimeout
 
-__all__ = ["serveStream", "requestOverStream"]
+__all__ = ["serveStream", "requestOverStream", "IDLE_TIMEOUT", "MESSAGE_TIMEOUT"]
+
+#: Seconds an inbound stream may wait for the start (the length) of its
+#: next request; go resets a kad stream idle for a minute too.
+IDLE_TIMEOUT = 60.0
+#: Seconds the rest of a request may take once its length arrived.
+MESSAGE_TIMEOUT = 10.0
 
 log = Logger()
 peerLog = PeerLog(log)
 
 
-async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE, source=None):
+async def serveStream(stream, core, remotePeer, maxMessageSize=MAX_MESSAGE_SIZE, source=None, idleTimeout=IDLE_TIMEOUT, messageTimeout=MESSAGE_TIMEOUT):
     """
     Answer requests on an inbound kad stream until the peer closes it (go
     reuses streams; js opens one per request).  A request the core refuses
-    or an undecodable one resets the stream, with a log line.  C{source}
-    goes to L{tau.kad.dht.KademliaCore.handle}.
+    or an undecodable one resets the stream, with a log line; so does a
+    request that does not start within C{idleTimeout} seconds or does not
+    end C{messageTimeout} seconds after its length (on C{core.clock}).
+    The next request is read once the answer to the last one has left (the
+    peer's window took it): a peer that does not read its answers is
+    reset after C{idleTimeout}, with at most one window of them queued.
+    C{source} goes to L{tau.kad.dht.KademliaCore.handle}.
 
     @return: the number of requests answered.
     """
     answered = 0
+    clock = core.clock
     try:
         while True:
-            data = await stream.readLP(maxMessageSize, allowEOF=True)
-            if data is None:
+            try:
+                length = await withTimeout(clock, idleTimeout, stream.readVarint(maxMessageSize, allowEOF=True))
+            except varint.VarintError as e:
+                raise StreamTooLong(f"message longer than {maxMessageSize} bytes ({e})") from None
+            if length is None:
                 break
+            data = await withTimeout(clock, messageTimeout, stream.readExactly(length))
             message = decodeMessage(data, maxMessageSize)
             response = core.handle(remotePeer, message, source)
+            answered += 1
             if response is not None:
                 stream.writeLP(encodeMessage(response))
-            answered += 1
+                await withTimeout(clock, idleTimeout, stream.drain())
     except KadProtocolError as e:
         peerLog.info(core.clock, "refused", "kad: resetting stream from {peer}: {why}", peer=remotePeer, why=str(e))
         stream.reset()

@@ -87,6 +87,10 @@ class KVDBService(Service):
     """
 
     log = Logger()
+    #: kvdb push streams one peer may have open to us at once
+    maxInboundStreams = 16
+    #: seconds a peer has to send its push once the stream is open
+    pushReadTimeout = 10.0
 
     def __init__(self, host, pubsub, store, fetch, key, path, reactor, *, notify=None, rebroadcast=10.0, fetchTimeout=30.0, snapshotEvery=1000, announceDelay=0.05, mergeDelay=0.05, cloud=None, admission=None, writerQuota=WRITER_QUOTA):
         self.setName("kvdb")
@@ -139,7 +143,7 @@ class KVDBService(Service):
         await self.view.open()
         if not self.running:
             return
-        self.host.setStreamHandler(PUSH_PROTOCOL, self._servePush)
+        self.host.setStreamHandler(PUSH_PROTOCOL, self._servePush, maxInbound=self.maxInboundStreams)
         for name in await self.view.databases():
             await self.open(name)
         if not self.running:
@@ -414,7 +418,7 @@ class KVDBService(Service):
     async def _servePush(self, stream):
         peer = stream.remotePeer
         try:
-            data = await withTimeout(self.reactor, 10, stream.readLP(codec.MAX_MESSAGE))
+            data = await withTimeout(self.reactor, self.pushReadTimeout, stream.readLP(codec.MAX_MESSAGE))
             name, heads, admission = codec.decodePush(data)
         except Exception as e:
             peerLog.info(self.reactor, "bad push", "kvdb: bad push from {peer}: {why}", peer=str(peer), why=str(e) or e.__class__.__name__)

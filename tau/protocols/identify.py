@@ -103,6 +103,9 @@ MAX_ADDR_SIZE = 1024
 CONNECTED_ADDR_TTL = 2 * 3600.0
 #: How long identify (or a push) may take.
 TIMEOUT = 30.0
+#: identify (and identify push) streams one peer may have open to us at
+#: once (js-libp2p allows one)
+MAX_INBOUND_STREAMS = 4
 #: Peers whose latest signed record sequence number is remembered.
 MAX_RECORD_PEERS = 10_000
 
@@ -773,8 +776,8 @@ def install(host, identifyConnections: bool = True) -> None:
     C{identifyConnections}, identify every new connection (needs
     C{host.addConnectionObserver}); see L{whenIdentified}.
     """
-    host.setStreamHandler(ID, partial(handleIdentify, host), allowLimited=True)
-    host.setStreamHandler(PUSH, partial(handlePush, host), allowLimited=True)
+    host.setStreamHandler(ID, partial(handleIdentify, host), allowLimited=True, maxInbound=MAX_INBOUND_STREAMS)
+    host.setStreamHandler(PUSH, partial(handlePush, host), allowLimited=True, maxInbound=MAX_INBOUND_STREAMS)
     if hasattr(host, "addChangeObserver"):
         host.addChangeObserver(partial(pushAll, host))
     if identifyConnections:

@@ -217,7 +217,9 @@ class Listener:
     @param match: optional predicate for protocols not in C{protocols} (for
         example a version range); the proposal itself is selected.
     @param maxNa: how many refused proposals (and C{ls} requests) are
-        tolerated before L{NegotiationFailed}.
+        tolerated before L{NegotiationFailed}.  Only the first C{ls} is
+        answered with the list (later ones with C{na}): a dialer that does
+        not read cannot make us queue the list a hundred times.
     @param eagerHeader: send the header before reading the dialer's one (as
         go does) instead of echoing it on receipt (as js does).
     """
@@ -238,6 +240,7 @@ class Listener:
         self._gotHeader = False
         self._sentHeader = False
         self._refused = 0
+        self._listed = False
         self.selected: Selected | None = None
 
     def initialBytes(self) -> bytes:
@@ -290,7 +293,8 @@ class Listener:
                 raise NegotiationFailed(
                     f"dialer made more than {self._maxNa} unsupported proposals"
                 )
-            if token == LS:
+            if token == LS and not self._listed:
+                self._listed = True
                 out.append(encodeLsResponse(self.protocols))
             else:
                 out.append(_NA)

@@ -58,7 +58,9 @@ class PingError(Exception):
 class PingResponder(Protocol):
     """
     Echo every complete 32-byte ping; close our side at the peer's end of
-    stream.  Reset after C{idleTimeout} seconds without a ping.
+    stream.  Reset after C{idleTimeout} seconds without a ping.  While
+    echoes wait for the peer's window (it does not read them), reading
+    pauses: a peer gets at most one window of unread pongs.
     """
 
     def __init__(self, clock=None, idleTimeout: float | None = IDLE_TIMEOUT, onClose=None):
@@ -78,6 +80,11 @@ class PingResponder(Protocol):
         self._partial = data[whole:]
         if whole:
             self.transport.write(data[:whole] if whole != len(data) else data)
+            whenDrained = getattr(self.transport, "whenDrained", None)
+            drained = whenDrained() if whenDrained is not None else None
+            if drained is not None and not drained.called:
+                self.transport.pauseProducing()
+                drained.addCallback(lambda _: self.transport.resumeProducing())
         self._arm()
 
     def readConnectionLost(self) -> None:

@@ -55,6 +55,7 @@ from tau.protocols.yamuxframe import (
 )
 from tau.protocols.yamuxstream import YamuxStream
 from tau.ratelog import PeerLog, connectionKey
+from tau.resources import ReceiveBudget
 
 __all__ = [
     "PROTOCOL_ID",
@@ -81,6 +82,8 @@ _pack = HEADER.pack
 #: burst of sending (a window update that lets a producer write megabytes)
 #: reaches the transport in pieces and the transport can push back.
 CORK_BYTES = 64 * 1024
+#: Pongs answered while our transport pushes back, until the peer reads.
+MAX_PONGS_WHILE_PAUSED = 4
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,11 @@ class YamuxConfig:
         time is reset.
     @ivar streamCloseTimeout: after we sent FIN, a stream whose peer does
         not send FIN in this time is reset.
+    @ivar maxReceiveBuffer: bytes received on the streams the peer opened
+        and not consumed yet (the L{tau.resources.ReceiveBudget} of the
+        connection); past it the streams holding the most are reset.  It
+        leaves room for one stream's largest window and a few full-size
+        messages.
     """
 
     maxInboundStreams: int = 1000
@@ -118,6 +126,7 @@ class YamuxConfig:
     pingTimeout: float = 10.0
     streamOpenTimeout: float | None = 75.0
     streamCloseTimeout: float | None = 300.0
+    maxReceiveBuffer: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.initialWindow < INITIAL_WINDOW:
@@ -128,6 +137,8 @@ class YamuxConfig:
             raise ValueError("maxFramePayload must be positive")
         if self.acceptBacklog < 1:
             raise ValueError("acceptBacklog must be at least 1")
+        if self.maxReceiveBuffer < self.initialWindow:
+            raise ValueError("maxReceiveBuffer must be at least initialWindow")
 
 
 _OPEN, _CLOSING, _CLOSED = range(3)
@@ -145,6 +156,8 @@ class YamuxSession(Protocol):
         L{YamuxStream.setProtocol} (data arriving before that is buffered
         within the window).
     @param config: a L{YamuxConfig}.
+    @param peerBudget: the L{ReceiveBudget} of the peer, parent of the
+        session's own (C{budget}, of C{config.maxReceiveBuffer} bytes).
 
     @ivar rtt: the last measured round-trip time in seconds (0 until the
         first ping is answered).
@@ -156,11 +169,13 @@ class YamuxSession(Protocol):
         clock: IReactorTime,
         onStream: Callable[[YamuxStream], object],
         config: YamuxConfig | None = None,
+        peerBudget: ReceiveBudget | None = None,
     ) -> None:
         self.isClient = isClient
         self.clock = clock
-        self.onStream = onStream
+        self.onStream: Callable[[YamuxStream], object] | None = onStream
         self.config = config if config is not None else YamuxConfig()
+        self.budget = ReceiveBudget(self.config.maxReceiveBuffer, peerBudget)
         self.rtt = 0.0
         self._registered = False
         self._state = _OPEN
@@ -178,6 +193,7 @@ class YamuxSession(Protocol):
         self._outbox: list[bytes] = []
         self._outboxBytes = 0
         self._transportPaused = False
+        self._pongsWhilePaused = 0
         self._producers: set[YamuxStream] = set()
         self._blocked: deque[YamuxStream] = deque()
         self._pings: dict[int, tuple[float, Deferred[float], IDelayedCall]] = {}
@@ -317,6 +333,9 @@ class YamuxSession(Protocol):
         self._shutdown(Failure(ConnectionLost(f"yamux connection lost: {reason.value}")))
         self._state = _CLOSED
         self._closeReason = reason
+        # the callback refers to whoever owns the session (the host's
+        # connection, which refers back to the session)
+        self.onStream = None
         waiters, self._closedWaiters = self._closedWaiters, []
         for d in waiters:
             d.callback(None)
@@ -372,7 +391,17 @@ class YamuxSession(Protocol):
                 self._streamFlags(stream, flags)
         elif type == TYPE_PING:
             if flags & FLAG_SYN:
-                self._send(pingFrame(FLAG_ACK, length))
+                # A peer that does not read its pongs (our transport
+                # pushes back) gets a few more, then none until it reads:
+                # they would pile up here.  A few, not none: a peer that
+                # reads but is behind on a bulk transfer keeps its
+                # keep-alive.
+                if not self._transportPaused:
+                    self._pongsWhilePaused = 0
+                if self._pongsWhilePaused < MAX_PONGS_WHILE_PAUSED:
+                    if self._transportPaused:
+                        self._pongsWhilePaused += 1
+                    self._send(pingFrame(FLAG_ACK, length))
             elif flags & FLAG_ACK:
                 self._pong(length)
         else:  # TYPE_GO_AWAY

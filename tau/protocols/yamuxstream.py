@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, TimeoutError
 from twisted.internet.interfaces import (
     IConsumer,
@@ -68,6 +69,13 @@ class YamuxStream:
     is buffered and no window updates are sent, so the peer stalls after
     one window.  L{stopProducing} resets the stream.
 
+    On a stream the peer opened, received bytes not consumed yet count in
+    the session's receive budget (L{tau.resources.ReceiveBudget}): those
+    buffered here, and those the protocol on top declares with L{reserve}
+    and L{release}.  A stream that would exceed it, or holds the most when
+    another would, is reset.  Streams we open are not counted: how many
+    there are and how much their readers ask for is our choice.
+
     As a consumer: a registered streaming producer is paused while written
     data waits for send window (or the session's transport pushes back); a
     pull producer is asked for more whenever the window has room.
@@ -93,6 +101,8 @@ class YamuxStream:
         self._sendWindow = 256 * 1024
         self._sendBuffer: deque = deque()
         self._sendBuffered = 0
+        self._drainWaiters: list[Deferred[None]] = []
+        self._finishWaiters: list[Deferred[None]] = []
         self._synPending = False
         self._awaitingAck = False
         self._finQueued = False
@@ -108,6 +118,8 @@ class YamuxStream:
         self._recvBuffer: list[bytes] = []
         self._recvBuffered = 0
         self._readPaused = False
+        self._budget = None if outbound else session.budget
+        self._overBudget = False
         self._remoteClosed = False
         self._remoteFinDelivered = False
         self._lastUpdate = session.clock.seconds()
@@ -126,6 +138,7 @@ class YamuxStream:
         self.protocol = protocol
         protocol.makeConnection(self)
         if self._finished:
+            self.protocol = None
             protocol.connectionLost(self._finishReason)
             return
         self._drain()
@@ -182,6 +195,30 @@ class YamuxStream:
             self._sendFin()
 
     loseWriteConnection = loseConnection
+
+    def whenFinished(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the stream is over (closed both ways or
+        reset), after its protocol's C{connectionLost}.
+        """
+        d: Deferred[None] = Deferred()
+        if self._finished:
+            d.callback(None)
+        else:
+            self._finishWaiters.append(d)
+        return d
+
+    def whenDrained(self) -> Deferred[None]:
+        """
+        A Deferred that fires once nothing written waits for the peer's
+        window any more (at once if nothing does), or the stream closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self._sendBuffered and not self._finished:
+            self._drainWaiters.append(d)
+        else:
+            d.callback(None)
+        return d
 
     def abortConnection(self) -> None:
         """
@@ -242,13 +279,61 @@ class YamuxStream:
     def stopProducing(self) -> None:
         self.abortConnection()
 
+    # -- receive budget ----------------------------------------------------
+
+    def reserve(self, n: int) -> bool:
+        """
+        The protocol holds C{n} more received bytes (a buffer, a message
+        being filled); they count in the connection's and the peer's
+        receive budgets until L{release}d or the stream is closed.
+
+        @return: False when the stream is closed or was reset for it (the
+            protocol should not keep the bytes).
+        """
+        if self._finished or self._overBudget:
+            return False
+        return self._budget is None or self._budget.charge(self, n)
+
+    def release(self, n: int) -> None:
+        """
+        The protocol let go of C{n} bytes it L{reserve}d.
+        """
+        if self._budget is not None:
+            self._budget.release(self, n)
+
+    def overBudget(self, budget) -> None:
+        """
+        Called by a receive budget when this stream holds the most of it
+        and it is exceeded: drop what is buffered here and take no more at
+        once, and reset the stream in the next reactor turn.  Not at once:
+        the protocol's C{connectionLost} would run inside the call that
+        charged the budget (maybe another stream's C{dataReceived}), and
+        the tracebacks it makes would keep that call's frames and their
+        buffers alive.
+        """
+        log.info(
+            "yamux stream {streamID} from {peer} holds {size} bytes of the {limit} of the {name} receive budget; resetting",
+            streamID=self.streamID,
+            peer=self.session._peer(),
+            size=budget.held(self),
+            limit=budget.limit,
+            name=budget.name,
+        )
+        self._overBudget = True
+        self._budget.drop(self)
+        self._recvBuffer = []
+        self._recvBuffered = 0
+        self.session.clock.callLater(0, self.abortConnection)
+
     # -- called by the session ---------------------------------------------
 
     def _received(self, data: bytes) -> None:
-        if self._finished or self._remoteClosed:
+        if self._finished or self._remoteClosed or self._overBudget:
             return
         self._recvCredit -= len(data)
         if self._readPaused or self.protocol is None or self._recvBuffered:
+            if self._budget is not None and not self._budget.charge(self, len(data)):
+                return
             self._recvBuffer.append(data)
             self._recvBuffered += len(data)
             return
@@ -346,6 +431,8 @@ class YamuxStream:
         if self._sendBuffered:
             self._updateProducer()
             return
+        if self._drainWaiters:
+            self._drained()
         if self._finQueued and not self._localClosed:
             self._sendFin()
         if self.producer is not None:
@@ -373,8 +460,11 @@ class YamuxStream:
             self._pullCall = None
         self._sendBuffer.clear()
         self._sendBuffered = 0
+        self._drained()
         self._recvBuffer = []
         self._recvBuffered = 0
+        if self._budget is not None:
+            self._budget.drop(self)
         self.session._forget(self)
         producer, self.producer = self.producer, None
         if producer is not None:
@@ -383,14 +473,24 @@ class YamuxStream:
             except Exception:
                 log.failure("stopProducing failed on stream {streamID}",
                             streamID=self.streamID)
-        if self.protocol is not None:
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            # no reference back: what the protocol holds goes with it
             try:
-                self.protocol.connectionLost(reason)
+                protocol.connectionLost(reason)
             except Exception:
                 log.failure("connectionLost failed on yamux stream {streamID}",
                             streamID=self.streamID)
+        waiters, self._finishWaiters = self._finishWaiters, []
+        for d in waiters:
+            d.callback(None)
 
     # -- internals ---------------------------------------------------------
+
+    def _drained(self) -> None:
+        waiters, self._drainWaiters = self._drainWaiters, []
+        for d in waiters:
+            d.callback(None)
 
     def _cancelTimer(self) -> None:
         if self._timer is not None:
@@ -414,11 +514,13 @@ class YamuxStream:
         Deliver what was buffered while paused or before a protocol was
         attached, then a pending FIN, then grant window.
         """
-        if self.protocol is None or self._finished or self._readPaused:
+        if self.protocol is None or self._finished or self._readPaused or self._overBudget:
             return
         if self._recvBuffered:
             data = b"".join(self._recvBuffer)
             self._recvBuffer = []
+            if self._budget is not None:
+                self._budget.release(self, self._recvBuffered)
             self._recvBuffered = 0
             self._deliver(data)
             if self._finished or self._readPaused or self._recvBuffered:

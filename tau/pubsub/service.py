@@ -223,6 +223,10 @@ class PubSubService(Service):
         default, L{tau.pubsub.message.jsMsgID} for js's).
     """
 
+    #: streams of one pubsub protocol one peer may have open to us at once
+    #: (it needs one; a second while a replaced one closes)
+    maxInboundStreams = 2
+
     def __init__(
         self,
         host,
@@ -272,7 +276,7 @@ class PubSubService(Service):
         super().startService()
         self._seqno = int(self.reactor.seconds() * 1e9)
         for pid in self.protocols:
-            self.host.setStreamHandler(pid, self._serve)
+            self.host.setStreamHandler(pid, self._serve, maxInbound=self.maxInboundStreams)
         if not self._observing:
             # the host has no removeConnectionObserver: the observer checks
             # self.running

@@ -90,7 +90,7 @@ class FakeHost:
     def notifyChanged(self):
         self.changes += 1
 
-    def setStreamHandler(self, protocolID, handler):
+    def setStreamHandler(self, protocolID, handler, maxInbound=None):
         self.handlers[protocolID] = handler
 
     def removeHandler(self, protocolID):

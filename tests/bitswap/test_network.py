@@ -181,3 +181,79 @@ class MessageReaderTests(SynchronousTestCase):
         self.assertEqual(len(self.errors), 1)
         self.assertIsInstance(self.errors[0][1], ValueError)
         self.assertTrue(self.stream.aborted)
+
+
+class _BudgetStream(_Stream):
+    """
+    A stream with a receive budget of C{room} bytes, as a yamux stream has.
+    """
+
+    def __init__(self, room):
+        super().__init__()
+        self.room = room
+        self.reserved = 0
+
+    def reserve(self, n):
+        if self.reserved + n > self.room:
+            self.abortConnection()
+            return False
+        self.reserved += n
+        return True
+
+    def release(self, n):
+        self.reserved -= n
+
+
+class MessageReaderBudgetTests(SynchronousTestCase):
+    def setUp(self):
+        self.received = []
+        self.errors = []
+        self.reader = MessageReader("peer", lambda peer, m: self.received.append(m), lambda peer, e: self.errors.append(e))
+
+    def connect(self, room):
+        stream = _BudgetStream(room)
+        self.reader.makeConnection(stream)
+        return stream
+
+    def test_messageReservedWhenItsLengthArrives(self):
+        """
+        A message's whole length is reserved as soon as the length arrives
+        (its buffer is made then), exactly the budget is allowed, and it is
+        released once the message is handed on.
+        """
+        frame = _frame(_messages(1)[0])
+        length = len(frame) - len(varint.encode(len(frame) - 1))
+        stream = self.connect(room=length)
+        self.reader.dataReceived(frame[:3])
+        self.assertEqual(stream.reserved, length)
+        self.reader.dataReceived(frame[3:])
+        self.assertEqual((len(self.received), stream.reserved, stream.aborted), (1, 0, False))
+
+    def test_overBudgetBeforeTheBuffer(self):
+        """
+        A length one past the budget resets the stream before any buffer
+        is made for it.
+        """
+        frame = _frame(_messages(1)[0])
+        length = len(frame) - len(varint.encode(len(frame) - 1))
+        stream = self.connect(room=length - 1)
+        self.reader.dataReceived(frame[:3])
+        self.assertTrue(stream.aborted)
+        self.assertIsNone(self.reader._body)
+        self.assertEqual(stream.reserved, 0)
+
+    def test_heldBytesReserved(self):
+        """
+        What arrives while a message is being handled is reserved until it
+        is read.
+        """
+        busy = Deferred()
+        self.reader.handle = lambda peer, m: busy
+        stream = self.connect(room=1 << 20)
+        first, second = (_frame(m) for m in _messages(2))
+        self.reader.dataReceived(first)
+        self.reader.dataReceived(second)
+        self.assertEqual(stream.reserved, len(second))
+        self.reader.handle = lambda peer, m: self.received.append(m)
+        busy.callback(None)
+        self.assertEqual((len(self.received), stream.reserved), (1, 0))

@@ -230,7 +230,7 @@ class HandleTests(SynchronousTestCase):
                 raise sqlite3.OperationalError("database or disk is full")
 
         core = KademliaCore(self.me, self.clock, self.transport, FullStore())
-        core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker, [b"/a"])]))
+        core.handle(self.asker, Message(type=Message.ADD_PROVIDER, key=MH, providerPeers=[peerEntry(self.asker, [SIM_ADDR])]))
         self.assertEqual(core.stats["ADD_PROVIDER disk full"], 1)
         key = PrivateKey.generate()
         k = pkKey(key.peerID())

@@ -12,7 +12,7 @@ from tau.kad.dht import KademliaCore
 from tau.kad.messages import KadProtocolError, Message, decodeMessage, encodeMessage, peerEntry
 from tau.kad.records import RecordStore
 from tau.kad.simulation import SIM_ADDR
-from tau.kad.wire import requestOverStream, serveStream
+from tau.kad.wire import IDLE_TIMEOUT, MESSAGE_TIMEOUT, requestOverStream, serveStream
 from tau.protocols import varint
 from tau.streams import StreamProtocol
 from tests.kad.helpers import RecordingTransport, peers
@@ -101,3 +101,83 @@ class RequestTests(SynchronousTestCase):
         s.dataReceived(varint.lpEncode(b"\xff\xff"))
         self.failureResultOf(d, KadProtocolError)
         self.assertTrue(s.transport.aborted)
+
+
+class DrainingTransport(FakeTransport):
+    """
+    A transport whose writes wait for the peer's window until C{drain()}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = []
+
+    def whenDrained(self):
+        d = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def drain(self):
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
+
+
+class DeadlineTests(SynchronousTestCase):
+    def setUp(self):
+        self.me, self.asker = peers(2, seed=40)
+        self.clock = Clock()
+        self.core = KademliaCore(self.me, self.clock, RecordingTransport(), RecordStore())
+
+    def serve(self, transport=None):
+        s = StreamProtocol()
+        s.makeConnection(transport or FakeTransport())
+        return s, Deferred.fromCoroutine(serveStream(s, self.core, self.asker))
+
+    def test_idle(self):
+        """
+        A stream whose next request does not start within L{IDLE_TIMEOUT}
+        seconds is reset; just before, it is still served.
+        """
+        s, d = self.serve()
+        self.clock.advance(IDLE_TIMEOUT - 0.001)
+        s.dataReceived(varint.lpEncode(encodeMessage(Message(type=Message.FIND_NODE, key=b"a"))))
+        self.assertEqual(len(frames(s.transport.value())), 1)
+        self.clock.advance(IDLE_TIMEOUT - 0.001)
+        self.assertNoResult(d)
+        self.assertFalse(s.transport.aborted)
+        self.clock.advance(0.001)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertTrue(s.transport.aborted)
+
+    def test_unfinishedMessage(self):
+        """
+        A request whose length arrived must end within L{MESSAGE_TIMEOUT}
+        seconds, or the stream is reset (a peer cannot pin a stream and its
+        buffer with a message it never finishes).
+        """
+        s, d = self.serve()
+        data = varint.lpEncode(encodeMessage(Message(type=Message.FIND_NODE, key=b"a")))
+        s.dataReceived(data[:-1])
+        self.clock.advance(MESSAGE_TIMEOUT - 0.001)
+        self.assertNoResult(d)
+        self.clock.advance(0.001)
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertTrue(s.transport.aborted)
+
+    def test_unreadAnswers(self):
+        """
+        The next request is read only once the answer to the last one left;
+        a peer that does not read its answers is reset after
+        L{IDLE_TIMEOUT} with one answer queued.
+        """
+        transport = DrainingTransport()
+        s, d = self.serve(transport)
+        request = varint.lpEncode(encodeMessage(Message(type=Message.FIND_NODE, key=b"a")))
+        s.dataReceived(request * 3)
+        self.assertEqual(len(frames(transport.value())), 1)
+        transport.drain()
+        self.assertEqual(len(frames(transport.value())), 2)
+        self.clock.advance(IDLE_TIMEOUT)
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertTrue(transport.aborted)

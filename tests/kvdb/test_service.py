@@ -88,7 +88,7 @@ class FakeHost:
         self.peerID = PrivateKey.generate().peerID()
         self.handlers = {}
 
-    def setStreamHandler(self, protocol, handler):
+    def setStreamHandler(self, protocol, handler, maxInbound=None):
         self.handlers[protocol] = handler
 
     def removeHandler(self, protocol):

@@ -53,10 +53,10 @@ class FakeHost:
     def protocols(self):
         return list(self._handlers)
 
-    def setStreamHandler(self, protocolID, handler, *, allowLimited=False):
+    def setStreamHandler(self, protocolID, handler, *, allowLimited=False, maxInbound=None):
         self._handlers[protocolID] = ("async", handler)
 
-    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False):
+    def setProtocolFactory(self, protocolID, factory, *, allowLimited=False, maxInbound=None):
         self._handlers[protocolID] = ("raw", factory)
 
     def addConnectionObserver(self, observer):

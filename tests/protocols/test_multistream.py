@@ -192,6 +192,16 @@ class ListenerTests(SynchronousTestCase):
         self.assertIsNone(selected)
         self.assertEqual(out, H + lpEncode(NOISE + TLS + b"\n"))
 
+    def test_lsAnsweredOnce(self) -> None:
+        """
+        Only the first C{ls} gets the list; later ones get C{na} (a dialer
+        that does not read must not make us queue the list again and
+        again).
+        """
+        listener = Listener(["/noise", "/tls/1.0.0"])
+        listener.receive(H + LS)
+        self.assertEqual(listener.receive(LS * 3), (NA * 3, None))
+
     def test_naIsNotAProtocol(self) -> None:
         """
         A dialer proposing C{na} gets C{na}, even if the match function

@@ -2,6 +2,7 @@
 Tests for L{tau.protocols.ping}.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import TimeoutError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
@@ -58,6 +59,56 @@ class ResponderTests(SynchronousTestCase):
         self.assertFalse(transport.aborted)
         clock.advance(10)
         self.assertTrue(transport.aborted)
+
+
+    def test_unreadPongsPauseReading(self) -> None:
+        """
+        While echoes wait for the peer's window (it does not read them),
+        the responder reads no more pings; it reads again once they left.
+        """
+        transport = WindowTransport()
+        responder = PingResponder()
+        responder.makeConnection(transport)
+        responder.dataReceived(b"a" * 32)
+        self.assertFalse(transport.paused)
+        transport.full = True
+        responder.dataReceived(b"b" * 32)
+        self.assertTrue(transport.paused)
+        transport.drain()
+        self.assertFalse(transport.paused)
+        self.assertEqual(transport.value(), b"a" * 32 + b"b" * 32)
+
+
+class WindowTransport(HalfCloseTransport):
+    """
+    A transport whose writes wait for the peer's window while C{full}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.full = False
+        self.paused = False
+        self.waiting = []
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def whenDrained(self):
+        d = Deferred()
+        if self.full:
+            self.waiting.append(d)
+        else:
+            d.callback(None)
+        return d
+
+    def drain(self):
+        self.full = False
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
 
 
 class Silent(Protocol):

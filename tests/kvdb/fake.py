@@ -1,7 +1,7 @@
 """
 An in-memory stand-in for L{tau.kvdb.service.KVDBService}'s reads and
-writes (C{open}, C{get}, C{list}, C{put}, C{delete}), for the tests of the
-services that store in it.
+writes (C{open}, C{get}, C{list}, C{put}, C{delete}, C{write}), for the tests
+of the services that store in it.
 """
 
 from tau.kvdb.service import asKey
@@ -10,9 +10,11 @@ from tau.kvdb.service import asKey
 class FakeKVDB:
     def __init__(self):
         self.databases = {}
+        self.writes = 0
 
     async def open(self, name):
         self.databases.setdefault(name, {})
+        return FakeReplica(self, name)
 
     def _db(self, name):
         if name not in self.databases:
@@ -37,9 +39,35 @@ class FakeKVDB:
         self._db(db).pop(asKey(key), None)
         return None, 1
 
+    async def write(self, db, entries, replicas=1, timeout=30.0):
+        """
+        C{[(key, value or None)]} as one write (None deletes).
+        """
+        keys = [asKey(k) for k, _ in entries]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key appears twice in one write")
+        target = self._db(db)
+        for key, (_, value) in zip(keys, entries):
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = bytes(value)
+        self.writes += 1
+        return None, 1
+
     def snapshot(self):
         """
         A copy of everything stored, to check that a refused request left
         it untouched.
         """
         return {name: dict(db) for name, db in self.databases.items()}
+
+
+class FakeReplica:
+    """
+    What C{open} returns: the heads (one per write made, for the tests).
+    """
+
+    def __init__(self, kvdb, name):
+        self.name = name
+        self.heads = {b"head-%d" % kvdb.writes: kvdb.writes} if kvdb.writes else {}

@@ -10,11 +10,12 @@ from tau.kvdb.service import asKey
 class FakeKVDB:
     def __init__(self):
         self.databases = {}
+        self.replicas = {}
         self.writes = 0
 
     async def open(self, name):
         self.databases.setdefault(name, {})
-        return FakeReplica(self, name)
+        return self.replicas.setdefault(name, FakeReplica(self, name))
 
     def _db(self, name):
         if name not in self.databases:
@@ -33,10 +34,12 @@ class FakeKVDB:
 
     async def put(self, db, key, value, replicas=1, timeout=30.0):
         self._db(db)[asKey(key)] = bytes(value)
+        self._changed(db)
         return None, 1
 
     async def delete(self, db, key, replicas=1, timeout=30.0):
         self._db(db).pop(asKey(key), None)
+        self._changed(db)
         return None, 1
 
     async def write(self, db, entries, replicas=1, timeout=30.0):
@@ -52,8 +55,15 @@ class FakeKVDB:
                 target.pop(key, None)
             else:
                 target[key] = bytes(value)
-        self.writes += 1
+        self._changed(db)
         return None, 1
+
+    def _changed(self, db):
+        self.writes += 1
+        replica = self.replicas.get(db)
+        if replica is not None:
+            for observer in list(replica.observers):
+                observer(replica)
 
     def snapshot(self):
         """
@@ -65,9 +75,19 @@ class FakeKVDB:
 
 class FakeReplica:
     """
-    What C{open} returns: the heads (one per write made, for the tests).
+    What C{open} returns: the heads (one, named after the count of writes
+    made) and C{onChange}.
     """
 
     def __init__(self, kvdb, name):
+        self.kvdb = kvdb
         self.name = name
-        self.heads = {b"head-%d" % kvdb.writes: kvdb.writes} if kvdb.writes else {}
+        self.observers = []
+
+    @property
+    def heads(self):
+        return {b"head-%d" % self.kvdb.writes: self.kvdb.writes} if self.kvdb.writes else {}
+
+    def onChange(self, observer):
+        self.observers.append(observer)
+        return lambda: self.observers.remove(observer)

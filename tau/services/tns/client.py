@@ -5,7 +5,9 @@ and publish projects in tns; they never import its server code.
 Fetches are cached for L{TNSClient.cacheTTL} seconds (Taubyte's 120 s) and
 dropped as soon as a message comes on their C{/tns/updates/...} topic
 (L{tau.services.tns.paths.updatesTopic}), which tns publishes after every
-push it stores.  The lookups (L{tau.services.tns.lookups}) run on the
+push it stores; every answer is dropped when a tns node announces on
+C{/tns/updates} that its replica changed (so an answer read from a node
+that had not yet merged a push does not outlive the merge).  The lookups (L{tau.services.tns.lookups}) run on the
 cached fetches.
 """
 
@@ -15,7 +17,7 @@ from twisted.logger import Logger
 from tau.services.discovery import ServiceClient
 from tau.services.framework import ServiceError
 from tau.services.tns import PROTOCOL, lookups
-from tau.services.tns.paths import checkPath, updatesTopic
+from tau.services.tns.paths import CHANGED_TOPIC, checkPath, updatesTopic
 
 log = Logger()
 
@@ -144,16 +146,21 @@ class TNSClient:
         """
         if self.pubsub is None or topic is None:
             return False
+        if CHANGED_TOPIC not in self._topics:
+            self._subscribe(CHANGED_TOPIC)
         if topic in self._topics:
             return True
         if len(self._topics) >= self.maxTopics:
             return False
+        self._subscribe(topic)
+        return True
+
+    def _subscribe(self, topic):
         subscription = self.pubsub.subscribe(topic)
         self._topics[topic] = subscription
         self._generation[topic] = 0
         d = Deferred.fromCoroutine(self._read(topic, subscription))
         d.addErrback(lambda f: log.failure("tns client: reading {topic} failed", f, topic=topic))
-        return True
 
     async def _read(self, topic, subscription):
         async for _message in subscription:
@@ -163,8 +170,15 @@ class TNSClient:
 
     def drop(self, topic):
         """
-        Forget the answers cached under C{topic}.
+        Forget the answers cached under C{topic} (every answer for
+        L{CHANGED_TOPIC}).
         """
+        if topic == CHANGED_TOPIC:
+            for other in list(self._generation):
+                self._generation[other] += 1
+            self._cache.clear()
+            self._byTopic.clear()
+            return
         self._generation[topic] = self._generation.get(topic, 0) + 1
         for key in self._byTopic.pop(topic, ()):
             self._cache.pop(key, None)
@@ -178,3 +192,12 @@ class TNSClient:
             subscription.cancel()
         self._cache.clear()
         self._byTopic.clear()
+
+
+def clientFor(host, pubsub, routing, clock, service=None):
+    """
+    A node's tns client: on C{service} (its L{TNSService}) when the node
+    runs tns, else on the tns nodes found in the network.
+    """
+    calls = service.local() if service is not None else None
+    return TNSClient(host, pubsub, routing, clock, calls=calls)

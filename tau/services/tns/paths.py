@@ -24,6 +24,10 @@ MAX_DEPTH = 64
 #: the longest stored key (the kvdb's own limit)
 MAX_KEY = 4096
 UPDATES_PREFIX = "/tns/updates/"
+#: announced by a tns node when its replica changed (a write here or a
+#: merge of others' writes): every cached answer may be stale (a tau
+#: extension; Taubyte's topics all have a suffix)
+CHANGED_TOPIC = "/tns/updates"
 
 
 class PathError(ValueError):

@@ -10,15 +10,19 @@ from twisted.logger import Logger
 from tau.oneshot import OneShot
 from tau.services.auth import PROTOCOL as AUTH_PROTOCOL
 from tau.services.auth.client import AuthClient
-from tau.services.commands import decodeCommand, decodeResponse, encodeCommand, encodeErrorResponse, encodeResponse
+from tau.services.commands import RemoteError, decodeCommand, decodeResponse, encodeCommand, encodeErrorResponse, encodeResponse
 from tau.services.discovery import Announcer, ServiceClient
 from tau.services.frames import HEADER_SIZE
 from tau.services.framework import CommandRouter
 from tau.services.tns import PROTOCOL
 from tau.services.tns.commands import Commands
 from tau.services.tns.config import TNSConfig
+from tau.services.tns.paths import CHANGED_TOPIC
 from tau.services.tns.storage import Storage
 from tau.services.tns.tenancy import Tenancy
+
+#: seconds the changes of the replica are gathered into one announcement
+ANNOUNCE_DELAY = 0.05
 
 log = Logger()
 
@@ -54,8 +58,11 @@ class TNSService(Service):
                                  reactor, config.maxKeys)
         self.router = CommandRouter(PROTOCOL, reactor, maxMessage=config.maxMessage)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
+        self.pubsub = pubsub
         self._installed = False
         self._ready = OneShot()
+        self._stopWatching = None
+        self._announce = None
 
     def startService(self):
         super().startService()
@@ -68,6 +75,8 @@ class TNSService(Service):
         await self.storage.open()
         if not self.running:
             return self
+        if self.pubsub is not None:
+            self._stopWatching = await self.storage.onChange(self._changed)
         self.commands.define(self.router)
         self.router.install(self.host)
         self._installed = True
@@ -75,6 +84,20 @@ class TNSService(Service):
             self.announcer.start()
         log.info("tns serving {protocol}", protocol=PROTOCOL)
         return self
+
+    def _changed(self):
+        """
+        The replica changed: announce it on L{CHANGED_TOPIC} (once for the
+        changes of L{ANNOUNCE_DELAY} seconds), so clients drop what they
+        cached, whichever node they read from.
+        """
+        if self._announce is None or not self._announce.active():
+            self._announce = self.reactor.callLater(ANNOUNCE_DELAY, self._announceChange)
+
+    def _announceChange(self):
+        self._announce = None
+        d = Deferred.fromCoroutine(self.pubsub.publish(CHANGED_TOPIC, b""))
+        d.addErrback(lambda f: log.info("tns: announcing a change failed: {why}", why=f.getErrorMessage()))
 
     def whenReady(self):
         """
@@ -88,6 +111,12 @@ class TNSService(Service):
             self._installed = False
         if self.announcer is not None:
             self.announcer.stop()
+        if self._stopWatching is not None:
+            self._stopWatching()
+            self._stopWatching = None
+        if self._announce is not None and self._announce.active():
+            self._announce.cancel()
+        self._announce = None
         return super().stopService()
 
     def local(self):
@@ -125,6 +154,12 @@ class LocalCalls:
         return decodeResponse(frame[HEADER_SIZE:])
 
 
+class CredentialRefused(Exception):
+    """
+    auth refused a caller's credential.
+    """
+
+
 def makeTNS(host, kvdb, pubsub, reactor, config, trusted, *, routing=None):
     """
     The tns service of a node.
@@ -137,7 +172,11 @@ def makeTNS(host, kvdb, pubsub, reactor, config, trusted, *, routing=None):
     authCalls = ServiceClient(host, routing, AUTH_PROTOCOL)
 
     async def projectsOf(token):
-        return await AuthClient(host, routing, token=token, client=authCalls).projects()
+        try:
+            return await AuthClient(host, routing, token=token, client=authCalls).projects()
+        except RemoteError as e:
+            # auth's reason, without its router's prefix
+            raise CredentialRefused(str(e).partition('" failed: ')[2] or str(e)) from None
 
     return TNSService(host, kvdb, pubsub, reactor, config or TNSConfig(), trusted, projectsOf=projectsOf,
                       routing=routing)

@@ -92,6 +92,13 @@ class Storage:
     async def _write(self, batch):
         await self.kvdb.write(self.database, batch, self.replicas, self.timeout)
 
+    async def onChange(self, callback):
+        """
+        Call C{callback()} after every write or merge that changed the
+        database here; returns a function that stops it.
+        """
+        return (await self.kvdb.open(self.database)).onChange(lambda _replica: callback())
+
     async def heads(self):
         """
         C{{cid: height}}: the database's current heads.

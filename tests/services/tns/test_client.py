@@ -114,6 +114,19 @@ class CacheTests(ClientTestCase):
         await self.client.http("api.example.com", "/items", "GET")
         self.assertEqual(self.calls.fetches, sent + 1)
 
+    async def test_replicaChanged(self):
+        """
+        A tns node announcing that its replica changed drops every answer
+        (one read before it merged a push would be stale), and an answer
+        on its way then is not kept.
+        """
+        await self.client.fetch(["a", "b"])
+        await self.client.fetch(["c", "d"])
+        await self.pubsub.publish("/tns/updates", b"")
+        await self.client.fetch(["a", "b"])
+        await self.client.fetch(["c", "d"])
+        self.assertEqual(self.calls.fetches, 4)
+
     async def test_expires(self):
         """
         A cached answer is kept cacheTTL seconds, not one more.
@@ -158,6 +171,7 @@ class CacheTests(ClientTestCase):
         Past maxTopics topics, answers are not cached (and no topic more is
         listened to).
         """
+        await self.client.fetch(["n0", "a", "b"])
         self.client.maxTopics = len(self.client._topics) + 1
         sent = self.calls.fetches
         await self.client.fetch(["n1", "a", "b"])

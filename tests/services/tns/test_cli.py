@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from tests.cloud import Cloud, until
-from tests.processes import TAU, run
+from tests.processes import TAU, environment, run
 from tests.project.helpers import PROJECT_ID
 from tests.services.tns.helpers import GET_ITEMS, SITE, shopProject
 
@@ -36,8 +36,8 @@ class CLITests(TestCase):
         self.cloud = await Cloud(self).start(["tns", "tns"])
         self.root = self.cloud.roots[0]
 
-    async def tau(self, *args, root=None):
-        return await run(reactor, TAU + ["--root", str(root or self.root), *args])
+    async def tau(self, *args, root=None, env=None):
+        return await run(reactor, TAU + ["--root", str(root or self.root), *args], env=env)
 
     async def ok(self, *args, root=None):
         status, out, err = await self.tau(*args, root=root)
@@ -83,6 +83,8 @@ class CLITests(TestCase):
         self.assertTrue(err.startswith("tau: functions/get_items.yaml:1: execution/call: required attribute\n"), err)
         self.assertIn("functions/get_items.yaml:1: id: failed parsing `nope` as a CID", err)
         self.assertEqual(json.loads(await self.ok("tns", "fetch", f"projects/{PROJECT_ID}")), None)
-        status, out, err = await self.tau("project", "push", str(folder))
+        # (the test's folder is inside tau's own repository: git must not look above it)
+        status, out, err = await self.tau("project", "push", str(folder),
+                                          env=environment(GIT_CEILING_DIRECTORIES=str(folder.parent)))
         self.assertEqual(status, 1)
         self.assertIn("give --commit", err)

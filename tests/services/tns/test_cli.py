@@ -85,6 +85,6 @@ class CLITests(TestCase):
         self.assertEqual(json.loads(await self.ok("tns", "fetch", f"projects/{PROJECT_ID}")), None)
         # (the test's folder is inside tau's own repository: git must not look above it)
         status, out, err = await self.tau("project", "push", str(folder),
-                                          env=environment(GIT_CEILING_DIRECTORIES=str(folder.parent)))
+                                          env=environment(GIT_CEILING_DIRECTORIES=str(folder.resolve().parent)))
         self.assertEqual(status, 1)
         self.assertIn("give --commit", err)

@@ -53,6 +53,9 @@ class TNSClient:
         self._topics = {}
         self._generation = {}
         self._byTopic = {}
+        self._answers = {}
+        self._answersByTopic = {}
+        self._epoch = 0
 
     async def _call(self, name, body, peers=None):
         if self.token is not None:
@@ -67,12 +70,12 @@ class TNSClient:
         """
         The object at C{path} (None when absent), cached.
         """
-        path = checkPath(path)
-        key = tuple(path)
         now = self.clock.seconds()
+        key = tuple(path)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        path = checkPath(path)
         topic = updatesTopic(path)
         cacheable = self._listen(topic)
         generation = self._generation.get(topic)
@@ -126,17 +129,44 @@ class TNSClient:
 
     # lookups
 
+    # lookups, cached as a whole: an answer is kept as long as none of the
+    # answers it was made of is dropped (and cacheTTL at most); callers do
+    # not change what they are given
+
     async def project(self, projectId, branch="main"):
-        return await lookups.project(self.fetch, projectId, branch)
+        return await self._lookup(("project", projectId, branch), lambda f: lookups.project(f, projectId, branch))
 
     async def resource(self, projectId, resourceId, branch="main"):
-        return await lookups.resource(self.fetch, projectId, resourceId, branch)
+        return await self._lookup(("resource", projectId, resourceId, branch),
+                                  lambda f: lookups.resource(f, projectId, resourceId, branch))
 
     async def http(self, host, path, method="GET"):
-        return await lookups.http(self.fetch, host, path, method)
+        return await self._lookup(("http", host, path, method), lambda f: lookups.http(f, host, path, method))
 
     async def currentCommit(self, projectId, branch="main"):
         return await lookups.currentCommit(self.fetch, projectId, branch)
+
+    async def _lookup(self, key, run):
+        now = self.clock.seconds()
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        epoch = self._epoch
+        topics = set()
+
+        async def fetch(path):
+            topics.add(updatesTopic(path))
+            return await self.fetch(path)
+
+        value = await run(fetch)
+        if epoch == self._epoch and all(t in self._topics for t in topics):
+            if len(self._answers) >= self.maxCached:
+                self._answers.clear()
+                self._answersByTopic.clear()
+            self._answers[key] = (now + self.cacheTTL, value)
+            for topic in topics:
+                self._answersByTopic.setdefault(topic, set()).add(key)
+        return value
 
     # the cache
 
@@ -173,15 +203,20 @@ class TNSClient:
         Forget the answers cached under C{topic} (every answer for
         L{CHANGED_TOPIC}).
         """
+        self._epoch += 1
         if topic == CHANGED_TOPIC:
             for other in list(self._generation):
                 self._generation[other] += 1
             self._cache.clear()
             self._byTopic.clear()
+            self._answers.clear()
+            self._answersByTopic.clear()
             return
         self._generation[topic] = self._generation.get(topic, 0) + 1
         for key in self._byTopic.pop(topic, ()):
             self._cache.pop(key, None)
+        for key in self._answersByTopic.pop(topic, ()):
+            self._answers.pop(key, None)
 
     def close(self):
         """
@@ -192,6 +227,8 @@ class TNSClient:
             subscription.cancel()
         self._cache.clear()
         self._byTopic.clear()
+        self._answers.clear()
+        self._answersByTopic.clear()
 
 
 def clientFor(host, pubsub, routing, clock, service=None):

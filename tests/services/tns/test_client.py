@@ -127,6 +127,17 @@ class CacheTests(ClientTestCase):
         await self.client.fetch(["c", "d"])
         self.assertEqual(self.calls.fetches, 4)
 
+    async def test_answerFollowsItsParts(self):
+        """
+        A cached lookup answer is dropped when any answer it was made of is
+        (here: the function's config changed under the same commit).
+        """
+        self.assertEqual((await self.client.http("api.example.com", "/items", "GET"))["id"], GET_ITEMS)
+        await self.client.push(["branches", "main", "commit", "c1", "projects", PROJECT_ID, "functions", GET_ITEMS,
+                                "paths"], ["/other"])
+        self.assertEqual((await self.client.http("api.example.com", "/items", "GET"))["id"], SITE)
+        self.assertEqual((await self.client.http("api.example.com", "/other", "GET"))["id"], GET_ITEMS)
+
     async def test_expires(self):
         """
         A cached answer is kept cacheTTL seconds, not one more.

@@ -52,7 +52,6 @@ class Level:
 
     def __init__(self, name, prefix):
         self.name = name
-        self.prefix = prefix
         self.configFile = prefix + "config.yaml"
         self.config = None
         self.configPresent = False

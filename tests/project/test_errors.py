@@ -104,13 +104,14 @@ class FieldErrorTests(ProjectTestMixin, SynchronousTestCase):
     def test_namesStayInTheirKeys(self):
         """
         Names and repository ids become tns key segments: a name with a /
-        (possible inline in config.yaml), a file named ...yaml (name ..),
-        a repository id with a / are refused, so nothing writes outside the
+        or named .. (both possible inline in config.yaml; files named so are
+        hidden, so never read), a repository id with a / are refused, so nothing writes outside the
         project's keys.
         """
         config = f"id: {IDS[9]}\ndatabases:\n  ../../x:\n    id: {IDS[5]}\n    match: m\n    storage: {{size: 1MB}}\n"
         self.assertEqual(self.errors({"config.yaml": config}), ['config.yaml:3: name: the resource\'s name "../../x" cannot be part of a key (no /, not . or ..)'])
-        self.assertEqual(self.errors({"domains/...yaml": domain()}), ['domains/...yaml:1: name: the resource\'s name ".." cannot be part of a key (no /, not . or ..)'])
+        config = f"id: {IDS[9]}\ndomains:\n  '..': {{id: {IDS[1]}, fqdn: a.example.com}}\n"
+        self.assertEqual(self.errors({"config.yaml": config}), ['config.yaml:3: name: the resource\'s name ".." cannot be part of a key (no /, not . or ..)'])
         self.assertEqual(
             self.errors({"libraries/l.yaml": f"id: {IDS[3]}\nsource: {{github: {{id: ../../x, fullname: a/b}}}}\n"}),
             ['libraries/l.yaml:2: source/github/id: "../../x" cannot be part of a key (no /, not . or ..)'],

@@ -182,15 +182,19 @@ class TNSClient:
             return True
         if len(self._topics) >= self.maxTopics:
             return False
-        self._subscribe(topic)
-        return True
+        return self._subscribe(topic)
 
     def _subscribe(self, topic):
-        subscription = self.pubsub.subscribe(topic)
+        try:
+            subscription = self.pubsub.subscribe(topic)
+        except ValueError:
+            # a topic pubsub refuses (too long): nothing under it is cached
+            return False
         self._topics[topic] = subscription
         self._generation[topic] = 0
         d = Deferred.fromCoroutine(self._read(topic, subscription))
         d.addErrback(lambda f: log.failure("tns client: reading {topic} failed", f, topic=topic))
+        return True
 
     async def _read(self, topic, subscription):
         async for _message in subscription:

@@ -22,6 +22,7 @@ L{MAX_REPEATS} repeats) is refused, and the keys are matched in a thread.
 import re
 
 import cbor2
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -157,12 +158,20 @@ class Commands:
                 admitted.append((p, stored))
         await self.storage.write(admitted)
         if self.publish is not None:
-            for topic in sorted({updatesTopic(p) for p, _ in admitted} | {updatesTopic(path)} - {None}):
-                try:
-                    await self.publish(topic, b"")
-                except Exception as e:
-                    log.info("tns: announcing {topic} failed: {why}", topic=topic, why=str(e))
+            topics = sorted(({updatesTopic(p) for p, _ in admitted} | {updatesTopic(path)}) - {None})
+            Deferred.fromCoroutine(self._announce(topics))
         return {"pushed": True}
+
+    async def _announce(self, topics):
+        """
+        Announce a stored push on the topics of its keys (after it is
+        answered: its caller does not wait for them).
+        """
+        for topic in topics:
+            try:
+                await self.publish(topic, b"")
+            except Exception as e:
+                log.info("tns: announcing {topic} failed: {why}", topic=topic, why=str(e))
 
     # reads
 

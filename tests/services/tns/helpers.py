@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
+from tau.pubsub.message import MAX_TOPIC_LENGTH
 from tau.pubsub.service import Subscription
 from tau.services.tns.commands import Commands
 from tau.services.tns.service import LocalCalls
@@ -51,6 +52,8 @@ class FakePubSub:
         self.published = []
 
     def subscribe(self, topic):
+        if not topic or len(topic) > MAX_TOPIC_LENGTH:
+            raise ValueError("an empty or too long topic")
         subscription = Subscription(topic, self)
         self.subscriptions.setdefault(topic, []).append(subscription)
         return subscription

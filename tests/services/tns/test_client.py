@@ -138,6 +138,17 @@ class CacheTests(ClientTestCase):
         self.assertEqual((await self.client.http("api.example.com", "/items", "GET"))["id"], SITE)
         self.assertEqual((await self.client.http("api.example.com", "/other", "GET"))["id"], GET_ITEMS)
 
+    async def test_longTopic(self):
+        """
+        A path whose updates topic pubsub refuses (over 1,024 characters) is
+        fetched every time, never cached.
+        """
+        path = ["s" * 256] * 5
+        await self.calls.call("push", {"path": path, "data": 1})
+        self.assertEqual(await self.client.fetch(path), 1)
+        self.assertEqual(await self.client.fetch(path), 1)
+        self.assertEqual(self.calls.fetches, 2)
+
     async def test_expires(self):
         """
         A cached answer is kept cacheTTL seconds, not one more.

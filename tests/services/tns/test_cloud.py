@@ -11,6 +11,7 @@ from tau.project import compileProject
 from tau.services.commands import RemoteError
 from tau.services.framework import call
 from tau.services.tns import PROTOCOL
+from tau.services.tns.config import TNSConfig
 from tests.cloud import Cloud, until
 from tests.project.helpers import PROJECT_ID
 from tests.services.tns.helpers import GET_ITEMS, SITE, shopProject
@@ -57,3 +58,21 @@ class CloudTests(TestCase):
         self.assertEqual(str(e.exception), 'router: executing command "fetch" failed: this cloud did not issue the token')
         self.assertEqual(await call(stranger, first.host.peerID, PROTOCOL, "fetch",
                                     {"path": ["projects", PROJECT_ID]}), {"object": None})
+
+    async def test_replicasBeforeAnswer(self):
+        """
+        With replicas: 3 a publish returns only once every tns node holds
+        it: the others answer from their own replica at once.
+        """
+        cloud = Cloud(self, TNSConfig(replicas=3, writeTimeout=60))
+        await cloud.start(["tns", "tns", "tns"])
+        first, second, third = cloud.nodes
+        await until(lambda: _meshed(cloud.nodes), "the tns database's pubsub mesh")
+        await first.tnsClient.publish(compileProject(shopProject(self.mktemp())), "c1")
+        for node in (second, third):
+            self.assertEqual(await node.tns.storage.get(["projects", PROJECT_ID, "branches", "main", "current",
+                                                         "current"]), "c1")
+
+
+async def _meshed(nodes):
+    return all(len(n.pubsub.topicPeers("/tau/kvdb/1.0.0/tns")) >= len(nodes) - 1 for n in nodes)

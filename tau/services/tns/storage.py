@@ -51,12 +51,7 @@ class Storage:
 
         @raise TooMany: when there are more than C{limit}.
         """
-        key = storedKey(path) if path else KEY_PREFIX.encode("utf-8")
-        rows = await self.kvdb.list(self.database, key, limit + 2, True)
-        out = [(pathOf(k), decodeValue(v)) for k, v in rows if k == key or k.startswith(key + b"/")]
-        if len(out) > limit:
-            raise TooMany(f"more than {limit} keys under /{'/'.join(path)}")
-        return out
+        return await self._under(path, limit, True)
 
     async def paths(self, path, limit):
         """
@@ -64,9 +59,20 @@ class Storage:
 
         @raise TooMany: when there are more than C{limit}.
         """
-        key = storedKey(path) if path else KEY_PREFIX.encode("utf-8")
-        rows = await self.kvdb.list(self.database, key, limit + 2, False)
-        out = [pathOf(k) for k in rows if k == key or k.startswith(key + b"/")]
+        return [p for p, _ in await self._under(path, limit, False)]
+
+    async def _under(self, path, limit, values):
+        out = []
+        if path:
+            raw = await self.kvdb.get(self.database, storedKey(path))
+            if raw is not None:
+                out.append((list(path), decodeValue(raw) if values else None))
+        prefix = (storedKey(path) if path else KEY_PREFIX.encode("utf-8")) + b"/"
+        rows = await self.kvdb.list(self.database, prefix, limit + 1 - len(out), values)
+        if values:
+            out += [(pathOf(k), decodeValue(v)) for k, v in rows]
+        else:
+            out += [(pathOf(k), None) for k in rows]
         if len(out) > limit:
             raise TooMany(f"more than {limit} keys under /{'/'.join(path)}")
         return out

@@ -170,6 +170,17 @@ class ReadTests(CommandTestCase):
         self.assertEqual(await self.failure("fetch", {"path": "t/a"}),
                          failed("fetch", "path: expected a list of text segments"))
 
+    async def test_siblingsSortedFirst(self):
+        """
+        Keys beside the path that sort before its children (C{a-x} before
+        C{a/}) neither hide them nor count against the limit.
+        """
+        await self.call("push", {"path": ["s"], "data": {f"a-{i}": i for i in range(10)}})
+        await self.call("push", {"path": ["s", "a"], "data": {"k": 1}})
+        self.commands.maxKeys = 1
+        self.assertEqual(await self.call("fetch", {"path": ["s", "a"]}), {"object": 1})
+        self.assertEqual(await self.call("lookup", {"prefix": ["s", "a"], "regex": False}), {"keys": ["/s/a/k"]})
+
     async def test_lookup(self):
         self.assertEqual(await self.call("lookup", {"prefix": ["t", "a"], "regex": False}),
                          {"keys": ["/t/a/x", "/t/a/y"]})

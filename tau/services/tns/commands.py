@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from tau.services.tns.paths import KEY_PREFIX, PathError, assemble, checkPath, leaves, updatesTopic
+from tau.services.tns.paths import KEY_PREFIX, assemble, checkPath, leaves, updatesTopic
 from tau.services.tns.tenancy import HIDDEN
 
 try:
@@ -100,25 +100,16 @@ class Commands:
         self.publish = publish
         self.reactor = reactor
         self.maxKeys = maxKeys
+        #: C{{name: async handler(peer, body)}}
+        self.handlers = {name: self._handler(getattr(self, "_" + name)) for name in NAMES}
 
     def define(self, router):
-        for name in NAMES:
-            router.define(name, self.handlers[name])
-
-    @property
-    def handlers(self):
-        """
-        C{{name: async handler(peer, body)}}.
-        """
-        return {name: self._handler(getattr(self, "_" + name)) for name in NAMES}
+        for name, handler in self.handlers.items():
+            router.define(name, handler)
 
     def _handler(self, method):
         async def handle(peer, body):
-            reach = await self.tenancy.reachOf(peer, body)
-            try:
-                return await method(reach, body)
-            except PathError as e:
-                raise Invalid(str(e)) from None
+            return await method(await self.tenancy.reachOf(peer, body), body)
 
         return handle
 

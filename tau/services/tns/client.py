@@ -71,11 +71,12 @@ class TNSClient:
         The object at C{path} (None when absent), cached.
         """
         now = self.clock.seconds()
-        key = tuple(path)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if isinstance(path, list) and all(type(s) is str for s in path):
+            hit = self._cache.get(tuple(path))
+            if hit is not None and hit[0] > now:
+                return hit[1]
         path = checkPath(path)
+        key = tuple(path)
         topic = updatesTopic(path)
         cacheable = self._listen(topic)
         generation = self._generation.get(topic)

@@ -10,6 +10,7 @@ from twisted.trial.unittest import TestCase
 from tau.project import compileProject
 from tau.services.tns.client import TNSClient
 from tau.services.tns.lookups import functionScore, hostKey, websiteScore
+from tau.services.tns.paths import PathError
 from tests.project.helpers import APP_ID, PROJECT_ID
 from tests.services.tns.helpers import DATABASE, GET_ITEMS, POST_ITEMS, SITE, calls, makeCommands, shopProject
 
@@ -148,6 +149,15 @@ class CacheTests(ClientTestCase):
         self.assertEqual(await self.client.fetch(path), 1)
         self.assertEqual(await self.client.fetch(path), 1)
         self.assertEqual(self.calls.fetches, 2)
+
+    async def test_badPath(self):
+        """
+        A path that is not a list of text segments is refused as such
+        (never a TypeError from the cache).
+        """
+        for path in ([["a"]], "a/b", ["a", ""]):
+            with self.assertRaises(PathError):
+                await self.client.fetch(path)
 
     async def test_expires(self):
         """

@@ -130,9 +130,9 @@ class TNSClient:
 
     # lookups
 
-    # lookups, cached as a whole: an answer is kept as long as none of the
-    # answers it was made of is dropped (and cacheTTL at most); callers do
-    # not change what they are given
+    # lookups, cached as a whole: an answer is kept as long as every answer
+    # it was made of is (none dropped, none expired); callers do not change
+    # what they are given
 
     async def project(self, projectId, branch="main"):
         return await self._lookup(("project", projectId, branch), lambda f: lookups.project(f, projectId, branch))
@@ -154,17 +154,22 @@ class TNSClient:
             return hit[1]
         epoch = self._epoch
         topics = set()
+        expires = [now + self.cacheTTL]
 
         async def fetch(path):
+            value = await self.fetch(path)
             topics.add(updatesTopic(path))
-            return await self.fetch(path)
+            part = self._cache.get(tuple(path))
+            expires.append(part[0] if part is not None else now)
+            return value
 
         value = await run(fetch)
-        if epoch == self._epoch and all(t in self._topics for t in topics):
+        expiry = min(expires)
+        if epoch == self._epoch and expiry > now and all(t in self._topics for t in topics):
             if len(self._answers) >= self.maxCached:
                 self._answers.clear()
                 self._answersByTopic.clear()
-            self._answers[key] = (now + self.cacheTTL, value)
+            self._answers[key] = (expiry, value)
             for topic in topics:
                 self._answersByTopic.setdefault(topic, set()).add(key)
         return value

@@ -139,6 +139,22 @@ class CacheTests(ClientTestCase):
         self.assertEqual((await self.client.http("api.example.com", "/items", "GET"))["id"], SITE)
         self.assertEqual((await self.client.http("api.example.com", "/other", "GET"))["id"], GET_ITEMS)
 
+    async def test_answerExpiresWithItsParts(self):
+        """
+        A cached lookup answer lives no longer than the oldest fetch it was
+        made of.
+        """
+        await self.client.fetch(["projects", PROJECT_ID, "branches", "main", "current"])
+        self.clock.advance(100)
+        await self.client.http("api.example.com", "/items", "GET")
+        sent = self.calls.fetches
+        self.clock.advance(TNSClient.cacheTTL - 100 - 0.5)
+        await self.client.http("api.example.com", "/items", "GET")
+        self.assertEqual(self.calls.fetches, sent)
+        self.clock.advance(0.5)
+        await self.client.http("api.example.com", "/items", "GET")
+        self.assertEqual(self.calls.fetches, sent + 1)
+
     async def test_longTopic(self):
         """
         A path whose updates topic pubsub refuses (over 1,024 characters) is

@@ -1,11 +1,17 @@
 """
 tau project compile DIR: compile a Taubyte project config repository (no
-node needed).
+node needed); tau project push DIR: compile it and publish it to tns
+through the running node.
 """
 
 import json
+import os
+import subprocess
 import sys
 
+from tau.cli import UsageError, runReactor
+from tau.cli.swarm import _config
+from tau.control.client import call
 from tau.project import DEFAULT_BRANCH, ProjectErrors, compileProject
 
 
@@ -22,6 +28,15 @@ def register(sub):
     compile.add_argument("--branch", default=DEFAULT_BRANCH, help=f"the branch the index values name (default {DEFAULT_BRANCH})")
     compile.add_argument("--cloud", default=None, metavar="FQDN", help="the network whose clouds: entry gives the project's account and plan")
     compile.set_defaults(run=compileCommand)
+    push = psub.add_parser(
+        "push",
+        help="compile a project config repository and publish it to tns through the running node",
+        description="The node compiles DIR and publishes it: the indexes, the config under the commit, then the branch's current pointer.",
+    )
+    push.add_argument("dir", help="the repository's folder")
+    push.add_argument("--branch", default=DEFAULT_BRANCH, help=f"the branch to publish (default {DEFAULT_BRANCH})")
+    push.add_argument("--commit", default=None, help="the commit to publish as (default: DIR's git HEAD)")
+    push.set_defaults(run=pushCommand)
 
 
 def compileCommand(args):
@@ -33,4 +48,28 @@ def compileCommand(args):
         return 1
     json.dump(compiled.asJSON(), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+    return 0
+
+
+def gitHead(folder):
+    """
+    The commit DIR's git HEAD names (run before the reactor starts).
+    """
+    try:
+        done = subprocess.run(["git", "-C", folder, "rev-parse", "--verify", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"{folder}: cannot read its git HEAD ({e}); give --commit") from None
+    if done.returncode != 0:
+        raise UsageError(f"{folder}: not a git repository with a commit ({done.stderr.strip()}); give --commit")
+    return done.stdout.strip()
+
+
+def pushCommand(args):
+    folder = os.path.abspath(args.dir)
+    if not os.path.isdir(folder):
+        raise UsageError(f"{args.dir}: not a folder")
+    commit = args.commit or gitHead(folder)
+    params = [("arg", folder), ("branch", args.branch), ("commit", commit)]
+    answer = runReactor(lambda reactor: call(reactor, _config(args), "tns/push", params, timeout=600))
+    print(f"published {answer['Project']} {answer['Branch']}@{answer['Commit']} through {answer['Peer']}")
     return 0

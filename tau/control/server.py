@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from tau.control import dht, kvdb, pubsub, store, swarm  # noqa: F401  (they register their commands)
+from tau.control import dht, kvdb, pubsub, store, swarm, tns  # noqa: F401  (they register their commands)
 from tau.control.intake import check, errorBody, storeFull
 from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
 from tau.diskfull import isFull

@@ -1,7 +1,7 @@
 """
 An in-memory stand-in for L{tau.kvdb.service.KVDBService}'s reads and
-writes (C{open}, C{get}, C{list}, C{put}, C{delete}), for the tests of the
-services that store in it.
+writes (C{open}, C{get}, C{list}, C{put}, C{delete}, C{write}), for the tests
+of the services that store in it.
 """
 
 from tau.kvdb.service import asKey
@@ -10,9 +10,12 @@ from tau.kvdb.service import asKey
 class FakeKVDB:
     def __init__(self):
         self.databases = {}
+        self.replicas = {}
+        self.writes = 0
 
     async def open(self, name):
         self.databases.setdefault(name, {})
+        return self.replicas.setdefault(name, FakeReplica(self, name))
 
     def _db(self, name):
         if name not in self.databases:
@@ -31,11 +34,36 @@ class FakeKVDB:
 
     async def put(self, db, key, value, replicas=1, timeout=30.0):
         self._db(db)[asKey(key)] = bytes(value)
+        self._changed(db)
         return None, 1
 
     async def delete(self, db, key, replicas=1, timeout=30.0):
         self._db(db).pop(asKey(key), None)
+        self._changed(db)
         return None, 1
+
+    async def write(self, db, entries, replicas=1, timeout=30.0):
+        """
+        C{[(key, value or None)]} as one write (None deletes).
+        """
+        keys = [asKey(k) for k, _ in entries]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key appears twice in one write")
+        target = self._db(db)
+        for key, (_, value) in zip(keys, entries):
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = bytes(value)
+        self._changed(db)
+        return None, 1
+
+    def _changed(self, db):
+        self.writes += 1
+        replica = self.replicas.get(db)
+        if replica is not None:
+            for observer in list(replica.observers):
+                observer(replica)
 
     def snapshot(self):
         """
@@ -43,3 +71,23 @@ class FakeKVDB:
         it untouched.
         """
         return {name: dict(db) for name, db in self.databases.items()}
+
+
+class FakeReplica:
+    """
+    What C{open} returns: the heads (one, named after the count of writes
+    made) and C{onChange}.
+    """
+
+    def __init__(self, kvdb, name):
+        self.kvdb = kvdb
+        self.name = name
+        self.observers = []
+
+    @property
+    def heads(self):
+        return {b"head-%d" % self.kvdb.writes: self.kvdb.writes} if self.kvdb.writes else {}
+
+    def onChange(self, observer):
+        self.observers.append(observer)
+        return lambda: self.observers.remove(observer)

@@ -12,7 +12,7 @@ from tests.kvdb.fake import FakeKVDB
 
 class FakeKVDBTests(TestCase):
     def test_sameSignatures(self):
-        for name in ("open", "get", "list", "put", "delete"):
+        for name in ("open", "get", "list", "put", "delete", "write"):
             self.assertEqual(inspect.signature(getattr(FakeKVDB, name)), inspect.signature(getattr(KVDBService, name)),
                              name)
 

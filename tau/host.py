@@ -9,6 +9,7 @@ from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tau._version import __version__
 from tau.addrs import UnsupportedAddress, addressGroup, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
@@ -16,6 +17,7 @@ from tau.connection import OUTBOUND, RawConnection, UpgradeFailed
 from tau.connmgr import ConnectionManager
 from tau.dialer import DIAL_DEADLINE, MAX_PARALLEL, DialRace, rankAddrs
 from tau.inbound import CONFIG_NAMES as INBOUND_CONFIG, InboundGate, InboundLimits
+from tau.interfaces import IHost
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
@@ -66,6 +68,7 @@ class _RawFactory(Factory):
         return raw
 
 
+@implementer(IHost)
 class Host(Service):
     """
     A libp2p host for one identity.

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tau.addrs import ipOf, sourceOf
+from tau.interfaces import IRouting
 from tau.kad.dht import IKadTransport, KademliaCore
 from tau.kad.messages import PROTOCOL_ID, PeerInfo
 from tau.kad.records import RecordStore
@@ -70,6 +71,7 @@ class HostKadTransport:
         return addrsToBytes(self.host.announcedAddresses())
 
 
+@implementer(IRouting)
 class DHTService(Service):
     """
     The node's Kademlia DHT.

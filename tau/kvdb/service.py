@@ -29,7 +29,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from tau.interfaces import IKVDB
 from tau.kvdb import codec, writers
 from tau.kvdb.replica import Replica
 from tau.kvdb.view import View
@@ -73,6 +75,7 @@ def asKey(key):
     return codec.checkKey(bytes(key))
 
 
+@implementer(IKVDB)
 class KVDBService(Service):
     """
     @param host: the node's host (push protocol, our PeerID).

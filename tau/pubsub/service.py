@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from tau.addrs import ipOf
 from tau.connection import OUTBOUND
+from tau.interfaces import IPubSub
 from tau.oneshot import OneShot
 from tau.protocols import varint
 from tau.pubsub.message import (
@@ -211,6 +212,7 @@ class _PeerWriter(Protocol):
             self.transport.loseConnection()
 
 
+@implementer(IPubSub)
 class PubSubService(Service):
     """
     The node's pubsub.

@@ -1,0 +1,19 @@
+"""
+The node's capabilities provide their interfaces (tau.interfaces).
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyClass
+
+from tau.host import Host
+from tau.interfaces import IHost, IKVDB, IPubSub, IRouting
+from tau.kad.network import DHTService
+from tau.kvdb.service import KVDBService
+from tau.pubsub.service import PubSubService
+
+
+class ImplementationTests(TestCase):
+    def test_classes(self):
+        for interface, cls in ((IHost, Host), (IRouting, DHTService), (IPubSub, PubSubService), (IKVDB, KVDBService)):
+            self.assertTrue(verifyClass(interface, cls))

@@ -186,3 +186,15 @@ class IKVDB(Interface):
         """
         A coroutine: add writers to C{db} (only a writer may).
         """
+
+
+class IMembers(Interface):
+    """
+    The nodes of this node's cloud (L{tau.members}).
+    """
+
+    def isMember(peer, service=None):
+        """
+        A coroutine: whether C{peer} showed an admission of this node's
+        cloud (for C{service}, when given); this node always is.
+        """

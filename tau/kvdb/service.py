@@ -285,9 +285,11 @@ class KVDBService(Service):
         The database C{name} of C{service}: its writers are the nodes of the
         cloud that run the service, so every node of the cloud opens the
         same one (the name is C{NAME@GENESIS} of the same genesis; so the
-        quota is the service's choice, not each node's config).
+        quota is the service's choice, not each node's config).  A node in
+        no cloud is a cloud of one: the database's writer is this node.
         """
-        return await self.create(name, [self.cloudWriters(service)], quota)
+        writer = self.cloudWriters(service) if self.cloud is not None else writers.NodeWriter(self.key.peerID())
+        return await self.create(name, [writer], quota)
 
     async def writersOf(self, db):
         """

@@ -17,6 +17,13 @@ class FakeKVDB:
         self.databases.setdefault(name, {})
         return self.replicas.setdefault(name, FakeReplica(self, name))
 
+    async def serviceDatabase(self, service, name, quota=None):
+        """
+        The database of C{service} (the real one is named C{NAME@GENESIS};
+        here C{NAME@SERVICE}).
+        """
+        return await self.open(f"{name}@{service}")
+
     def _db(self, name):
         if name not in self.databases:
             raise KeyError(f"database {name!r} is not open")

@@ -33,7 +33,13 @@ class Storage:
         self.database = database
 
     async def open(self):
-        await self.kvdb.open(self.database)
+        """
+        Open the service's database: written by the nodes of the cloud
+        that run auth (L{tau.interfaces.IKVDB.serviceDatabase}); its full
+        name (C{NAME@GENESIS}) is used from then on.
+        """
+        replica = await self.kvdb.serviceDatabase("auth", self.database)
+        self.database = replica.name
 
     async def getRaw(self, key):
         return await self.kvdb.get(self.database, key.encode("utf-8"))

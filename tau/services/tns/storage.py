@@ -35,7 +35,13 @@ class Storage:
         self.timeout = timeout
 
     async def open(self):
-        await self.kvdb.open(self.database)
+        """
+        Open the service's database: written by the nodes of the cloud
+        that run tns (L{tau.interfaces.IKVDB.serviceDatabase}); its full
+        name (C{NAME@GENESIS}) is used from then on.
+        """
+        replica = await self.kvdb.serviceDatabase("tns", self.database)
+        self.database = replica.name
 
     async def get(self, path):
         """

@@ -92,10 +92,10 @@ def makeCommands(*, maxKeys=100_000, tenants=None, clock=None):
     L{TRUSTED} is trusted.
     """
     kvdb = FakeKVDB()
-    kvdb.databases["tns"] = {}
+    kvdb.databases["tns@tns"] = {}
     pubsub = FakePubSub()
     tenancy = Tenancy(lambda peer: peer == TRUSTED, tenants, clock or Clock())
-    commands = Commands(Storage(kvdb), tenancy, pubsub.publish, reactor, maxKeys)
+    commands = Commands(Storage(kvdb, "tns@tns"), tenancy, pubsub.publish, reactor, maxKeys)
     return commands, kvdb, pubsub
 
 

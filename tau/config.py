@@ -6,6 +6,11 @@ own shape file C{ROOT/config/<shape>.yaml}, built-in defaults.  The root's shape
 file is where a node keeps its identity: it is written on first start (mode
 0600) and read on every later start, so the node keeps its PeerId.
 
+The sections (C{dht}, C{relay}, C{tns}...) are owned by their subsystems
+(L{tau.configsection.Section}); this module checks the top-level fields and
+composes the sections listed in L{SECTIONS}: a section registered there is
+read, merged, held (C{config.<attribute>}) and shown like any other.
+
 Loading reads files synchronously: call it before the reactor runs (as twistd
 and the CLI do) or from a thread.
 """
@@ -78,6 +83,10 @@ SECTIONS = [
 class NodeConfig:
     """
     A validated node configuration.  Build it with L{loadConfig}.
+
+    @ivar sections: each section's value by its attribute, also read as an
+        attribute: C{config.dht} (a dict), C{config.tns} (a
+        L{tau.services.tns.config.TNSConfig}).
     """
 
     root: Path

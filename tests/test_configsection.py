@@ -9,7 +9,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from tau import config as configModule
 from tau.config import loadConfig, publicView
 from tau.configsection import Section, require
-from tau.errors import ConfigError
 from tau.services.auth.config import AuthConfig
 from tau.services.tns.config import TNSConfig
 

@@ -25,6 +25,8 @@ import functools
 
 import cbor2
 
+from tau.configsection import Section, require
+from tau.errors import ConfigError
 from tau.identity import InvalidKey, PeerID, PrivateKey, PublicKey
 
 ADMISSION = "tau-cloud-admission/1"
@@ -139,3 +141,42 @@ def loadCloudKey(text):
         return PrivateKey.fromProtobuf(base64.b64decode(text.strip(), validate=True))
     except (ValueError, InvalidKey) as e:
         raise InvalidAdmission(f"unreadable cloud key: {e}") from None
+
+
+class CloudSection(Section):
+    """
+    The C{cloud} section of a node config: the PeerId of the cloud's key,
+    and this node's admission signed by it (None: no cloud).  An admission
+    must be signed by the key and name this node.
+    """
+
+    name = "cloud"
+    expected = "key and admission"
+    defaults = {"key": None, "admission": None}
+
+    def clean(self, source, value):
+        out = {}
+        if value.get("key") is not None:
+            try:
+                out["key"] = PeerID.fromString(value["key"])
+            except InvalidKey as e:
+                raise ConfigError(source, "cloud.key", f"expected the PeerId of the cloud's key ({e})") from None
+        if value.get("admission") is not None:
+            require(source, "cloud.admission", isinstance(value["admission"], str), "expected the base64 of an admission (tau cloud admit)")
+            try:
+                out["admission"] = admissionFromText(value["admission"])
+            except InvalidAdmission as e:
+                raise ConfigError(source, "cloud.admission", f"unreadable admission: {e}") from None
+        return out
+
+    def finish(self, source, fields, peerID):
+        admission = fields["admission"]
+        if admission is not None:
+            key = fields["key"]
+            require(source, "cloud.admission", key is not None, "an admission needs cloud.key, the PeerId of the key that signed it")
+            require(source, "cloud.admission", admission.cloud == key, f"signed by {admission.cloud}, not by cloud.key {key}")
+            require(source, "cloud.admission", admission.node == peerID, f"admits node {admission.node}, not this node ({peerID})")
+        return dict(fields)
+
+    def show(self, value):
+        return {k: None if v is None else str(v) if k == "key" else v.text() for k, v in value.items()}

@@ -5,6 +5,9 @@ high watermark, and closes connections that stay idle.
 
 from twisted.logger import Logger
 
+from tau.configsection import Section, require, seconds, wholeNumbers
+from tau.inbound import CONFIG_NAMES, InboundLimits
+
 
 class ConnectionManager:
     """
@@ -118,3 +121,39 @@ class ConnectionManager:
         for conn in closing:
             conn.close()
         return closing
+
+
+class ConnectionsSection(Section):
+    """
+    The C{connections} section of a node config: the L{ConnectionManager}'s
+    watermarks, grace for new connections and idle close; and the inbound
+    limits (L{tau.inbound.InboundLimits}): upgrades in progress in all and
+    per address (an IPv4 address, an IPv6 /64), inbound connections per
+    address, seconds a new connection may stay silent (0: no limit for the
+    counts).
+    """
+
+    name = "connections"
+    defaults = {
+        "low": 32,
+        "high": 96,
+        "grace": 20.0,
+        "idle": 300.0,
+        **{key: getattr(InboundLimits, attr) for key, attr in CONFIG_NAMES.items()},
+    }
+
+    def clean(self, source, value):
+        wholeNumbers(source, "connections", value, ("low", "high"), "expected a whole number of connections")
+        wholeNumbers(
+            source,
+            "connections",
+            value,
+            ("max-upgrades", "max-upgrades-per-ip", "max-per-ip"),
+            "expected a whole number of connections (0: no limit)",
+        )
+        seconds(source, "connections", value, ("grace", "idle", "first-bytes"))
+        return dict(value)
+
+    def finish(self, source, fields, peerID):
+        require(source, "connections", fields["low"] <= fields["high"], "low must not be above high")
+        return dict(fields)

@@ -4,7 +4,7 @@ kv/delete, kv/list, kv/dbs, kv/create, kv/writers.  Keys are text (UTF-8)
 here; values are bytes.
 """
 
-from tau.config import parseSize
+from tau.configsection import parseSize
 from tau.control.routes import APIError, BodyStream, argument, command
 from tau.control.store import _number
 from tau.kvdb import codec

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
-from tau.config import DEFAULT_AUTONAT, loadConfig, publicView
+from tau.autonat.config import AutoNATSection
+from tau.config import loadConfig, publicView
 from tau.errors import ConfigError
 
 
@@ -23,11 +24,11 @@ class AutoNATConfigTests(SynchronousTestCase):
             config.autonat,
             {"service": True, "allow-private": False, "reachability": "auto", "boot-delay": 15.0, "auto-relay": True},
         )
-        self.assertEqual(publicView(config)["autonat"], DEFAULT_AUTONAT)
+        self.assertEqual(publicView(config)["autonat"], AutoNATSection.defaults)
 
     def test_someKeysKeepTheOthers(self):
         config = self.load({"allow-private": True, "boot-delay": 1})
-        self.assertEqual(config.autonat, {**DEFAULT_AUTONAT, "allow-private": True, "boot-delay": 1})
+        self.assertEqual(config.autonat, {**AutoNATSection.defaults, "allow-private": True, "boot-delay": 1})
 
     def test_refused(self):
         for value, field in (

@@ -8,9 +8,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tau import loadConfig, makeNode
-from tau.config import DEFAULT_RELAY, publicView
+from tau.config import publicView
 from tau.errors import ConfigError
 from tau.relay import HOP, STOP, RelayLimits
+from tau.relay.config import RelaySection
 
 
 class RelayConfigTests(SynchronousTestCase):
@@ -19,16 +20,16 @@ class RelayConfigTests(SynchronousTestCase):
 
     def test_defaults(self):
         config = self.load()
-        self.assertEqual(config.relay, DEFAULT_RELAY)
+        self.assertEqual(config.relay, RelaySection.defaults)
         self.assertEqual(config.relay["service"], "auto")
         self.assertEqual(RelayLimits.fromConfig(config.relay), RelayLimits())
-        self.assertEqual(publicView(config)["relay"], DEFAULT_RELAY)
+        self.assertEqual(publicView(config)["relay"], RelaySection.defaults)
 
     def test_partialOverride(self):
         config = self.load(relay={"service": "on", "data": 0})
         self.assertEqual(config.relay["service"], "on")
         self.assertEqual(config.relay["data"], 0)
-        self.assertEqual(config.relay["duration"], DEFAULT_RELAY["duration"])
+        self.assertEqual(config.relay["duration"], RelaySection.defaults["duration"])
 
     def test_refused(self):
         for bad, where in [

@@ -7,7 +7,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from tau.config import DEFAULT_STORAGE, loadConfig, parseSize, publicView
+from tau.config import loadConfig, publicView
+from tau.configsection import parseSize
+from tau.store.config import StorageSection
 from tau.errors import ConfigError
 from tau.store.service import AutoGC, StoreService
 
@@ -132,7 +134,7 @@ class StoreServiceGCTests(unittest.TestCase):
 class StorageConfigTests(ConfigTestsMixin, unittest.SynchronousTestCase):
     def test_default(self):
         config = loadConfig(shape="full", root=self.root)
-        self.assertEqual(config.storage, DEFAULT_STORAGE)
+        self.assertEqual(config.storage, StorageSection.defaults)
         self.assertEqual(publicView(config)["storage"], {"budget": None, "gc-interval": 3600.0})
 
     def test_humanSizes(self):

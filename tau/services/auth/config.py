@@ -9,15 +9,13 @@ The C{auth} section of a node config.
       provider-timeout: 10                     # seconds a git provider call may take
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from twisted.internet.endpoints import _parseServer
 
+from tau.configsection import TypedSection
 from tau.errors import ConfigError
-
-NAME = "auth"
-
 
 @dataclass(frozen=True)
 class AuthConfig:
@@ -55,17 +53,7 @@ class AuthConfig:
 
         @raise ConfigError: naming the field and what is expected.
         """
-        if value is None:
-            return cls()
-        if not isinstance(value, dict):
-            raise ConfigError(source, NAME, "expected a mapping with " + ", ".join(cls.FIELDS))
-        out = {}
-        for key, v in value.items():
-            field = f"{NAME}.{key}"
-            if key not in cls.FIELDS:
-                raise ConfigError(source, field, "unknown field (expected: " + ", ".join(cls.FIELDS) + ")")
-            out[cls.FIELDS[key]] = _CHECKS[key](source, field, v)
-        return replace(cls(), **out)
+        return AuthSection().load(source, value)
 
 
 def _endpoint(source, field, v):
@@ -107,3 +95,12 @@ _CHECKS = {
     "provider-timeout": _seconds,
 }
 
+
+class AuthSection(TypedSection):
+    """
+    The C{auth} section, held by the node config as a L{AuthConfig}.
+    """
+
+    name = "auth"
+    type = AuthConfig
+    checks = _CHECKS

@@ -8,13 +8,11 @@ The C{tns} section of a node config.
       write-timeout: 30         # seconds a push may wait for them
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from tau.configsection import TypedSection
 from tau.errors import ConfigError
 from tau.services.framework import MAX_MESSAGE
-
-NAME = "tns"
-
 
 @dataclass(frozen=True)
 class TNSConfig:
@@ -49,17 +47,7 @@ class TNSConfig:
 
         @raise ConfigError: naming the field and what is expected.
         """
-        if value is None:
-            return cls()
-        if not isinstance(value, dict):
-            raise ConfigError(source, NAME, "expected a mapping with " + ", ".join(cls.FIELDS))
-        out = {}
-        for key, v in value.items():
-            field = f"{NAME}.{key}"
-            if key not in cls.FIELDS:
-                raise ConfigError(source, field, "unknown field (expected: " + ", ".join(cls.FIELDS) + ")")
-            out[cls.FIELDS[key]] = _CHECKS[key](source, field, v)
-        return replace(cls(), **out)
+        return TNSSection().load(source, value)
 
 
 def _count(what):
@@ -83,3 +71,13 @@ _CHECKS = {
     "replicas": _count("nodes"),
     "write-timeout": _seconds,
 }
+
+
+class TNSSection(TypedSection):
+    """
+    The C{tns} section, held by the node config as a L{TNSConfig}.
+    """
+
+    name = "tns"
+    type = TNSConfig
+    checks = _CHECKS

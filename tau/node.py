@@ -16,9 +16,12 @@ from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
+from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.kad.network import DHTService
+from tau.members import CloudMembers
 from tau.protocols import installProtocols
 from tau.pubsub.service import PubSubService
+from tau.services.tns.client import clientFor as tnsClientFor
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
@@ -63,6 +66,11 @@ class Node(MultiService):
         self.autonat = None
         self.autorelay = None
         self.apiGuard = None
+        self.members = None
+        self.capabilities = None
+        #: the services of the shape, by name
+        self.shapeServices = {}
+        self.tnsClient = None
         self._ready = OneShot()
         self._listeners = []
 
@@ -86,6 +94,9 @@ class Node(MultiService):
             waits.append(self.store.whenReady())
         if self.kvdb is not None:
             waits.append(self.kvdb.whenReady())
+        for service in self.shapeServices.values():
+            if hasattr(service, "whenReady"):
+                waits.append(service.whenReady())
         d = gatherResults(waits, consumeErrors=True)
         d.addCallbacks(self._bound, self._startFailed)
 
@@ -219,6 +230,8 @@ class Node(MultiService):
         step waiting for the one before.
         """
         self._removeAPIFile()
+        if self.tnsClient is not None:
+            self.tnsClient.close()
         self.running = 0
         children = list(self)
         children.reverse()
@@ -345,8 +358,18 @@ def makeNode(config, reactor):
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)
     node.autonat, node.autorelay = _autonat.install(node, config, reactor)
+    node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
+    node.members.setServiceParent(node)
+    node.capabilities = services.Capabilities({
+        IHost: host, IRouting: node.dht, IPubSub: node.pubsub, IKVDB: node.kvdb, IMembers: node.members,
+    })
     for name in config.services:
-        service = services.factoryFor(name)(config, node, reactor)
+        factory = services.factoryFor(name)
+        service = factory(node.capabilities.only(factory.needs), config, reactor)
         service.setName(name)
         service.setServiceParent(node)
+        node.shapeServices[name] = service
+    # every node calls tns: its own service where it runs one, else the
+    # tns nodes it finds
+    node.tnsClient = tnsClientFor(host, node.pubsub, node.dht, reactor, node.shapeServices.get("tns"))
     return node

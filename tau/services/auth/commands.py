@@ -22,13 +22,16 @@ Errors are answered as go's router answers them: C{router: executing
 command "projects" failed: project not found}.
 """
 
+from twisted.internet.defer import maybeDeferred
+
 from tau.services.auth.core import EVERYTHING, NOBODY, Invalid, checkRepoID
 
 
 class Commands:
     """
     @param auth: L{tau.services.auth.core.Auth}.
-    @param trusted: C{trusted(peer) -> bool}.
+    @param trusted: C{trusted(peer) -> bool}, or a coroutine or Deferred of
+        one (L{tau.interfaces.IMembers.isMember}).
     """
 
     def __init__(self, auth, trusted):
@@ -69,7 +72,7 @@ class Commands:
         token = body.get("token")
         if token is not None:
             return await self.auth.scopeOf(token)
-        return EVERYTHING if self.trusted(peer) else NOBODY
+        return EVERYTHING if await maybeDeferred(self.trusted, peer) else NOBODY
 
     # projects
 

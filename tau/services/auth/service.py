@@ -8,8 +8,10 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from tau.interfaces import IHost, IKVDB, IMembers, IRouting
 from tau.listen import Listener
 from tau.oneshot import OneShot
+from tau.services import needs
 from tau.services.auth import PROTOCOL
 from tau.services.auth.certificates import Certificates
 from tau.services.auth.commands import Commands
@@ -133,3 +135,15 @@ def makeAuth(host, kvdb, reactor, config, root, trusted, *, networkFQDN, routing
                        routing=routing)
 
 
+
+
+@needs(IHost, IKVDB, IRouting, IMembers)
+def serviceFactory(capabilities, config, reactor):
+    """
+    The auth service of a node whose shape names it: its callers are
+    trusted when they are nodes of this node's cloud; its master key lives
+    in the node's data folder.
+    """
+    return makeAuth(capabilities[IHost], capabilities[IKVDB], reactor, config.auth, config.dataDir,
+                    capabilities[IMembers].isMember, networkFQDN=config.networkFqdn or "tau.localhost",
+                    routing=capabilities[IRouting])

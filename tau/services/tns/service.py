@@ -7,9 +7,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.oneshot import OneShot
-from tau.services.auth import PROTOCOL as AUTH_PROTOCOL
-from tau.services.auth.client import AuthClient
+from tau.services import needs
+from tau.services.auth.client import PROTOCOL as AUTH_PROTOCOL, AuthClient
 from tau.services.commands import RemoteError, decodeCommand, decodeResponse, encodeCommand, encodeErrorResponse, encodeResponse
 from tau.services.discovery import Announcer, ServiceClient
 from tau.services.frames import HEADER_SIZE
@@ -180,3 +181,14 @@ def makeTNS(host, kvdb, pubsub, reactor, config, trusted, *, routing=None):
 
     return TNSService(host, kvdb, pubsub, reactor, config or TNSConfig(), trusted, projectsOf=projectsOf,
                       routing=routing)
+
+
+@needs(IHost, IKVDB, IPubSub, IRouting, IMembers)
+def serviceFactory(capabilities, config, reactor):
+    """
+    The tns service of a node whose shape names it: its callers are
+    trusted when they are nodes of this node's cloud.
+    """
+    members = capabilities[IMembers]
+    return makeTNS(capabilities[IHost], capabilities[IKVDB], capabilities[IPubSub], reactor, config.tns,
+                   members.isMember, routing=capabilities[IRouting])

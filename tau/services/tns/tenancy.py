@@ -22,6 +22,8 @@ a fetch answers null, a lookup or list leaves it out, a push is refused
 with the same text whether the project is someone else's or nobody's.
 """
 
+from twisted.internet.defer import maybeDeferred
+
 from tau.services.tns.paths import indexProject, pathProject, valueProjects
 
 #: seconds auth's answer for a credential is kept
@@ -119,7 +121,8 @@ NOTHING = Projects(())
 
 class Tenancy:
     """
-    @param trusted: C{trusted(peer) -> bool}.
+    @param trusted: C{trusted(peer) -> bool}, or a coroutine or Deferred of
+        one (L{tau.interfaces.IMembers.isMember}).
     @param projectsOf: C{async projectsOf(token) -> [project id]} (auth's
         answer for a credential), or None: callers that are not trusted
         reach nothing.
@@ -133,7 +136,7 @@ class Tenancy:
         self._known = {}
 
     async def reachOf(self, peer, body):
-        if self.trusted(peer):
+        if await maybeDeferred(self.trusted, peer):
             return EVERYTHING
         token = body.get("token")
         if not isinstance(token, str) or not token or self.projectsOf is None:

@@ -22,6 +22,7 @@ from tau.pubsub.service import PubSubService
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
+from tau.store.content import ContentService
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
@@ -55,6 +56,7 @@ class Node(MultiService):
         self.host = None
         self.dht = None
         self.store = None
+        self.content = None
         self.bitswap = None
         self.pubsub = None
         self.kvdb = None
@@ -319,6 +321,7 @@ def makeNode(config, reactor):
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)
     node.store.fetcher = node.bitswap.fetch
     node.bitswap.setServiceParent(node)
+    node.content = ContentService(node.store, reactor, notify=node.bitswap.notifyNewBlocks, routing=node.dht)
     node.pubsub = PubSubService(host, reactor)
     node.pubsub.setServiceParent(node)
     node.kvdb = KVDBService(

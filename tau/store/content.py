@@ -107,6 +107,17 @@ async def _typed(coroutine):
         raise BadInput("not a UnixFS node") from None
 
 
+async def _typedIter(iterator):
+    """The items of the async iterator C{iterator}, its failures as in L{_typed}."""
+    iterator = iterator.__aiter__()
+    while True:
+        try:
+            item = await _typed(anext(iterator))
+        except StopAsyncIteration:
+            return
+        yield item
+
+
 @implementer(IContent)
 class ContentService:
     """

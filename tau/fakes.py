@@ -269,10 +269,13 @@ class FakeHost:
 
     def addAnnouncedAddrs(self, addrs):
         self.extra.extend(a for a in addrs if a not in self.extra)
-        self.changes += 1
+        self.notifyChanged()
 
     def removeAnnouncedAddrs(self, addrs):
         self.extra = [a for a in self.extra if a not in addrs]
+        self.notifyChanged()
+
+    def notifyChanged(self):
         self.changes += 1
 
 
@@ -376,7 +379,7 @@ class FakeContent:
         root = await _content._typed(unixfs.buildDirectory(self.blocks, found))
         return await self._store(root, pin)
 
-    async def cat(self, cid, offset=0, length=None, timeout=None):
+    async def cat(self, cid, offset=0, length=None, timeout=_content.DEFAULT_TIMEOUT):
         c = _content.parse(cid)
         data = b"".join([chunk async for chunk in _content._typedIter(unixfs.cat(self.blocks, c, offset, length))])
 
@@ -385,7 +388,7 @@ class FakeContent:
                 yield data
         return chunks()
 
-    async def get(self, cid, timeout=None):
+    async def get(self, cid, timeout=_content.DEFAULT_TIMEOUT):
         c = _content.parse(cid)
         name = unixfs.cidText(c)
         out = []
@@ -402,7 +405,7 @@ class FakeContent:
                 yield piece
         return archive()
 
-    async def ls(self, cid, timeout=None):
+    async def ls(self, cid, timeout=_content.DEFAULT_TIMEOUT):
         return await _content._typed(unixfs.ls(self.blocks, _content.parse(cid)))
 
     async def has(self, cid):

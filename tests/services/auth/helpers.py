@@ -15,7 +15,7 @@ from tau.services.auth.providers import Caller, IGitProvider, LocalProvider, Una
 from tau.services.auth.secrets import Secrets
 from tau.services.auth.service import makeAuth
 from tau.services.auth.storage import Storage
-from tests.kvdb.fake import FakeKVDB
+from tau.fakes import FakeKVDB
 from tests.services.auth.fakegithub import WRITE, startFakeGitHub
 
 WEBHOOK = "https://patrick.tau.example.com/github/"

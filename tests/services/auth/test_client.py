@@ -18,7 +18,7 @@ from tau.services.auth.service import makeAuth
 from tau.services.commands import RemoteError
 from tau.services.discovery import serviceKey
 from tests.hosts import startHost
-from tests.kvdb.fake import FakeKVDB
+from tau.fakes import FakeKVDB
 from tests.services.auth.helpers import request
 from tests.services.auth.test_service import ServiceTestCase
 

@@ -19,9 +19,9 @@ from tau.services.tns import PROTOCOL
 from tau.services.tns.config import TNSConfig
 from tau.services.tns.service import TNSService
 from tests.hosts import addressOf, startHost
-from tests.kvdb.fake import FakeKVDB
+from tau.fakes import FakeKVDB, FakePubSub
 from tests.project.helpers import PROJECT_ID
-from tests.services.tns.helpers import FakePubSub, shopProject
+from tests.services.tns.helpers import shopProject
 from twisted.internet import reactor
 
 

@@ -348,7 +348,8 @@ class FakeContent:
         found = {}
 
         async def place(path, source):
-            if source is None:
+            if source is None:   # a folder
+                found[path] = None
                 return
             entry = await self.add(source, pin=False, chunker=chunker)
             self.provided.pop()

@@ -119,9 +119,10 @@ class FakeContentTests(TestCase):
             self.assertEqual(entry.cid, await self.real(data=data))
             self.assertEqual(content.provided, [entry.cid])
             self.assertEqual(b"".join([x async for x in await content.cat(entry.cid, 10, 20)]), data[10:30])
-            folder = await content.addFolder([("a/b", b"x"), ("c", data)])
-            self.assertEqual(folder.cid, await self.real(entries=[("a/b", b"x"), ("c", data)]))
-            self.assertEqual([n for n, _, _ in await content.ls(folder.cid)], ["a", "c"])
+            tree = [("a/b", b"x"), ("c", data), ("empty", None)]
+            folder = await content.addFolder(tree)
+            self.assertEqual(folder.cid, await self.real(entries=tree))
+            self.assertEqual([n for n, _, _ in await content.ls(folder.cid)], ["a", "c", "empty"])
             tar = b"".join([x async for x in await content.get(folder.cid)])
             with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
                 self.assertEqual(archive.extractfile(f"{unixfs.cidText(folder.cid)}/c").read(), data)

@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from tau.fakes import FakeKVDB, FakePubSub
 from tau.project import compileProject
 from tau.services.tns import PROTOCOL
 from tau.services.tns.client import TNSClient
@@ -17,7 +18,6 @@ from tau.services.tns.config import TNSConfig
 from tau.services.tns.service import TNSService
 from tests.hosts import addressOf, startHost
 from tests.interop.jspeer import startJsPeer
-from tau.fakes import FakeKVDB, FakePubSub
 from tests.project.helpers import PROJECT_ID
 from tests.services.tns.helpers import GET_ITEMS, shopProject
 

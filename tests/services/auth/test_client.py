@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from tau.fakes import FakeKVDB
 from tau.listen import ListenError
 from tau.services.auth import PROTOCOL
 from tau.services.auth.client import AuthClient
@@ -18,7 +19,6 @@ from tau.services.auth.service import makeAuth
 from tau.services.commands import RemoteError
 from tau.services.discovery import serviceKey
 from tests.hosts import startHost
-from tau.fakes import FakeKVDB
 from tests.services.auth.helpers import request
 from tests.services.auth.test_service import ServiceTestCase
 

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tau.errors import ConfigError
+from tau.fakes import FakeKVDB, FakePubSub
 from tau.project import compileProject
 from tau.services import frames
 from tau.services.framework import call
@@ -19,7 +20,6 @@ from tau.services.tns import PROTOCOL
 from tau.services.tns.config import TNSConfig
 from tau.services.tns.service import TNSService
 from tests.hosts import addressOf, startHost
-from tau.fakes import FakeKVDB, FakePubSub
 from tests.project.helpers import PROJECT_ID
 from tests.services.tns.helpers import shopProject
 from twisted.internet import reactor

@@ -362,12 +362,12 @@ class FakeContent:
         else:
             for path, source in entries:
                 await place(path, source)
-        root = await _content._typed(unixfs.buildDirectory(self.blocks, found, params))
+        root = await _content.typed(unixfs.buildDirectory(self.blocks, found, params))
         return await self._store(root, pin)
 
     async def addTar(self, stream, pin=True, chunker=None, onFile=None, maxEntries=_content.MAX_DIRECTORY_ENTRIES):
         entries = tarstream.entries(stream, _now, maxEntries)
-        return await _content._typed(self.addFolder(entries, pin=pin, chunker=chunker, onFile=onFile))
+        return await _content.typed(self.addFolder(entries, pin=pin, chunker=chunker, onFile=onFile))
 
     async def addDirectory(self, entries, pin=True, maxEntries=_content.MAX_DIRECTORY_ENTRIES):
         if not isinstance(entries, dict) or len(entries) > maxEntries:
@@ -376,13 +376,13 @@ class FakeContent:
         for path, value in entries.items():
             if not all(unixfs.safeName(name) for name in path.split("/")):
                 raise _content.BadInput(f"refusing the path {path[:200]!r}")
-            found[path] = await _content._typed(unixfs.entryOf(self.blocks, _content.parse(value)))
-        root = await _content._typed(unixfs.buildDirectory(self.blocks, found))
+            found[path] = await _content.typed(unixfs.entryOf(self.blocks, _content.parse(value)))
+        root = await _content.typed(unixfs.buildDirectory(self.blocks, found))
         return await self._store(root, pin)
 
     async def cat(self, cid, offset=0, length=None, timeout=_content.DEFAULT_TIMEOUT):
         c = _content.parse(cid)
-        data = b"".join([chunk async for chunk in _content._typedIter(unixfs.cat(self.blocks, c, offset, length))])
+        data = b"".join([chunk async for chunk in _content.typedItems(unixfs.cat(self.blocks, c, offset, length))])
 
         async def chunks():
             if data:
@@ -393,7 +393,7 @@ class FakeContent:
         c = _content.parse(cid)
         name = unixfs.cidText(c)
         out = []
-        async for path, child, size in _content._typedIter(unixfs.tree(self.blocks, c)):
+        async for path, child, size in _content.typedItems(unixfs.tree(self.blocks, c)):
             full = f"{name}/{path}" if path else name
             out.append(tarstream.header(full, size))
             if size is not None:
@@ -407,7 +407,7 @@ class FakeContent:
         return archive()
 
     async def ls(self, cid, timeout=_content.DEFAULT_TIMEOUT):
-        return await _content._typed(unixfs.ls(self.blocks, _content.parse(cid)))
+        return await _content.typed(unixfs.ls(self.blocks, _content.parse(cid)))
 
     async def has(self, cid):
         return await self.blocks.has(_content.parse(cid))
@@ -415,7 +415,7 @@ class FakeContent:
     async def pin(self, cid):
         c = _content.parse(cid)
         count = 0
-        async for _ in _content._typedIter(unixfs.walkDag(self.blocks, c)):
+        async for _ in _content.typedItems(unixfs.walkDag(self.blocks, c)):
             count += 1
         if c not in self.pinned:
             self.pinned.append(c)

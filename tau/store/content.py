@@ -28,7 +28,7 @@ from tau.store.service import NetworkBlocks
 from tau.streams import withTimeout
 
 __all__ = ["ContentService", "ContentError", "BadInput", "NotFound", "NotInTime", "NotPinned", "StoreFull",
-           "MAX_DIRECTORY_ENTRIES", "params", "parse"]
+           "MAX_DIRECTORY_ENTRIES", "params", "parse", "typed", "typedItems"]
 
 #: Most entries in one folder added (a tar stream, an add/dir body).
 MAX_DIRECTORY_ENTRIES = 100_000
@@ -87,7 +87,7 @@ def params(chunker=None):
     raise BadInput("chunker must be size-N (1024 <= N <= 1048576) or buzhash")
 
 
-async def _typed(coroutine):
+async def typed(coroutine):
     """Await C{coroutine}, its failures as the content service's errors."""
     try:
         return await coroutine
@@ -107,12 +107,12 @@ async def _typed(coroutine):
         raise BadInput("not a UnixFS node") from None
 
 
-async def _typedIter(iterator):
-    """The items of the async iterator C{iterator}, its failures as in L{_typed}."""
+async def typedItems(iterator):
+    """The items of the async iterator C{iterator}, its failures as in L{typed}."""
     iterator = iterator.__aiter__()
     while True:
         try:
-            item = await _typed(anext(iterator))
+            item = await typed(anext(iterator))
         except StopAsyncIteration:
             return
         yield item
@@ -146,12 +146,12 @@ class ContentService:
     # adding
 
     async def add(self, source, pin=True, chunker=None):
-        entry = await _typed(unixfs.importFile(self._blocks, source, self.reactor, params=params(chunker), pin=pin))
+        entry = await typed(unixfs.importFile(self._blocks, source, self.reactor, params=params(chunker), pin=pin))
         self._announce(entry.cid)
         return entry
 
     async def addFolder(self, entries, pin=True, chunker=None, onFile=None):
-        root = await _typed(unixfs.importDirectory(
+        root = await typed(unixfs.importDirectory(
             self._blocks, entries, self.reactor, params=params(chunker), pin=pin, onFile=onFile))
         self._announce(root.cid)
         return root
@@ -169,12 +169,12 @@ class ContentService:
                 raise BadInput(f"refusing the path {str(path)[:200]!r}: every name must be a single path "
                                "component (not empty, '.' or '..', no NUL)")
             try:
-                found[path] = await _typed(unixfs.entryOf(self._blocks, parse(value)))
+                found[path] = await typed(unixfs.entryOf(self._blocks, parse(value)))
             except ContentError as e:
                 raise type(e)(f"{path}: {e}") from None
-        root = await _typed(unixfs.buildDirectory(self._blocks, found, reactor=self.reactor))
+        root = await typed(unixfs.buildDirectory(self._blocks, found, reactor=self.reactor))
         if pin:
-            await _typed(unixfs.pinRecursive(self._blocks, root.cid))
+            await typed(unixfs.pinRecursive(self._blocks, root.cid))
         self._announce(root.cid)
         return root
 
@@ -197,7 +197,7 @@ class ContentService:
         """The first item of C{iterator} (None at its end), within C{timeout} seconds."""
         async def first():
             return await anext(iterator, None)
-        return await _typed(withTimeout(self.reactor, timeout, first()))
+        return await typed(withTimeout(self.reactor, timeout, first()))
 
     async def cat(self, cid, offset=0, length=None, timeout=DEFAULT_TIMEOUT):
         c = parse(cid)
@@ -242,7 +242,7 @@ class ContentService:
 
     async def ls(self, cid, timeout=DEFAULT_TIMEOUT):
         c = parse(cid)
-        return await _typed(withTimeout(self.reactor, timeout, unixfs.ls(NetworkBlocks(self.store), c)))
+        return await typed(withTimeout(self.reactor, timeout, unixfs.ls(NetworkBlocks(self.store), c)))
 
     async def has(self, cid):
         return await self._blocks.has(parse(cid))
@@ -251,7 +251,7 @@ class ContentService:
 
     async def pin(self, cid):
         c = parse(cid)
-        return await _typed(unixfs.pinRecursive(NetworkBlocks(self.store), c))
+        return await typed(unixfs.pinRecursive(NetworkBlocks(self.store), c))
 
     async def unpin(self, cid):
         c = parse(cid)

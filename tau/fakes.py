@@ -337,11 +337,13 @@ class FakeContent:
         self.provide(entry.cid)
         return entry
 
-    async def add(self, source, pin=True, chunker=None):
-        params = _content.params(chunker)
+    async def _import(self, source, params):
         [(root, blocks)] = unixfs._smallFiles([self._read(source)], params)
         await self.blocks.putMany(blocks, verified=True)
-        return await self._store(unixfs.Entry(*root), pin)
+        return unixfs.Entry(*root)
+
+    async def add(self, source, pin=True, chunker=None):
+        return await self._store(await self._import(source, _content.params(chunker)), pin)
 
     async def addFolder(self, entries, pin=True, chunker=None, onFile=None):
         params = _content.params(chunker)
@@ -351,9 +353,7 @@ class FakeContent:
             if source is None:   # a folder
                 found[path] = None
                 return
-            entry = await self.add(source, pin=False, chunker=chunker)
-            self.provided.pop()
-            found[path] = entry
+            entry = found[path] = await self._import(source, params)
             if onFile is not None:
                 onFile(path, entry)
         if hasattr(entries, "__aiter__"):

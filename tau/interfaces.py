@@ -63,6 +63,105 @@ class IHost(Interface):
         """
 
 
+class IContent(Interface):
+    """
+    Content-addressed data: UnixFS files and folders added, read, pinned
+    and provided (kubo's coreapi).  A CID is given as a CID object, its
+    text or an C{/ipfs/CID} path.  Failures are typed
+    (L{tau.store.content}): C{BadInput} (not a CID, not UnixFS, an unsafe
+    path, a bad tar stream or chunker), C{NotPinned}, C{NotFound} (a block
+    missing), C{NotInTime} (no peer sent it in time), C{StoreFull}.
+    Adding stores in one write batch, durable (and pinned with C{pin})
+    when it returns, then announces the root to waiting peers and provides
+    it in the DHT.  An add returns a L{tau.store.unixfs.Entry} (C{cid},
+    C{size} of the whole DAG, C{filesize}).
+    """
+
+    def add(source, pin=True, chunker=None):
+        """
+        A coroutine: import one file from C{source} (bytes, a path, or a
+        binary file object read to its end in a worker thread).
+        C{chunker} as kubo names it (C{size-N}, C{buzhash}).
+        """
+
+    def addFolder(entries, pin=True, chunker=None, onFile=None):
+        """
+        A coroutine: import a folder from C{entries}, C{(path, source or
+        None for a folder)} pairs (an iterable or async iterable);
+        C{onFile(path, entry)} is called for each file.  The root folder's
+        entry.
+        """
+
+    def addTar(stream, pin=True, chunker=None, onFile=None, maxEntries=...):
+        """
+        A coroutine: L{addFolder} of a tar stream (a binary file; regular
+        files and folders, relative paths, at most C{maxEntries}).
+        """
+
+    def addDirectory(entries, pin=True, maxEntries=...):
+        """
+        A coroutine: a folder over nodes already stored, C{entries}
+        mapping "a/b" paths to CIDs.
+        """
+
+    def cat(cid, offset=0, length=None, timeout=...):
+        """
+        A coroutine: once the first bytes of file C{cid} (from C{offset},
+        at most C{length} bytes) are in, fetched from peers within
+        C{timeout} seconds if needed, an async iterator of its bytes.
+        """
+
+    def get(cid, timeout=...):
+        """
+        A coroutine: an async iterator of a tar stream of C{cid} (a file or
+        a folder, its top entry named after the CID), as kubo's C{get}.
+        """
+
+    def ls(cid, timeout=...):
+        """
+        A coroutine: the C{(name, cid, size)} entries of the folder C{cid}.
+        """
+
+    def has(cid):
+        """
+        A coroutine: whether block C{cid} is stored here.
+        """
+
+    def pin(cid):
+        """
+        A coroutine: pin C{cid} and everything under it (fetching what is
+        missing); the number of blocks pinned.
+        """
+
+    def unpin(cid):
+        """
+        A coroutine: unpin C{cid} pinned by L{pin} (or an add).
+        """
+
+    def pins():
+        """
+        A coroutine: the CIDs pinned.
+        """
+
+    def gc(budget=None):
+        """
+        A coroutine: remove unpinned blocks, least recently used first,
+        until at most C{budget} bytes are stored (all of them with None);
+        C{(blocks, bytes)} removed.
+        """
+
+    def stat():
+        """
+        A coroutine: C{{"blocks", "bytes", "pinned"}} of the store.
+        """
+
+    def provide(cid):
+        """
+        Tell the peers waiting for C{cid} that it is here and provide it in
+        the DHT; a Deferred firing with the number of peers told.
+        """
+
+
 class IRouting(Interface):
     """
     Content and peer routing: the Kademlia DHT.
@@ -125,6 +224,11 @@ class IKVDB(Interface):
     Replicated key/value databases (a Merkle-CRDT, last write wins).
     Keys and values are bytes.
     """
+
+    def whenReady():
+        """
+        A Deferred firing once databases can be opened (the view is open).
+        """
 
     def open(name):
         """

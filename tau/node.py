@@ -16,7 +16,7 @@ from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
-from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
+from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.kad.network import DHTService
 from tau.members import CloudMembers
 from tau.protocols import installProtocols
@@ -25,6 +25,7 @@ from tau.services.tns.client import clientFor as tnsClientFor
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
+from tau.store.content import ContentService
 from tau.store.service import StoreService
 from tau.listen import Listener
 from tau.oneshot import OneShot
@@ -58,6 +59,7 @@ class Node(MultiService):
         self.host = None
         self.dht = None
         self.store = None
+        self.content = None
         self.bitswap = None
         self.pubsub = None
         self.kvdb = None
@@ -332,6 +334,7 @@ def makeNode(config, reactor):
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)
     node.store.fetcher = node.bitswap.fetch
     node.bitswap.setServiceParent(node)
+    node.content = ContentService(node.store, reactor, notify=node.bitswap.notifyNewBlocks, routing=node.dht)
     node.pubsub = PubSubService(host, reactor)
     node.pubsub.setServiceParent(node)
     node.kvdb = KVDBService(
@@ -362,6 +365,7 @@ def makeNode(config, reactor):
     node.members.setServiceParent(node)
     node.capabilities = services.Capabilities({
         IHost: host, IRouting: node.dht, IPubSub: node.pubsub, IKVDB: node.kvdb, IMembers: node.members,
+        IContent: node.content,
     })
     for name in config.services:
         factory = services.factoryFor(name)

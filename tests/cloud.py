@@ -7,27 +7,30 @@ each other (the seed of dream).
     cloud.nodes[0].tnsClient                  # every node has a tns client
     await cloud.kill(1); await cloud.restart(1)
 
-Nodes run in this process (makeNode, a real host, DHT, pubsub, block store
-and kvdb each, their control API on a loopback port, so the tau CLI talks
-to them); the services of a shape are started on them here until node
-shapes run them (tns, auth).  Every peer of the cloud is trusted by its
-services.
+Nodes run in this process: each is what C{makeNode} builds for its shape
+(a real host, DHT, pubsub, block store, kvdb and control API on a loopback
+port, so the tau CLI talks to them, and the shape's services), admitted to
+one cloud (its key is L{CLOUD_KEY}) for the services of its shape, so the
+services trust each other and share their databases.
 """
 
+import base64
 from pathlib import Path
 
+import yaml
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from tau import loadConfig, makeNode
-from tau.services.auth.config import AuthConfig
-from tau.services.auth.service import makeAuth
-from tau.services.tns.client import clientFor
+from tau.cloud import makeAdmission
+from tau.identity import PrivateKey
+from tau.private import writePrivate
 from tau.services.tns.config import TNSConfig
-from tau.services.tns.service import makeTNS
 from tests.hosts import addressOf
 
 NETWORK = "tau.example.com"
+#: the cloud's own key, which admits every node of a test cloud
+CLOUD_KEY = PrivateKey.generate()
 
 
 async def until(predicate, what, limit=60.0, every=0.05):
@@ -62,9 +65,7 @@ class Cloud:
         self.shapes = []
         self.roots = []
         self.peers = set()
-
-    def trusted(self, peer):
-        return peer in self.peers
+        self.keys = {}
 
     async def start(self, shapes):
         for shape in shapes:
@@ -75,28 +76,37 @@ class Cloud:
         return self
 
     async def _startNode(self, index):
-        overrides = {"api-listen": "tcp:0:interface=127.0.0.1", "p2p-listen": ["/ip4/127.0.0.1/tcp/0"],
-                     "network-fqdn": NETWORK}
-        node = makeNode(loadConfig(shape="full", root=self.roots[index], overrides=overrides), reactor=reactor)
+        shape = self.shapes[index]
+        overrides = {
+            "api-listen": "tcp:0:interface=127.0.0.1",
+            "p2p-listen": ["/ip4/127.0.0.1/tcp/0"],
+            "network-fqdn": NETWORK,
+            "services": [shape],
+            "tns": {name: getattr(self.tnsConfig, attribute) for name, attribute in TNSConfig.FIELDS.items()},
+        }
+        root = self.roots[index]
+        key = self.keys.setdefault(index, PrivateKey.generate())
+        (root / "config").mkdir(parents=True, exist_ok=True)
+        shapeFile = root / "config" / f"cloud-{shape}.yaml"
+        if not shapeFile.exists():
+            # the node's identity and its admission to the cloud, for the
+            # services of its shape
+            admission = makeAdmission(CLOUD_KEY, key.peerID(), [shape])
+            writePrivate(shapeFile, yaml.safe_dump({
+                "privatekey": base64.b64encode(key.toProtobuf()).decode("ascii"),
+                "services": [shape],
+                "cloud": {"key": str(CLOUD_KEY.peerID()), "admission": admission.text()},
+            }))
+        del overrides["services"]
+        config = loadConfig(shape=f"cloud-{shape}", root=root, overrides=overrides)
+        node = makeNode(config, reactor=reactor)
         node.kvdb.rebroadcast = 0.5
         node.kvdb.fetchTimeout = 5.0
         self.peers.add(node.host.peerID)
         node.startService()
         self.case.addCleanup(lambda: node.stopService() if node.running else None)
         await node.whenReady()
-        tns = None
-        if self.shapes[index] == "tns":
-            tns = makeTNS(node.host, node.kvdb, node.pubsub, reactor, self.tnsConfig, self.trusted, routing=node.dht)
-            tns.setServiceParent(node)
-            await tns.whenReady()
-        elif self.shapes[index] == "auth":
-            auth = makeAuth(node.host, node.kvdb, reactor, AuthConfig(), self.roots[index], self.trusted,
-                            networkFQDN=NETWORK, routing=node.dht)
-            auth.setServiceParent(node)
-            await auth.whenReady()
-        node.tns = tns
-        node.tnsClient = clientFor(node.host, node.pubsub, node.dht, reactor, tns)
-        self.case.addCleanup(node.tnsClient.close)
+        node.tns = node.shapeServices.get("tns")
         return node
 
     async def connect(self):
@@ -113,7 +123,6 @@ class Cloud:
         Stop node C{index} (its store and its kvdb stay on disk).
         """
         node = self.nodes[index]
-        node.tnsClient.close()
         await node.stopService()
 
     async def restart(self, index, connect=True):

@@ -5,6 +5,7 @@ pin, repo gc and stat.
 
 import io
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class NodeMixin:
 class StoreCommandTests(NodeMixin, TestCase):
     async def test_addCatGetPinGC(self):
         root = await self.startNode()
+        # the node's services keep their databases' first blocks
+        before = re.search(r"NumObjects: (\d+)", await self.ok(root, "repo", "stat")).group(1)
         top = self.folder()
         out = await self.ok(root, "add", str(top / "sub" / "a.txt"))
         self.assertEqual(out.split(), ["added", HELLO, "a.txt"])
@@ -81,7 +84,7 @@ class StoreCommandTests(NodeMixin, TestCase):
             await self.ok(root, "pin", "rm", cid)
         out = await self.ok(root, "repo", "gc")
         self.assertRegex(out, r"removed [1-9]\d* blocks, freed 30\d{5} bytes")
-        self.assertIn("NumObjects: 0", await self.ok(root, "repo", "stat"))
+        self.assertIn(f"NumObjects: {before}\n", await self.ok(root, "repo", "stat"))
 
     async def test_errors(self):
         root = await self.startNode()

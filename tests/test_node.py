@@ -33,6 +33,9 @@ def withoutStore(node):
     if node.kvdb is not None:  # kept in SQLite and the block store, threads too
         node.kvdb.disownServiceParent()
         node.kvdb = None
+    for service in node.shapeServices.values():  # their data is in the kvdb
+        service.disownServiceParent()
+    node.shapeServices = {}
     return node
 
 

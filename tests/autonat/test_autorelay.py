@@ -10,8 +10,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from tau.autonat.autorelay import HOP, AutoRelay
 from tau.autonat.policy import ReachabilityPolicy
 from tau.autonat.reachability import PRIVATE, PUBLIC, UNKNOWN
+from tau.fakes import FakeHost
+from tau.identity import PrivateKey
 from tau.relay.messages import Reservation
-from tests.autonat.fakes import FakeHost, newPeer
+
+
+def newPeer():
+    return PrivateKey.generate().peerID()
 
 
 class FakeRelayClient:
@@ -57,7 +62,7 @@ class FakeRelayClient:
 class AutoRelayTests(SynchronousTestCase):
     def setUp(self):
         self.clock = MemoryReactorClock()
-        self.host = FakeHost(self.clock)
+        self.host = FakeHost(self.clock, listen=["/ip4/0.0.0.0/tcp/4001"], announce=["/ip4/192.168.1.5/tcp/4001"])
         self.client = FakeRelayClient()
         self.autorelay = AutoRelay(self.host, self.client, self.clock, desired=2, backoff=300, interval=30)
         self.autorelay.startService()
@@ -65,7 +70,7 @@ class AutoRelayTests(SynchronousTestCase):
 
     def relay(self, **kwargs):
         peer = newPeer()
-        self.host.connect(peer, [HOP], **kwargs)
+        self.host.addConnection(peer, [HOP], **kwargs)
         return peer
 
     def test_inactiveDoesNothing(self):
@@ -75,7 +80,7 @@ class AutoRelayTests(SynchronousTestCase):
 
     def test_reservesDesiredCount(self):
         relays = [self.relay() for _ in range(3)]
-        self.host.connect(newPeer(), ["/ipfs/id/1.0.0"])  # not a relay
+        self.host.addConnection(newPeer(), ["/ipfs/id/1.0.0"])  # not a relay
         self.relay(relay=newPeer())  # only reached through a relay
         self.autorelay.setActive(True)
         self.assertEqual(len(self.client.asked), 2)
@@ -119,7 +124,7 @@ class AutoRelayTests(SynchronousTestCase):
 
         self.autorelay.setActive(True)
         peer = newPeer()
-        conn = self.host.connect(peer, [HOP])
+        conn = self.host.addConnection(peer, [HOP])
         identify._state(self.host).identified[conn].fire(type("R", (), {"protocols": [HOP]})())
         self.assertEqual(self.client.asked, [peer])
 
@@ -128,7 +133,7 @@ class AutoRelayTests(SynchronousTestCase):
 
         self.autorelay.setActive(True)
         self.autorelay._identified = lambda result: 1 / 0
-        conn = self.host.connect(newPeer(), [HOP])
+        conn = self.host.addConnection(newPeer(), [HOP])
         identify._state(self.host).identified[conn].fire(type("R", (), {"protocols": [HOP]})())
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 

@@ -15,9 +15,14 @@ from tau.autonat.messages import E_DIAL_ERROR, E_DIAL_REFUSED, E_INTERNAL_ERROR,
 from tau.autonat.reachability import MAX_CONFIDENCE, PRIVATE, PUBLIC, UNKNOWN
 from tau.autonat.server import AutoNATServer
 from tau.autonat.service import AutoNATService
+from tau.fakes import FakeHost
+from tau.identity import PrivateKey
 from tau.protocols import identify
-from tests.autonat.fakes import FakeHost, newPeer
 from tests.autonat.test_server import FakeDialer
+
+
+def newPeer():
+    return PrivateKey.generate().peerID()
 
 
 class Answers:
@@ -44,7 +49,7 @@ class Answers:
 class ServiceTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.host = FakeHost(self.reactor)
+        self.host = FakeHost(self.reactor, listen=["/ip4/0.0.0.0/tcp/4001"], announce=["/ip4/192.168.1.5/tcp/4001"])
         self.server = AutoNATServer(self.reactor, FakeDialer(), hideTiming=False)
         self.changes = []
 
@@ -61,7 +66,7 @@ class ServiceTests(SynchronousTestCase):
     def test_servesWhileNotPrivate(self):
         service = self.service(E_DIAL_ERROR)
         self.assertIn(PROTOCOL_ID, self.host.handlers)
-        self.host.connect(newPeer(), [PROTOCOL_ID])
+        self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         self.assertEqual(service.status, PRIVATE)
         self.assertNotIn(PROTOCOL_ID, self.host.handlers)
@@ -75,7 +80,7 @@ class ServiceTests(SynchronousTestCase):
 
     def test_bootDelay(self):
         service = self.service(OK)
-        self.host.connect(newPeer(), [PROTOCOL_ID])
+        self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay - 1)
         self.assertEqual(self.answers.asked, [])
         self.reactor.advance(1)
@@ -85,14 +90,14 @@ class ServiceTests(SynchronousTestCase):
 
     def test_onlyPeersThatSpeakAutoNAT(self):
         service = self.service(OK)
-        self.host.connect(newPeer(), ["/ipfs/id/1.0.0"])
+        self.host.addConnection(newPeer(), ["/ipfs/id/1.0.0"])
         relayed = newPeer()
-        self.host.connect(relayed, [PROTOCOL_ID], relay=newPeer())
+        self.host.addConnection(relayed, [PROTOCOL_ID], relay=newPeer())
         self.reactor.advance(service.bootDelay)
         self.assertEqual(self.answers.asked, [])
         self.assertEqual(service.status, UNKNOWN)
         good = newPeer()
-        self.host.connect(good, [PROTOCOL_ID])
+        self.host.addConnection(good, [PROTOCOL_ID])
         self.reactor.advance(service.retryInterval)
         self.assertEqual([p for p, _ in self.answers.asked], [good])
 
@@ -103,7 +108,7 @@ class ServiceTests(SynchronousTestCase):
         """
         service = self.service(OK)
         peer = newPeer()
-        conn = self.host.connect(peer, [PROTOCOL_ID])
+        conn = self.host.addConnection(peer, [PROTOCOL_ID])
         identify._state(self.host).identified[conn].fire(_Result([PROTOCOL_ID]))
         self.reactor.advance(0)
         self.assertEqual([p for p, _ in self.answers.asked], [peer])
@@ -116,10 +121,10 @@ class ServiceTests(SynchronousTestCase):
         """
         service = self.service(OK)
         service._identified = lambda connection, result: 1 / 0
-        conn = self.host.connect(newPeer(), [PROTOCOL_ID])
+        conn = self.host.addConnection(newPeer(), [PROTOCOL_ID])
         identify._state(self.host).identified[conn].fire(_Result([PROTOCOL_ID]))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
-        other = self.host.connect(newPeer(), [PROTOCOL_ID])
+        other = self.host.addConnection(newPeer(), [PROTOCOL_ID])
         identify._state(self.host).identified[other].fire(Failure(ConnectionDone()))
         self.assertEqual(self.flushLoggedErrors(), [])
 
@@ -130,9 +135,9 @@ class ServiceTests(SynchronousTestCase):
         """
         self.host.extra.append(f"/ip4/5.5.5.5/tcp/1/p2p/{newPeer()}/p2p-circuit")
         service = self.service(OK)
-        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/50123")
-        self.host.connect(newPeer(), [], observed="/ip4/7.7.7.7/tcp/50999")
-        self.host.connect(newPeer(), [], observed="/ip4/8.8.8.8/tcp/50999")
+        self.host.addConnection(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/50123")
+        self.host.addConnection(newPeer(), [], observed="/ip4/7.7.7.7/tcp/50999")
+        self.host.addConnection(newPeer(), [], observed="/ip4/8.8.8.8/tcp/50999")
         self.reactor.advance(service.bootDelay)
         self.assertEqual(
             self.answers.asked[0][1],
@@ -142,7 +147,7 @@ class ServiceTests(SynchronousTestCase):
     def test_privateThenSchedule(self):
         service = self.service(E_DIAL_ERROR, E_DIAL_ERROR, E_DIAL_ERROR, E_DIAL_ERROR, E_DIAL_ERROR)
         for _ in range(3):
-            self.host.connect(newPeer(), [PROTOCOL_ID])
+            self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         self.assertEqual((service.status, service.confidence), (PRIVATE, 0))
         # not confident yet: again after retryInterval (another peer)
@@ -161,7 +166,7 @@ class ServiceTests(SynchronousTestCase):
     def test_peerNotAskedAgainSoon(self):
         service = self.service(E_DIAL_ERROR, E_DIAL_ERROR)
         peer = newPeer()
-        self.host.connect(peer, [PROTOCOL_ID])
+        self.host.addConnection(peer, [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         self.reactor.advance(service.throttlePeerPeriod - 1)
         self.assertEqual(len(self.answers.asked), 1)
@@ -171,8 +176,8 @@ class ServiceTests(SynchronousTestCase):
     def test_refusedRetriesSoonWithAnotherPeer(self):
         service = self.service(E_DIAL_REFUSED, OK)
         a, b = newPeer(), newPeer()
-        self.host.connect(a, [PROTOCOL_ID])
-        self.host.connect(b, [PROTOCOL_ID])
+        self.host.addConnection(a, [PROTOCOL_ID])
+        self.host.addConnection(b, [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         self.assertEqual(service.status, UNKNOWN)
         self.reactor.advance(service.forcedRetry)
@@ -182,7 +187,7 @@ class ServiceTests(SynchronousTestCase):
     def test_errorsAreUnknown(self):
         service = self.service(OK, OK, ConnectionRefusedError(), E_INTERNAL_ERROR, ConnectionRefusedError())
         for _ in range(5):
-            self.host.connect(newPeer(), [PROTOCOL_ID])
+            self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         self.reactor.advance(service.retryInterval)
         self.assertEqual((service.status, service.confidence), (PUBLIC, 1))
@@ -194,8 +199,8 @@ class ServiceTests(SynchronousTestCase):
 
     def test_confirmedAddressAnnouncedWhilePublic(self):
         service = self.service((OK, "/ip4/7.7.7.7/tcp/4001"), E_DIAL_ERROR)
-        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
-        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5556")
+        self.host.addConnection(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
+        self.host.addConnection(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5556")
         self.reactor.advance(service.bootDelay)
         self.assertIn("/ip4/7.7.7.7/tcp/4001", self.answers.asked[0][1])
         self.assertIn("/ip4/7.7.7.7/tcp/4001", self.host.announcedAddresses())
@@ -210,7 +215,7 @@ class ServiceTests(SynchronousTestCase):
         announced: one peer's word cannot point others at a victim.
         """
         service = self.service((OK, "/ip4/6.6.6.6/tcp/80"))
-        self.host.connect(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
+        self.host.addConnection(newPeer(), [PROTOCOL_ID], observed="/ip4/7.7.7.7/tcp/5555")
         self.reactor.advance(service.bootDelay)
         self.assertEqual(service.status, PUBLIC)
         self.assertNotIn("/ip4/6.6.6.6/tcp/80", self.host.announcedAddresses())
@@ -220,14 +225,14 @@ class ServiceTests(SynchronousTestCase):
         service = self.service(reachability=PRIVATE)
         self.assertEqual(service.status, PRIVATE)
         self.assertEqual(self.changes, [PRIVATE])
-        self.host.connect(newPeer(), [PROTOCOL_ID])
+        self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(3600)
         self.assertEqual(self.answers.asked, [])
 
     def test_stopCancelsProbe(self):
         pending = Deferred()
         service = self.service(pending)
-        self.host.connect(newPeer(), [PROTOCOL_ID])
+        self.host.addConnection(newPeer(), [PROTOCOL_ID])
         self.reactor.advance(service.bootDelay)
         service.stopService()
         self.assertTrue(pending.called)

@@ -8,24 +8,9 @@ from twisted.trial.unittest import TestCase
 
 from tau import cids
 from tau.bitswap import BitswapService, FetchTimeout
+from tau.fakes import FakeRouting
 from tests.bitswap.fakes import MemoryBlockStore, buildDAG
 from tests.hosts import addressOf, startHost
-
-
-class FakeDHT:
-    """
-    Answers findProviders from a fixed table.
-    """
-
-    def __init__(self):
-        self.providers = {}
-        self.queries = []
-
-    def findProviders(self, key, count=20):
-        self.queries.append(key)
-        d = Deferred()
-        reactor.callLater(0, d.callback, list(self.providers.get(key, []))[:count])
-        return d
 
 
 class LyingStore(MemoryBlockStore):
@@ -177,7 +162,7 @@ class BitswapLoopbackTests(TestCase):
         the DHT by multihash, dialled and asked.
         """
         hostA, storeA, bsA = await self.node()
-        dht = FakeDHT()
+        dht = FakeRouting()
         hostB, storeB, bsB = await self.node(dht=dht, providerSearchDelay=0.2)
         hostC, storeC, bsC = await self.node()
         data = b"z" * 50000
@@ -185,7 +170,7 @@ class BitswapLoopbackTests(TestCase):
         await hostB.connect(addressOf(hostC))  # connected, but without the block
         dht.providers[c.multihash] = [(hostA.peerID, [str(hostA.listenAddresses()[0])])]
         self.assertEqual(await bsB.fetch(c), data)
-        self.assertEqual(dht.queries, [c.multihash])
+        self.assertEqual(dht.asked, [c.multihash])
         self.assertIsNotNone(hostB.connectionTo(hostA.peerID))
 
     async def test_spreadOverProviders(self):

@@ -7,6 +7,7 @@ import sqlite3
 from types import SimpleNamespace
 
 from tau.control.server import ControlResource
+from tau.store.content import ContentService
 from tests.control.test_intake import IntakeCase, head
 
 
@@ -23,7 +24,7 @@ class _FullIndex:
 class DiskFullTests(IntakeCase):
     def test_fullDiskIsStoreFull(self):
         """SQLite's "database or disk is full" and ENOSPC are answered 507, as the store answers a full disk."""
-        node = SimpleNamespace(store=SimpleNamespace(blocks=_FullIndex()))
+        node = SimpleNamespace(content=ContentService(SimpleNamespace(blocks=_FullIndex()), reactor=None))
         for command in (b"pin/ls", b"repo/gc"):
             channel, transport = self.connect(resource=ControlResource(node))
             channel.dataReceived(head(command, 0))

@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from tau.fakes import FakeKVDB, FakePubSub
 from tau.project import compileProject
 from tau.services.tns import PROTOCOL
 from tau.services.tns.client import TNSClient
@@ -17,9 +18,8 @@ from tau.services.tns.config import TNSConfig
 from tau.services.tns.service import TNSService
 from tests.hosts import addressOf, startHost
 from tests.interop.jspeer import startJsPeer
-from tests.kvdb.fake import FakeKVDB
 from tests.project.helpers import PROJECT_ID
-from tests.services.tns.helpers import GET_ITEMS, FakePubSub, shopProject
+from tests.services.tns.helpers import GET_ITEMS, shopProject
 
 FETCH_AB = "01ec010000150000000000000000" "a2106566657463681840a164706174688261616162"
 

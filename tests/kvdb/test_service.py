@@ -6,6 +6,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tau.fakes import FakeHost
 from tau.identity import PrivateKey
 from tau.kvdb import codec
 from tau.kvdb.service import MAX_SERVING, KVDBService
@@ -83,18 +84,6 @@ class PushTests(SynchronousTestCase):
         self.assertEqual(stream.written, [])
 
 
-class FakeHost:
-    def __init__(self):
-        self.peerID = PrivateKey.generate().peerID()
-        self.handlers = {}
-
-    def setStreamHandler(self, protocol, handler, maxInbound=None):
-        self.handlers[protocol] = handler
-
-    def removeHandler(self, protocol):
-        self.handlers.pop(protocol, None)
-
-
 class FakeStoreService:
     def __init__(self, blocks):
         self.blocks = blocks
@@ -123,7 +112,7 @@ class StopTests(TestCase):
     async def startService(self, path, store, fetch):
         from twisted.internet import reactor
 
-        service = KVDBService(FakeHost(), None, FakeStoreService(store), fetch, PrivateKey.generate(), path, reactor)
+        service = KVDBService(FakeHost(reactor), None, FakeStoreService(store), fetch, PrivateKey.generate(), path, reactor)
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
         await service.whenReady()

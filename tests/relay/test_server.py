@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tau.fakes import FakeHost
 from tau.identity import PrivateKey
 from tau.relay import messages as m
 from tau.relay.server import Circuit, RelayLimits, RelayService, ReservationStore
@@ -256,15 +257,6 @@ class CircuitTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
-class _AddrHost:
-    def __init__(self, addrs):
-        self.peerID = PrivateKey.generate().peerID()
-        self._addrs = addrs
-
-    def announcedAddresses(self):
-        return list(self._addrs)
-
-
 class _Conn:
     def __init__(self, remoteAddr):
         self.remoteAddr = remoteAddr
@@ -277,8 +269,8 @@ class ReservationAddrsTests(SynchronousTestCase):
         that reached it over loopback: nobody else can dial them, and the
         peer would announce them behind /p2p-circuit.
         """
-        host = _AddrHost(["/ip4/127.0.0.1/tcp/4001", "/ip4/10.0.0.5/tcp/4001", "/ip6/::1/tcp/4001",
-                          "/ip4/10.0.0.5/tcp/4001/p2p/X/p2p-circuit"])
+        host = FakeHost(Clock(), announce=["/ip4/127.0.0.1/tcp/4001", "/ip4/10.0.0.5/tcp/4001", "/ip6/::1/tcp/4001",
+                                           "/ip4/10.0.0.5/tcp/4001/p2p/X/p2p-circuit"])
         relay = RelayService(host, Clock(), RelayLimits())
         remote = relay._relayAddrs(_Conn("/ip4/10.0.0.9/tcp/5555"))
         self.assertEqual(remote, [f"/ip4/10.0.0.5/tcp/4001/p2p/{host.peerID}"])
@@ -317,7 +309,7 @@ class ReservationGroupTests(SynchronousTestCase):
         C{max-reservations-per-ip} counts an IPv6 /64 as one address (one
         host holds a whole /64), an IPv4 address as itself.
         """
-        host = _AddrHost(["/ip4/10.0.0.5/tcp/4001"])
+        host = FakeHost(Clock(), announce=["/ip4/10.0.0.5/tcp/4001"])
         host.key = PrivateKey.generate()
         relay = RelayService(host, Clock(), RelayLimits(maxReservationsPerIP=2))
 

@@ -6,10 +6,11 @@ client calling real hosts on loopback.
 import hashlib
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from tau.fakes import FakeRouting
 from tau.protocols.identify import whenIdentified
 from tau.services.commands import RemoteError
 from tau.services.discovery import ANNOUNCE_RETRY, Announcer, ServiceClient, serviceKey
@@ -26,23 +27,6 @@ class KeyTests(TestCase):
         self.assertEqual(key.version, 1)
         self.assertEqual(key.codec, "raw")
         self.assertEqual(bytes(key.multihash), b"\x12\x20" + hashlib.sha256(b"/tns/v1").digest())
-
-
-class FakeRouting:
-    def __init__(self, answers=()):
-        self.answers = list(answers)
-        self.provided = []
-        self.asked = 0
-        self.providers = []
-
-    def provide(self, key):
-        self.provided.append(key)
-        answer = self.answers.pop(0)
-        return fail(answer) if isinstance(answer, Exception) else succeed(answer)
-
-    def findProviders(self, key, count):
-        self.asked += 1
-        return succeed(list(self.providers))
 
 
 class AnnouncerTests(TestCase):
@@ -134,12 +118,12 @@ class ClientTests(TestCase):
         me = await startHost(self)
         me.peerstore.addAddrs(a.peerID, [str(a.listenAddresses()[0])])
         routing = FakeRouting()
-        routing.providers = [(a.peerID, [])]
+        routing.providers[serviceKey(PROTOCOL)] = [(a.peerID, [])]
         client = ServiceClient(me, routing, PROTOCOL)
         self.assertEqual(await client.call("who"), {"name": "a"})
         self.assertEqual(await client.call("who"), {"name": "a"})
         # once connected and identified, a is known: the DHT was asked once
-        self.assertEqual(routing.asked, 1)
+        self.assertEqual(routing.asked, [serviceKey(PROTOCOL)])
 
     async def test_allNodesDown(self):
         (a, _), (b, _) = await self.service("a"), await self.service("b")

@@ -99,6 +99,9 @@ class Certificates:
         try:
             self._contexts = await self._build(await self._load())
         except Exception:
+            if self._loop is None:
+                # stopped meanwhile: the store it read from is going away
+                return
             log.failure("loading TLS certificates failed")
 
     async def stored(self, fqdn, static, pem):

@@ -38,6 +38,7 @@ class Storage:
         that run auth (L{tau.interfaces.IKVDB.serviceDatabase}); its full
         name (C{NAME@GENESIS}) is used from then on.
         """
+        await self.kvdb.whenReady()
         replica = await self.kvdb.serviceDatabase("auth", self.database)
         self.database = replica.name
 

@@ -40,6 +40,7 @@ class Storage:
         that run tns (L{tau.interfaces.IKVDB.serviceDatabase}); its full
         name (C{NAME@GENESIS}) is used from then on.
         """
+        await self.kvdb.whenReady()
         replica = await self.kvdb.serviceDatabase("tns", self.database)
         self.database = replica.name
 

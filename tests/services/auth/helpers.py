@@ -9,13 +9,13 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from tau.fakes import FakeKVDB
 from tau.services.auth.config import AuthConfig
 from tau.services.auth.core import Auth
 from tau.services.auth.providers import Caller, IGitProvider, LocalProvider, Unauthorized
 from tau.services.auth.secrets import Secrets
 from tau.services.auth.service import makeAuth
 from tau.services.auth.storage import Storage
-from tests.kvdb.fake import FakeKVDB
 from tests.services.auth.fakegithub import WRITE, startFakeGitHub
 
 WEBHOOK = "https://patrick.tau.example.com/github/"

@@ -4,12 +4,12 @@ announced in the DHT, a failed bind reported, stopped cleanly.
 """
 
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from tau.fakes import FakeKVDB, FakeRouting
 from tau.listen import ListenError
 from tau.services.auth import PROTOCOL
 from tau.services.auth.client import AuthClient
@@ -18,7 +18,6 @@ from tau.services.auth.service import makeAuth
 from tau.services.commands import RemoteError
 from tau.services.discovery import serviceKey
 from tests.hosts import startHost
-from tests.kvdb.fake import FakeKVDB
 from tests.services.auth.helpers import request
 from tests.services.auth.test_service import ServiceTestCase
 
@@ -72,22 +71,13 @@ class AuthClientTests(ServiceTestCase):
             await request("GET", self.cloud.url + "/me", "github tokA")
 
 
-class Routing:
-    def __init__(self):
-        self.provided = []
-
-    def provide(self, key):
-        self.provided.append(key)
-        return succeed(1)
-
-
 class LifecycleTests(TestCase):
     async def test_announcedAndBindFailure(self):
         host = await startHost(self)
         taken = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(Protocol))
         self.addCleanup(taken.stopListening)
         where = f"tcp:{taken.getHost().port}:interface=127.0.0.1"
-        routing = Routing()
+        routing = FakeRouting()
         service = makeAuth(host, FakeKVDB(), reactor, AuthConfig.check("t", {"http-listen": where}), self.mktemp(),
                            lambda peer: False, networkFQDN="example.com", routing=routing)
         service.startService()

@@ -57,7 +57,7 @@ class CoreTests(TestCase):
     async def test_secretsSealedAtRest(self):
         await self.auth.createProject(self.alice, "shop", "101", "102")
         await self.auth.setCertificate(EVERYTHING, "shop.example.com", b"-----BEGIN PRIVATE KEY-----secretkey")
-        stored = b"".join(v for db in self.kvdb.databases.values() for v in db.values())
+        stored = b"".join(v for db in self.kvdb.stored.values() for v in db.values())
         for _r, _url, secret in self.github.hooks:
             self.assertNotIn(secret.encode(), stored)
         self.assertNotIn(b"tokA", stored)
@@ -148,7 +148,7 @@ class CoreTests(TestCase):
         with self.assertRaisesRegex(NotFound, "^project not found$"):
             await self.auth.getProject(self.alice, created["id"])
         # stored hashed
-        stored = b"".join(k + v for db in self.kvdb.databases.values() for k, v in db.items())
+        stored = b"".join(k + v for db in self.kvdb.stored.values() for k, v in db.items())
         self.assertNotIn(token.encode(), stored)
         with self.assertRaises(Unauthorized):
             await self.auth.scopeOf("tau " + token + "x")

@@ -1,20 +1,16 @@
 """
 What the tns tests share: a project repository with functions, a website
-and an application, a pubsub in memory, and tns's commands on a fake kvdb.
+and an application, and tns's commands on a fake kvdb and pubsub.
 """
-
-from types import SimpleNamespace
 
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from tau.pubsub.message import MAX_TOPIC_LENGTH
-from tau.pubsub.service import Subscription
+from tau.fakes import FakeKVDB, FakePubSub
 from tau.services.tns.commands import Commands
 from tau.services.tns.service import LocalCalls
 from tau.services.tns.storage import Storage
 from tau.services.tns.tenancy import Tenancy
-from tests.kvdb.fake import FakeKVDB
 from tests.project.helpers import APP_ID, IDS, PROJECT_ID, write
 
 OTHER_PROJECT = "QmTDPCiJR8JVkjd1ZUabBHqBffZZKGSKhrJHeXqRUnu9P4"
@@ -39,32 +35,6 @@ def shopProject(root, projectId=PROJECT_ID, fqdn="api.example.com"):
         "applications/back/config.yaml": f"id: {APP_ID}\n",
         "applications/back/databases/carts.yaml": f"id: {DATABASE}\nmatch: carts\nstorage: {{size: 1GB}}\n",
     })
-
-
-class FakePubSub:
-    """
-    Topics in memory: what is published is delivered to every subscription
-    of the topic at once.
-    """
-
-    def __init__(self):
-        self.subscriptions = {}
-        self.published = []
-
-    def subscribe(self, topic):
-        if not topic or len(topic) > MAX_TOPIC_LENGTH:
-            raise ValueError("an empty or too long topic")
-        subscription = Subscription(topic, self)
-        self.subscriptions.setdefault(topic, []).append(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription):
-        self.subscriptions[subscription.topic].remove(subscription)
-
-    async def publish(self, topic, data):
-        self.published.append((topic, data))
-        for subscription in list(self.subscriptions.get(topic, ())):
-            subscription._push(SimpleNamespace(topic=topic, data=data, source=None))
 
 
 TRUSTED = "trusted-peer"
@@ -92,10 +62,10 @@ def makeCommands(*, maxKeys=100_000, tenants=None, clock=None):
     L{TRUSTED} is trusted.
     """
     kvdb = FakeKVDB()
-    kvdb.databases["tns@tns"] = {}
+    kvdb.stored["tns@service:tns"] = {}
     pubsub = FakePubSub()
     tenancy = Tenancy(lambda peer: peer == TRUSTED, tenants, clock or Clock())
-    commands = Commands(Storage(kvdb, "tns@tns"), tenancy, pubsub.publish, reactor, maxKeys)
+    commands = Commands(Storage(kvdb, "tns@service:tns"), tenancy, pubsub.publish, reactor, maxKeys)
     return commands, kvdb, pubsub
 
 

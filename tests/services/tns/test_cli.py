@@ -37,7 +37,7 @@ class CLITests(TestCase):
         self.root = self.cloud.roots[0]
 
     async def tau(self, *args, root=None, env=None):
-        return await run(reactor, TAU + ["--root", str(root or self.root), *args], env=env)
+        return await run(reactor, TAU + ["--root", str(root or self.root), "--shape", "cloud-tns", *args], env=env)
 
     async def ok(self, *args, root=None):
         status, out, err = await self.tau(*args, root=root)

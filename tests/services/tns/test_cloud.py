@@ -14,6 +14,7 @@ from tau.services.tns import PROTOCOL
 from tau.services.tns.config import TNSConfig
 from tests.cloud import Cloud, until
 from tests.project.helpers import PROJECT_ID
+from tests.hosts import addressOf, startHost
 from tests.services.tns.helpers import GET_ITEMS, SITE, shopProject
 
 
@@ -51,8 +52,8 @@ class CloudTests(TestCase):
         # a caller that is not a service of the cloud reaches what auth
         # says its credential reaches: tns asks auth over the network
         await cloud.connect()
-        stranger = auth.host
-        cloud.peers.discard(stranger.peerID)
+        stranger = await startHost(self)
+        await stranger.connect(addressOf(first.host))
         with self.assertRaises(RemoteError) as e:
             await call(stranger, first.host.peerID, PROTOCOL, "fetch", {"path": ["projects"], "token": "tau nope"})
         self.assertEqual(str(e.exception), 'router: executing command "fetch" failed: this cloud did not issue the token')
@@ -75,4 +76,5 @@ class CloudTests(TestCase):
 
 
 async def _meshed(nodes):
-    return all(len(n.pubsub.topicPeers("/tau/kvdb/1.0.0/tns")) >= len(nodes) - 1 for n in nodes)
+    topic = f"/tau/kvdb/1.0.0/{nodes[0].tns.storage.database}"
+    return all(len(n.pubsub.topicPeers(topic)) >= len(nodes) - 1 for n in nodes)

@@ -51,7 +51,7 @@ class PushTests(CommandTestCase):
         leaf, each value the cbor multicodec and its CBOR.
         """
         compiled = await self.publish()
-        stored = self.kvdb.databases["tns@tns"]
+        stored = self.kvdb.stored["tns@service:tns"]
         self.assertEqual(stored[f"/tns/v1/projects/{PROJECT_ID}/branches/main/current/current".encode()],
                          b"\x51" + cbor2.dumps("c0ffee"))
         self.assertEqual(decodeValue(stored[f"/tns/v1/branches/main/commit/c0ffee/projects/{PROJECT_ID}/functions/"

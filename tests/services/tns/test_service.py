@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tau.errors import ConfigError
+from tau.fakes import FakeKVDB, FakePubSub
 from tau.project import compileProject
 from tau.services import frames
 from tau.services.framework import call
@@ -19,9 +20,8 @@ from tau.services.tns import PROTOCOL
 from tau.services.tns.config import TNSConfig
 from tau.services.tns.service import TNSService
 from tests.hosts import addressOf, startHost
-from tests.kvdb.fake import FakeKVDB
 from tests.project.helpers import PROJECT_ID
-from tests.services.tns.helpers import FakePubSub, shopProject
+from tests.services.tns.helpers import shopProject
 from twisted.internet import reactor
 
 
@@ -154,14 +154,14 @@ class AnnounceTests(TestCase):
         service = TNSService(host, kvdb, pubsub, clock, TNSConfig(), lambda peer: False)
         service.startService()
         await service.whenReady()
-        await kvdb.put("tns@tns", b"/tns/v1/a", b"\x51\x01")
-        await kvdb.put("tns@tns", b"/tns/v1/b", b"\x51\x01")
+        await kvdb.put("tns@service:tns", b"/tns/v1/a", b"\x51\x01")
+        await kvdb.put("tns@service:tns", b"/tns/v1/b", b"\x51\x01")
         clock.advance(0.049)
         self.assertEqual(pubsub.published, [])
         clock.advance(0.001)
         self.assertEqual(pubsub.published, [("/tns/updates", b"")])
         service.stopService()
-        await kvdb.put("tns@tns", b"/tns/v1/c", b"\x51\x01")
+        await kvdb.put("tns@service:tns", b"/tns/v1/c", b"\x51\x01")
         clock.advance(1)
         self.assertEqual(len(pubsub.published), 1)
 

@@ -118,7 +118,7 @@ class ControlResource(Resource):
         return NOT_DONE_YET
 
     def _done(self, result, request):
-        if request.finished or request._disconnected:
+        if request.finished or request.channel is None:
             return
         if isinstance(result, BodyStream):
             d = Deferred.fromCoroutine(_stream(request, result))
@@ -136,11 +136,11 @@ class ControlResource(Resource):
         # The status line is gone already: cut the response short, so the
         # client sees an incomplete body rather than a truncated success.
         self.log.info("control API stream failed: {reason}", reason=failure.getErrorMessage())
-        if not request.finished and not request._disconnected:
+        if not request.finished and request.channel is not None:
             request.channel.transport.abortConnection()
 
     def _failed(self, failure, request, name):
-        if request.finished or request._disconnected:
+        if request.finished or request.channel is None:
             return
         if failure.check(APIError):
             body = _error(request, failure.value.status, failure.value.message)

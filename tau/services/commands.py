@@ -20,7 +20,7 @@ import io
 
 import cbor2
 
-from tau.services.frames import DATA, encodeFrame
+from tau.services.frames import DATA, HEADER_SIZE, encodeFrame
 
 NAME_KEY = 16
 BODY_KEY = 64
@@ -108,6 +108,13 @@ def _textKeys(value, what):
         if not isinstance(key, str):
             raise CommandError(f"{what} has a key {key!r} that is not text")
     return value
+
+
+def payloadOf(frame):
+    """
+    The payload of one whole data frame made by this module.
+    """
+    return frame[HEADER_SIZE:]
 
 
 def encodeCommand(name, body=None):

@@ -130,11 +130,11 @@ class AuthResource(Resource):
         except ProviderError as e:
             status, answer = 502, {"error": str(e)}
         except Exception as e:
-            if request.finished or request._disconnected:
+            if request.finished or request.channel is None:
                 return
             log.failure("auth HTTP {method} {path} failed", method=request.method, path=request.path)
             status, answer = 500, {"error": f"{e.__class__.__name__}"}
-        if request.finished or request._disconnected:
+        if request.finished or request.channel is None:
             return
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")

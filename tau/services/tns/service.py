@@ -11,9 +11,16 @@ from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.oneshot import OneShot
 from tau.services import needs
 from tau.services.auth.client import PROTOCOL as AUTH_PROTOCOL, AuthClient
-from tau.services.commands import RemoteError, decodeCommand, decodeResponse, encodeCommand, encodeErrorResponse, encodeResponse
+from tau.services.commands import (
+    RemoteError,
+    decodeCommand,
+    decodeResponse,
+    encodeCommand,
+    encodeErrorResponse,
+    encodeResponse,
+    payloadOf,
+)
 from tau.services.discovery import Announcer, ServiceClient
-from tau.services.frames import HEADER_SIZE
 from tau.services.framework import CommandRouter
 from tau.services.tns import PROTOCOL
 from tau.services.tns.commands import Commands
@@ -143,7 +150,7 @@ class LocalCalls:
         return [self.peerID]
 
     async def call(self, name, body=None, *, peers=None):
-        name, body = decodeCommand(encodeCommand(name, body)[HEADER_SIZE:])
+        name, body = decodeCommand(payloadOf(encodeCommand(name, body)))
         handler = self.handlers.get(name)
         if handler is None:
             frame = encodeErrorResponse(f'router: command "{name}" not registered')
@@ -152,7 +159,7 @@ class LocalCalls:
                 frame = encodeResponse(await handler(self.peerID, body))
             except Exception as e:
                 frame = encodeErrorResponse(f'router: executing command "{name}" failed: {e}')
-        return decodeResponse(frame[HEADER_SIZE:])
+        return decodeResponse(payloadOf(frame))
 
 
 class CredentialRefused(Exception):

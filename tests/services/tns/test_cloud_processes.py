@@ -41,7 +41,11 @@ class ProcessCloudTests(TestCase):
             found = await self.ok(cloud, node, "tns", "lookup", "http", "api.example.com", "/items")
             self.assertEqual((found["id"], found["commit"]), (GET_ITEMS, "c1"))
 
-        # the auth node runs no tns: its client asks the tns nodes
+        # the auth node runs no tns: its client asks the tns nodes, all
+        # three of which it met
+        peers = await self.ok(cloud, auth, "swarm", "peers")
+        for node in (first, second, third):
+            self.assertIn(f"/p2p/{cloud.keys[node].peerID()}", peers)
         self.assertEqual((await self.ok(cloud, auth, "tns", "lookup", "http", "api.example.com", "/docs"))["id"], SITE)
 
         await cloud.kill(second)

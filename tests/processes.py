@@ -33,6 +33,9 @@ class Process(ProcessProtocol):
         self.out = b""
         self.err = b""
         self.status = None
+        self.signal = None
+        #: true once the process ended (by a signal too: then C{status} is None)
+        self.exited = False
         self._ended = Deferred()
         self._waiting = []
 
@@ -51,6 +54,7 @@ class Process(ProcessProtocol):
                 d.callback(None)
 
     def processEnded(self, reason):
+        self.exited = True
         self.status = reason.value.exitCode if reason.check(ProcessDone) is None else 0
         self.signal = getattr(reason.value, "signal", None)
         for needle, d in self._waiting:
@@ -76,7 +80,7 @@ class Process(ProcessProtocol):
         return d.addTimeout(timeout, self.clock)
 
     def kill(self, sig=signal.SIGTERM):
-        if self.status is None and self.transport.pid is not None:
+        if not self.exited and self.transport.pid is not None:
             self.transport.signalProcess({signal.SIGTERM: "TERM", signal.SIGINT: "INT", signal.SIGKILL: "KILL"}[sig])
 
 
@@ -84,7 +88,7 @@ def stopped(proc):
     """
     Kill C{proc} if it still runs, and wait for its end (a test cleanup).
     """
-    if proc.status is not None:
+    if proc.exited:
         return None
     proc.kill(signal.SIGKILL)
     return proc.ended()

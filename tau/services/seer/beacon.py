@@ -1,0 +1,76 @@
+"""
+What a node runs to tell seer it is alive: L{SeerClient} (the calls) and
+L{Beacon} (an announce, then a heartbeat every interval).
+"""
+
+import socket
+
+import cbor2
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from tau.services.discovery import ServiceClient
+from tau.services.seer import PROTOCOL
+from tau.services.seer.commands import signatureOf
+
+log = Logger()
+
+
+class SeerClient:
+    """
+    @param host: the local host (its C{key} signs).
+    @param routing: DHT routing (C{findProviders}), or None.
+    @param client: a L{ServiceClient} to seer, or None for one of its own.
+    """
+
+    def __init__(self, host, routing, *, client=None):
+        self.host = host
+        self.client = client or ServiceClient(host, routing, PROTOCOL)
+
+    def _signed(self, body):
+        peer = str(self.host.peerID)
+        body.update(id=peer, client=peer, signature=signatureOf(self.host.key, peer, peer))
+        return body
+
+    async def heartbeat(self, usage, hostname):
+        """
+        @param usage: CBOR usage bytes (the spec sheet's keys).
+        """
+        return await self.client.call("heartbeat", self._signed({"usage": usage, "hostname": hostname}))
+
+    async def announce(self, services):
+        """
+        @param services: name -> meta (text -> text; C{IP} is the address
+            seer answers with).
+        """
+        body = {"services": [{"Type": name, "Meta": meta} for name, meta in services.items()]}
+        return (await self.client.call("announce", self._signed(body)))["Registered"]
+
+    async def nodes(self, service=None):
+        if service is None:
+            return (await self.client.call("heartbeat", {"action": "list"}))["ids"]
+        return (await self.client.call("heartbeat", {"action": "listService", "name": service}))["ids"]
+
+
+class Beacon(TimerService):
+    """
+    Every C{interval} seconds (less than seer's TTL), announce C{services}
+    and send a heartbeat.  A failed round is logged and the next one tries
+    again.
+    """
+
+    def __init__(self, seer, services, interval, clock):
+        super().__init__(interval, self._round)
+        self.clock = clock
+        self.seer = seer
+        self.services = services
+
+    async def _tell(self):
+        await self.seer.announce(self.services)
+        await self.seer.heartbeat(cbor2.dumps({}), socket.gethostname())
+
+    def _round(self):
+        d = Deferred.fromCoroutine(self._tell())
+        d.addErrback(lambda f: log.info("seer: telling seer failed: {why}", why=f.getErrorMessage()))
+        return d

@@ -1,0 +1,101 @@
+"""
+The C{seer} section of a node config.
+
+    seer:
+      network-fqdn: tau.localhost         # the zone seer answers for
+      dns-udp: udp:8053:interface=127.0.0.1 # where DNS is served over UDP
+      dns-tcp: tcp:8053:interface=127.0.0.1 # and over TCP
+      ttl: 60                             # seconds a silent node stays, and the TTL of answers
+      max-nodes: 10000                    # the most nodes seer keeps
+      max-answers: 16                     # the most addresses one answer gives
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+
+from tau.configsection import TypedSection
+from tau.errors import ConfigError
+from tau.services.seer.dns import parseUDP
+
+
+@dataclass(frozen=True)
+class SeerConfig:
+    networkFqdn: str = "tau.localhost"
+    dnsUDP: str = "udp:8053:interface=127.0.0.1"
+    dnsTCP: str = "tcp:8053:interface=127.0.0.1"
+    ttl: int = 60
+    maxNodes: int = 10_000
+    maxAnswers: int = 16
+
+    #: YAML field -> attribute
+    FIELDS = {
+        "network-fqdn": "networkFqdn",
+        "dns-udp": "dnsUDP",
+        "dns-tcp": "dnsTCP",
+        "ttl": "ttl",
+        "max-nodes": "maxNodes",
+        "max-answers": "maxAnswers",
+    }
+
+    @classmethod
+    def check(cls, source, value):
+        return SeerSection().load(source, value)
+
+
+def _count(what, most=None):
+    def check(source, field, v):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or (most is not None and v > most):
+            bound = f" up to {most}" if most is not None else ""
+            raise ConfigError(source, field, f"expected a whole number of {what} above 0{bound}, found {v!r}")
+        return v
+
+    return check
+
+
+def _fqdn(source, field, v):
+    labels = v.strip(".").split(".") if isinstance(v, str) else []
+    if not labels or not all(0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+                             for label in labels) or len(v) > 253:
+        raise ConfigError(source, field, f"expected a domain name (letters, digits, -), found {v!r}")
+    return v.strip(".").lower()
+
+
+def _udp(source, field, v):
+    try:
+        parseUDP(v)
+    except ValueError as e:
+        raise ConfigError(source, field, str(e)) from None
+    return v
+
+
+def _tcp(source, field, v):
+    try:
+        # building an endpoint listens on nothing: no reactor needed yet
+        endpoint = serverFromString(None, v)
+    except Exception as e:
+        raise ConfigError(source, field, f"expected a tcp: endpoint string, found {v!r} ({e})") from None
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        raise ConfigError(source, field, f"expected a tcp: endpoint string, found {v!r}")
+    return v
+
+
+_CHECKS = {
+    "network-fqdn": _fqdn,
+    "dns-udp": _udp,
+    "dns-tcp": _tcp,
+    # the TTL of a DNS answer is 32 bits
+    "ttl": _count("seconds", 2**31 - 1),
+    "max-nodes": _count("nodes"),
+    "max-answers": _count("addresses"),
+}
+
+
+class SeerSection(TypedSection):
+    """
+    The C{seer} section, held by the node config as a L{SeerConfig}.
+    """
+
+    name = "seer"
+    type = SeerConfig
+    checks = _CHECKS

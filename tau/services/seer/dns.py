@@ -1,0 +1,161 @@
+"""
+seer's DNS: L{Zones} (which names seer answers, with which nodes) and the
+twisted.names server on UDP and TCP endpoint strings.
+
+Names, under the network fqdn C{F}:
+
+    F, tau.F                  -> every live node
+    <service>.tau.F           -> the live nodes that announced <service>
+    <anything>.g.F            -> live gateways, else live substrates (generated project domains)
+
+Another name in the zone is NXDOMAIN; a name outside it is REFUSED.  A
+packet that does not parse is answered FORMERR when its header is whole
+and is not itself an answer, and dropped otherwise.
+"""
+
+import ipaddress
+import struct
+
+from twisted.internet.defer import fail, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.names import dns
+from twisted.names.common import ResolverBase
+from twisted.names.server import DNSServerFactory
+
+HEADER = struct.Struct("!HH")
+
+
+class Zones(ResolverBase):
+    """
+    @param fqdn: the network fqdn, e.g. C{tau.example.com}.
+    @param registry: L{tau.services.seer.registry.Registry}.
+    @param ttl: the TTL of every answer, in seconds.
+    @param maxAnswers: the most addresses one answer gives.
+    """
+
+    def __init__(self, fqdn, registry, ttl, maxAnswers):
+        super().__init__()
+        self.fqdn = fqdn.strip(".").lower()
+        self.registry = registry
+        self.ttl = ttl
+        self.maxAnswers = maxAnswers
+
+    def covers(self, name):
+        """
+        True when C{name} (text) is in seer's zone.
+        """
+        name = name.strip(".").lower()
+        return name == self.fqdn or name.endswith("." + self.fqdn)
+
+    def nodesFor(self, name):
+        """
+        The live nodes C{name} stands for, or None when it names nothing.
+        """
+        name = name.strip(".").lower()
+        if name == self.fqdn or name == "tau." + self.fqdn:
+            return self.registry.nodes()
+        label, _, parent = name.partition(".")
+        if parent == "tau." + self.fqdn:
+            return self.registry.nodes(label)
+        if name.endswith(".g." + self.fqdn):
+            return self.registry.nodes("gateway") or self.registry.nodes("substrate")
+        return None
+
+    def _lookup(self, name, cls, type, timeout):
+        text = name.decode("ascii", "replace")
+        nodes = self.nodesFor(text) if cls == dns.IN else None
+        if nodes is None:
+            return fail(dns.AuthoritativeDomainError(text))
+        answers = []
+        for node in nodes:
+            for ip in node.ips():
+                if ip.version == 4 and type in (dns.A, dns.ALL_RECORDS):
+                    payload = dns.Record_A(str(ip), self.ttl)
+                elif ip.version == 6 and type in (dns.AAAA, dns.ALL_RECORDS):
+                    payload = dns.Record_AAAA(str(ip), self.ttl)
+                else:
+                    continue
+                answers.append(dns.RRHeader(name, payload.TYPE, dns.IN, self.ttl, payload, auth=True))
+        return succeed((answers[:self.maxAnswers], [], []))
+
+
+def formatError(data):
+    """
+    The FORMERR answer to a packet that did not parse: C{None} when its
+    header is not whole or it is an answer itself (never answer those).
+    """
+    if len(data) < 12:
+        return None
+    ident, flags = HEADER.unpack_from(data)
+    if flags & 0x8000:
+        return None
+    reply = dns.Message(id=ident, answer=1, opCode=(flags >> 11) & 0xF, rCode=dns.EFORMAT)
+    return reply.toStr()
+
+
+class SeerDNSFactory(DNSServerFactory):
+    """
+    Answers from L{Zones}, REFUSED outside them.
+    """
+
+    def __init__(self, zones):
+        super().__init__(authorities=[zones])
+        self.zones = zones
+
+    def handleQuery(self, message, protocol, address):
+        if not message.queries:
+            self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EFORMAT), address)
+            return
+        if not self.zones.covers(message.queries[0].name.name.decode("ascii", "replace")):
+            self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EREFUSED), address)
+            return
+        super().handleQuery(message, protocol, address)
+
+
+class SeerDatagramProtocol(dns.DNSDatagramProtocol):
+    """
+    The UDP side: a query that does not parse gets FORMERR (L{formatError}).
+    """
+
+    def datagramReceived(self, data, addr):
+        message = dns.Message()
+        try:
+            message.fromStr(data)
+        except Exception:
+            reply = formatError(data)
+            if reply is not None:
+                self.transport.write(reply, addr)
+            return
+        self.controller.messageReceived(message, self, addr)
+
+
+def parseUDP(text):
+    """
+    C{(port, interface)} of a C{udp:PORT[:interface=IP]} endpoint string.
+
+    @raise ValueError: saying what is expected.
+    """
+    parts = text.split(":") if isinstance(text, str) else []
+    if len(parts) not in (2, 3) or parts[0] != "udp" or not parts[1].isdigit() or int(parts[1]) > 65535:
+        raise ValueError(f"expected udp:PORT or udp:PORT:interface=IP, found {text!r}")
+    interface = ""
+    if len(parts) == 3:
+        key, _, interface = parts[2].partition("=")
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            key = None
+        if key != "interface":
+            raise ValueError(f"expected udp:PORT:interface=IP, found {text!r}")
+    return int(parts[1]), interface
+
+
+async def listen(reactor, factory, udp, tcp):
+    """
+    Listen on the endpoint strings C{udp} (C{udp:PORT:interface=IP}) and
+    C{tcp}; the ports, UDP first.
+    """
+    port, interface = parseUDP(udp)
+    udpPort = reactor.listenUDP(port, SeerDatagramProtocol(factory), interface=interface)
+    tcpPort = await serverFromString(reactor, tcp).listen(factory)
+    return udpPort, tcpPort

@@ -1,0 +1,89 @@
+"""
+L{Registry}: the nodes seer heard from, each kept for C{ttl} seconds after
+its last heartbeat or announce.
+"""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Node:
+    """
+    What seer knows of one node.
+
+    @ivar services: service name -> its meta (text -> text).
+    @ivar usage: the CBOR usage bytes of its last heartbeat.
+    @ivar seen: the clock's seconds at its last heartbeat or announce.
+    """
+
+    peer: str
+    seen: float
+    hostname: str = ""
+    usage: bytes = b""
+    services: dict = field(default_factory=dict)
+
+    def ips(self):
+        """
+        The addresses its services announced (meta C{IP}), valid ones only.
+        """
+        out = []
+        for meta in self.services.values():
+            try:
+                ip = ipaddress.ip_address(meta.get("IP", ""))
+            except ValueError:
+                continue
+            if ip not in out:
+                out.append(ip)
+        return out
+
+
+class Registry:
+    """
+    @param clock: IReactorTime.
+    @param ttl: seconds a node stays after it last told seer.
+    @param maxNodes: the most nodes kept; a new node past it is refused.
+    """
+
+    def __init__(self, clock, ttl, maxNodes):
+        self.clock = clock
+        self.ttl = ttl
+        self.maxNodes = maxNodes
+        self._nodes = {}
+
+    def _touch(self, peer):
+        self._expire()
+        node = self._nodes.get(peer)
+        if node is None:
+            if len(self._nodes) >= self.maxNodes:
+                raise OverflowError(f"seer holds {self.maxNodes} nodes already")
+            node = self._nodes[peer] = Node(peer, self.clock.seconds())
+        node.seen = self.clock.seconds()
+        return node
+
+    def heartbeat(self, peer, hostname, usage):
+        node = self._touch(peer)
+        node.hostname = hostname
+        node.usage = usage
+
+    def announce(self, peer, services):
+        """
+        @param services: name -> meta; replaces what the node announced.
+        """
+        self._touch(peer).services = dict(services)
+
+    def _expire(self):
+        oldest = self.clock.seconds() - self.ttl
+        for peer in [p for p, n in self._nodes.items() if n.seen <= oldest]:
+            del self._nodes[peer]
+
+    def nodes(self, service=None):
+        """
+        The live nodes, those running C{service} when given, by peer.
+        """
+        self._expire()
+        return [n for _, n in sorted(self._nodes.items()) if service is None or service in n.services]
+
+    def node(self, peer):
+        self._expire()
+        return self._nodes.get(peer)

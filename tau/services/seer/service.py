@@ -1,0 +1,96 @@
+"""
+L{SeerService}: seer on a node (its commands on C{/seer/v1} and its DNS
+server on UDP and TCP), and L{serviceFactory}.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.logger import Logger
+
+from tau.interfaces import IHost, IMembers, IRouting
+from tau.oneshot import OneShot
+from tau.services import needs
+from tau.services.discovery import Announcer
+from tau.services.framework import CommandRouter
+from tau.services.seer import PROTOCOL
+from tau.services.seer.commands import Commands
+from tau.services.seer.config import SeerConfig
+from tau.services.seer.dns import SeerDNSFactory, Zones, listen
+from tau.services.seer.registry import Registry
+
+log = Logger()
+
+
+class SeerService(Service):
+    """
+    @param host: has C{setStreamHandler}, C{removeHandler}.
+    @param reactor: IReactorTime, IReactorUDP, IReactorTCP.
+    @param config: L{SeerConfig}.
+    @param isMember: C{async isMember(peer) -> bool}: the nodes heard.
+    @param routing: has C{provide(cid)}, or None: not announced in the DHT.
+    """
+
+    def __init__(self, host, reactor, config, isMember, *, routing=None):
+        self.setName("seer")
+        self.host = host
+        self.reactor = reactor
+        self.config = config
+        self.registry = Registry(reactor, config.ttl, config.maxNodes)
+        self.commands = Commands(self.registry, isMember)
+        self.zones = Zones(config.networkFqdn, self.registry, config.ttl, config.maxAnswers)
+        self.router = CommandRouter(PROTOCOL, reactor)
+        self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
+        self.ports = ()
+        self._installed = False
+        self._ready = OneShot()
+
+    def startService(self):
+        super().startService()
+        if self._ready.fired:
+            self._ready = OneShot()
+        d = Deferred.fromCoroutine(self._start())
+        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
+
+    async def _start(self):
+        self.ports = await listen(self.reactor, SeerDNSFactory(self.zones), self.config.dnsUDP,
+                                  self.config.dnsTCP)
+        if not self.running:
+            await self._closePorts()
+            return self
+        self.commands.define(self.router)
+        self.router.install(self.host)
+        self._installed = True
+        if self.announcer is not None:
+            self.announcer.start()
+        log.info("seer serving {protocol} and DNS for {fqdn} on {udp} and {tcp}", protocol=PROTOCOL,
+                 fqdn=self.config.networkFqdn, udp=self.ports[0].getHost(), tcp=self.ports[1].getHost())
+        return self
+
+    def whenReady(self):
+        """
+        Fires with this service when it serves, or fails.
+        """
+        return self._ready.whenFired()
+
+    def _closePorts(self):
+        ports, self.ports = self.ports, ()
+        return gatherResults([maybeDeferred(port.stopListening) for port in ports])
+
+    def stopService(self):
+        if self._installed:
+            self.router.uninstall(self.host)
+            self._installed = False
+        if self.announcer is not None:
+            self.announcer.stop()
+        super().stopService()
+        return self._closePorts()
+
+
+@needs(IHost, IMembers, IRouting)
+def serviceFactory(capabilities, config, reactor):
+    """
+    The seer service of a node whose shape names it: it hears the nodes of
+    this node's cloud.
+    """
+    return SeerService(capabilities[IHost], reactor, config.seer or SeerConfig(), capabilities[IMembers].isMember,
+                       routing=capabilities[IRouting])

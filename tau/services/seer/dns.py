@@ -9,8 +9,9 @@ Names, under the network fqdn C{F}:
     <anything>.g.F            -> live gateways, else live substrates (generated project domains)
 
 Another name in the zone is NXDOMAIN; a name outside it is REFUSED.  A
-packet that does not parse is answered FORMERR when its header is whole
-and is not itself an answer, and dropped otherwise.
+query without a question (twisted.names reads a truncated question as
+none) or one that does not parse is answered FORMERR when its header is
+whole; an answer, or fewer than 12 bytes, is dropped.
 """
 
 import ipaddress
@@ -102,6 +103,23 @@ class SeerDNSFactory(DNSServerFactory):
         super().__init__(authorities=[zones])
         self.zones = zones
 
+    def allowQuery(self, message, protocol, address):
+        # an empty question is FORMERR (L{handleQuery}), not REFUSED
+        return True
+
+    def messageReceived(self, message, proto, address=None):
+        # an answer is never answered: no loops between servers
+        if not message.answer:
+            super().messageReceived(message, proto, address)
+
+    def gotResolverError(self, failure, protocol, message, address):
+        # NXDOMAIN in seer's zone is authoritative
+        if not failure.check(dns.AuthoritativeDomainError):
+            return super().gotResolverError(failure, protocol, message, address)
+        response = self._responseFromMessage(message=message, rCode=dns.ENAME)
+        response.auth = 1
+        self.sendReply(protocol, response, address)
+
     def handleQuery(self, message, protocol, address):
         if not message.queries:
             self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EFORMAT), address)
@@ -135,7 +153,7 @@ def parseUDP(text):
 
     @raise ValueError: saying what is expected.
     """
-    parts = text.split(":") if isinstance(text, str) else []
+    parts = text.split(":", 2) if isinstance(text, str) else []
     if len(parts) not in (2, 3) or parts[0] != "udp" or not parts[1].isdigit() or int(parts[1]) > 65535:
         raise ValueError(f"expected udp:PORT or udp:PORT:interface=IP, found {text!r}")
     interface = ""

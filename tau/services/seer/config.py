@@ -3,8 +3,8 @@ The C{seer} section of a node config.
 
     seer:
       network-fqdn: tau.localhost         # the zone seer answers for
-      dns-udp: udp:8053:interface=127.0.0.1 # where DNS is served over UDP
-      dns-tcp: tcp:8053:interface=127.0.0.1 # and over TCP
+      dns-udp: udp:0:interface=127.0.0.1 # where DNS is served over UDP (0: any free port; 53 in production)
+      dns-tcp: tcp:0:interface=127.0.0.1 # and over TCP
       ttl: 60                             # seconds a silent node stays, and the TTL of answers
       max-nodes: 10000                    # the most nodes seer keeps
       max-answers: 16                     # the most addresses one answer gives
@@ -22,8 +22,8 @@ from tau.services.seer.dns import parseUDP
 @dataclass(frozen=True)
 class SeerConfig:
     networkFqdn: str = "tau.localhost"
-    dnsUDP: str = "udp:8053:interface=127.0.0.1"
-    dnsTCP: str = "tcp:8053:interface=127.0.0.1"
+    dnsUDP: str = "udp:0:interface=127.0.0.1"
+    dnsTCP: str = "tcp:0:interface=127.0.0.1"
     ttl: int = 60
     maxNodes: int = 10_000
     maxAnswers: int = 16

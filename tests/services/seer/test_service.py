@@ -1,0 +1,177 @@
+"""
+seer on real hosts: nodes announce and heartbeat through L{SeerClient}
+(signed, members only, about themselves only) and are answered over DNS;
+the Beacon keeps a node in the answers; the config section; the service
+is a factory of the registry, run by the seer shape and by full.
+"""
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.names import client, dns
+from twisted.trial.unittest import TestCase
+
+from tau import services
+from tau.errors import ConfigError
+from tau.identity import PrivateKey
+from tau.services.commands import RemoteError
+from tau.services.framework import call
+from tau.services.seer import PROTOCOL
+from tau.services.seer.beacon import Beacon, SeerClient
+from tau.services.seer.commands import MAX_SERVICES, MAX_USAGE, signatureOf
+from tau.services.seer.config import SeerConfig
+from tau.services.seer.service import SeerService
+from tests.hosts import addressOf, startHost
+
+FQDN = "tau.example.com"
+
+
+class FixedSeer:
+    """
+    A L{ServiceClient} stand-in that calls one seer peer.
+    """
+
+    def __init__(self, host, peer):
+        self.host, self.peer = host, peer
+
+    def call(self, name, body=None):
+        return call(self.host, self.peer, PROTOCOL, name, body)
+
+
+class ServiceTestCase(TestCase):
+    async def setUp(self):
+        self.server = await startHost(self)
+        self.node = await startHost(self)
+        self.stranger = await startHost(self)
+        self.members = {self.server.peerID, self.node.peerID}
+
+        async def isMember(peer):
+            return peer in self.members
+
+        config = SeerConfig(networkFqdn=FQDN, ttl=30)
+        self.service = SeerService(self.server, reactor, config, isMember)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        await self.service.whenReady()
+        for host in (self.node, self.stranger):
+            await host.connect(addressOf(self.server))
+        self.seer = SeerClient(self.node, None, client=FixedSeer(self.node, self.server.peerID))
+        self.resolver = client.Resolver(servers=[("127.0.0.1", self.service.ports[0].getHost().port)],
+                                        reactor=reactor)
+
+    async def lookup(self, name):
+        message = await self.resolver.queryUDP([dns.Query(name, dns.A, dns.IN)], timeout=(5,))
+        return sorted(a.payload.dottedQuad() for a in message.answers)
+
+    def signed(self, host, body, client="c"):
+        peer = str(host.peerID)
+        body.update(id=peer, client=client, signature=signatureOf(host.key, peer, client))
+        return body
+
+
+class CommandTests(ServiceTestCase):
+    async def test_announceThenDNS(self):
+        """
+        A node that announces gateway with its IP is answered for
+        C{gateway.tau.<fqdn>} and listed, with its heartbeat's usage.
+        """
+        self.assertEqual(await self.seer.announce({"gateway": {"IP": "127.0.0.42"}}), ["gateway"])
+        answer = await self.seer.heartbeat(b"\xa0", "node-1")
+        self.assertEqual(answer, {"Updated Usage": str(self.node.peerID)})
+        self.assertEqual(await self.lookup(f"gateway.tau.{FQDN}"), ["127.0.0.42"])
+        self.assertEqual(await self.seer.nodes(), [str(self.node.peerID)])
+        self.assertEqual(await self.seer.nodes("gateway"), [str(self.node.peerID)])
+        self.assertEqual(await self.seer.nodes("tns"), [])
+        info = await call(self.node, self.server.peerID, PROTOCOL, "heartbeat",
+                          {"action": "info", "id": str(self.node.peerID)})
+        self.assertEqual(info, {"usage": b"\xa0"})
+
+    async def test_refused(self):
+        """
+        Not heard: a node outside the cloud, a signature that is not the
+        node's, a node speaking for another one, too many services, too
+        much usage.  Nothing of them is answered.
+        """
+        cases = [
+            (self.stranger, self.signed(self.stranger, {"services": []}), "only the nodes of this cloud"),
+            (self.node, dict(self.signed(self.node, {"services": []}), signature=b"x" * 64), "signature: not"),
+            (self.node, self.signed(self.server, {"services": []}), "a node speaks for itself only"),
+            (self.node, self.signed(self.node, {"services": [{"Type": f"s{i}", "Meta": {}}
+                                                             for i in range(MAX_SERVICES + 1)]}),
+             f"at most {MAX_SERVICES}"),
+        ]
+        for host, body, why in cases:
+            with self.assertRaises(RemoteError) as e:
+                await call(host, self.server.peerID, PROTOCOL, "announce", body)
+            self.assertIn(why, str(e.exception))
+        with self.assertRaises(RemoteError) as e:
+            await self.seer.heartbeat(b"x" * (MAX_USAGE + 1), "h")
+        self.assertIn(f"at most {MAX_USAGE} bytes", str(e.exception))
+        await self.seer.heartbeat(b"x" * MAX_USAGE, "h")
+        self.assertEqual(await self.lookup(f"tau.{FQDN}"), [])
+
+    async def test_limitsAtTheEdge(self):
+        """
+        Exactly C{MAX_SERVICES} services are heard.
+        """
+        services_ = {f"s{i}": {"IP": "127.0.0.5"} for i in range(MAX_SERVICES)}
+        self.assertEqual(len(await self.seer.announce(services_)), MAX_SERVICES)
+        self.assertEqual(await self.lookup(f"s0.tau.{FQDN}"), ["127.0.0.5"])
+
+
+class BeaconTests(TestCase):
+    def test_rounds(self):
+        """
+        The beacon announces then heartbeats at once and every interval.
+        """
+        calls = []
+
+        class Recorder:
+            async def announce(self, services):
+                calls.append(("announce", services))
+
+            async def heartbeat(self, usage, hostname):
+                calls.append(("heartbeat", usage))
+
+        clock = Clock()
+        beacon = Beacon(Recorder(), {"gateway": {"IP": "127.0.0.1"}}, 10, clock)
+        beacon.startService()
+        self.addCleanup(beacon.stopService)
+        self.assertEqual([c[0] for c in calls], ["announce", "heartbeat"])
+        clock.advance(9.9)
+        self.assertEqual(len(calls), 2)
+        clock.advance(0.1)
+        self.assertEqual(len(calls), 4)
+
+
+class ConfigTests(TestCase):
+    def test_defaults(self):
+        self.assertEqual(SeerConfig.check("n.yaml", None), SeerConfig())
+        given = {"network-fqdn": "Tau.Example.COM.", "dns-udp": "udp:53:interface=::1",
+                 "dns-tcp": "tcp:53:interface=127.0.0.1", "ttl": 5, "max-nodes": 3, "max-answers": 2}
+        self.assertEqual(SeerConfig.check("n.yaml", given),
+                         SeerConfig("tau.example.com", "udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
+        self.assertEqual(SeerConfig.check("n.yaml", {"ttl": 2**31 - 1}).ttl, 2**31 - 1)
+
+    def test_errors(self):
+        for value, text in [
+            ({"ttl": 0}, "seer.ttl: expected a whole number of seconds above 0 up to 2147483647, found 0"),
+            ({"ttl": 2**31}, "seer.ttl: expected a whole number of seconds above 0 up to 2147483647, found 2147483648"),
+            ({"max-nodes": True}, "seer.max-nodes: expected a whole number of nodes above 0, found True"),
+            ({"network-fqdn": "a..b"}, "seer.network-fqdn: expected a domain name"),
+            ({"dns-udp": "tcp:53"}, "seer.dns-udp: expected udp:PORT or udp:PORT:interface=IP, found 'tcp:53'"),
+            ({"dns-tcp": "udp:53"}, "seer.dns-tcp: expected a tcp: endpoint string"),
+            ({"dns-tcp": "unix:/x"}, "seer.dns-tcp: expected a tcp: endpoint string, found 'unix:/x'"),
+        ]:
+            with self.assertRaises(ConfigError) as e:
+                SeerConfig.check("n.yaml", value)
+            self.assertIn(text, str(e.exception))
+
+
+class RegistrationTests(TestCase):
+    def test_shapes(self):
+        """
+        seer is a service of this build: its own shape and full run it.
+        """
+        self.assertIn("seer", services.available())
+        self.assertIn("seer", services.builtinShapes()["full"])
+        self.assertEqual(services.factoryFor("seer").__module__, "tau.services.seer.service")

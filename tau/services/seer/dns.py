@@ -24,6 +24,8 @@ from twisted.names.common import ResolverBase
 from twisted.names.server import DNSServerFactory
 
 HEADER = struct.Struct("!HH")
+#: the most (name kind, type) answers kept between two changes of the nodes
+MAX_CACHED = 1024
 
 
 class Zones(ResolverBase):
@@ -40,6 +42,8 @@ class Zones(ResolverBase):
         self.registry = registry
         self.ttl = ttl
         self.maxAnswers = maxAnswers
+        self._cache = {}
+        self._version = None
 
     def covers(self, name):
         """
@@ -48,36 +52,57 @@ class Zones(ResolverBase):
         name = name.strip(".").lower()
         return name == self.fqdn or name.endswith("." + self.fqdn)
 
-    def nodesFor(self, name):
+    def selectorOf(self, name):
         """
-        The live nodes C{name} stands for, or None when it names nothing.
+        What C{name} (text) stands for: C{""} every node, C{"g"} the
+        gateways else substrates, C{"s:<service>"} a service's nodes; or
+        None when it names nothing.
         """
         name = name.strip(".").lower()
         if name == self.fqdn or name == "tau." + self.fqdn:
-            return self.registry.nodes()
+            return ""
         label, _, parent = name.partition(".")
         if parent == "tau." + self.fqdn:
-            return self.registry.nodes(label)
+            return "s:" + label
         if name.endswith(".g." + self.fqdn):
-            return self.registry.nodes("gateway") or self.registry.nodes("substrate")
+            return "g"
         return None
+
+    def nodesFor(self, selector):
+        """
+        The live nodes of a L{selectorOf} selector.
+        """
+        if selector == "g":
+            return self.registry.nodes("gateway") or self.registry.nodes("substrate")
+        return self.registry.nodes(selector[2:] or None)
+
+    def _payloads(self, selector, type):
+        # the registry's expiry runs first: its version then says whether
+        # the cached payloads still hold
+        self.registry.node(None)
+        if self._version != self.registry.version or len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+            self._version = self.registry.version
+        key = (selector, type)
+        payloads = self._cache.get(key)
+        if payloads is None:
+            payloads = []
+            for node in self.nodesFor(selector):
+                for ip in node.addresses:
+                    if ip.version == 4 and type in (dns.A, dns.ALL_RECORDS):
+                        payloads.append(dns.Record_A(str(ip), self.ttl))
+                    elif ip.version == 6 and type in (dns.AAAA, dns.ALL_RECORDS):
+                        payloads.append(dns.Record_AAAA(str(ip), self.ttl))
+            payloads = self._cache[key] = payloads[:self.maxAnswers]
+        return payloads
 
     def _lookup(self, name, cls, type, timeout):
         text = name.decode("ascii", "replace")
-        nodes = self.nodesFor(text) if cls == dns.IN else None
-        if nodes is None:
+        selector = self.selectorOf(text) if cls == dns.IN else None
+        if selector is None:
             return fail(dns.AuthoritativeDomainError(text))
-        answers = []
-        for node in nodes:
-            for ip in node.ips():
-                if ip.version == 4 and type in (dns.A, dns.ALL_RECORDS):
-                    payload = dns.Record_A(str(ip), self.ttl)
-                elif ip.version == 6 and type in (dns.AAAA, dns.ALL_RECORDS):
-                    payload = dns.Record_AAAA(str(ip), self.ttl)
-                else:
-                    continue
-                answers.append(dns.RRHeader(name, payload.TYPE, dns.IN, self.ttl, payload, auth=True))
-        return succeed((answers[:self.maxAnswers], [], []))
+        answers = [dns.RRHeader(name, p.TYPE, dns.IN, self.ttl, p, auth=True) for p in self._payloads(selector, type)]
+        return succeed((answers, [], []))
 
 
 def formatError(data):

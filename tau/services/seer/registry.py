@@ -22,6 +22,7 @@ class Node:
     hostname: str = ""
     usage: bytes = b""
     services: dict = field(default_factory=dict)
+    addresses: list = field(default_factory=list)
 
     def ips(self):
         """
@@ -50,6 +51,11 @@ class Registry:
         self.ttl = ttl
         self.maxNodes = maxNodes
         self._nodes = {}
+        #: changes whenever the nodes or their services do (answers cached
+        #: against it are stale once it moved)
+        self.version = 0
+        # no node expires before then
+        self._nextExpiry = None
 
     def _touch(self, peer):
         self._expire()
@@ -58,6 +64,7 @@ class Registry:
             if len(self._nodes) >= self.maxNodes:
                 raise OverflowError(f"seer holds {self.maxNodes} nodes already")
             node = self._nodes[peer] = Node(peer, self.clock.seconds())
+            self.version += 1
         node.seen = self.clock.seconds()
         return node
 
@@ -70,12 +77,24 @@ class Registry:
         """
         @param services: name -> meta; replaces what the node announced.
         """
-        self._touch(peer).services = dict(services)
+        node = self._touch(peer)
+        if node.services != services:
+            node.services = dict(services)
+            node.addresses = node.ips()
+            self.version += 1
 
     def _expire(self):
-        oldest = self.clock.seconds() - self.ttl
-        for peer in [p for p, n in self._nodes.items() if n.seen <= oldest]:
+        now = self.clock.seconds()
+        if self._nextExpiry is not None and now < self._nextExpiry:
+            return
+        oldest = now - self.ttl
+        gone = [p for p, n in self._nodes.items() if n.seen <= oldest]
+        for peer in gone:
             del self._nodes[peer]
+        if gone:
+            self.version += 1
+        # a node's seen only grows and a new one's is now: the earliest is a bound
+        self._nextExpiry = min((n.seen for n in self._nodes.values()), default=now) + self.ttl
 
     def nodes(self, service=None):
         """

@@ -4,6 +4,7 @@ only, a TTL, NXDOMAIN in the zone, REFUSED outside it, and malformed
 packets answered FORMERR or dropped while the server keeps serving.
 """
 
+import shutil
 import struct
 
 from hypothesis import given, strategies as st
@@ -11,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
 from twisted.internet.task import Clock
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.names import client, dns
 from twisted.trial.unittest import TestCase
 
@@ -142,6 +144,43 @@ class AnswerTests(DNSTestCase):
             self.assertEqual(message.rCode, dns.EREFUSED, name)
         message = await self.tcpQuery("example.org")
         self.assertEqual(message.rCode, dns.EREFUSED)
+
+
+class DigTests(DNSTestCase):
+    """
+    What dig (another DNS implementation) reads from seer.
+    """
+
+    async def setUp(self):
+        await super().setUp()
+        self.registry.announce("gw1", {"gateway": {"IP": "127.0.0.10"}})
+        self.registry.announce("gw2", {"gateway": {"IP": "127.0.0.11"}})
+
+    async def dig(self, *args):
+        out, err, code = await getProcessOutputAndValue(
+            shutil.which("dig"), ("+time=5", "+tries=1", "@127.0.0.1", *args), env={}, reactor=reactor)
+        self.assertEqual(code, 0, err)
+        return out.decode()
+
+    async def test_digUDPAndTCP(self):
+        """
+        dig over UDP and TCP: the gateways with the TTL and the aa flag;
+        NXDOMAIN in the zone, REFUSED outside.
+        """
+        for transport in ("+notcp", "+tcp"):
+            port = self.udp if transport == "+notcp" else self.tcp
+            port = str(port.getHost().port)
+            out = await self.dig("-p", port, transport, "+noall", "+answer", f"gateway.tau.{FQDN}", "A")
+            self.assertEqual(sorted(line.split() for line in out.splitlines()), [
+                [f"gateway.tau.{FQDN}.", str(TTL), "IN", "A", "127.0.0.10"],
+                [f"gateway.tau.{FQDN}.", str(TTL), "IN", "A", "127.0.0.11"],
+            ])
+            out = await self.dig("-p", port, transport, f"gateway.tau.{FQDN}", "A")
+            self.assertIn("flags: qr aa;", out)
+            out = await self.dig("-p", port, transport, f"nothing.{FQDN}")
+            self.assertIn("status: NXDOMAIN", out)
+            out = await self.dig("-p", port, transport, "example.org")
+            self.assertIn("status: REFUSED", out)
 
 
 class MalformedTests(DNSTestCase):

@@ -7,6 +7,7 @@ Names, under the network fqdn C{F}:
     F, tau.F                  -> every live node
     <service>.tau.F           -> the live nodes that announced <service>
     <anything>.g.F            -> live gateways, else live substrates (generated project domains)
+    a custom project domain   -> the same (see L{tau.services.seer.domains})
 
 Another name in the zone is NXDOMAIN; a name outside it is REFUSED.  A
 query without a question (twisted.names reads a truncated question as
@@ -17,7 +18,7 @@ whole; an answer, or fewer than 12 bytes, is dropped.
 import ipaddress
 import struct
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.names import dns
 from twisted.names.common import ResolverBase
@@ -34,10 +35,15 @@ class Zones(ResolverBase):
     @param registry: L{tau.services.seer.registry.Registry}.
     @param ttl: the TTL of every answer, in seconds.
     @param maxAnswers: the most addresses one answer gives.
+    @param domains: L{tau.services.seer.domains.ProjectDomains}: generated
+        names are answered when it serves them, and so are custom names
+        outside the zone; None: every generated name is answered, no
+        custom one.
     """
 
-    def __init__(self, fqdn, registry, ttl, maxAnswers):
+    def __init__(self, fqdn, registry, ttl, maxAnswers, domains=None):
         super().__init__()
+        self.domains = domains
         self.fqdn = fqdn.strip(".").lower()
         self.registry = registry
         self.ttl = ttl
@@ -64,7 +70,7 @@ class Zones(ResolverBase):
         label, _, parent = name.partition(".")
         if parent == "tau." + self.fqdn:
             return "s:" + label
-        if name.endswith(".g." + self.fqdn):
+        if name.endswith(".g." + self.fqdn) or (self.domains is not None and not self.covers(name)):
             return "g"
         return None
 
@@ -96,13 +102,23 @@ class Zones(ResolverBase):
             payloads = self._cache[key] = payloads[:self.maxAnswers]
         return payloads
 
+    def _answers(self, name, selector, type):
+        answers = [dns.RRHeader(name, p.TYPE, dns.IN, self.ttl, p, auth=True) for p in self._payloads(selector, type)]
+        return answers, [], []
+
+    async def _projectName(self, name, text, type):
+        if not await self.domains.served(text):
+            raise dns.AuthoritativeDomainError(text)
+        return self._answers(name, "g", type)
+
     def _lookup(self, name, cls, type, timeout):
-        text = name.decode("ascii", "replace")
+        text = name.decode("ascii", "replace").strip(".").lower()
         selector = self.selectorOf(text) if cls == dns.IN else None
         if selector is None:
             return fail(dns.AuthoritativeDomainError(text))
-        answers = [dns.RRHeader(name, p.TYPE, dns.IN, self.ttl, p, auth=True) for p in self._payloads(selector, type)]
-        return succeed((answers, [], []))
+        if selector == "g" and self.domains is not None:
+            return Deferred.fromCoroutine(self._projectName(name, text, type))
+        return succeed(self._answers(name, selector, type))
 
 
 def formatError(data):
@@ -149,10 +165,19 @@ class SeerDNSFactory(DNSServerFactory):
         if not message.queries:
             self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EFORMAT), address)
             return
-        if not self.zones.covers(message.queries[0].name.name.decode("ascii", "replace")):
-            self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EREFUSED), address)
-            return
-        super().handleQuery(message, protocol, address)
+        name = message.queries[0].name.name.decode("ascii", "replace").strip(".").lower()
+        if self.zones.covers(name):
+            super().handleQuery(message, protocol, address)
+        elif self.zones.domains is None:
+            self._refuse(message, protocol, address)
+        else:
+            # a custom project domain, or REFUSED
+            d = Deferred.fromCoroutine(self.zones.domains.served(name))
+            d.addCallback(lambda served: super(SeerDNSFactory, self).handleQuery(message, protocol, address)
+                          if served else self._refuse(message, protocol, address))
+
+    def _refuse(self, message, protocol, address):
+        self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EREFUSED), address)
 
 
 class SeerDatagramProtocol(dns.DNSDatagramProtocol):

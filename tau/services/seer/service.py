@@ -6,17 +6,22 @@ server on UDP and TCP), and L{serviceFactory}.
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
+from twisted.names import client, dns
+from twisted.names.error import DomainError
 
-from tau.interfaces import IHost, IMembers, IRouting
+from tau.interfaces import IHost, IMembers, IPubSub, IRouting
 from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.auth.client import AuthClient
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter
 from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import Commands
 from tau.services.seer.config import SeerConfig
 from tau.services.seer.dns import SeerDNSFactory, Zones, listen
+from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.registry import Registry
+from tau.services.tns.client import clientFor as tnsClientFor
 
 log = Logger()
 
@@ -28,16 +33,18 @@ class SeerService(Service):
     @param config: L{SeerConfig}.
     @param isMember: C{async isMember(peer) -> bool}: the nodes heard.
     @param routing: has C{provide(cid)}, or None: not announced in the DHT.
+    @param domains: L{ProjectDomains}, or None: no project's domain is
+        checked (see L{Zones}).
     """
 
-    def __init__(self, host, reactor, config, isMember, *, routing=None):
+    def __init__(self, host, reactor, config, isMember, *, routing=None, domains=None):
         self.setName("seer")
         self.host = host
         self.reactor = reactor
         self.config = config
         self.registry = Registry(reactor, config.ttl, config.maxNodes)
         self.commands = Commands(self.registry, isMember)
-        self.zones = Zones(config.networkFqdn, self.registry, config.ttl, config.maxAnswers)
+        self.zones = Zones(config.networkFqdn, self.registry, config.ttl, config.maxAnswers, domains)
         self.router = CommandRouter(PROTOCOL, reactor)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.ports = ()
@@ -82,15 +89,39 @@ class SeerService(Service):
             self._installed = False
         if self.announcer is not None:
             self.announcer.stop()
+        if self.zones.domains is not None:
+            self.zones.domains.close()
         super().stopService()
         return self._closePorts()
 
 
-@needs(IHost, IMembers, IRouting)
+def systemTXT(reactor):
+    """
+    C{async txt(name) -> [text]}: TXT records through the system's
+    resolvers (read on the first lookup).
+    """
+    resolvers = []
+
+    async def txt(name):
+        if not resolvers:
+            resolvers.append(client.createResolver(reactor=reactor))
+        try:
+            answers, _, _ = await resolvers[0].lookupText(name)
+        except DomainError:
+            return []
+        return [b"".join(a.payload.data).decode("utf-8", "replace") for a in answers if a.type == dns.TXT]
+
+    return txt
+
+
+@needs(IHost, IMembers, IRouting, IPubSub)
 def serviceFactory(capabilities, config, reactor):
     """
     The seer service of a node whose shape names it: it hears the nodes of
-    this node's cloud.
+    this node's cloud, and checks projects' domains with tns and auth.
     """
-    return SeerService(capabilities[IHost], reactor, config.seer or SeerConfig(), capabilities[IMembers].isMember,
-                       routing=capabilities[IRouting])
+    host, routing = capabilities[IHost], capabilities[IRouting]
+    seer = config.seer or SeerConfig()
+    domains = ProjectDomains(seer.networkFqdn, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
+                             AuthClient(host, routing), systemTXT(reactor), reactor, seer.ttl)
+    return SeerService(host, reactor, seer, capabilities[IMembers].isMember, routing=routing, domains=domains)

@@ -55,7 +55,7 @@ def seerFactory(nodes):
     registry = Registry(reactor, 60, 10_000)
     for i in range(nodes):
         registry.announce(f"node-{i}", {"gateway": {"IP": f"127.0.0.{10 + i}"}})
-    return SeerDNSFactory(Zones(FQDN, registry, 60, 16)), SeerDatagramProtocol
+    return SeerDNSFactory(Zones(FQDN, "g." + FQDN, registry, 60, 16)), SeerDatagramProtocol
 
 
 async def qps(reactor, factory, protocolClass, seconds, window, nodes):

@@ -1,8 +1,8 @@
 """
-The C{seer} section of a node config.
+The C{seer} section of a node config (its zone is the node config's
+C{network-fqdn} and C{domains.generated}).
 
     seer:
-      network-fqdn: tau.localhost         # the zone seer answers for
       dns-udp: udp:0:interface=127.0.0.1 # where DNS is served over UDP (0: any free port; 53 in production)
       dns-tcp: tcp:0:interface=127.0.0.1 # and over TCP
       ttl: 60                             # seconds a silent node stays, and the TTL of answers
@@ -21,7 +21,6 @@ from tau.services.seer.dns import parseUDP
 
 @dataclass(frozen=True)
 class SeerConfig:
-    networkFqdn: str = "tau.localhost"
     dnsUDP: str = "udp:0:interface=127.0.0.1"
     dnsTCP: str = "tcp:0:interface=127.0.0.1"
     ttl: int = 60
@@ -30,7 +29,6 @@ class SeerConfig:
 
     #: YAML field -> attribute
     FIELDS = {
-        "network-fqdn": "networkFqdn",
         "dns-udp": "dnsUDP",
         "dns-tcp": "dnsTCP",
         "ttl": "ttl",
@@ -53,14 +51,6 @@ def _count(what, most=None):
     return check
 
 
-def _fqdn(source, field, v):
-    labels = v.strip(".").split(".") if isinstance(v, str) else []
-    if not labels or not all(0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
-                             for label in labels) or len(v) > 253:
-        raise ConfigError(source, field, f"expected a domain name (letters, digits, -), found {v!r}")
-    return v.strip(".").lower()
-
-
 def _udp(source, field, v):
     try:
         parseUDP(v)
@@ -81,7 +71,6 @@ def _tcp(source, field, v):
 
 
 _CHECKS = {
-    "network-fqdn": _fqdn,
     "dns-udp": _udp,
     "dns-tcp": _tcp,
     # the TTL of a DNS answer is 32 bits

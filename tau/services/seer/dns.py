@@ -2,11 +2,12 @@
 seer's DNS: L{Zones} (which names seer answers, with which nodes) and the
 twisted.names server on UDP and TCP endpoint strings.
 
-Names, under the network fqdn C{F}:
+Names, under the network fqdn C{F} and the generated-domain suffix C{G}
+(C{domains.generated}, by default C{g.F}):
 
     F, tau.F                  -> every live node
     <service>.tau.F           -> the live nodes that announced <service>
-    <anything>.g.F            -> live gateways, else live substrates (generated project domains)
+    <anything>.G              -> live gateways, else live substrates (generated project domains)
     a custom project domain   -> the same (see L{tau.services.seer.domains})
 
 Another name in the zone is NXDOMAIN; a name outside it is REFUSED.  A
@@ -32,6 +33,7 @@ MAX_CACHED = 1024
 class Zones(ResolverBase):
     """
     @param fqdn: the network fqdn, e.g. C{tau.example.com}.
+    @param generated: the suffix of generated project domains.
     @param registry: L{tau.services.seer.registry.Registry}.
     @param ttl: the TTL of every answer, in seconds.
     @param maxAnswers: the most addresses one answer gives.
@@ -41,8 +43,9 @@ class Zones(ResolverBase):
         custom one.
     """
 
-    def __init__(self, fqdn, registry, ttl, maxAnswers, domains=None):
+    def __init__(self, fqdn, generated, registry, ttl, maxAnswers, domains=None):
         super().__init__()
+        self.generated = "." + generated.strip(".").lower()
         self.domains = domains
         self.fqdn = fqdn.strip(".").lower()
         self.registry = registry
@@ -56,7 +59,7 @@ class Zones(ResolverBase):
         True when C{name} (text) is in seer's zone.
         """
         name = name.strip(".").lower()
-        return name == self.fqdn or name.endswith("." + self.fqdn)
+        return name == self.fqdn or name.endswith("." + self.fqdn) or name.endswith(self.generated)
 
     def selectorOf(self, name):
         """
@@ -70,7 +73,7 @@ class Zones(ResolverBase):
         label, _, parent = name.partition(".")
         if parent == "tau." + self.fqdn:
             return "s:" + label
-        if name.endswith(".g." + self.fqdn) or (self.domains is not None and not self.covers(name)):
+        if name.endswith(self.generated) or (self.domains is not None and not self.covers(name)):
             return "g"
         return None
 

@@ -2,7 +2,7 @@
 L{ProjectDomains}: whether a name is a project's domain seer answers for,
 asked of tns and auth through their clients only.
 
-- a generated name (under C{g.<fqdn>}) is served when tns has a website or
+- a generated name (under the generated-domain suffix) is served when tns has a website or
   function on it;
 - a custom name (outside the zone) is served when tns has one on it and
   the TXT record C{<project[:8]>.<name>} of one of those projects holds
@@ -28,7 +28,7 @@ log = Logger()
 
 class ProjectDomains:
     """
-    @param fqdn: the network fqdn.
+    @param generated: the suffix of generated project domains.
     @param tns: has C{async fetch(path)} and C{close()} (a tns client).
     @param auth: has C{async verifyDomain(fqdn, project, token)} (an auth
         client).
@@ -37,8 +37,8 @@ class ProjectDomains:
     @param ttl: seconds a verdict is kept.
     """
 
-    def __init__(self, fqdn, tns, auth, txt, clock, ttl):
-        self.generated = ".g." + fqdn
+    def __init__(self, generated, tns, auth, txt, clock, ttl):
+        self.generated = "." + generated.strip(".").lower()
         self.tns = tns
         self.auth = auth
         self.txt = txt

@@ -32,19 +32,21 @@ class SeerService(Service):
     @param reactor: IReactorTime, IReactorUDP, IReactorTCP.
     @param config: L{SeerConfig}.
     @param isMember: C{async isMember(peer) -> bool}: the nodes heard.
+    @param fqdn: the network fqdn (the zone).
+    @param generated: the suffix of generated project domains.
     @param routing: has C{provide(cid)}, or None: not announced in the DHT.
     @param domains: L{ProjectDomains}, or None: no project's domain is
         checked (see L{Zones}).
     """
 
-    def __init__(self, host, reactor, config, isMember, *, routing=None, domains=None):
+    def __init__(self, host, reactor, config, isMember, fqdn, generated, *, routing=None, domains=None):
         self.setName("seer")
         self.host = host
         self.reactor = reactor
         self.config = config
         self.registry = Registry(reactor, config.ttl, config.maxNodes)
         self.commands = Commands(self.registry, isMember)
-        self.zones = Zones(config.networkFqdn, self.registry, config.ttl, config.maxAnswers, domains)
+        self.zones = Zones(fqdn, generated, self.registry, config.ttl, config.maxAnswers, domains)
         self.router = CommandRouter(PROTOCOL, reactor)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.ports = ()
@@ -70,7 +72,7 @@ class SeerService(Service):
         if self.announcer is not None:
             self.announcer.start()
         log.info("seer serving {protocol} and DNS for {fqdn} on {udp} and {tcp}", protocol=PROTOCOL,
-                 fqdn=self.config.networkFqdn, udp=self.ports[0].getHost(), tcp=self.ports[1].getHost())
+                 fqdn=self.zones.fqdn, udp=self.ports[0].getHost(), tcp=self.ports[1].getHost())
         return self
 
     def whenReady(self):
@@ -93,6 +95,16 @@ class SeerService(Service):
             self.zones.domains.close()
         super().stopService()
         return self._closePorts()
+
+
+def zoneOf(config):
+    """
+    C{(fqdn, generated)} of a node config: its C{network-fqdn}
+    (C{localhost} when unset) and C{domains.generated} (C{g.<fqdn>} when
+    unset).
+    """
+    fqdn = (config.networkFqdn or "localhost").lower()
+    return fqdn, (config.domains.get("generated") or f"g.{fqdn}").strip(".").lower()
 
 
 def systemTXT(reactor):
@@ -122,6 +134,8 @@ def serviceFactory(capabilities, config, reactor):
     """
     host, routing = capabilities[IHost], capabilities[IRouting]
     seer = config.seer or SeerConfig()
-    domains = ProjectDomains(seer.networkFqdn, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
+    fqdn, generated = zoneOf(config)
+    domains = ProjectDomains(generated, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
                              AuthClient(host, routing), systemTXT(reactor), reactor, seer.ttl)
-    return SeerService(host, reactor, seer, capabilities[IMembers].isMember, routing=routing, domains=domains)
+    return SeerService(host, reactor, seer, capabilities[IMembers].isMember, fqdn, generated, routing=routing,
+                       domains=domains)

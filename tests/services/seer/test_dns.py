@@ -43,7 +43,7 @@ class DNSTestCase(TestCase):
     async def setUp(self):
         self.clock = Clock()
         self.registry = Registry(self.clock, TTL, 100)
-        self.zones = Zones(FQDN, self.registry, TTL, 4)
+        self.zones = Zones(FQDN, "g." + FQDN, self.registry, TTL, 4)
         self.udp, self.tcp = await listen(reactor, SeerDNSFactory(self.zones), "udp:0:interface=127.0.0.1",
                                           "tcp:0:interface=127.0.0.1")
         self.addCleanup(self.udp.stopListening)
@@ -104,6 +104,17 @@ class AnswerTests(DNSTestCase):
         self.registry.announce("gw2", {})
         message = await self.udpQuery(f"abcd1234.g.{FQDN}")
         self.assertEqual(self.addresses(message), ["127.0.0.20"])
+
+    async def test_generatedSuffixOutsideFqdn(self):
+        """
+        Generated names may live under their own suffix
+        (domains.generated): they are in seer's zone and answered.
+        """
+        self.zones.generated = ".e.ftll.ink"
+        message = await self.udpQuery("abcd1234.e.ftll.ink")
+        self.assertEqual((message.rCode, self.addresses(message)), (dns.OK, ["127.0.0.10", "127.0.0.11"]))
+        message = await self.udpQuery("e.ftll.ink")
+        self.assertEqual(message.rCode, dns.EREFUSED)
 
     async def test_silentNodeDropsWithinTTL(self):
         """

@@ -66,8 +66,8 @@ class DomainTests(TestCase):
 
         self.registry = Registry(self.clock, TTL, 100)
         self.registry.announce("gw", {"gateway": {"IP": "127.0.0.10"}})
-        self.domains = ProjectDomains(FQDN, self.tns, self.auth, txt, self.clock, TTL)
-        zones = Zones(FQDN, self.registry, TTL, 16, self.domains)
+        self.domains = ProjectDomains("g." + FQDN, self.tns, self.auth, txt, self.clock, TTL)
+        zones = Zones(FQDN, "g." + FQDN, self.registry, TTL, 16, self.domains)
         self.udp, self.tcp = await listen(reactor, SeerDNSFactory(zones), "udp:0:interface=127.0.0.1",
                                           "tcp:0:interface=127.0.0.1")
         self.addCleanup(self.udp.stopListening)

@@ -5,6 +5,8 @@ the Beacon keeps a node in the answers; the config section; the service
 is a factory of the registry, run by the seer shape and by full.
 """
 
+from types import SimpleNamespace
+
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.names import client, dns
@@ -19,7 +21,7 @@ from tau.services.seer import PROTOCOL
 from tau.services.seer.beacon import Beacon, SeerClient
 from tau.services.seer.commands import MAX_SERVICES, MAX_USAGE, signatureOf
 from tau.services.seer.config import SeerConfig
-from tau.services.seer.service import SeerService
+from tau.services.seer.service import SeerService, zoneOf
 from tests.hosts import addressOf, startHost
 
 FQDN = "tau.example.com"
@@ -47,8 +49,8 @@ class ServiceTestCase(TestCase):
         async def isMember(peer):
             return peer in self.members
 
-        config = SeerConfig(networkFqdn=FQDN, ttl=30)
-        self.service = SeerService(self.server, reactor, config, isMember)
+        config = SeerConfig(ttl=30)
+        self.service = SeerService(self.server, reactor, config, isMember, FQDN, "g." + FQDN)
         self.service.startService()
         self.addCleanup(self.service.stopService)
         await self.service.whenReady()
@@ -146,10 +148,10 @@ class BeaconTests(TestCase):
 class ConfigTests(TestCase):
     def test_defaults(self):
         self.assertEqual(SeerConfig.check("n.yaml", None), SeerConfig())
-        given = {"network-fqdn": "Tau.Example.COM.", "dns-udp": "udp:53:interface=::1",
+        given = {"dns-udp": "udp:53:interface=::1",
                  "dns-tcp": "tcp:53:interface=127.0.0.1", "ttl": 5, "max-nodes": 3, "max-answers": 2}
         self.assertEqual(SeerConfig.check("n.yaml", given),
-                         SeerConfig("tau.example.com", "udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
+                         SeerConfig("udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
         self.assertEqual(SeerConfig.check("n.yaml", {"ttl": 2**31 - 1}).ttl, 2**31 - 1)
 
     def test_errors(self):
@@ -157,7 +159,6 @@ class ConfigTests(TestCase):
             ({"ttl": 0}, "seer.ttl: expected a whole number of seconds above 0 up to 2147483647, found 0"),
             ({"ttl": 2**31}, "seer.ttl: expected a whole number of seconds above 0 up to 2147483647, found 2147483648"),
             ({"max-nodes": True}, "seer.max-nodes: expected a whole number of nodes above 0, found True"),
-            ({"network-fqdn": "a..b"}, "seer.network-fqdn: expected a domain name"),
             ({"dns-udp": "tcp:53"}, "seer.dns-udp: expected udp:PORT or udp:PORT:interface=IP, found 'tcp:53'"),
             ({"dns-tcp": "udp:53"}, "seer.dns-tcp: expected a tcp: endpoint string"),
             ({"dns-tcp": "unix:/x"}, "seer.dns-tcp: expected a tcp: endpoint string, found 'unix:/x'"),
@@ -165,6 +166,19 @@ class ConfigTests(TestCase):
             with self.assertRaises(ConfigError) as e:
                 SeerConfig.check("n.yaml", value)
             self.assertIn(text, str(e.exception))
+
+
+class ZoneTests(TestCase):
+    def test_zoneOf(self):
+        """
+        seer's zone is the node's network-fqdn (localhost when unset) and
+        its generated domains domains.generated (g.<fqdn> when unset).
+        """
+        self.assertEqual(zoneOf(SimpleNamespace(networkFqdn="Tau.Example.com", domains={})),
+                         ("tau.example.com", "g.tau.example.com"))
+        self.assertEqual(zoneOf(SimpleNamespace(networkFqdn="tau.example.com", domains={"generated": "e.ftll.ink."})),
+                         ("tau.example.com", "e.ftll.ink"))
+        self.assertEqual(zoneOf(SimpleNamespace(networkFqdn="", domains={})), ("localhost", "g.localhost"))
 
 
 class RegistrationTests(TestCase):

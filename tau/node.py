@@ -22,6 +22,7 @@ from tau.members import CloudMembers
 from tau.protocols import installProtocols
 from tau.pubsub.service import PubSubService
 from tau.services.tns.client import clientFor as tnsClientFor
+from tau.services.seer.beacon import beaconOf
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
@@ -376,4 +377,8 @@ def makeNode(config, reactor):
     # every node calls tns: its own service where it runs one, else the
     # tns nodes it finds
     node.tnsClient = tnsClientFor(host, node.pubsub, node.dht, reactor, node.shapeServices.get("tns"))
+    # a node given its address tells seer what it runs, and that it is alive
+    node.seerBeacon = beaconOf(host, node.dht, config, reactor, node.shapeServices.get("seer"))
+    if node.seerBeacon is not None:
+        node.seerBeacon.setServiceParent(node)
     return node

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from tau.services.discovery import ServiceClient
 from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import signatureOf
+from tau.services.tns.service import LocalCalls
 
 log = Logger()
 
@@ -51,6 +52,22 @@ class SeerClient:
         if service is None:
             return (await self.client.call("heartbeat", {"action": "list"}))["ids"]
         return (await self.client.call("heartbeat", {"action": "listService", "name": service}))["ids"]
+
+
+def beaconOf(host, routing, config, reactor, service=None):
+    """
+    The L{Beacon} of a node whose C{seer.announce-ip} is set (its shape's
+    services, with that address, every third of seer's TTL), or None.
+
+    @param service: the L{tau.services.seer.service.SeerService} the node
+        runs, told directly; None: the seer nodes found in the network.
+    """
+    ip = config.seer.announceIP
+    if not ip:
+        return None
+    calls = LocalCalls(service.commands.handlers, host.peerID) if service is not None else None
+    services = {name: {"IP": ip} for name in config.services}
+    return Beacon(SeerClient(host, routing, client=calls), services, config.seer.ttl / 3, reactor)
 
 
 class Beacon(TimerService):

@@ -8,8 +8,10 @@ C{network-fqdn} and C{domains.generated}).
       ttl: 60                             # seconds a silent node stays, and the TTL of answers
       max-nodes: 10000                    # the most nodes seer keeps
       max-answers: 16                     # the most addresses one answer gives
+      announce-ip: ""                     # this node's address seer answers with ("": it does not tell seer)
 """
 
+import ipaddress
 from dataclasses import dataclass
 
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
@@ -26,6 +28,7 @@ class SeerConfig:
     ttl: int = 60
     maxNodes: int = 10_000
     maxAnswers: int = 16
+    announceIP: str = ""
 
     #: YAML field -> attribute
     FIELDS = {
@@ -34,6 +37,7 @@ class SeerConfig:
         "ttl": "ttl",
         "max-nodes": "maxNodes",
         "max-answers": "maxAnswers",
+        "announce-ip": "announceIP",
     }
 
     @classmethod
@@ -70,6 +74,15 @@ def _tcp(source, field, v):
     return v
 
 
+def _ip(source, field, v):
+    if v == "":
+        return v
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ConfigError(source, field, f"expected an IP address or \"\", found {v!r}") from None
+
+
 _CHECKS = {
     "dns-udp": _udp,
     "dns-tcp": _tcp,
@@ -77,6 +90,7 @@ _CHECKS = {
     "ttl": _count("seconds", 2**31 - 1),
     "max-nodes": _count("nodes"),
     "max-answers": _count("addresses"),
+    "announce-ip": _ip,
 }
 
 

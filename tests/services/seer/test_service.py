@@ -18,7 +18,7 @@ from tau.identity import PrivateKey
 from tau.services.commands import RemoteError
 from tau.services.framework import call
 from tau.services.seer import PROTOCOL
-from tau.services.seer.beacon import Beacon, SeerClient
+from tau.services.seer.beacon import Beacon, SeerClient, beaconOf
 from tau.services.seer.commands import MAX_SERVICES, MAX_USAGE, signatureOf
 from tau.services.seer.config import SeerConfig
 from tau.services.seer.service import SeerService, zoneOf
@@ -153,6 +153,14 @@ class ConfigTests(TestCase):
         self.assertEqual(SeerConfig.check("n.yaml", given),
                          SeerConfig("udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
         self.assertEqual(SeerConfig.check("n.yaml", {"ttl": 2**31 - 1}).ttl, 2**31 - 1)
+        self.assertEqual(SeerConfig.check("n.yaml", {"announce-ip": "::1"}).announceIP, "::1")
+
+    def test_noBeaconWithoutAddress(self):
+        """
+        A node with no seer.announce-ip does not tell seer.
+        """
+        config = SimpleNamespace(seer=SeerConfig(), services=("tns",))
+        self.assertIsNone(beaconOf(None, None, config, reactor))
 
     def test_errors(self):
         for value, text in [
@@ -162,6 +170,7 @@ class ConfigTests(TestCase):
             ({"dns-udp": "tcp:53"}, "seer.dns-udp: expected udp:PORT or udp:PORT:interface=IP, found 'tcp:53'"),
             ({"dns-tcp": "udp:53"}, "seer.dns-tcp: expected a tcp: endpoint string"),
             ({"dns-tcp": "unix:/x"}, "seer.dns-tcp: expected a tcp: endpoint string, found 'unix:/x'"),
+            ({"announce-ip": "here"}, "seer.announce-ip: expected an IP address or \"\", found 'here'"),
         ]:
             with self.assertRaises(ConfigError) as e:
                 SeerConfig.check("n.yaml", value)

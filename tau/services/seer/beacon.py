@@ -5,7 +5,6 @@ L{Beacon} (an announce, then a heartbeat every interval).
 
 import socket
 
-import cbor2
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -13,6 +12,7 @@ from twisted.logger import Logger
 from tau.services.discovery import ServiceClient
 from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import signatureOf
+from tau.services.seer.usage import usage
 from tau.services.tns.service import LocalCalls
 
 log = Logger()
@@ -67,25 +67,27 @@ def beaconOf(host, routing, config, reactor, service=None):
         return None
     calls = LocalCalls(service.commands.handlers, host.peerID) if service is not None else None
     services = {name: {"IP": ip} for name in config.services}
-    return Beacon(SeerClient(host, routing, client=calls), services, config.seer.ttl / 3, reactor)
+    return Beacon(SeerClient(host, routing, client=calls), services, config.seer.ttl / 3, reactor,
+                  lambda: usage(reactor, str(config.root)))
 
 
 class Beacon(TimerService):
     """
     Every C{interval} seconds (less than seer's TTL), announce C{services}
-    and send a heartbeat.  A failed round is logged and the next one tries
-    again.
+    and send a heartbeat with the usage C{async measure() -> bytes} gives.
+    A failed round is logged and the next one tries again.
     """
 
-    def __init__(self, seer, services, interval, clock):
+    def __init__(self, seer, services, interval, clock, measure):
         super().__init__(interval, self._round)
         self.clock = clock
         self.seer = seer
         self.services = services
+        self.measure = measure
 
     async def _tell(self):
         await self.seer.announce(self.services)
-        await self.seer.heartbeat(cbor2.dumps({}), socket.gethostname())
+        await self.seer.heartbeat(await self.measure(), socket.gethostname())
 
     def _round(self):
         d = Deferred.fromCoroutine(self._tell())

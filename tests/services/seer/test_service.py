@@ -7,9 +7,13 @@ is a factory of the registry, run by the seer shape and by full.
 
 from types import SimpleNamespace
 
+import cbor2
+from hypothesis import given, settings, strategies as st
+
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.names import client, dns
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from tau import services
@@ -22,6 +26,7 @@ from tau.services.seer.beacon import Beacon, SeerClient, beaconOf
 from tau.services.seer.commands import MAX_SERVICES, MAX_USAGE, signatureOf
 from tau.services.seer.config import SeerConfig
 from tau.services.seer.service import SeerService, zoneOf
+from tau.services.seer.usage import readUsage
 from tests.hosts import addressOf, startHost
 
 FQDN = "tau.example.com"
@@ -135,10 +140,13 @@ class BeaconTests(TestCase):
                 calls.append(("heartbeat", usage))
 
         clock = Clock()
-        beacon = Beacon(Recorder(), {"gateway": {"IP": "127.0.0.1"}}, 10, clock)
+        async def measure():
+            return b"\xa0"
+
+        beacon = Beacon(Recorder(), {"gateway": {"IP": "127.0.0.1"}}, 10, clock, measure)
         beacon.startService()
         self.addCleanup(beacon.stopService)
-        self.assertEqual([c[0] for c in calls], ["announce", "heartbeat"])
+        self.assertEqual(calls, [("announce", {"gateway": {"IP": "127.0.0.1"}}), ("heartbeat", b"\xa0")])
         clock.advance(9.9)
         self.assertEqual(len(calls), 2)
         clock.advance(0.1)
@@ -198,3 +206,33 @@ class RegistrationTests(TestCase):
         self.assertIn("seer", services.available())
         self.assertIn("seer", services.builtinShapes()["full"])
         self.assertEqual(services.factoryFor("seer").__module__, "tau.services.seer.service")
+
+
+class UsageTests(TestCase):
+    def test_readUsage(self):
+        """
+        The spec sheet's keys, from /proc texts and a folder's disk;
+        iowait under the text "27"; parts that cannot be read left out.
+        """
+        proc = FilePath(self.mktemp())
+        proc.makedirs()
+        proc.child("stat").setContent(b"cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 0 0 0 0 0 0 0 0 0 0\n")
+        proc.child("meminfo").setContent(b"MemTotal: 100 kB\nMemFree: 40 kB\nMemAvailable: 60 kB\n")
+        read = cbor2.loads(readUsage(proc.path, proc.path))
+        self.assertEqual(read[7], {14: 102400, 15: 40960, 16: 61440, 17: 61440})
+        self.assertEqual(read[5]["27"], 5)
+        self.assertEqual((read[5][21], read[5][22], read[5][23], read[5][32]), (55, 2, 1, 10))
+        self.assertEqual(set(read[3]), {11, 12, 13})
+        self.assertEqual(set(cbor2.loads(readUsage(proc.path, proc.child("none").path))), {3})
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.text(max_size=80), st.text(max_size=80))
+    def test_anyProcText(self, stat, meminfo):
+        """
+        Whatever /proc holds, the usage is read (the parts that parse).
+        """
+        proc = FilePath(self.mktemp())
+        proc.makedirs()
+        proc.child("stat").setContent(stat.encode("utf-8"))
+        proc.child("meminfo").setContent(meminfo.encode("utf-8"))
+        self.assertIn(3, cbor2.loads(readUsage(proc.path, proc.path)))

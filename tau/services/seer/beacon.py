@@ -48,6 +48,20 @@ class SeerClient:
         body = {"services": [{"Type": name, "Meta": meta} for name, meta in services.items()]}
         return (await self.client.call("announce", self._signed(body)))["Registered"]
 
+    async def locate(self, lat, long):
+        """
+        Tell seer where this node is (degrees).
+        """
+        return await self.client.call("geo", {"action": "set", "location": {1: lat, 2: long}})
+
+    async def near(self, lat, long, distance):
+        """
+        C{{peer: {1: ns, 4: {1: lat, 2: long}}}}: the nodes within
+        C{distance} metres.
+        """
+        body = {"action": "query", "from": {1: lat, 2: long}, "distance": distance}
+        return (await self.client.call("geo", body))["peers"]
+
     async def nodes(self, service=None):
         if service is None:
             return (await self.client.call("heartbeat", {"action": "list"}))["ids"]
@@ -68,26 +82,30 @@ def beaconOf(host, routing, config, reactor, service=None):
     calls = LocalCalls(service.commands.handlers, host.peerID) if service is not None else None
     services = {name: {"IP": ip} for name in config.services}
     return Beacon(SeerClient(host, routing, client=calls), services, config.seer.ttl / 3, reactor,
-                  lambda: usage(reactor, str(config.root)))
+                  lambda: usage(reactor, str(config.root)), config.location)
 
 
 class Beacon(TimerService):
     """
     Every C{interval} seconds (less than seer's TTL), announce C{services}
-    and send a heartbeat with the usage C{async measure() -> bytes} gives.
-    A failed round is logged and the next one tries again.
+    and send a heartbeat with the usage C{async measure() -> bytes} gives,
+    and the node's C{location} (C{{lat, long}}) when given.  A failed round
+    is logged and the next one tries again.
     """
 
-    def __init__(self, seer, services, interval, clock, measure):
+    def __init__(self, seer, services, interval, clock, measure, location=None):
         super().__init__(interval, self._round)
         self.clock = clock
         self.seer = seer
         self.services = services
         self.measure = measure
+        self.location = location
 
     async def _tell(self):
         await self.seer.announce(self.services)
         await self.seer.heartbeat(await self.measure(), socket.gethostname())
+        if self.location:
+            await self.seer.locate(self.location["lat"], self.location["long"])
 
     def _round(self):
         d = Deferred.fromCoroutine(self._tell())

@@ -6,15 +6,23 @@ seer's commands on C{/seer/v1}, as Taubyte's spec sheet has them:
     heartbeat {action: listService, name}              -> {ids}
     heartbeat {action: info, id}                       -> {usage}
     announce  {services: [{Type, Meta}], id, client, signature} -> {Registered: [Type]}
+    geo       {action: set, location: {1: lat, 2: long}}         -> {}
+    geo       {action: query, from: {1, 2}, distance: metres}    -> {peers: {pid: {1: ns, 4: {1, 2}}}}
+    geo       {action: query-all}                                -> the same, every located node
 
 The signature is the node's key over the text C{id + client}; the key is
 the one inlined in the peer ID C{id}.  Only a member of this node's cloud
-is heard, and only about itself (C{id} is the caller).
+is heard, and only about itself (C{id} is the caller); C{geo set} places
+the caller.
 """
+
+import math
 
 from tau.identity import InvalidKey, PeerID
 
-NAMES = ("heartbeat", "announce")
+NAMES = ("heartbeat", "announce", "geo")
+#: the earth's mean radius (metres), for distances on it
+EARTH_RADIUS = 6_371_000
 
 #: the most services one announce lists, and the longest text in it
 MAX_SERVICES = 32
@@ -75,7 +83,7 @@ class Commands:
     def __init__(self, registry, isMember):
         self.registry = registry
         self.isMember = isMember
-        self.handlers = {"heartbeat": self.heartbeat, "announce": self.announce}
+        self.handlers = {"heartbeat": self.heartbeat, "announce": self.announce, "geo": self.geo}
 
     def define(self, router):
         for name, handler in self.handlers.items():
@@ -128,3 +136,53 @@ class Commands:
             found[_text(one, "Type")] = meta
         self.registry.announce(node, found)
         return {"Registered": list(found)}
+
+    async def geo(self, peer, body):
+        if not isinstance(body, dict):
+            raise Invalid("a map body")
+        action = body.get("action")
+        if action == "set":
+            await self._member(peer)
+            lat, long = _location(body.get("location"), "location")
+            self.registry.locate(str(peer), lat, long)
+            return {}
+        if action == "query-all":
+            return {"peers": _located(self.registry.nodes())}
+        if action == "query":
+            lat, long = _location(body.get("from"), "from")
+            distance = body.get("distance")
+            if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not distance >= 0:
+                raise Invalid("distance: a number of metres, 0 or more")
+            near = [n for n in self.registry.nodes()
+                    if n.location is not None and metres((lat, long), n.location[:2]) <= distance]
+            return {"peers": _located(near)}
+        raise Invalid(f"action: unknown {action!r}")
+
+
+def _location(value, key):
+    """
+    C{(lat, long)} of a C{{1: lat, 2: long}} map, in degrees.
+    """
+    if not isinstance(value, dict):
+        raise Invalid(f"{key}: a map {{1: latitude, 2: longitude}}")
+    lat, long = value.get(1), value.get(2)
+    for v in (lat, long):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise Invalid(f"{key}: a map {{1: latitude, 2: longitude}} of numbers")
+    if not (-90 <= lat <= 90 and -180 <= long <= 180):
+        raise Invalid(f"{key}: latitude within -90..90, longitude within -180..180")
+    return float(lat), float(long)
+
+
+def _located(nodes):
+    return {n.peer: {1: n.location[2], 4: {1: n.location[0], 2: n.location[1]}} for n in nodes if n.location is not None}
+
+
+def metres(a, b):
+    """
+    The great-circle distance between C{(lat, long)} points C{a} and C{b}
+    (haversine).
+    """
+    lat1, long1, lat2, long2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((long2 - long1) / 2) ** 2
+    return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(h)))

@@ -23,6 +23,8 @@ class Node:
     usage: bytes = b""
     services: dict = field(default_factory=dict)
     addresses: list = field(default_factory=list)
+    #: (lat, long, the clock's nanoseconds when set), or None
+    location: tuple = None
 
     def ips(self):
         """
@@ -82,6 +84,12 @@ class Registry:
             node.services = dict(services)
             node.addresses = node.ips()
             self.version += 1
+
+    def locate(self, peer, lat, long):
+        """
+        Where node C{peer} is (degrees).
+        """
+        self._touch(peer).location = (lat, long, int(self.clock.seconds() * 1e9))
 
     def _expire(self):
         now = self.clock.seconds()

@@ -21,7 +21,9 @@ values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dic
 bodies = values | st.fixed_dictionaries(
     {"id": st.just(str(PEER)) | st.text(max_size=60), "client": st.text(max_size=10),
      "signature": st.just(signatureOf(KEY, PEER, "")) | st.binary(max_size=70)},
-    optional={"services": values, "usage": values, "hostname": values, "action": values, "name": values})
+    optional={"services": values, "usage": values, "hostname": values, "name": values,
+              "action": values | st.sampled_from(["set", "query", "query-all", "list", "listService", "info"]),
+              "location": values, "from": values, "distance": values})
 
 
 class BodyTests(SynchronousTestCase):
@@ -33,7 +35,7 @@ class BodyTests(SynchronousTestCase):
         return result
 
     @settings(max_examples=300, deadline=None)
-    @given(st.sampled_from(["heartbeat", "announce"]), bodies)
+    @given(st.sampled_from(["heartbeat", "announce", "geo"]), bodies)
     def test_anyBody(self, name, body):
         async def isMember(peer):
             return True
@@ -44,5 +46,7 @@ class BodyTests(SynchronousTestCase):
         if hasattr(result, "check"):
             self.assertTrue(result.check(Invalid), result)
             self.assertEqual(registry.nodes(), [])
-        elif isinstance(body, dict) and body.get("action") is None:
+        elif name == "geo" and isinstance(body, dict) and body.get("action") == "set":
+            self.assertEqual(len(registry.nodes()), 1)
+        elif name != "geo" and isinstance(body, dict) and body.get("action") is None:
             self.assertEqual([n.peer for n in registry.nodes()], [str(PEER)])

@@ -125,6 +125,43 @@ class CommandTests(ServiceTestCase):
         self.assertEqual(await self.lookup(f"s0.tau.{FQDN}"), ["127.0.0.5"])
 
 
+class GeoTests(ServiceTestCase):
+    async def test_setAndQuery(self):
+        """
+        A node placed in Paris is found within 350 km of London and not
+        within 340 km (they are 343.6 km apart); query-all lists it.
+        """
+        self.assertEqual(await self.seer.locate(48.8566, 2.3522), {})
+        me = str(self.node.peerID)
+        near = await self.seer.near(51.5074, -0.1278, 350_000)
+        self.assertEqual(list(near), [me])
+        self.assertAlmostEqual(near[me][4][1], 48.8566)
+        self.assertIsInstance(near[me][1], int)
+        self.assertEqual(await self.seer.near(51.5074, -0.1278, 340_000), {})
+        everyone = await call(self.node, self.server.peerID, PROTOCOL, "geo", {"action": "query-all"})
+        self.assertEqual(list(everyone["peers"]), [me])
+
+    async def test_refused(self):
+        """
+        Out of range places, negative distances and strangers are refused.
+        """
+        for body, why in [
+            ({"action": "set", "location": {1: 91, 2: 0}}, "latitude within -90..90"),
+            ({"action": "set", "location": {1: 0, 2: -180.5}}, "longitude within -180..180"),
+            ({"action": "set", "location": [1, 2]}, "location: a map"),
+            ({"action": "query", "from": {1: 0, 2: 0}, "distance": -1}, "distance: a number of metres"),
+            ({"action": "nope"}, "action: unknown 'nope'"),
+        ]:
+            with self.assertRaises(RemoteError) as e:
+                await call(self.node, self.server.peerID, PROTOCOL, "geo", body)
+            self.assertIn(why, str(e.exception))
+        with self.assertRaises(RemoteError) as e:
+            await call(self.stranger, self.server.peerID, PROTOCOL, "geo", {"action": "set", "location": {1: 0, 2: 0}})
+        self.assertIn("only the nodes of this cloud", str(e.exception))
+        # the edges themselves are places
+        await self.seer.locate(90, -180)
+
+
 class BeaconTests(TestCase):
     def test_rounds(self):
         """
@@ -139,18 +176,22 @@ class BeaconTests(TestCase):
             async def heartbeat(self, usage, hostname):
                 calls.append(("heartbeat", usage))
 
+            async def locate(self, lat, long):
+                calls.append(("locate", (lat, long)))
+
         clock = Clock()
         async def measure():
             return b"\xa0"
 
-        beacon = Beacon(Recorder(), {"gateway": {"IP": "127.0.0.1"}}, 10, clock, measure)
+        beacon = Beacon(Recorder(), {"gateway": {"IP": "127.0.0.1"}}, 10, clock, measure, {"lat": 1.5, "long": 2.5})
         beacon.startService()
         self.addCleanup(beacon.stopService)
-        self.assertEqual(calls, [("announce", {"gateway": {"IP": "127.0.0.1"}}), ("heartbeat", b"\xa0")])
+        self.assertEqual(calls, [("announce", {"gateway": {"IP": "127.0.0.1"}}), ("heartbeat", b"\xa0"),
+                                 ("locate", (1.5, 2.5))])
         clock.advance(9.9)
-        self.assertEqual(len(calls), 2)
+        self.assertEqual(len(calls), 3)
         clock.advance(0.1)
-        self.assertEqual(len(calls), 4)
+        self.assertEqual(len(calls), 6)
 
 
 class ConfigTests(TestCase):

@@ -228,5 +228,9 @@ async def listen(reactor, factory, udp, tcp):
     """
     port, interface = parseUDP(udp)
     udpPort = reactor.listenUDP(port, SeerDatagramProtocol(factory), interface=interface)
-    tcpPort = await serverFromString(reactor, tcp).listen(factory)
+    try:
+        tcpPort = await serverFromString(reactor, tcp).listen(factory)
+    except BaseException:
+        await udpPort.stopListening()
+        raise
     return udpPort, tcpPort

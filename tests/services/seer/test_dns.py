@@ -315,3 +315,25 @@ class ParsingTests(TestCase):
         self.assertEqual(parseUDP("udp:65535:interface=::1"), (65535, "::1"))
         for bad in ("udp:65536", "tcp:53", "udp:x", "udp:53:interface=nowhere", "udp:53:bind=127.0.0.1", "udp"):
             self.assertRaises(ValueError, parseUDP, bad)
+
+
+class ListenTests(TestCase):
+    async def test_tcpBusy(self):
+        """
+        When TCP cannot listen, the UDP port is closed again and the
+        error is the caller's.
+        """
+        from twisted.internet import udp
+        from twisted.internet.error import CannotListenError
+
+        busy = reactor.listenTCP(0, ClientFactory(), interface="127.0.0.1")
+        self.addCleanup(busy.stopListening)
+        zones = Zones(FQDN, "g." + FQDN, Registry(Clock(), TTL, 10), TTL, 4)
+        def udpPorts():
+            return {r for r in reactor.getReaders() if isinstance(r, udp.Port)}
+
+        before = udpPorts()
+        with self.assertRaises(CannotListenError):
+            await listen(reactor, SeerDNSFactory(zones), "udp:0:interface=127.0.0.1",
+                         f"tcp:{busy.getHost().port}:interface=127.0.0.1")
+        self.assertEqual(udpPorts(), before)

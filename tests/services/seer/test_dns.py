@@ -8,8 +8,9 @@ import shutil
 import struct
 
 from hypothesis import given, strategies as st
-from twisted.internet import reactor
+from twisted.internet import reactor, udp
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
 from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
@@ -323,9 +324,6 @@ class ListenTests(TestCase):
         When TCP cannot listen, the UDP port is closed again and the
         error is the caller's.
         """
-        from twisted.internet import udp
-        from twisted.internet.error import CannotListenError
-
         busy = reactor.listenTCP(0, ClientFactory(), interface="127.0.0.1")
         self.addCleanup(busy.stopListening)
         zones = Zones(FQDN, "g." + FQDN, Registry(Clock(), TTL, 10), TTL, 4)

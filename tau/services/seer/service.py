@@ -107,16 +107,16 @@ def zoneOf(config):
     return fqdn, (config.domains.get("generated") or f"g.{fqdn}").strip(".").lower()
 
 
-def systemTXT(reactor):
+def systemTXT(reactor, makeResolver=client.createResolver):
     """
     C{async txt(name) -> [text]}: TXT records through the system's
-    resolvers (read on the first lookup).
+    resolvers (C{makeResolver(reactor=)}, made on the first lookup).
     """
     resolvers = []
 
     async def txt(name):
         if not resolvers:
-            resolvers.append(client.createResolver(reactor=reactor))
+            resolvers.append(makeResolver(reactor=reactor))
         try:
             answers, _, _ = await resolvers[0].lookupText(name)
         except DomainError:

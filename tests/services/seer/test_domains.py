@@ -7,13 +7,14 @@ NXDOMAIN otherwise; verdicts kept for the TTL on a Clock, and bounded.
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.names import client, dns
+from twisted.names import authority, client, dns, server
 from twisted.trial.unittest import TestCase
 
 from tau.services.seer import domains as domainsModule
 from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.registry import Registry
+from tau.services.seer.service import systemTXT
 
 FQDN = "tau.example.com"
 TTL = 60
@@ -164,3 +165,34 @@ class DomainTests(TestCase):
     def test_close(self):
         self.domains.close()
         self.assertTrue(self.tns.closed)
+
+
+class SystemTXTTests(TestCase):
+    async def test_txt(self):
+        """
+        systemTXT reads a name's TXT texts (joined strings) from a DNS
+        server; a name with none, or NXDOMAIN, gives none.
+        """
+
+        class Static(authority.FileAuthority):
+            def loadFile(self, filename):
+                pass
+
+        zone = Static(None)
+        zone.soa = (b"example.org", dns.Record_SOA(mname=b"ns.example.org", rname=b"root.example.org"))
+        zone.records = {
+            b"example.org": [zone.soa[1]],
+            b"abcdefgh.shop.example.org": [dns.Record_TXT(b"to", b"ken"), dns.Record_TXT(b"other")],
+            b"bare.example.org": [dns.Record_A("127.0.0.1")],
+        }
+        port = reactor.listenUDP(0, dns.DNSDatagramProtocol(server.DNSServerFactory(authorities=[zone])),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def makeResolver(reactor):
+            return client.Resolver(servers=[("127.0.0.1", port.getHost().port)], reactor=reactor)
+
+        txt = systemTXT(reactor, makeResolver)
+        self.assertEqual(sorted(await txt("abcdefgh.shop.example.org")), ["other", "token"])
+        self.assertEqual(await txt("bare.example.org"), [])
+        self.assertEqual(await txt("none.example.org"), [])

@@ -88,7 +88,7 @@ class Zones(ResolverBase):
     def _payloads(self, selector, type):
         # the registry's expiry runs first: its version then says whether
         # the cached payloads still hold
-        self.registry.node(None)
+        self.registry.expire()
         if self._version != self.registry.version or len(self._cache) >= MAX_CACHED:
             self._cache.clear()
             self._version = self.registry.version

@@ -60,7 +60,7 @@ class Registry:
         self._nextExpiry = None
 
     def _touch(self, peer):
-        self._expire()
+        self.expire()
         node = self._nodes.get(peer)
         if node is None:
             if len(self._nodes) >= self.maxNodes:
@@ -91,7 +91,11 @@ class Registry:
         """
         self._touch(peer).location = (lat, long, int(self.clock.seconds() * 1e9))
 
-    def _expire(self):
+    def expire(self):
+        """
+        Drop the nodes not heard from for C{ttl} seconds (cheap when none
+        can have expired yet).
+        """
         now = self.clock.seconds()
         if self._nextExpiry is not None and now < self._nextExpiry:
             return
@@ -108,9 +112,9 @@ class Registry:
         """
         The live nodes, those running C{service} when given, by peer.
         """
-        self._expire()
+        self.expire()
         return [n for _, n in sorted(self._nodes.items()) if service is None or service in n.services]
 
     def node(self, peer):
-        self._expire()
+        self.expire()
         return self._nodes.get(peer)

@@ -17,7 +17,6 @@ from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter
 from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import Commands
-from tau.services.seer.config import SeerConfig
 from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.registry import Registry
@@ -30,7 +29,7 @@ class SeerService(Service):
     """
     @param host: has C{setStreamHandler}, C{removeHandler}.
     @param reactor: IReactorTime, IReactorUDP, IReactorTCP.
-    @param config: L{SeerConfig}.
+    @param config: L{tau.services.seer.config.SeerConfig}.
     @param isMember: C{async isMember(peer) -> bool}: the nodes heard.
     @param fqdn: the network fqdn (the zone).
     @param generated: the suffix of generated project domains.
@@ -133,7 +132,7 @@ def serviceFactory(capabilities, config, reactor):
     this node's cloud, and checks projects' domains with tns and auth.
     """
     host, routing = capabilities[IHost], capabilities[IRouting]
-    seer = config.seer or SeerConfig()
+    seer = config.seer
     fqdn, generated = zoneOf(config)
     domains = ProjectDomains(generated, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
                              AuthClient(host, routing), systemTXT(reactor), reactor, seer.ttl)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import cbor2
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
 from tau.services.commands import CommandError, decodeCBOR
 from tau.services.frames import CLOSE, DATA, TUNNEL_MAGIC, TUNNEL_VERSION, FrameDecoder, FrameError, encodeFrame
@@ -352,10 +352,12 @@ def _fail(stream, response, status, text):
 
 
 @implementer(IPushProducer)
-class _Gate:
+class WriteGate:
     """
-    The gateway's HTTP client's back-pressure, as a gate the answer loop
-    waits at.
+    A C{twisted.web} request's back-pressure as a gate: register it as the
+    request's streaming producer, write, then C{await gate.wait()}; it
+    holds while the HTTP client does not read.  C{stopped} once the
+    client is gone.
     """
 
     def __init__(self):
@@ -423,7 +425,7 @@ async def forward(request, stream, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, 
     gone = []
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
     events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk))
-    gate = _Gate()
+    gate = WriteGate()
     started = False
     try:
         while True:

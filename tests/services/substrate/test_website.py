@@ -14,7 +14,11 @@ from twisted.web.server import Site
 
 from tau.cids import cidText
 from tau.fakes import FakeContent
+from tau.services.tunnel import serveTunnel
 from tau.services.substrate.website import MAX_DEPTH, BadPath, Website, WebsiteResource, contentType, parseRange, segments
+
+from tests.hosts import addressOf, startHost
+from tests.services.test_tunnel_hosts import PROTOCOL, Forwarder
 
 BIG = os.urandom(700_000)  # several chunks: ranges cross them
 SITE = [
@@ -165,3 +169,35 @@ class WebsiteCurlTests(TestCase):
         await self.serve()
         status, headers, body = await curl(self.base + "/", "-X", "POST")
         self.assertEqual((status, headers["allow"]), (405, "GET, HEAD"))
+
+
+class WebsiteTunnelTests(TestCase):
+    """
+    The website behind a gateway: curl -> twisted.web -> tunnel over two
+    real hosts -> Website.handle.
+    """
+
+    timeout = 60
+
+    async def test_throughTunnel(self):
+        content = FakeContent()
+        root = await content.addFolder(SITE)
+        site = Website(content, root.cid)
+        substrate = await startHost(self)
+        gateway = await startHost(self)
+        substrate.setStreamHandler(PROTOCOL, lambda stream: serveTunnel(stream, site.handle))
+        await gateway.connect(addressOf(substrate))
+        port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+            Site(Forwarder(gateway, substrate.peerID)))
+        self.addCleanup(port.stopListening)
+        base = f"http://127.0.0.1:{port.getHost().port}"
+        status, headers, body = await curl(base + "/big.bin", "-r", "100-199")
+        self.assertEqual((status, body, headers["content-range"]), (206, BIG[100:200], f"bytes 100-199/{len(BIG)}"))
+        status, headers, body = await curl(base + "/big.bin")
+        self.assertEqual((status, body), (200, BIG))
+        status, headers, body = await curl(base + "/big.bin", "-H", f"If-None-Match: {headers['etag']}")
+        self.assertEqual((status, body), (304, b""))
+        status, headers, body = await curl(base + "/big.bin", "-I")
+        self.assertEqual((status, body, headers["content-length"]), (200, b"", str(len(BIG))))
+        status, headers, body = await curl(base + "/%2e%2e/")
+        self.assertEqual(status, 400)

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 
 import cbor2
 from twisted.internet.defer import Deferred
+from twisted.internet.error import TimeoutError
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from tau.services.commands import CommandError, decodeCBOR
 from tau.services.frames import CLOSE, DATA, TUNNEL_MAGIC, TUNNEL_VERSION, FrameDecoder, FrameError, encodeFrame
+from tau.streams import withTimeout
 
 HEAD = 1
 REQUEST = 8
@@ -45,6 +47,9 @@ MAX_HEADERS = 100
 MAX_CHUNK = 1 << 20
 #: the size of the body frames sent
 CHUNK = 64 * 1024
+#: seconds one end waits for the next bytes of the other, or for the other
+#: to take what it sent
+IDLE_TIMEOUT = 30.0
 
 log = Logger()
 
@@ -240,17 +245,21 @@ class _Events:
     The events of one stream, read as they are wanted.
     """
 
-    def __init__(self, stream, decoder):
+    def __init__(self, stream, decoder, clock, idle):
         self.stream = stream
         self.decoder = decoder
+        self.clock = clock
+        self.idle = idle
         self._queue = []
 
     async def next(self):
         """
         The next event, or None when the stream ends cleanly.
+
+        @raise TimeoutError: when no byte comes for C{idle} seconds.
         """
         while not self._queue:
-            data = await self.stream.readSome()
+            data = await withTimeout(self.clock, self.idle, self.stream.readSome())
             if not data:
                 return None
             self._queue = self.decoder.feed(data)
@@ -263,7 +272,8 @@ class TunnelBody:
     C{b""} at its end.
 
     @raise TunnelError: when the gateway breaks the protocol or stops
-        before the end of the body (400).
+        before the end of the body (400), or sends nothing for the idle
+        timeout (408).
     """
 
     def __init__(self, events):
@@ -286,11 +296,14 @@ class TunnelBody:
 class TunnelResponse:
     """
     The answer on the substrate: C{head(status, headers)} once, then C{await
-    write(data)} (waits while the gateway does not read), then C{finish()}.
+    write(data)} (waits while the gateway does not read, at most the idle
+    timeout: then L{TimeoutError}), then C{finish()}.
     """
 
-    def __init__(self, stream, chunk=CHUNK):
+    def __init__(self, stream, clock, idle=IDLE_TIMEOUT, chunk=CHUNK):
         self.stream = stream
+        self.clock = clock
+        self.idle = idle
         self.chunk = chunk
         self.status = None
         self.finished = False
@@ -307,7 +320,7 @@ class TunnelResponse:
         view = memoryview(data)
         for start in range(0, len(view), self.chunk):
             self.stream.write(encodeChunk(bytes(view[start:start + self.chunk])))
-            await self.stream.drain()
+            await withTimeout(self.clock, self.idle, self.stream.drain())
 
     def finish(self):
         if self.status is None:
@@ -317,21 +330,25 @@ class TunnelResponse:
         self.stream.closeWrite()
 
 
-async def serveTunnel(stream, handler, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, maxChunk=MAX_CHUNK):
+async def serveTunnel(stream, handler, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS,
+                      maxChunk=MAX_CHUNK):
     """
     Serve one tunnelled request on C{stream}: C{await handler(request,
     body, response)} with a L{TunnelRequest}, a L{TunnelBody} and a
-    L{TunnelResponse}.  A malformed request is answered with its status; a
-    handler that fails is answered 500 if it sent no head yet, else the
-    stream is reset.
+    L{TunnelResponse}.  A malformed request is answered with its status, a
+    gateway silent for C{idle} seconds with 408; a handler that fails is
+    answered 500.  After the head was sent, any of these resets the stream.
     """
-    events = _Events(stream, TunnelDecoder(REQUEST, maxHead, maxHeaders, maxChunk))
-    response = TunnelResponse(stream)
+    events = _Events(stream, TunnelDecoder(REQUEST, maxHead, maxHeaders, maxChunk), clock, idle)
+    response = TunnelResponse(stream, clock, idle)
     try:
-        event = await events.next()
-        if event is None:
-            return
-        await handler(event[1], TunnelBody(events), response)
+        try:
+            event = await events.next()
+            if event is None:
+                return
+            await handler(event[1], TunnelBody(events), response)
+        except TimeoutError as e:
+            raise TunnelError(f"idle: {e}", 408) from None
         if not response.finished:
             response.finish()
     except TunnelError as e:
@@ -412,19 +429,21 @@ async def _sendBody(request, stream, chunk):
     stream.write(encodeEnd())
 
 
-async def forward(request, stream, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, maxChunk=MAX_CHUNK, chunk=CHUNK):
+async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS,
+                  maxChunk=MAX_CHUNK, chunk=CHUNK):
     """
     Forward the C{twisted.web} C{request} over C{stream} (a tunnel to a
     substrate) and write the answer to it, finishing it.  A malformed or
-    missing answer becomes 502 before the head, a dropped connection
-    after it.  The stream is closed when this returns.
+    missing answer becomes 502 before the head, a substrate silent for
+    C{idle} seconds 504; after the head, either drops the client's
+    connection.  The stream is reset when this returns.
     """
     stream.write(encodeRequest(requestOf(request)))
     sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk))
     sending.addErrback(lambda f: None)  # a reset stream also ends the answer below
     gone = []
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
-    events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk))
+    events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk), clock, idle)
     gate = WriteGate()
     started = False
     try:
@@ -433,6 +452,8 @@ async def forward(request, stream, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, 
                 event = await events.next()
             except TunnelError as e:
                 raise _Bad(str(e)) from None
+            except TimeoutError as e:
+                raise _Bad(f"idle: {e}", 504) from None
             except Exception as e:
                 raise _Bad(f"the stream failed: {e}") from None
             if event is None:
@@ -462,9 +483,9 @@ async def forward(request, stream, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, 
             request.unregisterProducer()
             request.loseConnection()
         else:
-            request.setResponseCode(502)
+            request.setResponseCode(e.status)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            request.write(b"bad gateway\n")
+            request.write(b"gateway timeout\n" if e.status == 504 else b"bad gateway\n")
             request.finish()
     finally:
         sending.cancel()
@@ -473,5 +494,9 @@ async def forward(request, stream, *, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS, 
 
 class _Bad(Exception):
     """
-    The substrate's answer cannot be forwarded.
+    The substrate's answer cannot be forwarded; C{status} answers it.
     """
+
+    def __init__(self, message, status=502):
+        super().__init__(message)
+        self.status = status

@@ -2,12 +2,17 @@
 Taubyte's HTTP tunnel codec (tau.services.tunnel), sans-IO.
 """
 
+import io
 import struct
 
 import cbor2
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 
 from tau.services.frames import HEADER_SIZE
 from tau.services.tunnel import (
@@ -23,7 +28,10 @@ from tau.services.tunnel import (
     encodeEnd,
     encodeHead,
     encodeRequest,
+    forward,
+    serveTunnel,
 )
+from tau.streams import StreamProtocol
 
 
 def rawFrame(payload, channel, type=0, length=None):
@@ -181,3 +189,131 @@ class DecoderTests(SynchronousTestCase):
         data = encodeHead(201, headers) + b"".join(encodeChunk(c) for c in chunks) + encodeEnd()
         events = TunnelDecoder(HEAD).feed(data)
         self.assertEqual(events, [("head", (201, headers))] + [("chunk", c) for c in chunks] + [("end", None)])
+
+
+def streamOn():
+    """
+    A L{StreamProtocol} on a StringTransport (no window: drain returns at
+    once).
+    """
+    stream = StreamProtocol()
+    stream.makeConnection(StringTransport())
+    return stream
+
+
+def answerOf(stream):
+    """
+    The events the substrate wrote on C{stream}.
+    """
+    return TunnelDecoder(HEAD).feed(stream.transport.value())
+
+
+class ServeTimeoutTests(SynchronousTestCase):
+    def test_silentGatewayAt408(self):
+        """
+        A gateway that sends no request for the idle timeout: 408, not one
+        tick before.
+        """
+        clock = Clock()
+        stream = streamOn()
+        called = []
+        d = Deferred.fromCoroutine(serveTunnel(stream, lambda *a: called.append(a), clock, idle=10))
+        clock.advance(9.999)
+        self.assertEqual(stream.transport.value(), b"")
+        clock.advance(0.001)
+        self.successResultOf(d)
+        events = answerOf(stream)
+        self.assertEqual(events[0][1][0], 408)
+        self.assertEqual(events[-1], ("end", None))
+        self.assertTrue(stream.transport.disconnecting)
+        self.assertEqual(called, [])
+
+    def test_gatewayIdleMidBody(self):
+        """
+        The idle timeout counts from the last bytes: a body that stops
+        coming is answered 408.
+        """
+        clock = Clock()
+        stream = streamOn()
+
+        async def reading(request, body, response):
+            while await body.read():
+                pass
+            response.head(200)
+
+        d = Deferred.fromCoroutine(serveTunnel(stream, reading, clock, idle=10))
+        stream.dataReceived(encodeRequest(TunnelRequest("POST", "/")))
+        clock.advance(9)
+        stream.dataReceived(encodeChunk(b"x"))
+        clock.advance(9)
+        self.assertEqual(stream.transport.value(), b"")
+        clock.advance(1)
+        self.successResultOf(d)
+        self.assertEqual(answerOf(stream)[0][1][0], 408)
+
+
+def dummyRequest(method=b"GET", uri=b"/a", body=b""):
+    """
+    A twisted.web DummyRequest with a body, whose producer registration
+    records (DummyRequest's own loops on a pull producer).
+    """
+    request = DummyRequest([b"a"])
+    request.method, request.uri, request.content = method, uri, io.BytesIO(body)
+    request.producers = []
+    request.registerProducer = lambda producer, streaming: request.producers.append(producer)
+    request.unregisterProducer = lambda: request.producers.pop()
+    return request
+
+
+class ForwardTests(SynchronousTestCase):
+    def test_silentSubstrateAt504(self):
+        clock = Clock()
+        stream = streamOn()
+        request = dummyRequest()
+        d = Deferred.fromCoroutine(forward(request, stream, clock, idle=10))
+        clock.advance(9.999)
+        self.assertEqual(request.finished, 0)
+        clock.advance(0.001)
+        self.successResultOf(d)
+        self.assertEqual((request.responseCode, request.finished), (504, 1))
+        self.assertEqual(b"".join(request.written), b"gateway timeout\n")
+
+    def test_malformedAnswerIs502(self):
+        clock = Clock()
+        stream = streamOn()
+        request = dummyRequest()
+        d = Deferred.fromCoroutine(forward(request, stream, clock))
+        stream.dataReceived(b"Status: 500\n" + b"x" * 20)  # go's unframed error
+        self.successResultOf(d)
+        self.assertEqual((request.responseCode, request.finished), (502, 1))
+
+    def test_answerForwarded(self):
+        clock = Clock()
+        stream = streamOn()
+        request = dummyRequest(b"POST", b"/a?b", b"up")
+        d = Deferred.fromCoroutine(forward(request, stream, clock))
+        sent = TunnelDecoder(REQUEST).feed(stream.transport.value())
+        self.assertEqual([e[0] for e in sent], ["request", "chunk", "end"])
+        self.assertEqual((sent[0][1].method, sent[0][1].url, sent[1][1]), ("POST", "/a?b", b"up"))
+        stream.dataReceived(encodeHead(201, {"X-A": ["1"]}) + encodeChunk(b"down") + encodeEnd())
+        self.successResultOf(d)
+        self.assertEqual((request.responseCode, b"".join(request.written), request.finished), (201, b"down", 1))
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"x-a"), [b"1"])
+
+    def test_clientBackPressure(self):
+        """
+        While the HTTP client does not read (the request pauses its
+        producer), nothing more is written to it nor read from the stream.
+        """
+        clock = Clock()
+        stream = streamOn()
+        request = dummyRequest()
+        d = Deferred.fromCoroutine(forward(request, stream, clock))
+        stream.dataReceived(encodeHead(200, {}))
+        request.producers[0].pauseProducing()
+        stream.dataReceived(encodeChunk(b"a") + encodeChunk(b"b") + encodeEnd())
+        self.assertEqual(request.written, [b"a"])
+        self.assertNoResult(d)
+        request.producers[0].resumeProducing()
+        self.successResultOf(d)
+        self.assertEqual((request.written, request.finished), ([b"a", b"b"], 1))

@@ -60,7 +60,7 @@ class Forwarder(Resource):
     def render(self, request):
         async def go():
             stream = await self.gateway.newStream(self.peerID, [PROTOCOL])
-            await forward(request, stream)
+            await forward(request, stream, reactor)
 
         ensureDeferred(go()).addErrback(lambda f: (request.setResponseCode(599), request.finish()))
         return NOT_DONE_YET
@@ -75,7 +75,7 @@ class TunnelHostTests(TestCase):
         self.served = []
 
         async def serve(stream):
-            d = Deferred.fromCoroutine(serveTunnel(stream, handler))
+            d = Deferred.fromCoroutine(serveTunnel(stream, handler, reactor))
             self.served.append(d)
             await d
 

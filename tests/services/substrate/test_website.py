@@ -185,7 +185,7 @@ class WebsiteTunnelTests(TestCase):
         site = Website(content, root.cid)
         substrate = await startHost(self)
         gateway = await startHost(self)
-        substrate.setStreamHandler(PROTOCOL, lambda stream: serveTunnel(stream, site.handle))
+        substrate.setStreamHandler(PROTOCOL, lambda stream: serveTunnel(stream, site.handle, reactor))
         await gateway.connect(addressOf(substrate))
         port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
             Site(Forwarder(gateway, substrate.peerID)))

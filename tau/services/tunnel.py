@@ -53,6 +53,10 @@ IDLE_TIMEOUT = 30.0
 
 log = Logger()
 
+#: headers of one HTTP connection, not of the exchange: never tunnelled
+HOP_BY_HOP = frozenset(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+                        "te", "trailer", "transfer-encoding", "upgrade"])
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
@@ -405,7 +409,8 @@ def requestOf(request):
     """
     headers = {}
     for name, values in request.requestHeaders.getAllRawHeaders():
-        headers[name.decode("latin-1")] = [v.decode("latin-1") for v in values]
+        if name.lower().decode("latin-1") not in HOP_BY_HOP:
+            headers[name.decode("latin-1")] = [v.decode("latin-1") for v in values]
     length = request.getHeader(b"content-length")
     peer = request.getClientAddress()
     return TunnelRequest(
@@ -446,6 +451,7 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk), clock, idle)
     gate = WriteGate()
     started = False
+    written, length = 0, None
     try:
         while True:
             try:
@@ -463,15 +469,22 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
                 status, headers = value
                 request.setResponseCode(status)
                 for name, values in headers.items():
-                    request.responseHeaders.setRawHeaders(name, values)
+                    if name.lower() not in HOP_BY_HOP:
+                        request.responseHeaders.setRawHeaders(name, values)
+                length = _announced(request, status)
                 request.registerProducer(gate, True)
                 started = True
             elif kind == "chunk":
+                written += len(value)
+                if length is not None and written > length:
+                    raise _Bad(f"more than the {length} bytes of its Content-Length")
                 request.write(value)
                 await gate.wait()
                 if gate.stopped or gone:
                     return
             else:
+                if length is not None and written != length:
+                    raise _Bad(f"{written} bytes where its Content-Length says {length}")
                 request.unregisterProducer()
                 request.finish()
                 return
@@ -490,6 +503,22 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     finally:
         sending.cancel()
         stream.reset()
+
+
+def _announced(request, status):
+    """
+    The body length the answer's Content-Length announces (None when it
+    has none, or no body follows), which the body must match: more would
+    be read by the client as its next response.
+
+    @raise _Bad: when it is not one number.
+    """
+    values = request.responseHeaders.getRawHeaders(b"content-length")
+    if values is None or request.method == b"HEAD" or status in (204, 304) or status < 200:
+        return None
+    if len(set(values)) != 1 or not values[0].isdigit():
+        raise _Bad(f"Content-Length {values!r}")
+    return int(values[0])
 
 
 class _Bad(Exception):

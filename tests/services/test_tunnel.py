@@ -262,6 +262,8 @@ def dummyRequest(method=b"GET", uri=b"/a", body=b""):
     request.producers = []
     request.registerProducer = lambda producer, streaming: request.producers.append(producer)
     request.unregisterProducer = lambda: request.producers.pop()
+    request.lost = []
+    request.loseConnection = lambda: request.lost.append(True)
     return request
 
 
@@ -317,3 +319,31 @@ class ForwardTests(SynchronousTestCase):
         request.producers[0].resumeProducing()
         self.successResultOf(d)
         self.assertEqual((request.written, request.finished), ([b"a", b"b"], 1))
+
+    def test_contentLengthKept(self):
+        """
+        A body longer than its Content-Length is cut and the client's
+        connection dropped (the excess would read as the next response);
+        exactly the announced length is forwarded.
+        """
+        for body, finished in [(b"abcd", 1), (b"abcde", 0)]:
+            stream = streamOn()
+            request = dummyRequest()
+            d = Deferred.fromCoroutine(forward(request, stream, Clock()))
+            stream.dataReceived(encodeHead(200, {"Content-Length": ["4"]}) + encodeChunk(body) + encodeEnd())
+            self.successResultOf(d)
+            self.assertEqual((request.finished, request.lost), (finished, [] if finished else [True]))
+            self.assertEqual(b"".join(request.written), body if finished else b"")
+
+    def test_hopByHopDropped(self):
+        stream = streamOn()
+        request = dummyRequest()
+        request.requestHeaders.setRawHeaders(b"connection", [b"x-secret"])
+        request.requestHeaders.setRawHeaders(b"x-kept", [b"1"])
+        d = Deferred.fromCoroutine(forward(request, stream, Clock()))
+        sent = TunnelDecoder(REQUEST).feed(stream.transport.value())[0][1]
+        self.assertEqual(sent.headers, {"X-Kept": ["1"]})
+        stream.dataReceived(encodeHead(200, {"Transfer-Encoding": ["chunked"], "X-B": ["2"]}) + encodeEnd())
+        self.successResultOf(d)
+        self.assertIsNone(request.responseHeaders.getRawHeaders(b"transfer-encoding"))
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"x-b"), [b"2"])

@@ -409,6 +409,9 @@ class FakeContent:
     async def ls(self, cid, timeout=_content.DEFAULT_TIMEOUT):
         return await _content.typed(unixfs.ls(self.blocks, _content.parse(cid)))
 
+    async def entry(self, cid, timeout=_content.DEFAULT_TIMEOUT):
+        return await _content.typed(unixfs.entryOf(self.blocks, _content.parse(cid)))
+
     async def has(self, cid):
         return await self.blocks.has(_content.parse(cid))
 

@@ -122,6 +122,12 @@ class IContent(Interface):
         A coroutine: the C{(name, cid, size)} entries of the folder C{cid}.
         """
 
+    def entry(cid, timeout=...):
+        """
+        A coroutine: the L{tau.store.unixfs.Entry} of C{cid} read from its
+        root block (C{filesize}: a file's length, 0 for a folder).
+        """
+
     def has(cid):
         """
         A coroutine: whether block C{cid} is stored here.

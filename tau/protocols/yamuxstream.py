@@ -433,6 +433,10 @@ class YamuxStream:
             return
         if self._drainWaiters:
             self._drained()
+            if self._sendBuffered or self._finished:
+                # a waiter wrote again (and maybe closed) from its callback:
+                # that data is queued and goes first, the FIN after it
+                return
         if self._finQueued and not self._localClosed:
             self._sendFin()
         if self.producer is not None:

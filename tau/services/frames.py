@@ -27,6 +27,10 @@ CLOSE = 1
 COMMAND_MAGIC = b"\x01\xec"
 COMMAND_VERSION = 1
 
+#: Taubyte's HTTP tunnel (C{p2p/streams/tunnels/http}, L{tau.services.tunnel})
+TUNNEL_MAGIC = b"\x02\xfc"
+TUNNEL_VERSION = 1
+
 #: the longest close text go accepts
 MAX_CLOSE_TEXT = 64 * 1024
 
@@ -72,10 +76,14 @@ class FrameDecoder:
     by C{data}, in order.  After a L{FrameError} the decoder is spent.
 
     @param maxPayload: the largest data-frame payload accepted (bytes).
+    @param channelLimits: a smaller or larger limit for some channels'
+        data frames (channel -> bytes), checked on the header, before
+        anything is buffered.
     """
 
-    def __init__(self, maxPayload, magic=COMMAND_MAGIC, version=COMMAND_VERSION):
+    def __init__(self, maxPayload, magic=COMMAND_MAGIC, version=COMMAND_VERSION, channelLimits=None):
         self.maxPayload = maxPayload
+        self.channelLimits = channelLimits or {}
         self.magic = magic
         self.version = version
         self._buffer = bytearray()
@@ -124,7 +132,7 @@ class FrameDecoder:
             raise FrameError(f"bad frame type {type}")
         if length < 0:
             raise FrameError(f"negative frame length {length}")
-        limit = MAX_CLOSE_TEXT if type == CLOSE else self.maxPayload
+        limit = MAX_CLOSE_TEXT if type == CLOSE else self.channelLimits.get(channel, self.maxPayload)
         if length > limit:
             kind = "close" if type == CLOSE else "data"
             raise FrameError(f"{kind} frame of {length} bytes, limit {limit}")

@@ -244,6 +244,10 @@ class ContentService:
         c = parse(cid)
         return await typed(withTimeout(self.reactor, timeout, unixfs.ls(NetworkBlocks(self.store), c)))
 
+    async def entry(self, cid, timeout=DEFAULT_TIMEOUT):
+        c = parse(cid)
+        return await typed(withTimeout(self.reactor, timeout, unixfs.entryOf(NetworkBlocks(self.store), c)))
+
     async def has(self, cid):
         return await self._blocks.has(parse(cid))
 

@@ -668,6 +668,29 @@ class SessionTests(SessionTestsMixin, SynchronousTestCase):
             self.assertEqual(sum(f[3] for f in frames), size * KiB)
         self.assertEqual((one._sendBuffered, two._sendBuffered), (0, 0))
 
+    def test_drainWaiterWritesAndCloses(self) -> None:
+        """
+        A drain waiter that writes and half-closes from its callback while
+        the transport pushes back: its data goes out before the FIN (the FIN
+        used to go first and the data was lost).
+        """
+        self.makeSession()
+        stream = self.session.openStream()
+        self.written()
+        self.session.pauseProducing()
+        stream.write(b"a" * 100)
+
+        def last(_):
+            self.session.pauseProducing()  # the transport pushed back again
+            stream.write(b"end")
+            stream.loseConnection()
+
+        stream.whenDrained().addCallback(last)
+        self.session.resumeProducing()
+        self.assertEqual(self.written(), [(TYPE_DATA, 0, 1, 100, b"a" * 100)])
+        self.session.resumeProducing()
+        self.assertEqual(self.written(), [(TYPE_DATA, 0, 1, 3, b"end"), (TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0, b"")])
+
     def test_sendWindowPausesProducer(self) -> None:
         self.makeSession()
         stream = self.session.openStream()

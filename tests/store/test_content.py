@@ -201,6 +201,21 @@ class ReadTests(ContentCase):
             self.assertEqual(archive.extractfile(f"{name}/docs/a.txt").read(), b"alpha")
 
 
+class EntryTests(ContentCase):
+    async def test_entryOfFileAndFolder(self):
+        """
+        A file's length from its root block (several chunks, and one raw
+        leaf), a folder's filesize 0.
+        """
+        c = await self.service()
+        big = await c.add(os.urandom(600_000))
+        small = await c.add(b"hello")
+        folder = await c.addFolder([("a", b"x")])
+        self.assertEqual((await c.entry(big.cid)).filesize, 600_000)
+        self.assertEqual((await c.entry(unixfs.cidText(small.cid))).filesize, 5)
+        self.assertEqual((await c.entry(folder.cid)).filesize, 0)
+
+
 class PinTests(ContentCase):
     async def test_pinUnpinGC(self):
         c = await self.service()

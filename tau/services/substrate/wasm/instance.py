@@ -1,0 +1,119 @@
+"""
+One instantiated function (L{Instance}: its store, its host functions, its
+event table) and the L{Pool} of warm instances.
+
+An instance belongs to one thread at a time: the pool hands it out on the
+reactor thread, one worker thread runs it, and it comes back to the pool (on
+the reactor thread) only after a clean call; an instance whose call trapped,
+timed out or failed is dropped.
+"""
+
+from dataclasses import dataclass
+
+from wasmtime import Func, Linker, Store, WasiConfig
+
+from tau.services.substrate.wasm import hostabi
+from tau.services.substrate.wasm.http import HttpResponse
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    A function's limits: C{memory} bytes of linear memory (store limit),
+    C{timeout} seconds per call (epoch deadline), C{maxBody} bytes of
+    response body, C{maxHeaders} response headers.
+    """
+
+    memory: int = 64 * MIB
+    timeout: float = 10.0
+    maxBody: int = 8 * MIB
+    maxHeaders: int = 100
+
+
+@dataclass
+class Event:
+    type: int
+    request: object
+    response: HttpResponse
+    maxHeaders: int
+
+
+class Instance:
+    """
+    A function instantiated in its own store under C{limits}.  L{create}
+    instantiates it and runs C{_initialize} (a reactor module) once.
+    """
+
+    def __init__(self, engine, module, name, limits):
+        self._engine = engine
+        self._module = module
+        self._name = name
+        self.limits = limits
+        self._events = {}
+        self._nextId = 0
+        self._store = None
+        self._exports = None
+
+    def create(self, deadline):
+        store = Store(self._engine)
+        store.set_limits(memory_size=self.limits.memory)
+        store.set_epoch_deadline(deadline)
+        wasi = WasiConfig()
+        wasi.argv = [self._name]
+        store.set_wasi(wasi)
+        linker = Linker(self._engine)
+        linker.define_wasi()
+        hostabi.define(linker, self._events)
+        linker.define_unknown_imports_as_traps(self._module)
+        instance = linker.instantiate(store, self._module)
+        self._store = store
+        self._exports = instance.exports(store)
+        initialize = self._exports.get("_initialize")
+        if isinstance(initialize, Func):
+            initialize(store)
+
+    def call(self, export, request, deadline):
+        """
+        Call C{export(eventId)} for C{request}; the L{HttpResponse} the guest
+        filled.  Traps (timeouts included) propagate.
+
+        @raise LookupError: the module has no such exported function.
+        """
+        fn = self._exports.get(export)
+        if not isinstance(fn, Func):
+            raise LookupError(f"the module exports no function {export!r}")
+        eventId = self._nextId
+        self._nextId = (self._nextId + 1) & 0xFFFFFFFF
+        event = Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
+        self._events[eventId] = event
+        try:
+            self._store.set_epoch_deadline(deadline)
+            fn(self._store, eventId - (eventId >> 31 << 32))
+        finally:
+            del self._events[eventId]
+        return event.response
+
+
+class Pool:
+    """
+    Idle warm instances by key (module CID and limits), at most C{size} per
+    key.  Used on the reactor thread only.
+    """
+
+    def __init__(self, size):
+        self._size = size
+        self._idle = {}
+
+    def take(self, key):
+        idle = self._idle.get(key)
+        return idle.pop() if idle else None
+
+    def give(self, key, instance):
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < self._size:
+            idle.append(instance)
+
+    def idle(self, key):
+        return len(self._idle.get(key, ()))

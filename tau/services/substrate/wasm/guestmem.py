@@ -27,14 +27,17 @@ class GuestMemory:
         memory = caller.get("memory")
         self._memory = memory if isinstance(memory, Memory) else None
 
-    def _check(self, ptr, size):
+    def check(self, ptr, size):
+        """
+        @raise OutOfBounds: C{[ptr, ptr+size)} is not all guest memory.
+        """
         if self._memory is None:
             raise OutOfBounds("the guest exports no memory")
         if ptr + size > self._memory.data_len(self._caller):
             raise OutOfBounds(f"[{ptr}, {ptr + size}) is outside the guest's memory")
 
     def read(self, ptr, size):
-        self._check(ptr, size)
+        self.check(ptr, size)
         if size == 0:
             return b""
         return bytes(self._memory.read(self._caller, ptr, ptr + size))
@@ -43,7 +46,7 @@ class GuestMemory:
         return self.read(ptr, size).decode("utf-8", "surrogateescape")
 
     def write(self, ptr, data):
-        self._check(ptr, len(data))
+        self.check(ptr, len(data))
         if data:
             self._memory.write(self._caller, data, ptr)
 

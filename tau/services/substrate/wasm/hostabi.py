@@ -99,7 +99,7 @@ class HttpEventAbi:
 
     def readHttpEventBody(self, mem, ev, bufPtr, bufSize, countPtr):
         request = self._event(ev).request
-        mem.read(bufPtr, bufSize)  # bounds only: [bufPtr, bufPtr+bufSize) must be guest memory
+        mem.check(bufPtr, bufSize)
         try:
             data, eof = request.readBody(bufSize)
         except ValueError:
@@ -114,6 +114,7 @@ class HttpEventAbi:
 
     def eventHttpWrite(self, mem, ev, bufPtr, bufSize, wroteNPtr):
         response = self._event(ev).response
+        mem.check(bufPtr, bufSize)
         if len(response.body) + bufSize > response.maxBody:
             return errno.HTTP_WRITE
         data = mem.read(bufPtr, bufSize)

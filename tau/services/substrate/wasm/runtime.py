@@ -72,8 +72,10 @@ class Runtime:
     async def stop(self):
         # The ticker keeps running until the workers are done: a looping guest
         # still reaches its deadline.
-        await deferToThread(self._threads.stop)
-        self._ticker.stop()
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await deferToThread(threads.stop)
+            self._ticker.stop()
 
     def _inThread(self, fn, *args):
         return deferToThreadPool(self._reactor, self._threads, fn, *args)

@@ -299,3 +299,92 @@ class RuntimeTests(TestCase):
             self.assertEqual(await self.call("hello", runtime=restarted), (200, [], b"hello"))
             self.assertEqual((restarted.cache.compiled, restarted.cache.loaded), (0, 1))
         return self.inReactor(go())
+
+
+WASI_GUEST = f"""
+(module
+ (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "args_sizes_get" (func $argsSizes (param i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "fd_write" (func $fdWrite (param i32 i32 i32 i32) (result i32)))
+ (import "{SDK}" "eventHttpWrite" (func $write (param i32 i32 i32 i32) (result i32)))
+ (import "{SDK}" "getHttpEventRequestHeaderKeysSize" (func $keysSize (param i32 i32) (result i32)))
+ (import "{SDK}" "getHttpEventRequestHeaderKeys" (func $keys (param i32 i32 i32) (result i32)))
+ (import "{SDK}" "getHttpEventMethod" (func $method (param i32 i32 i32) (result i32)))
+ (import "{SDK}" "newDatabase" (func $newDatabase (param i32 i32 i32) (result i32)))
+ (memory (export "memory") 1)
+ (data (i32.const 64) "ok")
+ ;; an iovec at 32: "ok", 2 bytes
+ (data (i32.const 32) "\\40\\00\\00\\00\\02\\00\\00\\00")
+ (global $status (mut i32) (i32.const 0))
+ (func (export "_initialize")
+   (global.set $status (i32.or (i32.or
+     (call $random (i32.const 0) (i32.const 16))
+     (call $clock (i32.const 0) (i64.const 1) (i32.const 16)))
+     (i32.or (call $argsSizes (i32.const 0) (i32.const 4))
+             (call $fdWrite (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 8))))))
+ ;; "ok" if every WASI call in _initialize answered 0
+ (func (export "wasi") (param $ev i32)
+   (if (global.get $status) (then unreachable))
+   (drop (call $write (local.get $ev) (i32.const 64) (i32.const 2) (i32.const 8))))
+ ;; the header keys, NUL-separated
+ (func (export "headerKeys") (param $ev i32)
+   (drop (call $keysSize (local.get $ev) (i32.const 0)))
+   (drop (call $keys (local.get $ev) (i32.const 1024) (i32.const 0)))
+   (drop (call $write (local.get $ev) (i32.const 1024) (i32.load (i32.const 0)) (i32.const 8))))
+ ;; getHttpEventMethod with a buffer one byte short: its errno as the body's byte
+ (func (export "methodShort") (param $ev i32)
+   (i32.store8 (i32.const 0) (i32.add (i32.const 48) (call $method (local.get $ev) (i32.const 1024) (i32.const 2))))
+   (drop (call $write (local.get $ev) (i32.const 0) (i32.const 1) (i32.const 8))))
+ (func (export "database") (param $ev i32)
+   (drop (call $newDatabase (i32.const 0) (i32.const 0) (i32.const 0))))
+)
+"""
+
+
+class ImportsTests(TestCase):
+    timeout = 60
+
+    def setUp(self):
+        self.runtime = Runtime(reactor)
+        self.runtime.start()
+        self.addCleanup(lambda: Deferred.fromCoroutine(self.runtime.stop()))
+
+    async def call(self, export, request=None):
+        cid = await self.runtime.load(WASI_GUEST.encode())
+        return await self.runtime.call(cid, export, request or HttpRequest())
+
+    def test_wasi(self):
+        """
+        The WASI calls a TinyGo reactor makes in C{_initialize} (random,
+        clock, args, a write to stdout) answer 0; stdout goes nowhere.
+        """
+        return Deferred.fromCoroutine(self._check("wasi", HttpRequest(), b"ok"))
+
+    def test_headerKeys(self):
+        """
+        C{getHttpEventRequestHeaderKeys} gives the canonical names, once each,
+        NUL-separated.
+        """
+        request = HttpRequest(headers=[("x-a", "1"), ("content-type", "t"), ("X-A", "2")])
+        return Deferred.fromCoroutine(self._check("headerKeys", request, b"X-A\0Content-Type\0"))
+
+    def test_methodBufferSize(self):
+        """
+        C{getHttpEventMethod} needs a buffer of exactly the method's length:
+        C{ErrorBufferTooSmall} (2) otherwise.
+        """
+        return Deferred.fromCoroutine(self._check("methodShort", HttpRequest("GET"), b"2"))
+
+    async def _check(self, export, request, body):
+        self.assertEqual(await self.call(export, request), (200, [], body))
+
+    def test_otherSdkImports(self):
+        """
+        A module importing C{taubyte/sdk} functions the runtime does not
+        provide yet links; calling one traps (500).
+        """
+        async def go():
+            self.assertEqual(await self.call("database"), (500, [], b""))
+            self.assertEqual(await self.call("wasi"), (200, [], b"ok"))
+        return Deferred.fromCoroutine(go())

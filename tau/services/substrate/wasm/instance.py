@@ -8,6 +8,7 @@ the reactor thread) only after a clean call; an instance whose call trapped,
 timed out or failed is dropped.
 """
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from wasmtime import Func, Linker, Store, WasiConfig
@@ -98,22 +99,40 @@ class Instance:
 
 class Pool:
     """
-    Idle warm instances by key (module CID and limits), at most C{size} per
-    key.  Used on the reactor thread only.
+    Idle warm instances by key (module CID and limits): at most C{size} per
+    key and C{total} in all (the instance idle longest goes first).  Used on
+    the reactor thread only.
     """
 
-    def __init__(self, size):
+    def __init__(self, size, total):
         self._size = size
-        self._idle = {}
+        self._total = total
+        self._idle = OrderedDict()
+        self._count = 0
 
     def take(self, key):
         idle = self._idle.get(key)
-        return idle.pop() if idle else None
+        if not idle:
+            return None
+        self._count -= 1
+        instance = idle.pop()
+        if not idle:
+            del self._idle[key]
+        return instance
 
     def give(self, key, instance):
         idle = self._idle.setdefault(key, [])
-        if len(idle) < self._size:
-            idle.append(instance)
+        if len(idle) >= self._size:
+            return
+        idle.append(instance)
+        self._idle.move_to_end(key)
+        self._count += 1
+        while self._count > self._total:
+            oldest = next(iter(self._idle))
+            self._idle[oldest].pop(0)
+            self._count -= 1
+            if not self._idle[oldest]:
+                del self._idle[oldest]
 
     def idle(self, key):
         return len(self._idle.get(key, ()))

@@ -44,16 +44,18 @@ class Runtime:
     @ivar tick: seconds between two epoch ticks (the timeout's precision).
     @ivar workers: threads running calls at once.
     @ivar poolSize: idle warm instances kept per function.
+    @ivar poolTotal: idle warm instances kept in all.
     """
 
     tick = 0.01
     workers = 2
     poolSize = 4
+    poolTotal = 64
 
     def __init__(self, reactor, cacheFolder=None):
         self._reactor = reactor
         self._cacheFolder = cacheFolder
-        self._pool = Pool(self.poolSize)
+        self._pool = None
         self.coldStarts = 0
         self.engine = None
         self.cache = None
@@ -63,6 +65,7 @@ class Runtime:
     def start(self):
         self.engine = makeEngine()
         self.cache = ModuleCache(self.engine, self._cacheFolder)
+        self._pool = Pool(self.poolSize, self.poolTotal)
         self._threads = ThreadPool(minthreads=0, maxthreads=self.workers, name="wasm")
         self._threads.start()
         self._ticker = LoopingCall(self.engine.increment_epoch)

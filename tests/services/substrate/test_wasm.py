@@ -142,9 +142,9 @@ class RuntimeTests(TestCase):
         self.addCleanup(lambda: Deferred.fromCoroutine(runtime.stop()))
         return runtime
 
-    async def call(self, export, request=None, limits=Limits(), runtime=None):
+    async def call(self, export, request=None, limits=Limits(), runtime=None, guest=GUEST):
         runtime = runtime or self.runtime
-        cid = await runtime.load(GUEST.encode())
+        cid = await runtime.load(guest.encode())
         return await runtime.call(cid, export, request or HttpRequest(), limits)
 
     def inReactor(self, coroutine):
@@ -203,14 +203,18 @@ class RuntimeTests(TestCase):
 
     def test_timeout(self):
         """
-        A function that loops answers 504 once its timeout is over; its
+        A function that loops answers 504 once its timeout is over, and the
+        reactor runs meanwhile; its
         instance is dropped (the next call is a cold start), and the runtime
         still answers.
         """
         async def go():
             limits = Limits(timeout=0.2)
             start = reactor.seconds()
+            ran = []
+            reactor.callLater(0.05, ran.append, "reactor")
             self.assertEqual(await self.call("spin", limits=limits), (504, [], b""))
+            self.assertEqual(ran, ["reactor"])
             self.assertGreaterEqual(reactor.seconds() - start, 0.2)
             self.assertEqual(await self.call("hello", limits=limits), (200, [], b"hello"))
             self.assertEqual(self.runtime.coldStarts, 2)
@@ -219,22 +223,49 @@ class RuntimeTests(TestCase):
     def test_memoryLimit(self):
         """
         With a limit of two pages, growing the one-page memory by one page is
-        allowed; by two pages it is refused (the guest traps: 500).
+        allowed; by two more pages (the warm instance from the first call) it
+        is refused (the guest traps: 500), and the next call is a new
+        instance.
         """
         async def go():
             limits = Limits(memory=2 * PAGE)
             self.assertEqual(await self.call("grow1", limits=limits), (200, [], b"hello"))
             self.assertEqual(await self.call("grow2", limits=limits), (500, [], b""))
+            self.assertEqual(await self.call("hello", limits=limits), (200, [], b"hello"))
+            self.assertEqual(self.runtime.coldStarts, 2)
+        return self.inReactor(go())
+
+    def test_memoryPages(self):
+        """
+        The memory limit is rounded up to whole pages, as Taubyte does: one
+        byte over one page allows two pages; exactly one page does not.
+        """
+        async def go():
+            self.assertEqual(await self.call("grow1", limits=Limits(memory=PAGE + 1)), (200, [], b"hello"))
+            self.assertEqual(await self.call("grow1", limits=Limits(memory=PAGE)), (500, [], b""))
         return self.inReactor(go())
 
     def test_memoryBelowModule(self):
         """
-        A limit below the module's initial memory answers 500.
+        A module whose initial memory is over the limit answers 500.
         """
         async def go():
-            self.assertEqual(await self.call("hello", limits=Limits(memory=PAGE - 1)), (500, [], b""))
-            self.assertEqual(await self.call("hello", limits=Limits(memory=PAGE)), (200, [], b"hello"))
+            big = GUEST.replace('(memory (export "memory") 1)', '(memory (export "memory") 3)')
+            self.assertEqual(await self.call("hello", limits=Limits(memory=2 * PAGE), guest=big), (500, [], b""))
+            self.assertEqual(await self.call("hello", limits=Limits(memory=3 * PAGE), guest=big), (200, [], b"hello"))
         return self.inReactor(go())
+
+    def test_limits(self):
+        """
+        Limits of 0 are refused; a tns function entry gives the timeout in
+        nanoseconds and the memory in bytes.
+        """
+        for field in ("memory", "timeout", "maxBody", "maxHeaders"):
+            with self.assertRaises(ValueError) as e:
+                Limits(**{field: 0})
+            self.assertEqual(str(e.exception), f"invalid {field} 0: must be more than 0")
+        limits = Limits.ofFunction({"timeout": 2_500_000_000, "memory": 10_000_000})
+        self.assertEqual((limits.timeout, limits.memory, limits.memoryBytes), (2.5, 10_000_000, 153 * PAGE))
 
     def test_guestLengths(self):
         """

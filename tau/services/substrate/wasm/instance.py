@@ -17,20 +17,42 @@ from tau.services.substrate.wasm import hostabi
 from tau.services.substrate.wasm.http import HttpResponse
 
 MIB = 1 << 20
+PAGE = 1 << 16
+MAX_PAGES = 1 << 16
 
 
 @dataclass(frozen=True)
 class Limits:
     """
-    A function's limits: C{memory} bytes of linear memory (store limit),
-    C{timeout} seconds per call (epoch deadline), C{maxBody} bytes of
-    response body, C{maxHeaders} response headers.
+    A function's limits: C{memory} bytes of linear memory (a store limit,
+    rounded up to whole 64 KiB pages, at most 65536 pages, as Taubyte's
+    C{MemoryLimitPages}), C{timeout} seconds per call (epoch deadline),
+    C{maxBody} bytes of response body, C{maxHeaders} response headers.
+
+    @raise ValueError: a limit is not more than 0.
     """
 
     memory: int = 64 * MIB
     timeout: float = 10.0
     maxBody: int = 8 * MIB
     maxHeaders: int = 100
+
+    def __post_init__(self):
+        for name in ("memory", "timeout", "maxBody", "maxHeaders"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"invalid {name} {getattr(self, name)!r}: must be more than 0")
+
+    @classmethod
+    def ofFunction(cls, function):
+        """
+        The limits of a function's tns entry (C{timeout} in nanoseconds,
+        C{memory} in bytes).
+        """
+        return cls(memory=function["memory"], timeout=function["timeout"] / 1e9)
+
+    @property
+    def memoryBytes(self):
+        return min(-(-self.memory // PAGE), MAX_PAGES) * PAGE
 
 
 @dataclass
@@ -59,7 +81,7 @@ class Instance:
 
     def create(self, deadline):
         store = Store(self._engine)
-        store.set_limits(memory_size=self.limits.memory)
+        store.set_limits(memory_size=self.limits.memoryBytes)
         store.set_epoch_deadline(deadline)
         wasi = WasiConfig()
         wasi.argv = [self._name]

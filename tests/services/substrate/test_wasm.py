@@ -213,7 +213,10 @@ class RuntimeTests(TestCase):
             start = reactor.seconds()
             ran = []
             reactor.callLater(0.05, ran.append, "reactor")
-            self.assertEqual(await self.call("spin", limits=limits), (504, [], b""))
+            cid = await self.runtime.load(GUEST.encode())
+            call = Deferred.fromCoroutine(self.runtime.call(cid, "spin", HttpRequest(), limits))
+            self.assertTrue(self.runtime.ticking)
+            self.assertEqual(await call, (504, [], b""))
             self.assertEqual(ran, ["reactor"])
             self.assertGreaterEqual(reactor.seconds() - start, 0.2)
             self.assertEqual(await self.call("hello", limits=limits), (200, [], b"hello"))
@@ -307,7 +310,8 @@ class RuntimeTests(TestCase):
     def test_warm(self):
         """
         1,000 calls in a row to one function with a large memory setting cost
-        one cold start, and C{_initialize} ran once.
+        one cold start, and C{_initialize} ran once; once they are over, the
+        epoch ticker no longer wakes the reactor.
         """
         async def go():
             limits = Limits(memory=1 << 30)
@@ -315,6 +319,7 @@ class RuntimeTests(TestCase):
                 self.assertEqual(await self.call("hello", limits=limits), (200, [], b"hello"))
             self.assertEqual(self.runtime.coldStarts, 1)
             self.assertEqual(await self.call("inits", limits=limits), (200, [], b"1"))
+            self.assertFalse(self.runtime.ticking)
         return self.inReactor(go())
 
     def test_cacheSurvivesRestart(self):

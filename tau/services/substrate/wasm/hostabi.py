@@ -145,10 +145,10 @@ class HttpEventAbi:
 
     def eventHttpHeaderAdd(self, mem, ev, keyPtr, keyLen, valPtr, valLen):
         event = self._event(ev)
-        key = mem.readString(keyPtr, keyLen)
-        value = mem.readString(valPtr, valLen)
         if len(event.response.headers) >= event.maxHeaders:
             return errno.HTTP_WRITE
+        key = mem.readString(keyPtr, keyLen)
+        value = mem.readString(valPtr, valLen)
         event.response.addHeader(key, value)
         return errno.NONE
 

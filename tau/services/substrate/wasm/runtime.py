@@ -6,8 +6,9 @@ The call path never blocks the reactor: compiling, instantiating and calling
 run in the runtime's own thread pool (wasmtime-py calls into the native
 library through ctypes, which releases the GIL while guest code runs).  The
 timeout is wasmtime's epoch deadline: a L{LoopingCall} on the reactor calls
-C{Engine.increment_epoch} every C{tick} seconds (an atomic increment that
-wasmtime allows from any thread), and a call's store gets a deadline of
+C{Engine.increment_epoch} every C{tick} seconds while calls are running (an
+atomic increment that wasmtime allows from any thread; an idle runtime does
+not wake the reactor), and a call's store gets a deadline of
 C{ceil(timeout / tick) + 1} ticks, so a guest that loops traps in the worker
 thread within one tick of its timeout.  A wasmtime C{Store} is not to be used
 by two threads at once; each instance (and its store) is used by one worker
@@ -61,6 +62,7 @@ class Runtime:
         self.cache = None
         self._threads = None
         self._ticker = None
+        self._running = 0
 
     def start(self):
         self.engine = makeEngine()
@@ -70,7 +72,6 @@ class Runtime:
         self._threads.start()
         self._ticker = LoopingCall(self.engine.increment_epoch)
         self._ticker.clock = self._reactor
-        self._ticker.start(self.tick, now=False)
 
     async def stop(self):
         # The ticker keeps running until the workers are done: a looping guest
@@ -78,7 +79,13 @@ class Runtime:
         threads, self._threads = self._threads, None
         if threads is not None:
             await deferToThread(threads.stop)
-            self._ticker.stop()
+
+    @property
+    def ticking(self):
+        """
+        Whether the epoch ticker runs (only while calls are running).
+        """
+        return self._ticker is not None and self._ticker.running
 
     def _inThread(self, fn, *args):
         return deferToThreadPool(self._reactor, self._threads, fn, *args)
@@ -125,7 +132,15 @@ class Runtime:
         instance = self._pool.take(key)
         if instance is None:
             self.coldStarts += 1
-        answer, warm = await self._inThread(self._run, cid, instance, export, request, limits)
+        self._running += 1
+        if not self._ticker.running:
+            self._ticker.start(self.tick, now=False)
+        try:
+            answer, warm = await self._inThread(self._run, cid, instance, export, request, limits)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._ticker.stop()
         if warm is not None:
             self._pool.give(key, warm)
         return answer

@@ -1,5 +1,6 @@
 """
-The errno values of go-sdk/errno that the host functions answer (0 = ok).
+The errno values of go-sdk/errno (the spec sheet, section 4) that the host
+functions answer (0 = ok).
 """
 
 NONE = 0
@@ -9,7 +10,5 @@ ADDRESS_OUT_OF_MEMORY = 3
 NIL_ADDRESS = 4
 HTTP_WRITE = 5
 HTTP_READ_BODY = 6
-CLOSE_BODY = 7
 END_OF_BODY = 8
 MEMORY_WRITE_FAILED = 12
-ZERO_SIZE = 50

@@ -98,6 +98,8 @@ GUEST = f"""
    (drop (call $redirect (local.get $ev) (i32.const 112) (i32.const 24) (i32.const 307))))
  (func (export "boom") (param $ev i32) unreachable)
  (func (export "spin") (param $ev i32) (loop $forever (br $forever)))
+ (func $deeper (param $n i32) (call $deeper (i32.add (local.get $n) (i32.const 1))))
+ (func (export "recurse") (param $ev i32) (call $deeper (i32.const 0)))
 
  ;; memory.grow by N pages; -1 (refused) traps, as tinygo's allocator does
  (func $grow (param $ev i32) (param $pages i32)
@@ -191,6 +193,26 @@ class RuntimeTests(TestCase):
             self.assertEqual(await self.call("boom"), (500, [], b""))
             self.assertEqual(await self.call("hello"), (200, [], b"hello"))
             self.assertEqual(self.runtime.coldStarts, 2)
+        return self.inReactor(go())
+
+    def test_stackOverflow(self):
+        """
+        Endless recursion answers 500.
+        """
+        async def go():
+            self.assertEqual(await self.call("recurse"), (500, [], b""))
+        return self.inReactor(go())
+
+    def test_loopDoesNotStall(self):
+        """
+        While one call loops, another function call answers.
+        """
+        async def go():
+            cid = await self.runtime.load(GUEST.encode())
+            spinning = Deferred.fromCoroutine(self.runtime.call(cid, "spin", HttpRequest(), Limits(timeout=2)))
+            self.assertEqual(await self.call("hello"), (200, [], b"hello"))
+            self.assertFalse(spinning.called)
+            self.assertEqual(await spinning, (504, [], b""))
         return self.inReactor(go())
 
     def test_missingExport(self):

@@ -4,6 +4,7 @@ L{HttpResponse} (what it writes), with Go C{net/http} semantics, which the
 Taubyte SDKs were written against.
 """
 
+import posixpath
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -31,6 +32,10 @@ def statusText(code):
 
 def _htmlEscape(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;")
+
+
+def _hexEscapeNonAscii(s):
+    return "".join(f"%{b:02x}" if b >= 0x80 else chr(b) for b in s.encode("utf-8", "surrogateescape"))
 
 
 class HttpRequest:
@@ -141,18 +146,29 @@ class HttpResponse:
 
     def redirect(self, request, url, code):
         """
-        Go's C{http.Redirect}.
+        Go's C{http.Redirect}: a relative C{url} is made absolute against the
+        request path (cleaned, its trailing slash kept); C{Location} is set
+        (non-ASCII bytes hex-escaped); a GET or HEAD without a Content-Type
+        gets C{text/html}, and a GET that small HTML body.
         """
-        if not urlsplit(url).scheme and not url.startswith("/"):
-            base = request.path.rsplit("/", 1)[0]
-            url = base + "/" + url
+        parts = urlsplit(url)
+        if not parts.scheme and not parts.netloc:
+            if not url.startswith("/"):
+                url = request.path.rsplit("/", 1)[0] + "/" + url
+            url, mark, query = url.partition("?")
+            cleaned = posixpath.normpath(url)
+            cleaned = "/" + cleaned.lstrip("/")
+            if url.endswith("/") and not cleaned.endswith("/"):
+                cleaned += "/"
+            url = cleaned + mark + query
+        hadType = self.getHeader("Content-Type") is not None
         if not self.headerSent:
             self.headers = [(k, v) for k, v in self.headers if k != "Location"]
-        self.addHeader("Location", url)
-        if request.method in ("GET", "HEAD") and self.getHeader("Content-Type") is None:
+        self.addHeader("Location", _hexEscapeNonAscii(url))
+        if not hadType and request.method in ("GET", "HEAD"):
             self.addHeader("Content-Type", "text/html; charset=utf-8")
         self.writeHeader(code)
-        if request.method == "GET":
+        if not hadType and request.method == "GET":
             self.write(f'<a href="{_htmlEscape(url)}">{statusText(code)}</a>.\n\n'.encode())
 
     def final(self):

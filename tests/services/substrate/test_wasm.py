@@ -6,6 +6,7 @@ limits, lengths from the guest, statuses, the warm pool and the module cache.
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from tau.services.substrate.wasm import HttpRequest, Limits, Runtime
@@ -342,6 +343,24 @@ class RuntimeTests(TestCase):
             self.assertEqual(self.runtime.coldStarts, 1)
             self.assertEqual(await self.call("inits", limits=limits), (200, [], b"1"))
             self.assertFalse(self.runtime.ticking)
+        return self.inReactor(go())
+
+    def test_cacheFileDamaged(self):
+        """
+        A cached file that does not load (damaged, or from another wasmtime)
+        is compiled again and replaced.
+        """
+        async def go():
+            await self.call("hello")
+            await self.runtime.stop()
+            [cached] = FilePath(self.cacheFolder).children()
+            cached.setContent(b"\x7fELF not a module")
+            restarted = self.newRuntime()
+            self.assertEqual(await self.call("hello", runtime=restarted), (200, [], b"hello"))
+            self.assertEqual((restarted.cache.compiled, restarted.cache.loaded), (1, 0))
+            third = self.newRuntime()
+            self.assertEqual(await self.call("hello", runtime=third), (200, [], b"hello"))
+            self.assertEqual((third.cache.compiled, third.cache.loaded), (0, 1))
         return self.inReactor(go())
 
     def test_cacheSurvivesRestart(self):

@@ -48,10 +48,16 @@ def _limits(args):
 
 
 async def _run(reactor, wasm, export, request, limits):
+    from twisted.internet.defer import Deferred
+
     from tau.services.substrate.wasm import Runtime
 
     runtime = Runtime(reactor)
     runtime.start()
+    # On ^C the reactor stops: the runtime stops first, while the reactor
+    # still ticks, so a looping guest reaches its deadline and the process
+    # can exit.
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(runtime.stop()))
     try:
         cid = await runtime.load(wasm)
         return await runtime.call(cid, export, request, limits)
@@ -69,9 +75,12 @@ def runFunction(args):
     except OSError as e:
         raise UsageError(f"cannot read {args.file}: {e.strerror}") from None
     try:
-        status, headers, body = runReactor(_run, wasm, args.call, request, limits)
+        answer = runReactor(_run, wasm, args.call, request, limits)
     except WasmtimeError as e:
         raise UsageError(f"{args.file} is not a valid module: {str(e).splitlines()[0]}") from None
+    if answer is None:  # the reactor was stopped (^C) before the call answered
+        raise KeyboardInterrupt
+    status, headers, body = answer
     from tau.services.substrate.wasm.http import statusText
 
     print(f"{status} {statusText(status)}".rstrip())

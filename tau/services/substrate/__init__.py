@@ -1,6 +1,8 @@
 """
-The substrate service: serves requests (websites, functions) that gateways
-tunnel to it (L{tau.services.tunnel}).
+The substrate service: serves the requests gateways tunnel to it
+(L{tau.services.tunnel}): websites and a project's functions
+(WebAssembly) for HTTP, pubsub and p2p events.
 
-Modules: L{website} (a UnixFS folder served over HTTP).
+Modules: L{website} (a UnixFS folder served over HTTP), L{wasm} (the
+functions' runtime).
 """

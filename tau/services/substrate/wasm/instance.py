@@ -1,0 +1,160 @@
+"""
+One instantiated function (L{Instance}: its store, its host functions, its
+event table) and the L{Pool} of warm instances.
+
+An instance belongs to one thread at a time: the pool hands it out on the
+reactor thread, one worker thread runs it, and it comes back to the pool (on
+the reactor thread) only after a clean call; an instance whose call trapped,
+timed out or failed is dropped.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from wasmtime import Func, Linker, Store, WasiConfig
+
+from tau.services.substrate.wasm import hostabi
+from tau.services.substrate.wasm.http import HttpResponse
+
+MIB = 1 << 20
+PAGE = 1 << 16
+MAX_PAGES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    A function's limits: C{memory} bytes of linear memory (a store limit,
+    rounded up to whole 64 KiB pages, at most 65536 pages, as Taubyte's
+    C{MemoryLimitPages}), C{timeout} seconds per call (epoch deadline),
+    C{maxBody} bytes of response body, C{maxHeaders} response headers.
+
+    @raise ValueError: a limit is not more than 0.
+    """
+
+    memory: int = 64 * MIB
+    timeout: float = 10.0
+    maxBody: int = 8 * MIB
+    maxHeaders: int = 100
+
+    def __post_init__(self):
+        for name in ("memory", "timeout", "maxBody", "maxHeaders"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"invalid {name} {getattr(self, name)!r}: must be more than 0")
+
+    @classmethod
+    def ofFunction(cls, function):
+        """
+        The limits of a function's tns entry (C{timeout} in nanoseconds,
+        C{memory} in bytes).
+        """
+        return cls(memory=function["memory"], timeout=function["timeout"] / 1e9)
+
+    @property
+    def memoryBytes(self):
+        return min(-(-self.memory // PAGE), MAX_PAGES) * PAGE
+
+
+@dataclass
+class Event:
+    type: int
+    request: object
+    response: HttpResponse
+    maxHeaders: int
+
+
+class Instance:
+    """
+    A function instantiated in its own store under C{limits}.  L{create}
+    instantiates it and runs C{_initialize} (a reactor module) once.
+    """
+
+    def __init__(self, engine, module, name, limits):
+        self._engine = engine
+        self._module = module
+        self._name = name
+        self.limits = limits
+        self._events = {}
+        self._nextId = 0
+        self._store = None
+        self._exports = None
+
+    def create(self, deadline):
+        store = Store(self._engine)
+        store.set_limits(memory_size=self.limits.memoryBytes)
+        store.set_epoch_deadline(deadline)
+        wasi = WasiConfig()
+        wasi.argv = [self._name]
+        store.set_wasi(wasi)
+        linker = Linker(self._engine)
+        linker.define_wasi()
+        hostabi.define(linker, self._events)
+        linker.define_unknown_imports_as_traps(self._module)
+        instance = linker.instantiate(store, self._module)
+        self._store = store
+        self._exports = instance.exports(store)
+        initialize = self._exports.get("_initialize")
+        if isinstance(initialize, Func):
+            initialize(store)
+
+    def call(self, export, request, deadline):
+        """
+        Call C{export(eventId)} for C{request}; the L{HttpResponse} the guest
+        filled.  Traps (timeouts included) propagate.
+
+        @raise LookupError: the module has no such exported function.
+        """
+        fn = self._exports.get(export)
+        if not isinstance(fn, Func):
+            raise LookupError(f"the module exports no function {export!r}")
+        eventId = self._nextId
+        self._nextId = (self._nextId + 1) & 0xFFFFFFFF
+        event = Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
+        self._events[eventId] = event
+        try:
+            self._store.set_epoch_deadline(deadline)
+            fn(self._store, eventId - (eventId >> 31 << 32))
+        finally:
+            del self._events[eventId]
+        return event.response
+
+
+class Pool:
+    """
+    Idle warm instances by key (module CID and limits): at most C{size} per
+    key and C{total} in all (the instance idle longest goes first).  Used on
+    the reactor thread only.
+    """
+
+    def __init__(self, size, total):
+        self._size = size
+        self._total = total
+        self._idle = OrderedDict()
+        self._count = 0
+
+    def take(self, key):
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        self._count -= 1
+        instance = idle.pop()
+        if not idle:
+            del self._idle[key]
+        return instance
+
+    def give(self, key, instance):
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._size:
+            return
+        idle.append(instance)
+        self._idle.move_to_end(key)
+        self._count += 1
+        while self._count > self._total:
+            oldest = next(iter(self._idle))
+            self._idle[oldest].pop(0)
+            self._count -= 1
+            if not self._idle[oldest]:
+                del self._idle[oldest]
+
+    def idle(self, key):
+        return len(self._idle.get(key, ()))

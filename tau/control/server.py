@@ -12,14 +12,13 @@ import json
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import NOT_DONE_YET
-from zope.interface import implementer
 
 from tau.control import dht, kvdb, pubsub, store, swarm, tns  # noqa: F401  (they register their commands)
 from tau.control.intake import check, errorBody, storeFull
 from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
 from tau.diskfull import isFull
+from tau.webflow import WriteGate
 
 MAX_ARGS = 64
 
@@ -32,48 +31,20 @@ def _error(request, status, message):
     return errorBody(message)
 
 
-@implementer(IPushProducer)
-class _Pacer:
-    """
-    Pauses a streamed answer while the client's connection is full.
-    """
-
-    def __init__(self):
-        self._resumed = None
-        self.stopped = False
-
-    def pauseProducing(self):
-        if self._resumed is None:
-            self._resumed = Deferred()
-
-    def resumeProducing(self):
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None:
-            resumed.callback(None)
-
-    def stopProducing(self):
-        self.stopped = True
-        self.resumeProducing()
-
-    async def ready(self):
-        if self._resumed is not None:
-            await self._resumed
-
-
 async def _stream(request, body):
     """
     Write C{body.chunks} to C{request}, then finish it.  An error after the
     first byte propagates (the caller cuts the connection).
     """
     request.setHeader(b"content-type", body.contentType)
-    pacer = _Pacer()
+    pacer = WriteGate()
     request.registerProducer(pacer, True)
     try:
         async for chunk in body.chunks:
             if pacer.stopped:
                 return
             request.write(chunk)
-            await pacer.ready()
+            await pacer.wait()
     finally:
         request.unregisterProducer()
     if not pacer.stopped:

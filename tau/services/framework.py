@@ -25,6 +25,7 @@ from tau.services.commands import (
     encodeCommand,
     encodeErrorResponse,
     encodeResponse,
+    payloadOf,
 )
 from tau.services.frames import CLOSE, FrameDecoder, FrameError
 from tau.streams import withTimeout
@@ -189,3 +190,30 @@ async def call(host, peer, protocolID, name, body=None, *, timeout=EXCHANGE_TIME
     except CommandError as e:
         raise ServiceError(f"{protocolID} {name} to {peer}: {e}") from None
 
+
+class LocalCalls:
+    """
+    Calls to a service this node runs (C{handlers}: its router's), answered
+    as over a stream (the command and the answer go through CBOR, an error
+    is a L{tau.services.commands.RemoteError} with the router's text), with
+    the interface of L{tau.services.discovery.ServiceClient}.
+    """
+
+    def __init__(self, handlers, peerID):
+        self.handlers = handlers
+        self.peerID = peerID
+
+    async def peers(self):
+        return [self.peerID]
+
+    async def call(self, name, body=None, *, peers=None):
+        name, body = decodeCommand(payloadOf(encodeCommand(name, body)))
+        handler = self.handlers.get(name)
+        if handler is None:
+            frame = encodeErrorResponse(f'router: command "{name}" not registered')
+        else:
+            try:
+                frame = encodeResponse(await handler(self.peerID, body))
+            except Exception as e:
+                frame = encodeErrorResponse(f'router: executing command "{name}" failed: {e}')
+        return decodeResponse(payloadOf(frame))

@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 import cbor2
 from twisted.internet.defer import Deferred
 from twisted.internet.error import TimeoutError
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from tau.services.commands import CommandError, decodeCBOR
 from tau.services.frames import CLOSE, DATA, TUNNEL_MAGIC, TUNNEL_VERSION, FrameDecoder, FrameError, encodeFrame
 from tau.streams import withTimeout
+from tau.webflow import WriteGate
 
 HEAD = 1
 REQUEST = 8
@@ -370,37 +369,6 @@ def _fail(stream, response, status, text):
     response.head(status, {"Content-Type": ["text/plain; charset=utf-8"]})
     stream.write(encodeChunk(text.encode("utf-8")))
     response.finish()
-
-
-@implementer(IPushProducer)
-class WriteGate:
-    """
-    A C{twisted.web} request's back-pressure as a gate: register it as the
-    request's streaming producer, write, then C{await gate.wait()}; it
-    holds while the HTTP client does not read.  C{stopped} once the
-    client is gone.
-    """
-
-    def __init__(self):
-        self._open = None
-        self.stopped = False
-
-    def pauseProducing(self):
-        if self._open is None:
-            self._open = Deferred()
-
-    def resumeProducing(self):
-        waiting, self._open = self._open, None
-        if waiting is not None:
-            waiting.callback(None)
-
-    def stopProducing(self):
-        self.stopped = True
-        self.resumeProducing()
-
-    async def wait(self):
-        if self._open is not None:
-            await self._open
 
 
 def requestOf(request):

@@ -10,10 +10,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from tau.services.discovery import ServiceClient
+from tau.services.framework import LocalCalls
 from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import signatureOf
 from tau.services.seer.usage import usage
-from tau.services.tns.service import LocalCalls
 
 log = Logger()
 

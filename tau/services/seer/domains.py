@@ -16,7 +16,6 @@ not kept.
 
 from twisted.logger import Logger
 
-from tau.services.tns.lookups import hostKey, resolve
 
 MAX_KEPT = 4096
 MAX_PENDING = 64
@@ -78,17 +77,8 @@ class ProjectDomains:
         self.tns.close()
         self._kept.clear()
 
-    async def _projects(self, name):
-        labels = hostKey(name)
-        projects = []
-        for group in ("websites", "functions"):
-            for found in await resolve(self.tns.fetch, await self.tns.fetch(["http", group, *labels, "links"])):
-                if found["project"] not in projects:
-                    projects.append(found["project"])
-        return projects
-
     async def _check(self, name):
-        projects = await self._projects(name)
+        projects = await self.tns.projectsServing(name)
         if not projects or name.endswith(self.generated):
             return bool(projects)
         for project in projects:

@@ -24,8 +24,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from tau.cids import cidText
-from tau.services.tunnel import WriteGate
 from tau.store.content import BadInput, ContentError
+from tau.webflow import WriteGate
 
 #: the most path segments a request may name
 MAX_DEPTH = 64

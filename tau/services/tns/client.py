@@ -30,7 +30,7 @@ class TNSClient:
     @param routing: has C{findProviders}, or None (known peers only).
     @param clock: IReactorTime.
     @param calls: what calls tns (L{ServiceClient} by default; the
-        service's L{tau.services.tns.service.LocalCalls} on a node that
+        service's L{tau.services.framework.LocalCalls} on a node that
         runs tns).
     @param token: a credential sent with every call, or None for a
         trusted service of the cloud.
@@ -143,6 +143,12 @@ class TNSClient:
 
     async def http(self, host, path, method="GET"):
         return await self._lookup(("http", host, path, method), lambda f: lookups.http(f, host, path, method))
+
+    async def projectsServing(self, host):
+        """
+        The projects with a website or function on C{host} (seer asks).
+        """
+        return await self._lookup(("host", host), lambda f: lookups.hostProjects(f, host))
 
     async def currentCommit(self, projectId, branch="main"):
         return await lookups.currentCommit(self.fetch, projectId, branch)

@@ -101,6 +101,20 @@ async def resolve(fetch, links):
     return out
 
 
+async def hostProjects(fetch, host):
+    """
+    The projects that serve a website or function on C{host} (its index
+    keys, on their branch's current commit), in order, each once.
+    """
+    labels = hostKey(host)
+    projects = []
+    for group in ("websites", "functions"):
+        for found in await resolve(fetch, await fetch(["http", group, *labels, "links"])):
+            if found["project"] not in projects:
+                projects.append(found["project"])
+    return projects
+
+
 def hostKey(host):
     """
     The labels of a request's host, last first: lower-cased, the port cut.

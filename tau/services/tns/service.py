@@ -1,5 +1,5 @@
 """
-L{TNSService}: tns on a node, L{makeTNS}, its factory, and L{LocalCalls}
+L{TNSService}: tns on a node, L{makeTNS}, its factory, and local calls
 (the node's own calls to the tns it runs).
 """
 
@@ -11,17 +11,9 @@ from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.oneshot import OneShot
 from tau.services import needs
 from tau.services.auth.client import PROTOCOL as AUTH_PROTOCOL, AuthClient
-from tau.services.commands import (
-    RemoteError,
-    decodeCommand,
-    decodeResponse,
-    encodeCommand,
-    encodeErrorResponse,
-    encodeResponse,
-    payloadOf,
-)
+from tau.services.commands import RemoteError
 from tau.services.discovery import Announcer, ServiceClient
-from tau.services.framework import CommandRouter
+from tau.services.framework import CommandRouter, LocalCalls
 from tau.services.tns import PROTOCOL
 from tau.services.tns.commands import Commands
 from tau.services.tns.config import TNSConfig
@@ -132,34 +124,6 @@ class TNSService(Service):
         L{LocalCalls} to this service, as this node.
         """
         return LocalCalls(self.commands.handlers, self.host.peerID)
-
-
-class LocalCalls:
-    """
-    Calls to the tns this node runs, answered as over a stream (the
-    command and the answer go through CBOR, an error is a
-    L{tau.services.commands.RemoteError} with the router's text), with the
-    interface of L{ServiceClient} the tns client uses.
-    """
-
-    def __init__(self, handlers, peerID):
-        self.handlers = handlers
-        self.peerID = peerID
-
-    async def peers(self):
-        return [self.peerID]
-
-    async def call(self, name, body=None, *, peers=None):
-        name, body = decodeCommand(payloadOf(encodeCommand(name, body)))
-        handler = self.handlers.get(name)
-        if handler is None:
-            frame = encodeErrorResponse(f'router: command "{name}" not registered')
-        else:
-            try:
-                frame = encodeResponse(await handler(self.peerID, body))
-            except Exception as e:
-                frame = encodeErrorResponse(f'router: executing command "{name}" failed: {e}')
-        return decodeResponse(payloadOf(frame))
 
 
 class CredentialRefused(Exception):

@@ -15,6 +15,7 @@ from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.registry import Registry
 from tau.services.seer.service import systemTXT
+from tau.services.tns.lookups import hostProjects
 
 FQDN = "tau.example.com"
 TTL = 60
@@ -40,6 +41,10 @@ class FakeTNS:
         if path == ["projects", PROJECT, "branches", "main", "current"]:
             return "commit1"
         return None
+
+    async def projectsServing(self, host):
+        # what the tns client does, on this key tree
+        return await hostProjects(lambda path: self.fetch(path), host)
 
     def close(self):
         self.closed = True

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from tau.fakes import FakeKVDB, FakePubSub
 from tau.services.tns.commands import Commands
-from tau.services.tns.service import LocalCalls
+from tau.services.framework import LocalCalls
 from tau.services.tns.storage import Storage
 from tau.services.tns.tenancy import Tenancy
 from tests.project.helpers import APP_ID, IDS, PROJECT_ID, write

@@ -26,6 +26,21 @@ from twisted.logger import Logger
 
 from tau.addrs import ipOf
 
+
+class DialError(Exception):
+    """
+    No connection could be made to a peer; the message says why.
+    """
+
+
+class LimitedConnectionError(DialError):
+    """
+    The only connection to a peer is limited (relayed, with a time or data
+    limit) and the caller did not allow its stream to run on one, and no
+    direct connection could be made.
+    """
+
+
 LOOPBACK, PRIVATE, PUBLIC, RELAYED = range(4)
 
 #: The delay before the next attempt, after one of each rank started.
@@ -76,7 +91,7 @@ class DialRace:
 
     @param clock: an L{IReactorTime}.
     @param dialOne: C{dialOne(addr)} returns a Deferred firing with a
-        connection or failing (L{tau.host.DialError}); cancelling it must
+        connection or failing (L{DialError}); cancelling it must
         stop the attempt and release what it holds.
     @param addrs: the addresses in dialing order (L{rankAddrs}).
     @ivar errors: why each failed attempt failed, in the order they failed.
@@ -203,8 +218,6 @@ class DialRace:
         addr, _ = self._inflight.pop(d, (None, None))
         if self._done:
             return None  # cancelled because another attempt won
-        from tau.host import DialError
-
         if not failure.check(DialError, CancelledError):
             log.failure("dialing {addr} failed unexpectedly", failure, addr=addr)
         self.errors.append(failure.getErrorMessage() or f"{addr}: {failure.type.__name__}")

@@ -15,7 +15,7 @@ from tau._version import __version__
 from tau.addrs import UnsupportedAddress, addressGroup, clientEndpoint, expandUnspecified, fromSocketAddress, listenEndpoint
 from tau.connection import OUTBOUND, RawConnection, UpgradeFailed
 from tau.connmgr import ConnectionManager
-from tau.dialer import DIAL_DEADLINE, MAX_PARALLEL, DialRace, rankAddrs
+from tau.dialer import DIAL_DEADLINE, MAX_PARALLEL, DialError, DialRace, LimitedConnectionError, rankAddrs
 from tau.inbound import CONFIG_NAMES as INBOUND_CONFIG, InboundGate, InboundLimits
 from tau.interfaces import IHost
 from tau.listen import Listener
@@ -32,20 +32,6 @@ STREAM_NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 10.0
 
 peerLog = PeerLog(Logger())
-
-
-class DialError(Exception):
-    """
-    No connection could be made to a peer; the message says why.
-    """
-
-
-class LimitedConnectionError(DialError):
-    """
-    The only connection to a peer is limited (relayed, with a time or data
-    limit) and the caller did not allow its stream to run on one, and no
-    direct connection could be made.
-    """
 
 
 #: After a failed attempt to replace a limited connection by a direct one,

@@ -37,6 +37,15 @@ def multihash(text):
     return base58.b58encode(multihashOf(SHA2_256, 32, text.encode("utf-8"))).decode("ascii")
 
 
+def assetKey(projectId, resourceId, branch):
+    """
+    The tns path of a resource's build (a function's WASM, a website's
+    folder): C{assets/<multihash(P + resource + branch)>}, which build jobs
+    write with the build's CID.
+    """
+    return ["assets", multihash(projectId + resourceId + branch)]
+
+
 def reversedFqdn(fqdn):
     """
     The labels of C{fqdn}, last first, lower-cased: Taubyte keeps the case

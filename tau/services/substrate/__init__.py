@@ -4,5 +4,9 @@ The substrate service: serves the requests gateways tunnel to it
 (WebAssembly) for HTTP, pubsub and p2p events.
 
 Modules: L{website} (a UnixFS folder served over HTTP), L{wasm} (the
-functions' runtime).
+functions' runtime), L{metrics} (what a substrate answers C{proxy-http}
+with).
 """
+
+#: the substrate's command protocol (C{proxy-http}, then the HTTP tunnel)
+PROTOCOL = "/substrate/v1"

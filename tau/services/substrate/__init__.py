@@ -10,3 +10,8 @@ with).
 
 #: the substrate's command protocol (C{proxy-http}, then the HTTP tunnel)
 PROTOCOL = "/substrate/v1"
+
+#: how a substrate's C{proxy-http} error begins when nothing it knows
+#: serves the host and path (a gateway answers 404 when every substrate
+#: asked says so)
+NOT_SERVED = "no website or function serves"

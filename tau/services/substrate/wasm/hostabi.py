@@ -226,12 +226,26 @@ def _wrap(fn, hasResult):
     return call
 
 
-def define(linker, events):
+def httpEventFunctions(instance):
+    return HttpEventAbi(instance.events).functions()
+
+
+#: C{provider(instance) -> [(name, nparams, has result, callable(mem,
+#: *u32 args))]}: every family of C{taubyte/sdk} host functions, each bound
+#: to one L{tau.services.substrate.wasm.instance.Instance} (its C{events}
+#: and C{context})
+PROVIDERS = [
+    httpEventFunctions,
+]
+
+
+def define(linker, instance):
     """
-    Define the C{taubyte/sdk} HTTP event functions in C{linker}, bound to
-    C{events} (one instance's event table).
+    Define the C{taubyte/sdk} host functions of every provider in
+    C{linker}, bound to C{instance}.
     """
     i32 = ValType.i32()
-    for name, n, hasResult, fn in HttpEventAbi(events).functions():
-        ty = FuncType([i32] * n, [i32] if hasResult else [])
-        linker.define_func(MODULE, name, ty, _wrap(fn, hasResult), access_caller=True)
+    for provider in PROVIDERS:
+        for name, n, hasResult, fn in provider(instance):
+            ty = FuncType([i32] * n, [i32] if hasResult else [])
+            linker.define_func(MODULE, name, ty, _wrap(fn, hasResult), access_caller=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from wasmtime import Func, Linker, Store, WasiConfig
 
 from tau.services.substrate.wasm import hostabi
+from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.http import HttpResponse
 
 MIB = 1 << 20
@@ -67,14 +68,19 @@ class Instance:
     """
     A function instantiated in its own store under C{limits}.  L{create}
     instantiates it and runs C{_initialize} (a reactor module) once.
+
+    @ivar events: the event table, id -> L{Event} (what the host functions
+        look an event id up in).
+    @ivar context: the L{FunctionContext} its host functions answer from.
     """
 
-    def __init__(self, engine, module, name, limits):
+    def __init__(self, engine, module, name, limits, context=NO_CONTEXT):
         self._engine = engine
         self._module = module
         self._name = name
         self.limits = limits
-        self._events = {}
+        self.context = context
+        self.events = {}
         self._nextId = 0
         self._store = None
         self._exports = None
@@ -88,7 +94,7 @@ class Instance:
         store.set_wasi(wasi)
         linker = Linker(self._engine)
         linker.define_wasi()
-        hostabi.define(linker, self._events)
+        hostabi.define(linker, self)
         linker.define_unknown_imports_as_traps(self._module)
         instance = linker.instantiate(store, self._module)
         self._store = store
@@ -110,18 +116,18 @@ class Instance:
         eventId = self._nextId
         self._nextId = (self._nextId + 1) & 0xFFFFFFFF
         event = Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
-        self._events[eventId] = event
+        self.events[eventId] = event
         try:
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
-            del self._events[eventId]
+            del self.events[eventId]
         return event.response
 
 
 class Pool:
     """
-    Idle warm instances by key (module CID and limits): at most C{size} per
+    Idle warm instances by key (module CID, limits and context): at most C{size} per
     key and C{total} in all (the instance idle longest goes first).  Used on
     the reactor thread only.
     """

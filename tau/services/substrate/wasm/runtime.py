@@ -31,6 +31,7 @@ from twisted.python.threadpool import ThreadPool
 from wasmtime import Trap, TrapCode, WasmtimeError
 
 from tau.cids import cidText, makeCID
+from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
 from tau.services.substrate.wasm.instance import Instance, Limits, Pool
 
@@ -102,14 +103,14 @@ class Runtime:
     def _deadline(self, limits):
         return math.ceil(limits.timeout / self.tick) + 1
 
-    def _run(self, cid, instance, export, request, limits):
+    def _run(self, cid, instance, export, request, limits, context):
         """
         In a worker thread: instantiate if needed, call.  C{(answer, instance
         to give back or None)}.
         """
         try:
             if instance is None:
-                instance = Instance(self.engine, self.cache.module(cid, None), f"functions/{cid}", limits)
+                instance = Instance(self.engine, self.cache.module(cid, None), f"functions/{cid}", limits, context)
                 instance.create(self._deadline(limits))
             response = instance.call(export, request, self._deadline(limits))
         except Trap as e:
@@ -122,13 +123,15 @@ class Runtime:
             return INTERNAL_ERROR, None
         return response.final(), (None if response.invalid else instance)
 
-    async def call(self, cid, export, request, limits=Limits()):
+    async def call(self, cid, export, request, limits=Limits(), context=NO_CONTEXT):
         """
         Run C{export} of the loaded module C{cid} for C{request} (an
-        L{tau.services.substrate.wasm.http.HttpRequest}); C{(status,
+        L{tau.services.substrate.wasm.http.HttpRequest}) in C{context} (a
+        L{tau.services.substrate.wasm.context.FunctionContext}: warm
+        instances are kept per module, limits and context); C{(status,
         headers, body)}.
         """
-        key = (cid, limits)
+        key = (cid, limits, context)
         instance = self._pool.take(key)
         if instance is None:
             self.coldStarts += 1
@@ -136,7 +139,7 @@ class Runtime:
         if not self._ticker.running:
             self._ticker.start(self.tick, now=False)
         try:
-            answer, warm = await self._inThread(self._run, cid, instance, export, request, limits)
+            answer, warm = await self._inThread(self._run, cid, instance, export, request, limits, context)
         finally:
             self._running -= 1
             if not self._running:

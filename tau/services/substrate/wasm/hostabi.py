@@ -12,7 +12,7 @@ length is checked against the guest's memory before any copy.
 
 from wasmtime import FuncType, ValType
 
-from tau.services.substrate.wasm import errno
+from tau.services.substrate.wasm import errno, events, selfabi
 from tau.services.substrate.wasm.guestmem import GuestMemory, OutOfBounds, U32WriteFailed
 from tau.services.substrate.wasm.http import ResponseTooLarge
 
@@ -236,6 +236,8 @@ def httpEventFunctions(instance):
 #: and C{context})
 PROVIDERS = [
     httpEventFunctions,
+    events.eventFunctions,
+    selfabi.selfFunctions,
 ]
 
 

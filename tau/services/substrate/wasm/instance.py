@@ -58,10 +58,19 @@ class Limits:
 
 @dataclass
 class Event:
+    """
+    One event in an instance's table: C{type} (L{hostabi.HTTP_EVENT}, or
+    L{tau.services.substrate.wasm.events.PUBSUB_EVENT} or C{P2P_EVENT}); an
+    HTTP event has C{request}, C{response} and C{maxHeaders}, a pubsub
+    event C{message}, a p2p event C{p2p}.
+    """
+
     type: int
-    request: object
-    response: HttpResponse
-    maxHeaders: int
+    request: object = None
+    response: HttpResponse = None
+    maxHeaders: int = 0
+    message: object = None
+    p2p: object = None
 
 
 class Instance:
@@ -103,10 +112,26 @@ class Instance:
         if isinstance(initialize, Func):
             initialize(store)
 
+    def httpEvent(self, request):
+        """
+        A new HTTP event for C{request}, its response bounded by the limits.
+        """
+        return Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
+
     def call(self, export, request, deadline):
         """
         Call C{export(eventId)} for C{request}; the L{HttpResponse} the guest
         filled.  Traps (timeouts included) propagate.
+
+        @raise LookupError: the module has no such exported function.
+        """
+        return self.callEvent(export, self.httpEvent(request), deadline).response
+
+    def callEvent(self, export, event, deadline):
+        """
+        Call C{export(eventId)} with C{event} (an L{Event} of any type) in
+        the table under the next id; C{event} once the call returned.
+        Traps (timeouts included) propagate.
 
         @raise LookupError: the module has no such exported function.
         """
@@ -115,14 +140,13 @@ class Instance:
             raise LookupError(f"the module exports no function {export!r}")
         eventId = self._nextId
         self._nextId = (self._nextId + 1) & 0xFFFFFFFF
-        event = Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
         self.events[eventId] = event
         try:
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
             del self.events[eventId]
-        return event.response
+        return event
 
 
 class Pool:

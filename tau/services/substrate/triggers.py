@@ -52,6 +52,7 @@ from twisted.logger import Logger
 
 from tau.project.indexes import multihash
 from tau.saferegex import UnsafeRegex, compileSafe
+from tau.services.commands import CommandError, decodeCBOR
 from tau.services.framework import CommandRouter
 from tau.services.tns import lookups
 
@@ -97,9 +98,9 @@ def decodeEnvelope(raw):
     @raise ValueError: it is not one.
     """
     try:
-        value = cbor2.loads(raw)
-    except Exception as e:
-        raise ValueError(f"not CBOR: {e}") from None
+        value = decodeCBOR(raw)
+    except CommandError as e:
+        raise ValueError(str(e)) from None
     if not isinstance(value, dict):
         raise ValueError("not a map")
     source = value.get("1", "")

@@ -262,7 +262,8 @@ class EventTests(TestCase):
     def test_wrongType(self):
         """
         Pubsub and p2p functions on an HTTP event, p2p ones on a pubsub
-        event and HTTP ones on either answer C{ErrorNilAddress} (4).
+        event and HTTP ones on either answer C{ErrorNilAddress} (4); one warm
+        instance serves them all, its ids growing.
         """
         async def go():
             cid = await self.cid()
@@ -270,6 +271,8 @@ class EventTests(TestCase):
             self.assertEqual(log, u32(0) + b"\4\4\4\4\0")
             self.assertEqual(await self.pubsub("wrongType"), u32(1) + b"\0\0\4\4\4")
             self.assertEqual(await self.p2p("wrongType", {}), u32(3) + b"\4\4\0\x2e\4")
+            # one warm instance served the HTTP, pubsub and p2p events: ids 0 to 3
+            self.assertEqual(self.runtime.coldStarts, 1)
         return self.go(go())
 
     def test_unknownEvent(self):

@@ -5,6 +5,9 @@ read through the tns client, with a fake pubsub and a recording runner;
 and one p2p command over real loopback hosts into the wasm runtime.
 """
 
+import cbor2
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -260,11 +263,29 @@ class PubsubTests(Published):
 
 
 class EnvelopeTests(SynchronousTestCase):
+    @given(st.binary(max_size=64) | st.builds(cbor2.dumps, st.dictionaries(
+        st.sampled_from(["0", "1", "2", 2]), st.integers() | st.text(max_size=8) | st.binary(max_size=8), max_size=3)))
+    def test_anyBytes(self, raw):
+        """
+        Any bytes decode to C{(text, bytes)} or raise L{ValueError}.
+        """
+        try:
+            source, data = decodeEnvelope(raw)
+        except ValueError:
+            return
+        self.assertIsInstance(source, str)
+        self.assertIsInstance(data, bytes)
+
+    def test_deep(self):
+        """
+        Deep nesting is refused, not a crash.
+        """
+        self.assertRaises(ValueError, decodeEnvelope, b"\x81" * 100_000 + b"\x00")
+
     def test_roundTrip(self):
         """
         The envelope is go's struct with text keys "0", "1", "2".
         """
-        import cbor2
         raw = encodeEnvelope(3, "src", b"\x00d")
         self.assertEqual(cbor2.loads(raw), {"0": 3, "1": "src", "2": b"\x00d"})
         self.assertEqual(decodeEnvelope(raw), ("src", b"\x00d"))

@@ -213,12 +213,12 @@ class EventTests(TestCase):
         """
         A p2p event has type 3, the command (the body's C{command} text
         overrides the name), the protocol, the data and the raw CIDs of the
-        remote and local peers (CIDv1, libp2p-key); the guest's response is
-        what C{callP2P} answers.
+        remote and local peers (CIDv1, libp2p-key; a peer may be given as
+        text); the guest's response is what C{callP2P} answers.
         """
         async def go():
             body = {"data": b"\x00payload", "protocol": "/shop/v1", "command": "order"}
-            log = await self.p2p("command", body, "ping", self.remote, self.local)
+            log = await self.p2p("command", body, "ping", str(self.remote), self.local)
             self.assertEqual(log, u32(0) + b"\3" + field(b"order") + field(b"/shop/v1") + field(b"\x00payload")
                              + field(peerCid(self.remote)) + field(peerCid(self.local)))
             self.assertEqual(len(peerCid(self.remote)), 40)

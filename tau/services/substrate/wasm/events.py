@@ -14,6 +14,7 @@ import base64
 import json
 from dataclasses import dataclass
 
+from tau.identity import PeerID
 from tau.services.substrate.wasm import errno
 
 PUBSUB_EVENT = 2
@@ -43,7 +44,8 @@ class P2PCommand:
     @ivar body: the command's body (text keys): C{data} (bytes) is what
         C{getP2PEventData} gives (the whole body as JSON when it has no
         C{data}); C{protocol} what C{getP2PEventProtocol} gives.
-    @ivar fromPeer: the remote peer (a L{tau.identity.PeerID}) or None.
+    @ivar fromPeer: the remote peer (a L{tau.identity.PeerID}, or its text)
+        or None.
     @ivar toPeer: this node's peer or None.
     @ivar maxResponse: the most bytes C{writeP2PResponse} takes.
     @ivar response: the bytes the guest answered, None until it does.
@@ -52,14 +54,23 @@ class P2PCommand:
     def __init__(self, command, body, fromPeer=None, toPeer=None, maxResponse=8 << 20):
         self.command = command
         self.body = dict(body or {})
-        self.fromPeer = fromPeer
-        self.toPeer = toPeer
+        self.fromPeer = _peer(fromPeer)
+        self.toPeer = _peer(toPeer)
         self.maxResponse = maxResponse
         self.response = None
         # what the Size calls computed, which the value calls write (go's
         # marshalledData and protocol)
         self._data = None
         self._protocol = ""
+
+
+def _peer(peer):
+    """
+    C{peer} as a L{PeerID}.
+
+    @raise InvalidKey: text that is not a peer ID.
+    """
+    return PeerID.fromString(peer) if isinstance(peer, str) else peer
 
 
 def _goJson(value):

@@ -98,6 +98,8 @@ class Instance:
         store = Store(self._engine)
         store.set_limits(memory_size=self.limits.memoryBytes)
         store.set_epoch_deadline(deadline)
+        # stdout and stderr are left to wasmtime's default, a sink: what the
+        # guest writes (TinyGo's fmt.Println) is answered in full and dropped
         wasi = WasiConfig()
         wasi.argv = [self._name]
         store.set_wasi(wasi)

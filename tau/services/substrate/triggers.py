@@ -311,6 +311,8 @@ class PubsubTriggers:
         L{subscribeProject} for every project the C{p2p/pubsub/<mh>} index
         names (every project with a messaging); the topics.
         """
+        if self._lookup is None:
+            raise RuntimeError("subscribeAll needs tns's lookup")
         projects = []
         for key in await self._lookup(["p2p", "pubsub"]):
             segments = [s for s in key.split("/") if s]

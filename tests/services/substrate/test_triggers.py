@@ -138,6 +138,9 @@ class PubsubTests(Published):
         topics = await self.triggers.subscribeAll()
         self.assertEqual(len(topics), 3)
         self.assertEqual(self.triggers.topics(), sorted(topics))
+        without = PubsubTriggers(self.pubsub, self.tns.fetch, self.runs)
+        with self.assertRaises(RuntimeError):
+            await without.subscribeAll()
 
     async def test_message(self):
         """

@@ -27,12 +27,16 @@ def _text(value):
 def cryptoRead(mem, bufPtr, bufLen, readPtr):
     """
     Fill C{[bufPtr, bufPtr+bufLen)} with random bytes (checked against the
-    guest's memory first: 3) and write their count as a u64 LE at
-    C{readPtr} (12 when that is outside the memory).
+    guest's memory first: 3; 110 when the system has no random) and write
+    their count as a u64 LE at C{readPtr} (12 when that is outside the
+    memory).
     """
     mem.check(bufPtr, bufLen)
-    for offset in range(0, bufLen, RANDOM_CHUNK):
-        mem.write(bufPtr + offset, os.urandom(min(RANDOM_CHUNK, bufLen - offset)))
+    try:
+        for offset in range(0, bufLen, RANDOM_CHUNK):
+            mem.write(bufPtr + offset, os.urandom(min(RANDOM_CHUNK, bufLen - offset)))
+    except OSError:
+        return errno.RAND_READ
     try:
         mem.write(readPtr, struct.pack("<Q", bufLen))
     except OutOfBounds:

@@ -390,11 +390,17 @@ def requestOf(request):
     )
 
 
-async def _sendBody(request, stream, chunk):
-    content = request.content
-    content.seek(0)
+async def _sendBody(request, stream, chunk, body):
+    if body is None:
+        content = request.content
+        content.seek(0)
+
+        async def read(size):
+            return content.read(size)
+    else:
+        read = body.read
     while True:
-        data = content.read(chunk)
+        data = await read(chunk)
         if not data:
             break
         stream.write(encodeChunk(data))
@@ -402,17 +408,46 @@ async def _sendBody(request, stream, chunk):
     stream.write(encodeEnd())
 
 
+class Unanswered(Exception):
+    """
+    The substrate failed before the head of its answer (L{forward} with
+    C{failover}); nothing was written to the client.  C{status} is what
+    would answer it: 502, or 504 for a silent substrate.
+    """
+
+    def __init__(self, message, status=502):
+        super().__init__(message)
+        self.status = status
+
+
+def answerError(request, status):
+    """
+    Answer C{request} (nothing written yet) with a plain 502 or 504.
+    """
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.write(b"gateway timeout\n" if status == 504 else b"bad gateway\n")
+    request.finish()
+
+
 async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS,
-                  maxChunk=MAX_CHUNK, chunk=CHUNK):
+                  maxChunk=MAX_CHUNK, chunk=CHUNK, body=None, failover=False):
     """
     Forward the C{twisted.web} C{request} over C{stream} (a tunnel to a
     substrate) and write the answer to it, finishing it.  A malformed or
     missing answer becomes 502 before the head, a substrate silent for
     C{idle} seconds 504; after the head, either drops the client's
     connection.  The stream is reset when this returns.
+
+    @param body: the request body as it comes, an object with C{async
+        read(size) -> bytes} (C{b""} at its end); None: C{request.content}
+        (a body twisted.web received whole).
+    @param failover: raise L{Unanswered} instead of answering 502 or 504
+        when the answer fails before its head, so the caller can ask
+        another substrate.
     """
     stream.write(encodeRequest(requestOf(request)))
-    sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk))
+    sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk, body))
     sending.addErrback(lambda f: None)  # a reset stream also ends the answer below
     gone = []
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
@@ -463,11 +498,10 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
         if started:
             request.unregisterProducer()
             request.loseConnection()
+        elif failover:
+            raise Unanswered(str(e), e.status) from None
         else:
-            request.setResponseCode(e.status)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            request.write(b"gateway timeout\n" if e.status == 504 else b"bad gateway\n")
-            request.finish()
+            answerError(request, e.status)
     finally:
         sending.cancel()
         stream.reset()

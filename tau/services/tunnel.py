@@ -341,12 +341,22 @@ async def serveTunnel(stream, handler, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_
     L{TunnelResponse}.  A malformed request is answered with its status, a
     gateway silent for C{idle} seconds with 408; a handler that fails is
     answered 500.  After the head was sent, any of these resets the stream.
+    A stream reset before the request (a gateway that chose another
+    substrate) ends it quietly.
     """
     events = _Events(stream, TunnelDecoder(REQUEST, maxHead, maxHeaders, maxChunk), clock, idle)
     response = TunnelResponse(stream, clock, idle)
     try:
         try:
-            event = await events.next()
+            try:
+                event = await events.next()
+            except (TunnelError, TimeoutError):
+                raise
+            except Exception as e:
+                # a gateway resets the streams of the substrates it did not choose
+                log.debug("tunnel from {peer}: the stream ended before a request: {why}", peer=stream.remotePeer,
+                          why=str(e))
+                return
             if event is None:
                 return
             await handler(event[1], TunnelBody(events), response)

@@ -31,7 +31,7 @@ class HelloError(ValueError):
 
 def _records(data):
     """
-    The handshake bytes of the whole records at the start of C{data}.
+    The handshake bytes in the records at the start of C{data}.
     """
     out = bytearray()
     offset = 0
@@ -44,6 +44,8 @@ def _records(data):
         if length == 0 or length > 16384:
             raise HelloError(f"record of {length} bytes")
         if offset + 5 + length > len(data):
+            # a record still coming: its first bytes are the message's too
+            out += data[offset + 5:]
             break
         out += data[offset + 5:offset + 5 + length]
         offset += 5 + length

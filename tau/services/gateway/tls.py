@@ -12,11 +12,15 @@ certificate (and no default one) closes the connection; that is logged at
 most once every L{LOG_EVERY} seconds.
 """
 
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from zope.interface import implementer
 
 from tau.services.auth.certificates import contextFromPEM
 from tau.services.commands import RemoteError
@@ -104,16 +108,17 @@ class Certificates:
         return None, self.missTTL
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class _Chosen:
     """
-    An old-style context factory for one chosen context.
+    TLS server connections with one chosen context.
     """
 
     def __init__(self, context):
         self._context = context
 
-    def getContext(self):
-        return self._context
+    def serverConnectionForTLS(self, tlsProtocol):
+        return SSL.Connection(self._context, None)
 
 
 class SNIProtocol(Protocol):

@@ -19,7 +19,6 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-
 from zope.interface import implementer
 
 from tau.services.auth.certificates import contextFromPEM

@@ -148,8 +148,9 @@ class SubstrateClient:
         peers = await self.services.peers()
         if not peers:
             return []
+        # by turns: each request starts where the last one's fanout ended
         start = self._turn % len(peers)
-        self._turn += 1
+        self._turn += self.fanout
         return (peers[start:] + peers[:start])[: self.fanout]
 
     async def proxyHTTP(self, hostname, path, method):

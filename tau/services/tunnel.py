@@ -274,9 +274,9 @@ class TunnelBody:
     The request body on the substrate: C{await read()} is the next chunk,
     C{b""} at its end.
 
-    @raise TunnelError: when the gateway breaks the protocol or stops
-        before the end of the body (400), or sends nothing for the idle
-        timeout (408).
+    @raise TunnelError: when the gateway breaks the protocol, stops or
+        resets the stream before the end of the body (400), or sends
+        nothing for the idle timeout (408).
     """
 
     def __init__(self, events):
@@ -286,7 +286,13 @@ class TunnelBody:
     async def read(self):
         if self.done:
             return b""
-        event = await self._events.next()
+        try:
+            event = await self._events.next()
+        except (TunnelError, TimeoutError):
+            raise
+        except Exception as e:
+            # the gateway reset the stream: its client went away
+            raise TunnelError(f"the stream failed before the end of the body: {e}") from None
         if event is None:
             raise TunnelError("the stream ended before the end of the body")
         kind, value = event
@@ -458,7 +464,9 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     """
     stream.write(encodeRequest(requestOf(request)))
     sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk, body))
-    sending.addErrback(lambda f: None)  # a reset stream also ends the answer below
+    # a body that fails (its client gone, or over a limit) ends the exchange:
+    # the reset stream also ends the answer below
+    sending.addErrback(lambda f: stream.reset())
     gone = []
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
     events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk), clock, idle)

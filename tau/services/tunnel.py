@@ -453,7 +453,8 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     substrate) and write the answer to it, finishing it.  A malformed or
     missing answer becomes 502 before the head, a substrate silent for
     C{idle} seconds 504; after the head, either drops the client's
-    connection.  The stream is reset when this returns.
+    connection, as does a client that reads nothing of the answer for
+    C{idle} seconds.  The stream is reset when this returns.
 
     @param body: the request body as it comes, an object with C{async
         read(size) -> bytes} (C{b""} at its end); None: C{request.content}
@@ -500,7 +501,15 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
                 if length is not None and written > length:
                     raise _Bad(f"more than the {length} bytes of its Content-Length")
                 request.write(value)
-                await gate.wait()
+                try:
+                    await withTimeout(clock, idle, gate.wait())
+                except TimeoutError:
+                    # a client that stops reading its answer is dropped
+                    log.info("tunnel to {peer}: the client read nothing for {idle} seconds, dropped",
+                             peer=stream.remotePeer, idle=idle)
+                    request.unregisterProducer()
+                    request.channel.transport.abortConnection()
+                    return
                 if gate.stopped or gone:
                     return
             else:

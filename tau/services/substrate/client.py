@@ -145,7 +145,10 @@ class SubstrateClient:
         self._turn = 0
 
     async def _candidates(self):
-        peers = await self.services.peers()
+        try:
+            peers = await self.services.peers()
+        except Exception as e:
+            raise NoSubstrate(f"finding substrates failed: {e}") from None
         if not peers:
             return []
         # by turns: each request starts where the last one's fanout ended

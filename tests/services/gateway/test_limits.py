@@ -159,3 +159,34 @@ class LimitTests(TestCase):
         await second.closed
         self.assertEqual(second.status(), 200)
         await self.stillServes()
+
+    async def test_clientNotReadingItsAnswer(self):
+        """
+        A client that stops reading a long answer is dropped after
+        idle-timeout, and the substrate's stream with it.
+        """
+        await self.start(**{"idle-timeout": 0.5})
+        raw = await self.connect()
+        raw.transport.write(self.request(headers=[b"X-Size: %d" % (64 << 20)]))
+        await raw.answered
+        raw.transport.pauseProducing()
+        await self.substrate.streams[0].whenClosed()
+        raw.transport.resumeProducing()
+        received = await raw.closed
+        self.assertLess(len(received), 64 << 20)
+        await self.stillServes()
+
+    async def test_keepAliveAndPipelining(self):
+        """
+        Three requests on one connection, the second with a body, sent at
+        once: three answers, in order.
+        """
+        await self.start()
+        first = b"GET /1 HTTP/1.1\r\nHost: a.example.com\r\n\r\n"
+        second = b"POST /2 HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 5\r\n\r\nhello"
+        third = b"GET /3 HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"
+        raw = await self.exchange(first + second + third)
+        received = bytes(raw.received)
+        self.assertEqual(received.count(b"HTTP/1.1 200 OK"), 3, received)
+        self.assertIn(b"X-Received: 5", received)
+        self.assertEqual([body["path"] for _, body in self.substrate.asked], ["/1", "/2", "/3"])

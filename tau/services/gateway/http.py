@@ -405,6 +405,9 @@ class GatewaySite(Site):
 
     def _failed(self, failure, request):
         if failure.check(CancelledError):
+            # the gateway stops: the request cannot be answered
+            if not request.finished and not request._disconnected:
+                request.channel.transport.abortConnection()
             return
         log.failure("gateway: handling {method} {uri} failed", failure, method=request.method, uri=request.uri)
         if request.finished or request._disconnected:

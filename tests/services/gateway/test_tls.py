@@ -4,6 +4,8 @@ fake fetch with auth's interface, and one real auth service), wildcards,
 a default certificate, unknown names closed.
 """
 
+import hashlib
+
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
@@ -14,7 +16,7 @@ from tau.services.commands import RemoteError
 from tests.hosts import addressOf, startHost
 from tests.services.auth.helpers import Cloud
 from tests.services.auth.test_certificates import selfSigned
-from tests.services.gateway.helpers import TestSubstrate, WebsiteMetrics, cloud, curl
+from tests.services.gateway.helpers import TestSubstrate, WebsiteMetrics, cloud, curl, digest, pattern
 
 HTTPS = {"https": "tcp:0:interface=127.0.0.1"}
 
@@ -75,6 +77,24 @@ class HTTPSTests(TestCase):
         self.assertEqual(auth.asked, [("app.example.com", True), ("app.example.com", False)])
         await self.get("app.example.com", self.trust(certPEM))
         self.assertEqual(len(auth.asked), 2)
+
+    async def test_bodiesBothWays(self):
+        certPEM, pem = selfSigned("app.example.com")
+        auth = FakeAuth({("app.example.com", False): pem})
+        self.substrate = TestSubstrate(WebsiteMetrics(1.0), digest)
+        self.service, _, _ = await cloud(self, self.substrate, fetch=auth.certificate, **HTTPS)
+        self.port = self.service.ports()["https"].getHost().port
+        upload = self.mktemp()
+        with open(upload, "wb") as f:
+            f.write(pattern(3 << 20))
+        out = self.mktemp()
+        status, headers, _ = await curl("--resolve", f"app.example.com:{self.port}:127.0.0.1", "--cacert",
+                                        self.trust(certPEM), "-H", f"X-Size: {5 << 20}", "--data-binary",
+                                        "@" + upload, "-o", out, f"https://app.example.com:{self.port}/")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["x-sha256"], hashlib.sha256(pattern(3 << 20)).hexdigest())
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), pattern(1 << 20) * 5)
 
     async def test_wildcard(self):
         certPEM, pem = selfSigned("*.example.com")

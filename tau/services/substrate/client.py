@@ -18,7 +18,7 @@ fails before its answer's head.
 
 from dataclasses import dataclass, field
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 

@@ -121,3 +121,18 @@ class ProxyTests(TestCase):
             got = f.read()
         self.assertEqual(len(got), 6 * MiB)
         self.assertEqual(got, pattern(1 << 20) * 6)
+
+    async def test_head(self):
+        s = TestSubstrate(WebsiteMetrics(1.0))
+        service, host, url = await cloud(self, s)
+        status, headers, body = await curl("-I", "-H", "Host: a.example.com", url + "/")
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"hello", body)  # (curl -I shows the head again)
+        self.assertEqual(s.asked[0][1]["method"], "HEAD")
+
+    async def test_noHost(self):
+        s = TestSubstrate(WebsiteMetrics(1.0))
+        service, host, url = await cloud(self, s)
+        status, _, body = await curl("-H", "Host:", "--http1.0", url + "/")
+        self.assertEqual(status, 400)
+        self.assertEqual(s.asked, [])

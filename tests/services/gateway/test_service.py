@@ -17,7 +17,7 @@ from tau.errors import ConfigError
 from tau.interfaces import IHost, IRouting
 from tau.services import factoryFor
 from tau.services.gateway.config import GatewayConfig
-from tests.services.gateway.helpers import TestSubstrate, WebsiteMetrics, cloud, curl
+from tests.services.gateway.helpers import TestSubstrate, cloud, curl
 
 
 class ConfigTests(TestCase):

@@ -191,6 +191,14 @@ class GatewayRequest(Request):
         self.body.feed(data)
 
     def _begin(self, command, path, version):
+        if not path.startswith(b"/") and b"://" in path[:10]:
+            # absolute form (RFC 9112 3.2.2): its authority is the host
+            scheme, _, rest = path.partition(b"://")
+            authority, slash, rest = rest.partition(b"/")
+            path = slash + rest if slash else b"/"
+            if path.startswith(b"?"):
+                path = b"/" + path
+            self.requestHeaders.setRawHeaders(b"host", [authority])
         self.method, self.uri, self.clientproto = command, path, version
         self.path = path.split(b"?", 1)[0]
         self.args = {}
@@ -252,6 +260,8 @@ class GatewayChannel(HTTPChannel):
 
     def connectionMade(self):
         super().connectionMade()
+        if ISSLTransport.providedBy(self.transport):
+            return  # counted by the TLS listener (tls.SNIProtocol)
         self._address = getattr(self.transport.getPeer(), "host", None)
         if not self.site.enter(self._address):
             self._address = None

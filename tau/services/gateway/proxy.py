@@ -101,6 +101,9 @@ class Proxy:
                 return
             except Unanswered as e:
                 status = e.status
+                failedPeer = getattr(self.substrates, "failedPeer", None)
+                if failedPeer is not None:
+                    failedPeer(offer.peer)
                 if request._disconnected:
                     return
                 if not body.rewind():

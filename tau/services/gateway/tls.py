@@ -123,7 +123,9 @@ class _Chosen:
 class SNIProtocol(Protocol):
     """
     Reads a ClientHello, gets the certificate for its name, then hands
-    the connection to TLS (and HTTP inside it) with the bytes it read.
+    the connection to TLS (and HTTP inside it) with the bytes it read.  It
+    counts in its client address's connections (the site's
+    C{maxPerClient}) from its first byte.
     """
 
     def __init__(self, factory, addr):
@@ -133,8 +135,14 @@ class SNIProtocol(Protocol):
         self._state = "hello"
         self._inner = None
         self._timer = None
+        self._address = None
 
     def connectionMade(self):
+        self._address = getattr(self.transport.getPeer(), "host", None)
+        if not self.factory.site.enter(self._address):
+            self._address = None
+            self._refuse("too many connections from its address")
+            return
         self._timer = self.factory.reactor.callLater(self.factory.helloTimeout, self._late)
 
     def _late(self):
@@ -195,6 +203,9 @@ class SNIProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._disarm()
+        if self._address is not None:
+            self.factory.site.leave(self._address)
+            self._address = None
         if self._state != "tls":
             self._state = "closed"
         if self._inner is not None:

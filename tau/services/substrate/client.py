@@ -38,6 +38,10 @@ TIMEOUT = 5.0
 GRACE = 0.02
 #: the largest C{proxy-http} answer (bytes); metrics are a few bytes
 MAX_ANSWER = 64 * 1024
+#: seconds a substrate that failed is asked after the others
+BACKOFF = 10.0
+#: substrates remembered as failed at most
+MAX_FAILED = 1024
 
 log = Logger()
 
@@ -143,6 +147,7 @@ class SubstrateClient:
         self.maxAnswer = maxAnswer
         self.services = services or ServiceClient(host, routing, PROTOCOL)
         self._turn = 0
+        self._failed = {}  # peer -> when it last failed
 
     async def _candidates(self):
         try:
@@ -151,10 +156,17 @@ class SubstrateClient:
             raise NoSubstrate(f"finding substrates failed: {e}") from None
         if not peers:
             return []
-        # by turns: each request starts where the last one's fanout ended
+        # by turns: each request starts where the last one's fanout ended;
+        # a substrate that failed in the last BACKOFF seconds comes last
         start = self._turn % len(peers)
         self._turn += self.fanout
-        return (peers[start:] + peers[:start])[: self.fanout]
+        now = self.clock.seconds()
+        for peer, when in list(self._failed.items()):
+            if now - when >= BACKOFF:
+                del self._failed[peer]
+        order = peers[start:] + peers[:start]
+        order.sort(key=lambda peer: peer in self._failed)
+        return order[: self.fanout]
 
     async def proxyHTTP(self, hostname, path, method):
         """
@@ -207,6 +219,7 @@ class SubstrateClient:
                 else:
                     e = failure.value
                     errors.append((peer, str(e) or type(e).__name__, isinstance(e, TimeoutError)))
+                    self.failedPeer(peer)
                 return None
 
             d.addCallbacks(done, failed)
@@ -230,6 +243,15 @@ class SubstrateClient:
         why = "; ".join(f"{peer}: {text}" for peer, text, _ in errors)
         raise NoSubstrate(f"no substrate answered for {hostname}{path}: {why}",
                           timedOut=any(t for _, _, t in errors))
+
+    def failedPeer(self, peer):
+        """
+        C{peer} failed (to answer, or in its tunnel before its answer's
+        head): ask it after the others for L{BACKOFF} seconds.
+        """
+        if len(self._failed) >= MAX_FAILED:
+            self._failed.clear()
+        self._failed[peer] = self.clock.seconds()
 
     async def _ask(self, peer, command):
         """

@@ -147,3 +147,20 @@ class ClientTests(TestCase):
         e = await self.assertFailure(Deferred.fromCoroutine(client.proxyHTTP("a.example.com", "/", "GET")),
                                      NoSubstrate)
         self.assertIn("no node offers /substrate/v1", str(e))
+
+    async def test_failedAskedLast(self):
+        """
+        A substrate that failed is asked after the others for BACKOFF
+        seconds.
+        """
+        bad = TestSubstrate("reset")
+        subs = [bad] + [TestSubstrate(WebsiteMetrics(1.0)) for _ in range(3)]
+        client = await self.client(*subs, fanout=1)
+        for _ in range(8):
+            try:
+                choice = await client.proxyHTTP("a.example.com", "/", "GET")
+            except NoSubstrate:
+                continue
+            choice.close()
+        self.assertEqual(len(bad.asked), 1)
+        self.assertEqual(sum(len(s.asked) for s in subs), 8)

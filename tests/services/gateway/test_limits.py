@@ -190,3 +190,10 @@ class LimitTests(TestCase):
         self.assertEqual(received.count(b"HTTP/1.1 200 OK"), 3, received)
         self.assertIn(b"X-Received: 5", received)
         self.assertEqual([body["path"] for _, body in self.substrate.asked], ["/1", "/2", "/3"])
+
+    async def test_absoluteForm(self):
+        await self.start()
+        raw = await self.exchange(b"GET http://b.example.com/x?y=1 HTTP/1.1\r\nHost: a.example.com\r\n"
+                                  b"Connection: close\r\n\r\n")
+        self.assertEqual(raw.status(), 200)
+        self.assertEqual(self.substrate.asked[0][1], {"host": "b.example.com", "path": "/x", "method": "GET"})

@@ -7,6 +7,9 @@ a default certificate, unknown names closed.
 import hashlib
 
 from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
@@ -163,3 +166,33 @@ class RealAuthTests(TestCase):
                                      f"https://real.example.com:{port}/")
         self.assertEqual(status, 200)
         self.assertEqual(body, b"hello\n")
+
+
+class TLSLimitTests(TestCase):
+    timeout = 60
+
+    async def test_connectionsPerClientCountedFromTheHello(self):
+        certPEM, pem = selfSigned("app.example.com")
+        substrate = TestSubstrate(WebsiteMetrics(1.0))
+        service, _, _ = await cloud(self, substrate, fetch=FakeAuth({("app.example.com", False): pem}).certificate,
+                                    **HTTPS, **{"max-per-client": 1})
+        port = service.ports()["https"].getHost().port
+        idle = Protocol()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(lambda: idle))
+        self.addCleanup(idle.transport.abortConnection)
+        trust = self.mktemp()
+        with open(trust, "wb") as f:
+            f.write(certPEM)
+        out, err, code = await getProcessOutputAndValue(
+            "curl", ["-s", "-S", "--max-time", "20", "--resolve", f"app.example.com:{port}:127.0.0.1", "--cacert",
+                     trust, f"https://app.example.com:{port}/"], reactor=reactor)
+        self.assertNotEqual(code, 0)
+        idle.transport.abortConnection()
+        # once it is gone, the address may connect again
+        for _ in range(50):
+            if not service.site._clients:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        status, _, _ = await curl("--resolve", f"app.example.com:{port}:127.0.0.1", "--cacert", trust,
+                                  f"https://app.example.com:{port}/")
+        self.assertEqual(status, 200)

@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from tau.services.substrate.wasm import Limits
-from tau.services.substrate.wasm.database import MAX_VALUE
+from tau.services.substrate.wasm.database import MAX_VALUE, DatabaseAbi
 from tests.services.substrate.nodefixtures import APP, HELPERS, PRELUDE, PROJECT_A, PROJECT_B, SDK, NodeTestCase, resource
 
 GUEST = f"""
@@ -153,6 +153,20 @@ class DatabaseTests(NodeTestCase):
             self.assertEqual(await self.body("delete", "/?db=carts&key=k1"), OK + OK)
             self.assertEqual(await self.body("get", "/?db=carts&key=k1"), OK + e(29))
             self.assertEqual(await self.body("delete", "/?db=carts&key=k1"), OK + OK)
+        return self.go(go())
+
+    def test_openPerCall(self):
+        """
+        A function that opens its database in every call and never closes
+        it keeps working on its warm instance: what a call opened is let go
+        at the next call (at most C{maxOpen} are held).
+        """
+        self.patch(DatabaseAbi, "maxOpen", 2)
+
+        async def go():
+            for i in range(5):
+                self.assertEqual(await self.body("put", f"/?db=carts&key=k{i}", b"v"), OK + OK)
+            self.assertEqual(self.runtime.coldStarts, 1)
         return self.go(go())
 
     def test_close(self):

@@ -253,10 +253,13 @@ class HttpClientTests(NodeTestCase):
 
     def test_clients(self):
         """
-        An instance holds at most C{maxClients} clients.
+        An instance holds at most C{maxClients} clients; the next call of
+        the (pooled) instance starts without those of the call before.
         """
         async def go():
             self.assertEqual(await self.body("clients"), OK * 8 + e(13))
+            self.assertEqual(await self.body("clients"), OK * 8 + e(13))
+            self.assertEqual(self.runtime.coldStarts, 1)
         return self.go(go())
 
     def test_ids(self):

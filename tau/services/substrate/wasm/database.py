@@ -20,8 +20,7 @@ from twisted.logger import Logger
 
 from tau.kvdb import codec
 from tau.services.substrate.wasm import errno
-from tau.services.substrate.wasm.nodeabi import Errno, Handles, SizedValue, answering, readBounded, readText, services
-from tau.services.substrate.wasm.services import MAX_NAME
+from tau.services.substrate.wasm.nodeabi import MAX_NAME, Errno, Handles, SizedValue, answering, readBounded, readText, services
 
 log = Logger()
 
@@ -140,8 +139,8 @@ class DatabaseAbi:
 
     def __init__(self, instance):
         self._instance = instance
-        self._open = Handles(self.maxOpen)
-        self._sized = SizedValue()
+        self._open = Handles(self.maxOpen, instance)
+        self._sized = SizedValue(instance)
 
     def _wait(self, code, fn, *args):
         node = services(self._instance, code)

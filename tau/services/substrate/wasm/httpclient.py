@@ -347,7 +347,7 @@ class HttpClientAbi:
     def __init__(self, instance):
         self._instance = instance
         self._clients = None
-        self._sized = SizedValue()
+        self._sized = SizedValue(instance)
 
     def _policy(self):
         node = services(self._instance, errno.HTTP_REQUEST_FAILED)
@@ -355,7 +355,7 @@ class HttpClientAbi:
 
     def _table(self):
         if self._clients is None:
-            self._clients = Handles(self._policy().maxClients)
+            self._clients = Handles(self._policy().maxClients, self._instance)
         return self._clients
 
     def _request(self, clientId, requestId):
@@ -376,7 +376,7 @@ class HttpClientAbi:
     @answering
     def newHttpClient(self, mem, clientIdPtr):
         table = self._table()
-        return table.giveId(mem, clientIdPtr, Handles(self._policy().maxRequests), errno.HTTP_REQUEST_FAILED)
+        return table.giveId(mem, clientIdPtr, Handles(self._policy().maxRequests, self._instance), errno.HTTP_REQUEST_FAILED)
 
     @answering
     def newHttpRequest(self, mem, clientId, requestIdPtr):

@@ -25,6 +25,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.threads import blockingCallFromThread
 
+from tau.services.substrate.wasm.database import Databases
+from tau.services.substrate.wasm.httpclient import HttpClientPolicy, HttpFetcher
+from tau.services.substrate.wasm.storage import Storages
+
 try:
     from re import _parser as sre_parse
 except ImportError:  # Python < 3.11
@@ -32,8 +36,6 @@ except ImportError:  # Python < 3.11
 
 #: the branches a resource is looked up on when the function has no commit
 SERVED_BRANCHES = ("main", "master")
-#: the longest name a guest may ask for (a database or storage matcher)
-MAX_NAME = 256
 #: the longest C{match} regex considered, and the repeats it may hold
 MAX_PATTERN = 512
 MAX_REPEATS = 8
@@ -126,10 +128,6 @@ class FunctionServices:
     opTimeout = 10.0
 
     def __init__(self, reactor, content, kvdb, tns, httpPolicy=None, *, resolver=None, tlsPolicy=None):
-        from tau.services.substrate.wasm.database import Databases
-        from tau.services.substrate.wasm.httpclient import HttpClientPolicy, HttpFetcher
-        from tau.services.substrate.wasm.storage import Storages
-
         self.reactor = reactor
         self.content = content
         self.kvdb = kvdb

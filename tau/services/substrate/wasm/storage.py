@@ -29,8 +29,7 @@ from tau.cids import cidText, cidToBytes, parseCID
 from tau.services.substrate.wasm import errno
 from tau.services.substrate.wasm.database import SERVICE, kvdbName, sizeOf
 from tau.services.substrate.wasm.nodeabi import (
-    Errno, Handles, SizedValue, answering, encodeStrings, readBounded, readText, services)
-from tau.services.substrate.wasm.services import MAX_NAME
+    MAX_NAME, Errno, Handles, SizedValue, answering, encodeStrings, readBounded, readText, services)
 
 log = Logger()
 
@@ -212,8 +211,8 @@ class StorageAbi:
 
     def __init__(self, instance):
         self._instance = instance
-        self._open = Handles(self.maxOpen)
-        self._sized = SizedValue()
+        self._open = Handles(self.maxOpen, instance)
+        self._sized = SizedValue(instance)
         self._currentVersions = {}
 
     def _wait(self, code, fn, *args):
@@ -243,7 +242,7 @@ class StorageAbi:
             return await node.storages.open(context.project, resourceId, config)
 
         st = self._wait(code, open)
-        return self._open.giveId(mem, idPtr, (st, Handles(self.maxFiles)), code)
+        return self._open.giveId(mem, idPtr, (st, Handles(self.maxFiles, self._instance)), code)
 
     @answering
     def storageNew(self, mem, namePtr, nameLen, idPtr):

@@ -102,6 +102,27 @@ class NodeTestCase(TestCase):
         self.tns = FakeTNS()
         self.services = self.makeServices()
 
+    def useRealKVDB(self):
+        """
+        Use the node's real kvdb (in process, a node in no cloud) instead
+        of the fake; a Deferred that fires once it is ready.
+        """
+        from tau.fakes import FakeHost
+        from tau.identity import PrivateKey
+        from tau.kvdb.service import KVDBService
+        from tests.kvdb.fakes import PinningStore
+        from tests.kvdb.test_service import FakeStoreService
+
+        async def fetch(c, timeout):
+            raise LookupError(c)
+
+        self.kvdb = KVDBService(FakeHost(reactor), None, FakeStoreService(PinningStore()), fetch,
+                                PrivateKey.generate(), self.mktemp(), reactor)
+        self.kvdb.startService()
+        self.addCleanup(self.kvdb.stopService)
+        self.services = self.makeServices()
+        return self.kvdb.whenReady()
+
     def makeServices(self, **kw):
         return FunctionServices(reactor, self.content, self.kvdb, self.tns, **kw)
 

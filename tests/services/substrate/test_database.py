@@ -300,3 +300,35 @@ class DatabaseTests(NodeTestCase):
             self.assertIn((status, body), [(200, e(22)), (504, b"")])
             self.assertLess(reactor.seconds() - start, 1)
         return self.go(go())
+
+
+class RealKVDBTests(DatabaseTests):
+    """
+    The same guest on the node's real kvdb (in process, one node): a
+    database resource is a cloud-of-one service database.
+    """
+
+    def setUp(self):
+        super().setUp()
+        return self.useRealKVDB()
+
+    def test_projectsApart(self):
+        """
+        Two projects' C{carts} are two kvdb databases; one cannot read the
+        other's.
+        """
+        async def go():
+            await self.body("put", "/?db=carts&key=k1", b"from A", project=PROJECT_A)
+            self.assertEqual(await self.body("get", "/?db=carts&key=k1", project=PROJECT_B), OK + e(29))
+            names = self.kvdb.databases()
+            self.assertEqual(len(names), 2)
+            self.assertTrue(any(n.startswith(f"db-{PROJECT_A}-QmDbCarts@") for n in names), names)
+            self.assertTrue(any(n.startswith(f"db-{PROJECT_B}-QmDbB@") for n in names), names)
+        return self.go(go())
+
+    def test_applicationScope(self):
+        async def go():
+            await self.body("put", "/?db=carts&key=k1", b"app", application=APP)
+            self.assertEqual(await self.body("get", "/?db=carts&key=k1"), OK + e(29))
+            self.assertEqual(await self.body("get", "/?db=carts&key=k1", application=APP), OK * 3 + b"app")
+        return self.go(go())

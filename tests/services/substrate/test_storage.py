@@ -308,3 +308,13 @@ class StorageTests(NodeTestCase):
             self.assertEqual(body[:2], e(8, 8))
             self.assertIn(body[2], (8, 54))
         return self.go(go())
+
+
+class RealKVDBStorageTests(StorageTests):
+    """
+    The same guest with the storages' index on the node's real kvdb.
+    """
+
+    def setUp(self):
+        super().setUp()
+        return self.useRealKVDB()

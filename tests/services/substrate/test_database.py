@@ -8,7 +8,7 @@ rules, the size limit, lengths from the guest, and time limits.
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from tau.services.substrate.wasm import Limits
+from tau.services.substrate.wasm import Limits, database
 from tau.services.substrate.wasm.database import MAX_VALUE, DatabaseAbi
 from tests.services.substrate.nodefixtures import APP, HELPERS, PRELUDE, PROJECT_A, PROJECT_B, SDK, NodeTestCase, resource
 
@@ -142,6 +142,21 @@ class DatabaseTests(NodeTestCase):
                 await self.body("put", f"/?db=carts&key={key}", b"v")
             self.assertEqual(await self.body("list", "/?db=carts&key=a"), OK * 3 + b"a1\0a2\0")
             self.assertEqual(await self.body("list", "/?db=carts&key=z"), OK * 3)
+        return self.go(go())
+
+    def test_listLimit(self):
+        """
+        A list answers at most C{MAX_LIST} keys: exactly that many are
+        listed, one more is C{ErrorDatabaseListFailed} (27).
+        """
+        self.patch(database, "MAX_LIST", 2)
+
+        async def go():
+            await self.body("put", "/?db=carts&key=a1", b"v")
+            await self.body("put", "/?db=carts&key=a2", b"v")
+            self.assertEqual(await self.body("list", "/?db=carts&key=a"), OK * 3 + b"a1\0a2\0")
+            await self.body("put", "/?db=carts&key=a3", b"v")
+            self.assertEqual(await self.body("list", "/?db=carts&key=a"), OK + e(27))
         return self.go(go())
 
     def test_delete(self):

@@ -30,8 +30,9 @@ USED = b"u"
 #: the longest key and value a guest may put (the kvdb's own limits)
 MAX_KEY = codec.MAX_KEY - len(KEYS)
 MAX_VALUE = codec.MAX_VALUE
-#: the most keys one list answers
+#: the most keys one list answers, and their bytes
 MAX_LIST = 10_000
+MAX_LIST_BYTES = 1 << 20
 
 
 class DatabaseFull(Exception):
@@ -102,8 +103,8 @@ class Databases:
 
     async def list(self, db, prefix):
         keys = await self._kvdb.list(db.name, KEYS + prefix, MAX_LIST + 1)
-        if len(keys) > MAX_LIST:
-            raise ListTooLong(f"more than {MAX_LIST} keys")
+        if len(keys) > MAX_LIST or sum(len(k) - len(KEYS) + 1 for k in keys) > MAX_LIST_BYTES:
+            raise ListTooLong(f"more than {MAX_LIST} keys or {MAX_LIST_BYTES} bytes of them")
         return [k[len(KEYS):] for k in keys]
 
     async def put(self, db, key, value):

@@ -20,6 +20,7 @@ resources, never reaches them.
 
 import re
 import time
+from functools import lru_cache
 
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -54,6 +55,7 @@ class NotDeclared(LookupError):
     """
 
 
+@lru_cache(maxsize=256)
 def _safeRegex(pattern):
     """
     C{pattern} compiled, or None when it is not one Python's C{re} can run

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from tau.cids import cidText, cidToBytes, parseCID
 from tau.services.substrate.wasm import errno
-from tau.services.substrate.wasm.database import SERVICE, kvdbName, sizeOf
+from tau.services.substrate.wasm.database import MAX_LIST_BYTES, SERVICE, ListTooLong, kvdbName, sizeOf
 from tau.services.substrate.wasm.nodeabi import (
     MAX_NAME, Errno, Handles, SizedValue, answering, encodeStrings, readBounded, readText, services)
 
@@ -163,8 +163,8 @@ class Storages:
 
     async def listFiles(self, st):
         keys = await self._kvdb.list(st.name, b"/file/", MAX_LIST + 1)
-        if len(keys) > MAX_LIST:
-            raise ValueError(f"more than {MAX_LIST} files")
+        if len(keys) > MAX_LIST or sum(len(k) + 1 for k in keys) > MAX_LIST_BYTES:
+            raise ListTooLong(f"more than {MAX_LIST} files or {MAX_LIST_BYTES} bytes of them")
         return [k.decode("utf-8", "surrogateescape") for k in keys]
 
     async def deleteFile(self, st, name, version, allVersions):

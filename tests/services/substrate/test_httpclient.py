@@ -11,17 +11,20 @@ import ipaddress
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
+from twisted.web.iweb import IPolicyForHTTPS
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from tau.services.substrate.wasm import Limits
 from tau.services.substrate.wasm.httpclient import CheckedEndpoint, HttpClientPolicy, HttpFetcher, Refused
+from tests.services.auth.test_certificates import selfSigned
 from tests.services.substrate.nodefixtures import HELPERS, PRELUDE, SDK, NodeTestCase
 
 GUEST = f"""
@@ -289,6 +292,52 @@ class HttpClientTests(NodeTestCase):
             await finished.addErrback(lost.append)
             self.assertEqual(len(lost), 1)
         return self.go(go())
+
+
+@implementer(IPolicyForHTTPS)
+class TrustOnly:
+    """
+    Trust one certificate (the test server's), checked against the name.
+    """
+
+    def __init__(self, pem):
+        self.pem = pem
+
+    def creatorForNetloc(self, hostname, port):
+        return optionsForClientTLS(hostname.decode("ascii"), trustRoot=Certificate.loadPEM(self.pem))
+
+
+class HttpsTests(NodeTestCase):
+    """
+    HTTPS to a name: the connection goes to the checked address and the
+    server's certificate is checked against the name.
+    """
+
+    guest = GUEST
+
+    async def serve(self, name):
+        certPEM, both = selfSigned(name)
+        endpoint = SSL4ServerEndpoint(reactor, 0, PrivateCertificate.loadPEM(both).options(), interface="127.0.0.1")
+        port = await endpoint.listen(Site(Echo()))
+        self.addCleanup(port.stopListening)
+        return port.getHost().port, certPEM
+
+    def secureServices(self, certPEM):
+        return self.makeServices(httpPolicy=HttpClientPolicy(["127.0.0.0/8"]), tlsPolicy=TrustOnly(certPEM),
+                                 resolver=FakeResolver({"secure.example": ["127.0.0.1"]}))
+
+    async def test_https(self):
+        port, cert = await self.serve("secure.example")
+        body = await self.body("get", f"/?url=https://secure.example:{port}/echo", services=self.secureServices(cert))
+        self.assertEqual(body, OK * 8 + b"a,b\0" + e(8) + OK + b"hello GET ")
+
+    async def test_wrongName(self):
+        """
+        A certificate for another name fails the request.
+        """
+        port, cert = await self.serve("other.example")
+        body = await self.body("get", f"/?url=https://secure.example:{port}/echo", services=self.secureServices(cert))
+        self.assertEqual(body, OK * 5 + e(13))
 
 
 class EndpointTests(TestCase):

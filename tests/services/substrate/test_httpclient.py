@@ -109,7 +109,8 @@ def e(*codes):
 class Echo(Resource):
     """
     C{/echo}: "hello METHOD BODY" and X-Reply, the X-Test values joined;
-    C{/big?n=N}: N bytes; C{/redirect}: to the cloud metadata address;
+    C{/big?n=N}: N bytes; C{/chunks?n=N}: N chunks of 5 bytes (no
+    length); C{/redirect}: to the cloud metadata address;
     C{/hang}: no answer.
     """
 
@@ -124,6 +125,11 @@ class Echo(Resource):
         self.seen.append((request.method, request.path))
         if request.path == b"/big":
             return b"x" * int(request.args[b"n"][0])
+        if request.path == b"/chunks":
+            for _ in range(int(request.args[b"n"][0])):
+                request.write(b"y" * 5)
+            request.finish()
+            return NOT_DONE_YET
         if request.path == b"/redirect":
             request.redirect(b"http://169.254.169.254/latest/meta-data/")
             return b""
@@ -252,6 +258,10 @@ class HttpClientTests(NodeTestCase):
             body = await self.body("get", self.url("/big?n=10"), services=services)
             self.assertEqual(body[-10:], b"x" * 10)
             self.assertEqual(await self.body("get", self.url("/big?n=11"), services=services), OK * 5 + e(13))
+            # without a length (chunked): the body is counted as it comes
+            body = await self.body("get", self.url("/chunks?n=2"), services=services)
+            self.assertEqual(body[-10:], b"y" * 10)
+            self.assertEqual(await self.body("get", self.url("/chunks?n=3"), services=services), OK * 5 + e(13))
         return self.go(go())
 
     def test_clients(self):

@@ -23,7 +23,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from tau.services.substrate.wasm import Limits
-from tau.services.substrate.wasm.httpclient import CheckedEndpoint, HttpClientPolicy, HttpFetcher, Refused
+from tau.services.substrate.wasm.egress import CheckedEndpoint, HttpClientPolicy, HttpFetcher, Refused
 from tests.services.auth.test_certificates import selfSigned
 from tests.services.substrate.nodefixtures import HELPERS, PRELUDE, SDK, NodeTestCase
 

@@ -12,7 +12,8 @@ cache on disk keyed by CID, an instance pool and per-function limits.
   - L{services}: L{FunctionServices}, what the node-backed families reach
     (content, kvdb, tns, outbound HTTP), one per substrate.
   - L{database}, L{storage}, L{httpclient}: the database, storage and
-    HTTP-client host functions (L{nodeabi}: what they share).
+    HTTP-client host functions (L{nodeabi}: what they share); L{egress}:
+    where outbound HTTP may go, and the requests.
   - L{engine}: the engine (epoch interruption) and the module cache.
   - L{instance}: one instantiated function and the pool of warm ones.
   - L{runtime}: L{Runtime}, the call path (a thread pool and an epoch ticker
@@ -20,7 +21,7 @@ cache on disk keyed by CID, an instance pool and per-function limits.
 """
 
 from tau.services.substrate.wasm.http import HttpRequest, HttpResponse
-from tau.services.substrate.wasm.httpclient import HttpClientPolicy
+from tau.services.substrate.wasm.egress import HttpClientPolicy
 from tau.services.substrate.wasm.instance import Limits
 from tau.services.substrate.wasm.runtime import Runtime
 from tau.services.substrate.wasm.services import FunctionServices

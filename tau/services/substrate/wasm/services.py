@@ -27,7 +27,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.threads import blockingCallFromThread
 
 from tau.services.substrate.wasm.database import Databases
-from tau.services.substrate.wasm.httpclient import HttpClientPolicy, HttpFetcher
+from tau.services.substrate.wasm.egress import HttpClientPolicy, HttpFetcher
 from tau.services.substrate.wasm.storage import Storages
 
 try:

@@ -66,6 +66,14 @@ class HttpClientPolicy:
     """
     @param allow: networks (CIDR strings or C{ip_network}s) a function may
         reach although they are not public.
+
+    @ivar maxClients: clients one instance holds; C{maxRequests}: requests
+        one client holds.
+    @ivar maxRequestBody: bytes of one request body; C{maxResponseBody} of
+        one response body; C{maxBuffered}: bodies one instance holds.
+    @ivar maxRedirects: redirects followed.
+    @ivar timeout: seconds one request takes at most (and never past its
+        call's deadline); C{connectTimeout}: one connection attempt.
     """
 
     maxClients = 8

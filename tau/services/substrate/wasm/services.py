@@ -110,8 +110,15 @@ def matches(config, name):
 
 class FunctionServices:
     """
-    @param reactor: the reactor (C{IReactorTime}, C{IReactorTCP}, and
-        C{IReactorFromThreads} for L{wait}).
+    What the substrate service passes (one object, made in its factory,
+    put in the C{FunctionContext} of every function call)::
+
+        FunctionServices(reactor, content, kvdb, tnsClient,
+                         HttpClientPolicy.fromConfig(config["http-client-allow"]))
+
+    @param reactor: the running reactor (C{IReactorTime}, C{IReactorTCP},
+        C{IReactorFromThreads} for L{wait}, C{nameResolver} unless
+        C{resolver} is given).
     @param content: the node's L{tau.interfaces.IContent} (storage files).
     @param kvdb: the node's L{tau.interfaces.IKVDB} (databases, storage
         indexes; each opened with C{serviceDatabase("substrate", ...)}).

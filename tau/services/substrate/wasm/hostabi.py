@@ -13,8 +13,11 @@ length is checked against the guest's memory before any copy.
 from wasmtime import FuncType, ValType
 
 from tau.services.substrate.wasm import errno, events, selfabi
+from tau.services.substrate.wasm.database import databaseFunctions
 from tau.services.substrate.wasm.guestmem import GuestMemory, OutOfBounds, U32WriteFailed
 from tau.services.substrate.wasm.http import ResponseTooLarge
+from tau.services.substrate.wasm.httpclient import httpClientFunctions
+from tau.services.substrate.wasm.storage import storageFunctions
 
 MODULE = "taubyte/sdk"
 
@@ -238,6 +241,7 @@ PROVIDERS = [
     httpEventFunctions,
     events.eventFunctions,
     selfabi.selfFunctions,
+    databaseFunctions, storageFunctions, httpClientFunctions,  # node-backed: database, storage, HTTP client
 ]
 
 

@@ -8,6 +8,7 @@ the reactor thread) only after a clean call; an instance whose call trapped,
 timed out or failed is dropped.
 """
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -93,6 +94,9 @@ class Instance:
         self._nextId = 0
         self._store = None
         self._exports = None
+        #: C{time.monotonic()} when the running call started (None between
+        #: calls): host functions that wait on the node stop at its deadline
+        self.callStarted = None
 
     def create(self, deadline):
         store = Store(self._engine)
@@ -144,9 +148,11 @@ class Instance:
         self._nextId = (self._nextId + 1) & 0xFFFFFFFF
         self.events[eventId] = event
         try:
+            self.callStarted = time.monotonic()
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
+            self.callStarted = None
             del self.events[eventId]
         return event
 

@@ -18,7 +18,6 @@ function of another project, which can only name its own project's
 resources, never reaches them.
 """
 
-import re
 import time
 from functools import lru_cache
 
@@ -26,20 +25,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.threads import blockingCallFromThread
 
+from tau.saferegex import UnsafeRegex, compileSafe
 from tau.services.substrate.wasm.database import Databases
 from tau.services.substrate.wasm.egress import HttpClientPolicy, HttpFetcher
 from tau.services.substrate.wasm.storage import Storages
 
-try:
-    from re import _parser as sre_parse
-except ImportError:  # Python < 3.11
-    import sre_parse
-
 #: the branches a resource is looked up on when the function has no commit
 SERVED_BRANCHES = ("main", "master")
-#: the longest C{match} regex considered, and the repeats it may hold
-MAX_PATTERN = 512
-MAX_REPEATS = 8
 
 
 class NodeTimeout(Exception):
@@ -58,40 +50,14 @@ class NotDeclared(LookupError):
 @lru_cache(maxsize=256)
 def _safeRegex(pattern):
     """
-    C{pattern} compiled, or None when it is not one Python's C{re} can run
-    in bounded time on a short name: too long, a back-reference or
-    look-around (RE2, Taubyte's engine, has none), a repeat inside a
-    repeat, or too many repeats.
+    C{pattern} compiled, or None when L{tau.saferegex} refuses it (one
+    Python's C{re} could not run in bounded time; RE2, Taubyte's engine,
+    is linear).
     """
-    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
-        return None
     try:
-        parsed = sre_parse.parse(pattern)
-    except (re.error, RecursionError):
+        return compileSafe(pattern) if isinstance(pattern, str) else None
+    except (UnsafeRegex, RecursionError):
         return None
-    repeats = 0
-
-    def walk(items, inRepeat):
-        nonlocal repeats
-        for op, arg in items:
-            name = str(op)
-            if name in ("GROUPREF", "GROUPREF_EXISTS", "ASSERT", "ASSERT_NOT", "ATOMIC_GROUP", "POSSESSIVE_REPEAT"):
-                return False
-            if name in ("MAX_REPEAT", "MIN_REPEAT"):
-                repeats += 1
-                if inRepeat or not walk(arg[2], True):
-                    return False
-            elif name == "SUBPATTERN":
-                if not walk(arg[-1], inRepeat):
-                    return False
-            elif name == "BRANCH":
-                if not all(walk(branch, inRepeat) for branch in arg[1]):
-                    return False
-        return True
-
-    if not walk(parsed, False) or repeats > MAX_REPEATS:
-        return None
-    return re.compile(pattern)
 
 
 def matches(config, name):

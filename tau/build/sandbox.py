@@ -1,0 +1,450 @@
+"""
+A build sandbox on bubblewrap (C{bwrap}, Debian's C{bubblewrap}).
+
+A command runs through C{spawnProcess} as C{setsid prlimit ... bwrap ...}:
+
+ - in new user, pid, network, IPC, UTS and cgroup namespaces, as uid and
+   gid 1000 with no capabilities and no further user namespaces; the
+   network namespace holds only its own loopback, so nothing outside is
+   reachable;
+ - with the toolchain read-only: C{/usr}, the C{/bin}, C{/lib*} links (or
+   folders) of the host, a few files of C{/etc} (L{ETC}), fresh C{/proc}
+   and C{/dev};
+ - with every writable place a size-capped tmpfs: C{/src} (the source is
+   copied in from a read-only bind of the host folder), C{/out} and
+   C{/tmp}; a build that fills one gets C{ENOSPC} and its failure says
+   which limit it reached;
+ - with rlimits: C{RLIMIT_CPU} (each process), C{RLIMIT_AS} (the memory
+   limit: address space per process; tau does not use a cgroup), and
+   C{RLIMIT_FSIZE};
+ - under a wall-clock timer that kills the process group (bwrap's
+   C{--die-with-parent} and the pid namespace take everything inside
+   with it).
+
+The command's output and error go to one log, kept bounded (its head and
+its tail).  After the command, the sandbox writes a status line and a tar
+stream of C{/out} to a host file (bounded by C{RLIMIT_FSIZE}), which is
+extracted, checked, into the caller's output folder in a worker thread.
+
+If bwrap is missing or cannot make its namespaces (user namespaces
+disabled, seccomp in a container...), L{Sandbox.run} raises
+L{SandboxUnavailable}: nothing runs unsandboxed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import tarfile
+import tempfile
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+log = Logger()
+
+MiB = 1 << 20
+
+#: Files and folders of the host's /etc the sandbox sees (read-only) when
+#: they exist: what the loader and Debian's alternatives need.
+ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
+       "passwd", "group")
+
+#: Top-level links or folders of the host mirrored read-only.
+TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+#: The uid and gid a command runs as inside.
+UID = 1000
+
+#: Size of /dev/shm (the rest of /dev and / are read-only).
+SHM = 64 * MiB
+
+#: Free space (bytes) under which a filesystem counts as full.
+FULL = 64 * 1024
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# Run inside by /bin/sh: copy the source in, run the command with its
+# output on the log, then a status line and the tar of /out on stdout.
+_WRAPPER = r"""
+free() { echo $(( $(stat -f -c '%a*%S' "$1") )); }
+rc=0
+if [ -d /.tau/source ]; then cp -R /.tau/source/. /src/ >&2 || rc=copy; fi
+if [ "$rc" = 0 ]; then "$@" </dev/null >&2; rc=$?; fi
+echo "tau-sandbox $rc $(free /src) $(free /out) $(free /tmp)"
+exec tar -C /out -cf - .
+"""
+
+
+class SandboxUnavailable(Exception):
+    """
+    The sandbox cannot run here (and nothing is run without it): why.
+    """
+
+
+class BadOutput(Exception):
+    """
+    The tree a build left in C{/out} is not one tau takes: why.
+    """
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    What one sandboxed command may use.
+
+    @ivar cpuSeconds: CPU time of each process (C{RLIMIT_CPU}).
+    @ivar wallSeconds: wall-clock time of the whole command.
+    @ivar memoryBytes: address space of each process (C{RLIMIT_AS}).
+    @ivar sourceBytes: size of C{/src} (the copied source and what the
+        build writes there).
+    @ivar outputBytes: size of C{/out}.
+    @ivar tmpBytes: size of C{/tmp}.
+    @ivar logBytes: bytes of log kept (half from its start, half from its end).
+    @ivar outputFiles: most entries (files and folders) C{/out} may hold.
+    """
+
+    cpuSeconds: int = 300
+    wallSeconds: float = 600.0
+    memoryBytes: int = 4096 * MiB
+    sourceBytes: int = 1024 * MiB
+    outputBytes: int = 256 * MiB
+    tmpBytes: int = 512 * MiB
+    logBytes: int = 1 * MiB
+    outputFiles: int = 10000
+
+    def __post_init__(self):
+        for name in ("cpuSeconds", "memoryBytes", "sourceBytes", "outputBytes", "tmpBytes", "logBytes",
+                     "outputFiles"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"sandbox limit {name} must be a positive integer, not {value!r}")
+        if not isinstance(self.wallSeconds, (int, float)) or not self.wallSeconds > 0:
+            raise ValueError(f"sandbox limit wallSeconds must be positive, not {self.wallSeconds!r}")
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """
+    How a sandboxed command ended.
+
+    @ivar status: its exit status (128+N when signal N ended it), None when
+        it did not run to its end (killed by the wall clock, the sandbox
+        did not start, the source did not fit).
+    @ivar failure: None when it succeeded, else a sentence saying why not.
+    @ivar log: its output and error, bounded (L{BoundedLog}).
+    @ivar output: the host folder holding what it left in C{/out}, or None.
+    @ivar elapsed: wall-clock seconds.
+    """
+
+    status: int | None
+    failure: str | None
+    log: bytes
+    output: str | None
+    elapsed: float
+
+    @property
+    def ok(self):
+        return self.failure is None
+
+
+class BoundedLog:
+    """
+    At most C{limit} bytes of a stream: its first half and its last half,
+    with a line telling how much was dropped between them.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def write(self, data):
+        room = self.limit // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            extra = len(self.tail) - (self.limit - self.limit // 2)
+            if extra > 0:
+                self.dropped += extra
+                del self.tail[:extra]
+
+    def value(self):
+        if self.dropped:
+            return bytes(self.head) + b"\n[... %d bytes of log dropped ...]\n" % self.dropped + bytes(self.tail)
+        return bytes(self.head + self.tail)
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self, logLimit):
+        self.log = BoundedLog(logLimit)
+        self.ended = Deferred()
+
+    def connectionMade(self):
+        self.transport.closeStdin()
+
+    def childDataReceived(self, fd, data):
+        self.log.write(data)
+
+    def processEnded(self, reason):
+        value = reason.value
+        if isinstance(value, ProcessDone):
+            self.ended.callback((0, None))
+        else:
+            self.ended.callback((value.exitCode, value.signal))
+
+
+def _signalName(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _size(n):
+    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n} bytes"
+
+
+class Sandbox:
+    """
+    Runs commands in bubblewrap.
+
+    @param reactor: spawns the processes and times them.
+    @param bwrap: the bwrap executable (a name found on C{PATH} or a path).
+    """
+
+    def __init__(self, reactor, bwrap="bwrap", root="/"):
+        self.reactor = reactor
+        self.bwrap = bwrap
+        self.root = root
+        self._checked = None
+
+    def _tools(self):
+        found = {}
+        for name in (self.bwrap, "prlimit", "setsid"):
+            path = shutil.which(name)
+            if path is None:
+                hint = " (Debian package bubblewrap)" if name == self.bwrap else " (Debian package util-linux)"
+                raise SandboxUnavailable(f"cannot sandbox builds: {name} is not installed{hint}")
+            found[name] = path
+        return found
+
+    def _base(self, env):
+        """
+        bwrap's options for the namespaces and the read-only toolchain.
+        """
+        args = ["--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID), "--disable-userns",
+                "--die-with-parent", "--new-session", "--hostname", "tau-build", "--clearenv"]
+        for name, value in env.items():
+            args += ["--setenv", name, value]
+        args += ["--ro-bind", os.path.join(self.root, "usr"), "/usr"]
+        for name in TOP:
+            host = os.path.join(self.root, name)
+            if os.path.islink(host):
+                args += ["--symlink", os.readlink(host), "/" + name]
+            elif os.path.isdir(host):
+                args += ["--ro-bind", host, "/" + name]
+        for name in ETC:
+            host = os.path.join(self.root, "etc", name)
+            if os.path.exists(host):
+                args += ["--ro-bind", host, "/etc/" + name]
+        return args + ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM), "--tmpfs", "/dev/shm"]
+
+    async def check(self):
+        """
+        Make sure bwrap works here: a no-op command in the sandbox.  Raises
+        L{SandboxUnavailable}, saying why, when it does not.  Checked once.
+        """
+        if self._checked is None:
+            self._checked = await self._probe()
+        if self._checked is not True:
+            raise SandboxUnavailable(self._checked)
+
+    async def _probe(self):
+        try:
+            tools = self._tools()
+        except SandboxUnavailable as e:
+            return str(e)
+        argv = [tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), "--remount-ro", "/dev", "--remount-ro", "/", "--", "/bin/sh", "-c", "exit 0"]
+        proto = _Collect(4096)
+        self.reactor.spawnProcess(proto, argv[0], argv, env={}, childFDs={0: "w", 1: "r", 2: "r"})
+        status, sig = await proto.ended
+        if status == 0:
+            return True
+        said = proto.log.value().decode("utf-8", "replace").strip() or f"status {status}, signal {sig}"
+        return (f"cannot sandbox builds: bwrap cannot create its namespaces here ({said}); unprivileged user"
+                f" namespaces must be enabled (sysctl user.max_user_namespaces > 0, and"
+                f" kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where"
+                f" those exist)")
+
+    async def run(self, argv, *, source=None, outDir=None, env=None, limits=Limits(), readOnly=(), workdir="/src"):
+        """
+        Run C{argv} in the sandbox.
+
+        @param source: a host folder copied into C{/src} (read-only outside).
+        @param outDir: a host folder (not yet existing) to receive the tree
+            the command left in C{/out}; None to drop it.
+        @param env: variables for the command (besides C{PATH}, C{HOME},
+            C{TMPDIR}, C{LANG}, which it may override).
+        @param readOnly: C{(host path, sandbox path)} pairs bound read-only.
+        @return: a Deferred-compatible coroutine of a L{SandboxResult}.
+        @raise SandboxUnavailable: bwrap does not work here.
+        """
+        await self.check()
+        tools = self._tools()
+        variables = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
+                     "LANG": "C.UTF-8"}
+        for name, value in (env or {}).items():
+            if not _NAME.match(name) or "\0" in value:
+                raise ValueError(f"bad variable for the sandbox: {name!r}")
+            variables[name] = value
+        args = self._base(variables)
+        args += ["--size", str(limits.tmpBytes), "--tmpfs", "/tmp",
+                 "--size", str(limits.outputBytes), "--tmpfs", "/out",
+                 "--size", str(limits.sourceBytes), "--tmpfs", "/src"]
+        if source is not None:
+            args += ["--ro-bind", os.path.abspath(source), "/.tau/source"]
+        for host, inside in readOnly:
+            args += ["--ro-bind", os.path.abspath(host), inside]
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", workdir]
+        fsize = max(limits.sourceBytes, limits.outputBytes, limits.tmpBytes) + 16 * MiB
+        full = [tools["setsid"], tools["prlimit"], f"--cpu={limits.cpuSeconds}:{limits.cpuSeconds + 1}",
+                f"--as={limits.memoryBytes}", f"--fsize={fsize}", "--core=0", "--",
+                tools[self.bwrap], *args, "--", "/bin/sh", "-c", _WRAPPER, "tau-sandbox", *argv]
+        fd, tarPath = tempfile.mkstemp(prefix="tau-sandbox-", suffix=".tar")
+        try:
+            return await self._run(full, fd, tarPath, outDir, limits)
+        finally:
+            if os.path.exists(tarPath):
+                os.unlink(tarPath)
+
+    async def _run(self, argv, fd, tarPath, outDir, limits):
+        proto = _Collect(limits.logBytes)
+        started = self.reactor.seconds()
+        try:
+            transport = self.reactor.spawnProcess(proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
+                                                  childFDs={0: "w", 1: fd, 2: "r"})
+        finally:
+            os.close(fd)
+        timedOut = []
+
+        def kill():
+            timedOut.append(True)
+            _killGroup(transport)
+        timer = self.reactor.callLater(limits.wallSeconds, kill)
+        try:
+            status, sig = await proto.ended
+        finally:
+            if timer.active():
+                timer.cancel()
+        elapsed = self.reactor.seconds() - started
+        logged = proto.log.value()
+        if timedOut:
+            return SandboxResult(None, f"stopped at the wall-clock limit of {limits.wallSeconds:g} s", logged, None,
+                                 elapsed)
+        pool = self.reactor.getThreadPool()
+        line = await deferToThreadPool(self.reactor, pool, _statusLine, tarPath)
+        if line is None:
+            said = logged.decode("utf-8", "replace").strip()[-2000:]
+            why = f"exit status {status}" if sig is None else _signalName(sig)
+            return SandboxResult(None, f"the sandbox did not start ({why}): {said}", logged, None, elapsed)
+        rc, free = line
+        failure = _failure(rc, free, limits)
+        code = None if rc == "copy" else int(rc)
+        output = None
+        if failure is None and outDir is not None:
+            try:
+                await deferToThreadPool(self.reactor, pool, _extract, tarPath, outDir, limits)
+                output = outDir
+            except BadOutput as e:
+                failure = str(e)
+        log.info("sandboxed {argv} ended: {failure}", argv=argv[-1:], failure=failure or "ok")
+        return SandboxResult(code, failure, logged, output, elapsed)
+
+
+def _killGroup(transport):
+    pid = transport.pid
+    if pid is None:
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except ProcessLookupError:
+        return
+    transport.signalProcess("KILL")
+
+
+def _statusLine(tarPath):
+    """
+    The C{(rc, {mount: free bytes})} of the status line at the start of
+    C{tarPath}, or None when the wrapper never wrote it.
+    """
+    with open(tarPath, "rb") as f:
+        line = f.readline(200)
+    parts = line.decode("ascii", "replace").split()
+    if len(parts) != 5 or parts[0] != "tau-sandbox" or not all(p.isdigit() for p in parts[2:]):
+        return None
+    if not (parts[1].isdigit() or parts[1] == "copy"):
+        return None
+    return parts[1], dict(zip(("/src", "/out", "/tmp"), map(int, parts[2:])))
+
+
+def _failure(rc, free, limits):
+    sizes = {"/src": limits.sourceBytes, "/out": limits.outputBytes, "/tmp": limits.tmpBytes}
+    if rc == "copy":
+        if free["/src"] < FULL:
+            return f"the source does not fit the /src limit of {_size(limits.sourceBytes)}"
+        return "copying the source into the sandbox failed"
+    status = int(rc)
+    if status == 0:
+        return None
+    for mount in ("/out", "/src", "/tmp"):
+        if free[mount] < FULL:
+            return f"exited with status {status} after filling {mount} (its limit is {_size(sizes[mount])})"
+    if status == 128 + signal.SIGXCPU:
+        return f"stopped at the CPU-time limit of {limits.cpuSeconds} s"
+    if status == 128 + signal.SIGXFSZ:
+        return "stopped at the file-size limit"
+    if status > 128:
+        return f"killed by {_signalName(status - 128)}"
+    return f"exited with status {status}"
+
+
+def _extract(tarPath, outDir, limits):
+    """
+    Extract the tar after the status line of C{tarPath} into C{outDir}:
+    regular files and folders only, at most C{limits.outputFiles} entries
+    and C{limits.outputBytes} bytes.
+    """
+    with open(tarPath, "rb") as f:
+        f.readline(200)
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as archive:
+                os.makedirs(outDir)
+                count = total = 0
+                for member in archive:
+                    count += 1
+                    total += member.size
+                    if count > limits.outputFiles + 1:
+                        raise BadOutput(f"the output holds more than {limits.outputFiles} entries")
+                    if total > limits.outputBytes:
+                        raise BadOutput(f"the output is larger than {_size(limits.outputBytes)}")
+                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                    if member.name.startswith("/") or ".." in parts:
+                        raise BadOutput(f"the output holds an unsafe path {member.name[:200]!r}")
+                    if not (member.isfile() or member.isdir()):
+                        raise BadOutput(f"the output holds {'/'.join(parts)!r}, which is neither a file nor a folder")
+                    if parts:
+                        archive.extract(member, outDir, filter="data")
+        except (tarfile.TarError, EOFError) as e:
+            raise BadOutput(f"the output could not be read back: {e}") from None

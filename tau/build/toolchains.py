@@ -83,11 +83,13 @@ build() {
 """
 
 _ASSEMBLYSCRIPT = r"""
-# tau: AssemblyScript with the asc compiler from npm.
+# tau: AssemblyScript with the asc compiler from npm; no env.abort import (the
+# host does not provide it); ASC_FLAGS (e.g. --optimize) are passed on.
 build() {
     cd "${SRC:-/src}" || return
     src=${1:-assembly/index.ts}
-    asc "$src" --outFile /out/main.wasm --optimize
+    # V8 reserves guard regions far larger than RLIMIT_AS for wasm memories
+    node --disable-wasm-trap-handler "$(command -v asc)" "$src" --outFile /out/main.wasm --use abort= ${ASC_FLAGS:-}
 }
 """
 

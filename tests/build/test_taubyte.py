@@ -1,7 +1,7 @@
 """
 The C{.taubyte/} convention: reading C{config.yaml}, images mapped to local
 toolchains, and real builds in the sandbox (WAT with wabt, Rust with
-Debian's rustc for wasm32-wasi, a website).
+Debian's rustc for wasm32-wasi, AssemblyScript with asc, a website).
 """
 
 import os
@@ -41,6 +41,16 @@ pub extern "C" fn ping(ev: u32) {
     let body = b"pong";
     let mut n: u32 = 0;
     unsafe { eventHttpWrite(ev, body.as_ptr(), body.len() as u32, &mut n); }
+}
+"""
+
+PING_TS = """
+@external("taubyte/sdk", "eventHttpWrite")
+declare function eventHttpWrite(ev: u32, p: usize, l: u32, n: usize): u32;
+
+export function ping(ev: u32): void {
+  const body = String.UTF8.encode("pong");
+  eventHttpWrite(ev, changetype<usize>(body), body.byteLength, memory.data(4));
 }
 """
 
@@ -201,6 +211,22 @@ class BuildTests(TestCase):
         Taubyte's template build script.
         """
         root = self.repo({**config("taubyte/rust-wasi:latest"), ".taubyte/build.sh": BUILD_SH, "lib.rs": PING_RS})
+
+        async def check():
+            result = await self.builder.buildWasm(root)
+            self.assertIsNone(result.failure, result.log)
+            self.assertEqual([i[:2] for i in result.imports], [("taubyte/sdk", "eventHttpWrite")])
+            module = wasmtime.Module(wasmtime.Engine(), result.wasm)
+            self.assertIn("ping", [e.name for e in module.exports])
+        return Deferred.fromCoroutine(check())
+
+    def test_assemblyScript(self):
+        """
+        An AssemblyScript function builds with asc from npm (node runs in the
+        sandbox under the memory limit) and imports only the host ABI.
+        """
+        root = self.repo({**config("taubyte/assembly-script-wasi:latest"), ".taubyte/build.sh": BUILD_SH,
+                          "assembly/index.ts": PING_TS})
 
         async def check():
             result = await self.builder.buildWasm(root)

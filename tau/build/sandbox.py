@@ -187,7 +187,8 @@ class BoundedLog:
 class _Collect(ProcessProtocol):
     def __init__(self, logLimit):
         self.log = BoundedLog(logLimit)
-        self.ended = Deferred()
+        # cancelling the wait kills the command
+        self.ended = Deferred(lambda d: _killGroup(self.transport))
 
     def connectionMade(self):
         self.transport.closeStdin()
@@ -196,6 +197,8 @@ class _Collect(ProcessProtocol):
         self.log.write(data)
 
     def processEnded(self, reason):
+        if self.ended.called:
+            return
         value = reason.value
         if isinstance(value, ProcessDone):
             self.ended.callback((0, None))
@@ -296,7 +299,8 @@ class Sandbox:
         @param env: variables for the command (besides C{PATH}, C{HOME},
             C{TMPDIR}, C{LANG}, which it may override).
         @param readOnly: C{(host path, sandbox path)} pairs bound read-only.
-        @return: a Deferred-compatible coroutine of a L{SandboxResult}.
+        @return: a coroutine of a L{SandboxResult}; cancelling the Deferred
+            that runs it kills the command.
         @raise SandboxUnavailable: bwrap does not work here.
         """
         await self.check()

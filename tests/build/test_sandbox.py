@@ -7,7 +7,7 @@ import socket
 import stat
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import TestCase
 
 from tau.build.sandbox import MiB, BoundedLog, Limits, Sandbox, SandboxUnavailable
@@ -186,6 +186,29 @@ class SandboxTests(TestCase):
             self.assertEqual(result.failure, "stopped at the wall-clock limit of 0.5 s")
             self.assertIsNone(result.status)
             self.assertNotIn(b"never", result.log)
+            for _ in range(100):
+                if not _running(marker):
+                    break
+                await task.deferLater(reactor, 0.05, lambda: None)
+            self.assertEqual(_running(marker), [])
+        return Deferred.fromCoroutine(check())
+
+    def test_cancelKills(self):
+        """
+        Cancelling a run kills the command and everything it started.
+        """
+        marker = "4343.%d" % os.getpid()
+
+        async def check():
+            d = self.run_(sh(f"sleep {marker} & sleep {marker}"), limits=limits(wallSeconds=60))
+            for _ in range(100):
+                if _running(marker):
+                    break
+                await task.deferLater(reactor, 0.05, lambda: None)
+            self.assertNotEqual(_running(marker), [])
+            d.cancel()
+            with self.assertRaises(CancelledError):
+                await d
             for _ in range(100):
                 if not _running(marker):
                     break

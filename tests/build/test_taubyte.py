@@ -220,6 +220,23 @@ class BuildTests(TestCase):
             self.assertIn("ping", [e.name for e in module.exports])
         return Deferred.fromCoroutine(check())
 
+    def test_cargo(self):
+        """
+        A Cargo crate (no crates from the network: the sandbox has none)
+        builds with Debian's cargo.
+        """
+        crate = ('[package]\nname = "ping"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                 '[lib]\ncrate-type = ["cdylib"]\n')
+        root = self.repo({**config("taubyte/rust-wasi:latest"), ".taubyte/build.sh": BUILD_SH,
+                          "Cargo.toml": crate, "src/lib.rs": PING_RS})
+
+        async def check():
+            result = await self.builder.buildWasm(root)
+            self.assertIsNone(result.failure, result.log)
+            self.assertIn(b"Compiling ping v0.1.0 (/src)", result.log)
+            self.assertEqual([i[:2] for i in result.imports], [("taubyte/sdk", "eventHttpWrite")])
+        return Deferred.fromCoroutine(check())
+
     def test_assemblyScript(self):
         """
         An AssemblyScript function builds with asc from npm (node runs in the

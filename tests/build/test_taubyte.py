@@ -7,6 +7,9 @@ Debian's rustc for wasm32-wasi, AssemblyScript with asc, a website).
 import os
 
 import wasmtime
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -136,6 +139,46 @@ class ReadConfigTests(TestCase):
         with self.assertRaises(BuildConfigError) as caught:
             readConfig(root)
         self.assertEqual(str(caught.exception), ".taubyte/config.yaml must be a plain file")
+
+
+class ReadConfigPropertyTests(TestCase):
+    """
+    Whatever config.yaml holds, reading it gives a config or a
+    L{BuildConfigError}, never another exception.
+    """
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+    values = st.recursive(scalars, lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8) | st.integers(), children, max_size=4)),
+        max_leaves=20)
+
+    def setUp(self):
+        self.root = write(self.mktemp(), {".taubyte/build.sh": BUILD_SH})
+
+    def read(self, raw):
+        root = self.root
+        with open(os.path.join(root, ".taubyte", "config.yaml"), "wb") as f:
+            f.write(raw)
+        try:
+            return readConfig(root)
+        except BuildConfigError:
+            return None
+
+    @settings(max_examples=100)
+    @given(st.binary(max_size=200))
+    def test_bytes(self, raw):
+        self.read(raw)
+
+    @settings(max_examples=100)
+    @given(st.fixed_dictionaries({}, optional={
+        "version": values, "workflow": st.one_of(values, st.lists(st.sampled_from(["build", "x", "../y"]))),
+        "environment": st.one_of(values, st.fixed_dictionaries({}, optional={
+            "image": values, "variables": values}))}))
+    def test_shapes(self, document):
+        read = self.read(yaml.safe_dump(document).encode())
+        if read is not None:
+            self.assertEqual(read.workflow, tuple(document["workflow"]))
+            self.assertTrue(all(isinstance(v, str) for v in read.variables.values()))
 
 
 class ToolchainTests(TestCase):

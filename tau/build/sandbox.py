@@ -11,9 +11,10 @@ A command runs through C{spawnProcess} as C{setsid prlimit ... bwrap ...}:
    folders) of the host, a few files of C{/etc} (L{ETC}), fresh C{/proc}
    and C{/dev};
  - with every writable place a size-capped tmpfs: C{/src} (the source is
-   copied in from a read-only bind of the host folder), C{/out} and
-   C{/tmp}; a build that fills one gets C{ENOSPC} and its failure says
-   which limit it reached;
+   copied in from a read-only bind of the host folder), C{/out}, C{/tmp}
+   and C{/dev/shm} (L{SHM}); the root and C{/dev} are read-only; a build
+   that fills one gets C{ENOSPC} and its failure says which limit it
+   reached;
  - with rlimits: C{RLIMIT_CPU} (each process), C{RLIMIT_AS} (the memory
    limit: address space per process; tau does not use a cgroup), and
    C{RLIMIT_FSIZE};
@@ -326,12 +327,12 @@ class Sandbox:
                 tools[self.bwrap], *args, "--", "/bin/sh", "-c", _WRAPPER, "tau-sandbox", *argv]
         fd, tarPath = tempfile.mkstemp(prefix="tau-sandbox-", suffix=".tar")
         try:
-            return await self._run(full, fd, tarPath, outDir, limits)
+            return await self._run(full, fd, tarPath, outDir, limits, argv)
         finally:
             if os.path.exists(tarPath):
                 os.unlink(tarPath)
 
-    async def _run(self, argv, fd, tarPath, outDir, limits):
+    async def _run(self, argv, fd, tarPath, outDir, limits, command):
         proto = _Collect(limits.logBytes)
         started = self.reactor.seconds()
         try:
@@ -371,7 +372,8 @@ class Sandbox:
                 output = outDir
             except BadOutput as e:
                 failure = str(e)
-        log.info("sandboxed {argv} ended: {failure}", argv=argv[-1:], failure=failure or "ok")
+        log.info("sandboxed {command} ended in {elapsed:.2f} s: {failure}", command=command[:1], elapsed=elapsed,
+                 failure=failure or "ok")
         return SandboxResult(code, failure, logged, output, elapsed)
 
 

@@ -129,6 +129,18 @@ class SandboxTests(TestCase):
             self.assertFalse(os.path.exists(os.path.join(self.source, "x")))
         return Deferred.fromCoroutine(check())
 
+    def test_noPrivileges(self):
+        """
+        The command runs as uid 1000 with no capabilities (even when tau
+        runs as root), and cannot make user namespaces of its own.
+        """
+        async def check():
+            result = await self._ok(sh("id -u; grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status;"
+                                       " unshare -U true 2>/dev/null && echo NESTED; echo done"))
+            self.assertEqual(result.log, b"1000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+                                         b"CapAmb:\t0000000000000000\ndone\n")
+        return Deferred.fromCoroutine(check())
+
     def test_hostFilesHidden(self):
         """
         Host folders outside the toolchain (the test's own folder, /root,

@@ -69,6 +69,12 @@ SHM = 64 * MiB
 #: Free space (bytes) under which a filesystem counts as full.
 FULL = 64 * 1024
 
+#: Seconds the check of bwrap may take.
+PROBE_SECONDS = 30
+
+# Made read-only once every mount is in place.
+_SEAL = ("--remount-ro", "/dev", "--remount-ro", "/")
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Run inside by /bin/sh: copy the source in, run the command with its
@@ -224,6 +230,8 @@ class Sandbox:
 
     @param reactor: spawns the processes and times them.
     @param bwrap: the bwrap executable (a name found on C{PATH} or a path).
+    @param root: the host folder whose C{usr}, C{bin}, C{lib*} and C{etc}
+        files make the sandbox's toolchain.
     """
 
     def __init__(self, reactor, bwrap="bwrap", root="/"):
@@ -278,12 +286,19 @@ class Sandbox:
             tools = self._tools()
         except SandboxUnavailable as e:
             return str(e)
-        argv = [tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), "--remount-ro", "/dev", "--remount-ro", "/", "--", "/bin/sh", "-c", "exit 0"]
+        argv = [tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), *_SEAL, "--", "/bin/sh", "-c", "exit 0"]
         proto = _Collect(4096)
-        self.reactor.spawnProcess(proto, argv[0], argv, env={}, childFDs={0: "w", 1: "r", 2: "r"})
-        status, sig = await proto.ended
+        transport = self.reactor.spawnProcess(proto, argv[0], argv, env={}, childFDs={0: "w", 1: "r", 2: "r"})
+        timer = self.reactor.callLater(PROBE_SECONDS, _killGroup, transport)
+        try:
+            status, sig = await proto.ended
+        finally:
+            if timer.active():
+                timer.cancel()
         if status == 0:
             return True
+        if status is None and sig == signal.SIGKILL and not timer.active():
+            return f"cannot sandbox builds: bwrap did not finish a no-op within {PROBE_SECONDS} s"
         said = proto.log.value().decode("utf-8", "replace").strip() or f"status {status}, signal {sig}"
         return (f"cannot sandbox builds: bwrap cannot create its namespaces here ({said}); unprivileged user"
                 f" namespaces must be enabled (sysctl user.max_user_namespaces > 0, and"
@@ -320,7 +335,7 @@ class Sandbox:
             args += ["--ro-bind", os.path.abspath(source), "/.tau/source"]
         for host, inside in readOnly:
             args += ["--ro-bind", os.path.abspath(host), inside]
-        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", workdir]
+        args += [*_SEAL, "--chdir", workdir]
         fsize = max(limits.sourceBytes, limits.outputBytes, limits.tmpBytes) + 16 * MiB
         full = [tools["setsid"], tools["prlimit"], f"--cpu={limits.cpuSeconds}:{limits.cpuSeconds + 1}",
                 f"--as={limits.memoryBytes}", f"--fsize={fsize}", "--core=0", "--",

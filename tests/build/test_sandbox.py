@@ -10,6 +10,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import TestCase
 
+from tau.build import sandbox
 from tau.build.sandbox import MiB, BoundedLog, Limits, Sandbox, SandboxUnavailable
 
 SMALL = Limits(cpuSeconds=2, wallSeconds=20, memoryBytes=512 * MiB, sourceBytes=8 * MiB, outputBytes=1 * MiB,
@@ -365,6 +366,25 @@ class UnavailableTests(TestCase):
                 self.assertIn("bwrap cannot create its namespaces here (bwrap: No permissions to creating new"
                               " namespace)", str(caught.exception))
             self.assertFalse(os.path.exists(marker))
+        return Deferred.fromCoroutine(check())
+
+
+    def test_hungBwrap(self):
+        """
+        A bwrap that hangs is killed, and the sandbox refused.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        fake = os.path.join(folder, "bwrap")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\nexec sleep 1000\n")
+        os.chmod(fake, stat.S_IRWXU)
+        self.patch(sandbox, "PROBE_SECONDS", 0.2)
+
+        async def check():
+            with self.assertRaises(SandboxUnavailable) as caught:
+                await Sandbox(reactor, bwrap=fake).check()
+            self.assertEqual(str(caught.exception), "cannot sandbox builds: bwrap did not finish a no-op within 0.2 s")
         return Deferred.fromCoroutine(check())
 
 

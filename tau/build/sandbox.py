@@ -69,6 +69,11 @@ SHM = 64 * MiB
 #: Free space (bytes) under which a filesystem counts as full.
 FULL = 64 * 1024
 
+#: The host uid builds run as when tau runs as root.
+NOBODY = 65534
+
+DEFAULT = object()
+
 #: Seconds the check of bwrap may take.
 PROBE_SECONDS = 30
 
@@ -77,14 +82,23 @@ _SEAL = ("--remount-ro", "/dev", "--remount-ro", "/")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-# Run inside by /bin/sh: copy the source in, run the command with its
+# Run inside by /bin/sh: unpack the source (a tar on stdin), run the command with its
 # output on the log, then a status line and the tar of /out on stdout.
 _WRAPPER = r"""
-free() { echo $(( $(stat -f -c '%a*%S' "$1") )); }
 rc=0
-if [ -d /.tau/source ]; then cp -R /.tau/source/. /src/ >&2 || rc=copy; fi
+if [ "$TAU_SOURCE" = 1 ]; then tar -x -C /src -f - >&2 || rc=copy; fi
+unset TAU_SOURCE
 if [ "$rc" = 0 ]; then "$@" </dev/null >&2; rc=$?; fi
-echo "tau-sandbox $rc $(free /src) $(free /out) $(free /tmp)"
+# whatever the command left running goes (it could hold every process
+# the limit allows), then the free space of each tmpfs (a fork: retried
+# while the killed processes are reaped)
+kill -KILL -1 2>/dev/null
+n=0
+until free=$(stat -f -c '%a %S' /src /out /tmp 2>/dev/null); do
+    n=$((n + 1)); [ $n -lt 10000 ] || exit 126
+done
+set -- $free
+echo "tau-sandbox $rc $(($1 * $2)) $(($3 * $4)) $(($5 * $6))"
 exec tar -C /out -cf - .
 """
 
@@ -115,6 +129,9 @@ class Limits:
     @ivar tmpBytes: size of C{/tmp}.
     @ivar logBytes: bytes of log kept (half from its start, half from its end).
     @ivar outputFiles: most entries (files and folders) C{/out} may hold.
+    @ivar processes: most processes of the sandbox's host user
+        (C{RLIMIT_NPROC}; only when the sandbox runs as its own user, see
+        L{Sandbox}).
     """
 
     cpuSeconds: int = 300
@@ -125,10 +142,11 @@ class Limits:
     tmpBytes: int = 512 * MiB
     logBytes: int = 1 * MiB
     outputFiles: int = 10000
+    processes: int = 256
 
     def __post_init__(self):
         for name in ("cpuSeconds", "memoryBytes", "sourceBytes", "outputBytes", "tmpBytes", "logBytes",
-                     "outputFiles"):
+                     "outputFiles", "processes"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"sandbox limit {name} must be a positive integer, not {value!r}")
@@ -194,8 +212,9 @@ class BoundedLog:
 class _Collect(ProcessProtocol):
     def __init__(self, logLimit):
         self.log = BoundedLog(logLimit)
-        # cancelling the wait kills the command
+        # cancelling the wait kills the command; done fires when it ended
         self.ended = Deferred(lambda d: _killGroup(self.transport))
+        self.done = Deferred()
 
     def connectionMade(self):
         self.transport.closeStdin()
@@ -204,13 +223,19 @@ class _Collect(ProcessProtocol):
         self.log.write(data)
 
     def processEnded(self, reason):
-        if self.ended.called:
-            return
         value = reason.value
-        if isinstance(value, ProcessDone):
-            self.ended.callback((0, None))
-        else:
-            self.ended.callback((value.exitCode, value.signal))
+        ended = (0, None) if isinstance(value, ProcessDone) else (value.exitCode, value.signal)
+        self.done.callback(ended)
+        if not self.ended.called:
+            self.ended.callback(ended)
+
+    async def stop(self):
+        """
+        Kill the process (if it still runs) and wait for its end.
+        """
+        if not self.done.called:
+            _killGroup(self.transport)
+            await self.done
 
 
 def _signalName(number):
@@ -232,20 +257,30 @@ class Sandbox:
     @param bwrap: the bwrap executable (a name found on C{PATH} or a path).
     @param root: the host folder whose C{usr}, C{bin}, C{lib*} and C{etc}
         files make the sandbox's toolchain.
+    @param runAs: the host uid (and gid) bwrap runs as, dropped to with
+        C{setpriv}; then C{RLIMIT_NPROC} bounds the processes a build may
+        start (L{Limits.processes}).  By default C{nobody} (65534) when tau
+        runs as root, so no build runs as root even outside its user
+        namespace; None keeps tau's user (and no process limit: it would
+        count tau's own threads).
     """
 
-    def __init__(self, reactor, bwrap="bwrap", root="/"):
+    def __init__(self, reactor, bwrap="bwrap", root="/", runAs=DEFAULT):
         self.reactor = reactor
         self.bwrap = bwrap
         self.root = root
+        if runAs is DEFAULT:
+            runAs = NOBODY if os.geteuid() == 0 else None
+        self.runAs = runAs
         self._checked = None
 
     def _tools(self):
         found = {}
-        for name in (self.bwrap, "prlimit", "setsid"):
+        for name in (self.bwrap, "prlimit", "setsid", "setpriv", "tar"):
             path = shutil.which(name)
             if path is None:
-                hint = " (Debian package bubblewrap)" if name == self.bwrap else " (Debian package util-linux)"
+                hint = {self.bwrap: "bubblewrap", "tar": "tar"}.get(name, "util-linux")
+                hint = f" (Debian package {hint})"
                 raise SandboxUnavailable(f"cannot sandbox builds: {name} is not installed{hint}")
             found[name] = path
         return found
@@ -286,7 +321,11 @@ class Sandbox:
             tools = self._tools()
         except SandboxUnavailable as e:
             return str(e)
-        argv = [tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), *_SEAL, "--", "/bin/sh", "-c", "exit 0"]
+        drop = []
+        if self.runAs is not None:
+            drop = [tools["setpriv"], f"--reuid={self.runAs}", f"--regid={self.runAs}", "--clear-groups", "--"]
+        argv = [*drop, tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), *_SEAL, "--", "/bin/sh", "-c",
+                "exit 0"]
         proto = _Collect(4096)
         transport = self.reactor.spawnProcess(proto, argv[0], argv, env={}, childFDs={0: "w", 1: "r", 2: "r"})
         timer = self.reactor.callLater(PROBE_SECONDS, _killGroup, transport)
@@ -305,16 +344,20 @@ class Sandbox:
                 f" kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where"
                 f" those exist)")
 
-    async def run(self, argv, *, source=None, outDir=None, env=None, limits=Limits(), readOnly=(), workdir="/src"):
+    async def run(self, argv, *, source=None, outDir=None, env=None, limits=Limits(), files=None, workdir="/src"):
         """
         Run C{argv} in the sandbox.
 
-        @param source: a host folder copied into C{/src} (read-only outside).
+        @param source: a host folder copied into C{/src}: tau archives it
+            (a host C{tar}, as tau's user) into the sandbox's stdin, so the
+            sandbox sees no host path of it.
         @param outDir: a host folder (not yet existing) to receive the tree
             the command left in C{/out}; None to drop it.
         @param env: variables for the command (besides C{PATH}, C{HOME},
             C{TMPDIR}, C{LANG}, which it may override).
-        @param readOnly: C{(host path, sandbox path)} pairs bound read-only.
+        @param files: C{{sandbox path: host file}}, files copied in
+            read-only (passed as open files: the host path need not be
+            reachable by the sandbox's user).
         @return: a coroutine of a L{SandboxResult}; cancelling the Deferred
             that runs it kills the command.
         @raise SandboxUnavailable: bwrap does not work here.
@@ -327,34 +370,59 @@ class Sandbox:
             if not _NAME.match(name) or "\0" in value:
                 raise ValueError(f"bad variable for the sandbox: {name!r}")
             variables[name] = value
+        variables["TAU_SOURCE"] = "0" if source is None else "1"
         args = self._base(variables)
         args += ["--size", str(limits.tmpBytes), "--tmpfs", "/tmp",
                  "--size", str(limits.outputBytes), "--tmpfs", "/out",
                  "--size", str(limits.sourceBytes), "--tmpfs", "/src"]
-        if source is not None:
-            args += ["--ro-bind", os.path.abspath(source), "/.tau/source"]
-        for host, inside in readOnly:
-            args += ["--ro-bind", os.path.abspath(host), inside]
-        args += [*_SEAL, "--chdir", workdir]
-        fsize = max(limits.sourceBytes, limits.outputBytes, limits.tmpBytes) + 16 * MiB
-        full = [tools["setsid"], tools["prlimit"], f"--cpu={limits.cpuSeconds}:{limits.cpuSeconds + 1}",
-                f"--as={limits.memoryBytes}", f"--fsize={fsize}", "--core=0", "--",
-                tools[self.bwrap], *args, "--", "/bin/sh", "-c", _WRAPPER, "tau-sandbox", *argv]
-        fd, tarPath = tempfile.mkstemp(prefix="tau-sandbox-", suffix=".tar")
+        opened = []
         try:
-            return await self._run(full, fd, tarPath, outDir, limits, argv)
+            for inside, host in (files or {}).items():
+                opened.append(os.open(host, os.O_RDONLY))
+                args += ["--ro-bind-data", str(2 + len(opened)), inside]
+            args += [*_SEAL, "--chdir", workdir]
+            fsize = max(limits.sourceBytes, limits.outputBytes, limits.tmpBytes) + 16 * MiB
+            rlimits = [f"--cpu={limits.cpuSeconds}:{limits.cpuSeconds + 1}", f"--as={limits.memoryBytes}",
+                       f"--fsize={fsize}", "--core=0"]
+            drop = []
+            if self.runAs is not None:
+                rlimits.append(f"--nproc={limits.processes}")
+                drop = [tools["setpriv"], f"--reuid={self.runAs}", f"--regid={self.runAs}", "--clear-groups", "--"]
+            full = [tools["setsid"], tools["prlimit"], *rlimits, "--", *drop, tools[self.bwrap], *args, "--",
+                    "/bin/sh", "-c", _WRAPPER, "tau-sandbox", *argv]
+            fd, tarPath = tempfile.mkstemp(prefix="tau-sandbox-", suffix=".tar")
+            opened.append(fd)
+        except BaseException:
+            for f in opened:
+                os.close(f)
+            raise
+        try:
+            return await self._run(full, opened, tarPath, source, outDir, limits, argv)
         finally:
             if os.path.exists(tarPath):
                 os.unlink(tarPath)
 
-    async def _run(self, argv, fd, tarPath, outDir, limits, command):
+    async def _run(self, argv, opened, tarPath, source, outDir, limits, command):
         proto = _Collect(limits.logBytes)
         started = self.reactor.seconds()
+        childFDs = {0: "w", 1: opened[-1], 2: "r"}
+        for number, fd in enumerate(opened[:-1], start=3):
+            childFDs[number] = fd
+        feeder = None
         try:
+            if source is not None:
+                readEnd, writeEnd = os.pipe()
+                opened += [readEnd, writeEnd]
+                childFDs[0] = readEnd
+                feeder = _Collect(4096)
+                self.reactor.spawnProcess(feeder, self._tools()["tar"],
+                                          ["tar", "-C", os.path.abspath(source), "-cf", "-", "."],
+                                          env={"PATH": "/usr/bin:/bin"}, childFDs={0: "w", 1: writeEnd, 2: "r"})
             transport = self.reactor.spawnProcess(proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
-                                                  childFDs={0: "w", 1: fd, 2: "r"})
+                                                  childFDs=childFDs)
         finally:
-            os.close(fd)
+            for fd in opened:
+                os.close(fd)
         timedOut = []
 
         def kill():
@@ -366,6 +434,11 @@ class Sandbox:
         finally:
             if timer.active():
                 timer.cancel()
+            # cancelled or not, nothing is left running: the sandbox, and
+            # the tar feeding it (nobody reads what it writes any more)
+            await proto.stop()
+            if feeder is not None:
+                await feeder.stop()
         elapsed = self.reactor.seconds() - started
         logged = proto.log.value()
         if timedOut:
@@ -379,6 +452,8 @@ class Sandbox:
             return SandboxResult(None, f"the sandbox did not start ({why}): {said}", logged, None, elapsed)
         rc, free = line
         failure = _failure(rc, free, limits)
+        if rc == "copy" and feeder is not None and feeder.log.value():
+            failure += ": " + feeder.log.value().decode("utf-8", "replace").strip()[-500:]
         code = None if rc == "copy" else int(rc)
         output = None
         if failure is None and outDir is not None:

@@ -265,7 +265,7 @@ class Builder:
         env = {**toolchain.env, "SRC": "/src", "OUT": "/out", **config.variables}
         ran = await self.sandbox.run(["/bin/sh", "-c", _STEPS, "tau-build", config.folder, *config.workflow],
                                      source=root, outDir=os.path.join(work, "out"), env=env, limits=self.limits,
-                                     readOnly=[(utils, "/utils")])
+                                     files={"/utils/wasm.sh": os.path.join(utils, "wasm.sh")})
         lines.append(ran.log.rstrip(b"\n"))
         if not ran.ok:
             return self._end(lines, ran.failure), lines, work

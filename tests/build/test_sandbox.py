@@ -8,7 +8,7 @@ import stat
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tau.build import sandbox
 from tau.build.sandbox import MiB, BoundedLog, Limits, Sandbox, SandboxUnavailable
@@ -140,6 +140,73 @@ class SandboxTests(TestCase):
                                        " unshare -U true 2>/dev/null && echo NESTED; echo done"))
             self.assertEqual(result.log, b"1000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
                                          b"CapAmb:\t0000000000000000\ndone\n")
+        return Deferred.fromCoroutine(check())
+
+    async def _whileRunning(self, sandbox, marker, inspect):
+        """
+        Run C{sleep marker} in C{sandbox}, call C{inspect(pid)} with the
+        host pid of that sleep, then cancel the run.
+        """
+        d = Deferred.fromCoroutine(sandbox.run(["sleep", marker], limits=limits(wallSeconds=60)))
+        try:
+            for _ in range(200):
+                if _running(marker, b"sleep\0"):
+                    break
+                await task.deferLater(reactor, 0.05, lambda: None)
+            [pid] = _running(marker, b"sleep\0")
+            return inspect(pid)
+        finally:
+            d.cancel()
+            with self.assertRaises(CancelledError):
+                await d
+
+    def test_buildsNotRootOutside(self):
+        """
+        When tau runs as root, the sandbox's processes are nobody's on the
+        host (uid 1000 inside maps to 65534 outside).
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("tau runs as root here only in CI")
+
+        async def check():
+            uids = await self._whileRunning(self.sandbox, "4545.%d" % os.getpid(), _uids)
+            self.assertEqual(uids, [65534] * 4)
+        return Deferred.fromCoroutine(check())
+
+    def test_runAsTausUser(self):
+        """
+        With C{runAs=None} the sandbox runs as tau's own user (mapped to
+        1000 inside), without a process limit.
+        """
+        sandbox = Sandbox(reactor, runAs=None)
+
+        async def check():
+            uids = await self._whileRunning(sandbox, "4646.%d" % os.getpid(), _uids)
+            self.assertEqual(uids, [os.getuid()] * 4)
+            result = await Deferred.fromCoroutine(sandbox.run(sh("id -u"), limits=SMALL))
+            self.assertEqual(result.log, b"1000\n")
+        return Deferred.fromCoroutine(check())
+
+    def test_processLimit(self):
+        """
+        A build that starts processes without end is stopped at the
+        process limit, and everything it started dies with it.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("the process limit applies when tau runs as root (builds run as nobody)")
+        marker = "4747.%d" % os.getpid()
+
+        async def check():
+            script = f"i=0; while [ $i -lt 500 ]; do sleep {marker} & i=$((i+1)); done; echo all $i"
+            result = await self.run_(sh(script), limits=limits(processes=50, wallSeconds=30))
+            self.assertNotIn(b"all 500", result.log)
+            self.assertIn(b"Cannot fork", result.log)
+            self.assertEqual(result.failure, "exited with status 2")
+            for _ in range(100):
+                if not _running(marker):
+                    break
+                await task.deferLater(reactor, 0.05, lambda: None)
+            self.assertEqual(_running(marker), [])
         return Deferred.fromCoroutine(check())
 
     def test_hostFilesHidden(self):
@@ -355,9 +422,9 @@ class UnavailableTests(TestCase):
         fake = os.path.join(folder, "bwrap")
         with open(fake, "w") as f:
             f.write("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
-        os.chmod(fake, stat.S_IRWXU)
+        os.chmod(fake, 0o755)
         marker = os.path.join(folder, "ran")
-        sandbox = Sandbox(reactor, bwrap=fake)
+        sandbox = Sandbox(reactor, bwrap=fake, runAs=None)
 
         async def check():
             for _ in range(2):
@@ -378,23 +445,31 @@ class UnavailableTests(TestCase):
         fake = os.path.join(folder, "bwrap")
         with open(fake, "w") as f:
             f.write("#!/bin/sh\nexec sleep 1000\n")
-        os.chmod(fake, stat.S_IRWXU)
+        os.chmod(fake, 0o755)
         self.patch(sandbox, "PROBE_SECONDS", 0.2)
 
         async def check():
             with self.assertRaises(SandboxUnavailable) as caught:
-                await Sandbox(reactor, bwrap=fake).check()
+                await Sandbox(reactor, bwrap=fake, runAs=None).check()
             self.assertEqual(str(caught.exception), "cannot sandbox builds: bwrap did not finish a no-op within 0.2 s")
         return Deferred.fromCoroutine(check())
 
 
-def _running(marker):
+def _uids(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+
+
+def _running(marker, start=b""):
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
+                    line = f.read()
+                    if marker.encode() in line and line.startswith(start):
                         found.append(int(pid))
             except OSError:
                 pass

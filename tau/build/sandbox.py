@@ -1,8 +1,11 @@
 """
 A build sandbox on bubblewrap (C{bwrap}, Debian's C{bubblewrap}).
 
-A command runs through C{spawnProcess} as C{setsid prlimit ... bwrap ...}:
+A command runs through C{spawnProcess} as C{setsid prlimit ... [setpriv
+...] bwrap ...}:
 
+ - as C{nobody} on the host when tau runs as root (L{Sandbox} C{runAs}),
+   with C{RLIMIT_NPROC} then bounding its processes;
  - in new user, pid, network, IPC, UTS and cgroup namespaces, as uid and
    gid 1000 with no capabilities and no further user namespaces; the
    network namespace holds only its own loopback, so nothing outside is
@@ -10,8 +13,9 @@ A command runs through C{spawnProcess} as C{setsid prlimit ... bwrap ...}:
  - with the toolchain read-only: C{/usr}, the C{/bin}, C{/lib*} links (or
    folders) of the host, a few files of C{/etc} (L{ETC}), fresh C{/proc}
    and C{/dev};
- - with every writable place a size-capped tmpfs: C{/src} (the source is
-   copied in from a read-only bind of the host folder), C{/out}, C{/tmp}
+ - with every writable place a size-capped tmpfs: C{/src} (the source,
+   archived by a host C{tar} into the sandbox's stdin; no host path of
+   it is visible), C{/out}, C{/tmp}
    and C{/dev/shm} (L{SHM}); the root and C{/dev} are read-only; a build
    that fills one gets C{ENOSPC} and its failure says which limit it
    reached;
@@ -23,7 +27,8 @@ A command runs through C{spawnProcess} as C{setsid prlimit ... bwrap ...}:
    with it).
 
 The command's output and error go to one log, kept bounded (its head and
-its tail).  After the command, the sandbox writes a status line and a tar
+its tail).  After the command, whatever it left running is killed, and
+the sandbox writes a status line and a tar
 stream of C{/out} to a host file (bounded by C{RLIMIT_FSIZE}), which is
 extracted, checked, into the caller's output folder in a worker thread.
 

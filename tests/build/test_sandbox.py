@@ -4,7 +4,6 @@ The bubblewrap sandbox, run for real (bwrap from Debian's bubblewrap).
 
 import os
 import socket
-import stat
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, Deferred

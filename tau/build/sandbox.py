@@ -134,9 +134,9 @@ class Limits:
     @ivar tmpBytes: size of C{/tmp}.
     @ivar logBytes: bytes of log kept (half from its start, half from its end).
     @ivar outputFiles: most entries (files and folders) C{/out} may hold.
-    @ivar processes: most processes of the sandbox's host user
-        (C{RLIMIT_NPROC}; only when the sandbox runs as its own user, see
-        L{Sandbox}).
+    @ivar processes: most processes and threads of the sandbox's host
+        user, all its sandboxes together (C{RLIMIT_NPROC}; only when the
+        sandbox runs as its own user, see L{Sandbox}).
     """
 
     cpuSeconds: int = 300
@@ -147,7 +147,7 @@ class Limits:
     tmpBytes: int = 512 * MiB
     logBytes: int = 1 * MiB
     outputFiles: int = 10000
-    processes: int = 256
+    processes: int = 1024
 
     def __post_init__(self):
         for name in ("cpuSeconds", "memoryBytes", "sourceBytes", "outputBytes", "tmpBytes", "logBytes",

@@ -36,7 +36,7 @@ from twisted.internet.threads import deferToThreadPool
 
 from tau.build import toolchains
 from tau.build.imports import ForeignImport, checkImports
-from tau.build.sandbox import Limits
+from tau.build.sandbox import Limits, SandboxUnavailable
 
 CONFIG_DIRS = (".taubyte", "taubyte")
 CONFIG_FILE = "config.yaml"
@@ -190,7 +190,9 @@ class Builder:
     Builds a checked-out folder by its C{.taubyte/} convention.
 
     @param reactor: for worker threads.
-    @param sandbox: a L{tau.build.sandbox.Sandbox}.
+    @param sandbox: a L{tau.build.sandbox.Sandbox}; where it cannot run,
+        every build fails saying why (a service should call its C{check}
+        when it starts, and take no job when it fails).
     @param limits: the sandbox's L{Limits} for each build.
     """
 
@@ -263,9 +265,12 @@ class Builder:
             return self._end(lines, str(e)), lines, work
         utils = await self._inThread(toolchains.writeUtils, toolchain, os.path.join(work, "utils"))
         env = {**toolchain.env, "SRC": "/src", "OUT": "/out", **config.variables}
-        ran = await self.sandbox.run(["/bin/sh", "-c", _STEPS, "tau-build", config.folder, *config.workflow],
-                                     source=root, outDir=os.path.join(work, "out"), env=env, limits=self.limits,
-                                     files={"/utils/wasm.sh": os.path.join(utils, "wasm.sh")})
+        try:
+            ran = await self.sandbox.run(["/bin/sh", "-c", _STEPS, "tau-build", config.folder, *config.workflow],
+                                         source=root, outDir=os.path.join(work, "out"), env=env,
+                                         limits=self.limits, files={"/utils/wasm.sh": os.path.join(utils, "wasm.sh")})
+        except SandboxUnavailable as e:
+            return self._end(lines, str(e)), lines, work
         lines.append(ran.log.rstrip(b"\n"))
         if not ran.ok:
             return self._end(lines, ran.failure), lines, work

@@ -336,6 +336,20 @@ class BuildTests(TestCase):
                 self.assertNotIn(b"\nB\n", result.log)
         return Deferred.fromCoroutine(check())
 
+    def test_noSandbox(self):
+        """
+        Where the sandbox cannot run, the build fails saying why (and runs
+        nothing).
+        """
+        builder = Builder(reactor, Sandbox(reactor, bwrap="tau-no-such-bwrap"))
+        root = self.repo({**config("tau/wat"), ".taubyte/build.sh": BUILD_SH, "ping.wat": PING_WAT})
+
+        async def check():
+            result = await builder.buildWasm(root)
+            self.assertEqual(result.failure, "cannot sandbox builds: tau-no-such-bwrap is not installed (Debian"
+                                             " package bubblewrap)")
+        return Deferred.fromCoroutine(check())
+
     def test_website(self):
         """
         A website's /out tree comes back as a folder and is added as one

@@ -43,7 +43,6 @@ import os
 import re
 import shutil
 import signal
-import tarfile
 import tempfile
 from dataclasses import dataclass
 
@@ -53,9 +52,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from tau.build import outcome
+from tau.build.outcome import MiB
+
 log = Logger()
 
-MiB = 1 << 20
 
 #: Files and folders of the host's /etc the sandbox sees (read-only) when
 #: they exist: what the loader and Debian's alternatives need.
@@ -70,9 +71,6 @@ UID = 1000
 
 #: Size of /dev/shm (the rest of /dev and / are read-only).
 SHM = 64 * MiB
-
-#: Free space (bytes) under which a filesystem counts as full.
-FULL = 64 * 1024
 
 #: The host uid builds run as when tau runs as root.
 NOBODY = 65534
@@ -111,12 +109,6 @@ exec tar -C /out -cf - .
 class SandboxUnavailable(Exception):
     """
     The sandbox cannot run here (and nothing is run without it): why.
-    """
-
-
-class BadOutput(Exception):
-    """
-    The tree a build left in C{/out} is not one tau takes: why.
     """
 
 
@@ -241,17 +233,6 @@ class _Collect(ProcessProtocol):
         if not self.done.called:
             _killGroup(self.transport)
             await self.done
-
-
-def _signalName(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _size(n):
-    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n} bytes"
 
 
 class Sandbox:
@@ -450,22 +431,22 @@ class Sandbox:
             return SandboxResult(None, f"stopped at the wall-clock limit of {limits.wallSeconds:g} s", logged, None,
                                  elapsed)
         pool = self.reactor.getThreadPool()
-        line = await deferToThreadPool(self.reactor, pool, _statusLine, tarPath)
+        line = await deferToThreadPool(self.reactor, pool, outcome.statusLine, tarPath)
         if line is None:
             said = logged.decode("utf-8", "replace").strip()[-2000:]
-            why = f"exit status {status}" if sig is None else _signalName(sig)
+            why = f"exit status {status}" if sig is None else outcome.signalName(sig)
             return SandboxResult(None, f"the sandbox did not start ({why}): {said}", logged, None, elapsed)
         rc, free = line
-        failure = _failure(rc, free, limits)
+        failure = outcome.failure(rc, free, limits)
         if rc == "copy" and feeder is not None and feeder.log.value():
             failure += ": " + feeder.log.value().decode("utf-8", "replace").strip()[-500:]
         code = None if rc == "copy" else int(rc)
         output = None
         if failure is None and outDir is not None:
             try:
-                await deferToThreadPool(self.reactor, pool, _extract, tarPath, outDir, limits)
+                await deferToThreadPool(self.reactor, pool, outcome.extract, tarPath, outDir, limits)
                 output = outDir
-            except BadOutput as e:
+            except outcome.BadOutput as e:
                 failure = str(e)
         log.info("sandboxed {command} ended in {elapsed:.2f} s: {failure}", command=command[:1], elapsed=elapsed,
                  failure=failure or "ok")
@@ -483,69 +464,3 @@ def _killGroup(transport):
     except ProcessLookupError:
         return
     transport.signalProcess("KILL")
-
-
-def _statusLine(tarPath):
-    """
-    The C{(rc, {mount: free bytes})} of the status line at the start of
-    C{tarPath}, or None when the wrapper never wrote it.
-    """
-    with open(tarPath, "rb") as f:
-        line = f.readline(200)
-    parts = line.decode("ascii", "replace").split()
-    if len(parts) != 5 or parts[0] != "tau-sandbox" or not all(p.isdigit() for p in parts[2:]):
-        return None
-    if not (parts[1].isdigit() or parts[1] == "copy"):
-        return None
-    return parts[1], dict(zip(("/src", "/out", "/tmp"), map(int, parts[2:])))
-
-
-def _failure(rc, free, limits):
-    sizes = {"/src": limits.sourceBytes, "/out": limits.outputBytes, "/tmp": limits.tmpBytes}
-    if rc == "copy":
-        if free["/src"] < FULL:
-            return f"the source does not fit the /src limit of {_size(limits.sourceBytes)}"
-        return "copying the source into the sandbox failed"
-    status = int(rc)
-    if status == 0:
-        return None
-    for mount in ("/out", "/src", "/tmp"):
-        if free[mount] < FULL:
-            return f"exited with status {status} after filling {mount} (its limit is {_size(sizes[mount])})"
-    if status == 128 + signal.SIGXCPU:
-        return f"stopped at the CPU-time limit of {limits.cpuSeconds} s"
-    if status == 128 + signal.SIGXFSZ:
-        return "stopped at the file-size limit"
-    if status > 128:
-        return f"killed by {_signalName(status - 128)}"
-    return f"exited with status {status}"
-
-
-def _extract(tarPath, outDir, limits):
-    """
-    Extract the tar after the status line of C{tarPath} into C{outDir}:
-    regular files and folders only, at most C{limits.outputFiles} entries
-    and C{limits.outputBytes} bytes.
-    """
-    with open(tarPath, "rb") as f:
-        f.readline(200)
-        try:
-            with tarfile.open(fileobj=f, mode="r|") as archive:
-                os.makedirs(outDir)
-                count = total = 0
-                for member in archive:
-                    count += 1
-                    total += member.size
-                    if count > limits.outputFiles + 1:
-                        raise BadOutput(f"the output holds more than {limits.outputFiles} entries")
-                    if total > limits.outputBytes:
-                        raise BadOutput(f"the output is larger than {_size(limits.outputBytes)}")
-                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                    if member.name.startswith("/") or ".." in parts:
-                        raise BadOutput(f"the output holds an unsafe path {member.name[:200]!r}")
-                    if not (member.isfile() or member.isdir()):
-                        raise BadOutput(f"the output holds {'/'.join(parts)!r}, which is neither a file nor a folder")
-                    if parts:
-                        archive.extract(member, outDir, filter="data")
-        except (tarfile.TarError, EOFError) as e:
-            raise BadOutput(f"the output could not be read back: {e}") from None

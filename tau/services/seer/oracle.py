@@ -131,6 +131,8 @@ class Oracle:
         self.me = me
         self._subscription = None
         self._reading = None
+        #: messages the validator rejected so far
+        self.rejected = 0
 
     def start(self):
         self.pubsub.addValidator(TOPIC, self.validate)
@@ -163,14 +165,15 @@ class Oracle:
         try:
             decodeNodeData(message.data)
         except Invalid as e:
-            log.info("seer: a bad {topic} message from {source}: {why}", topic=TOPIC, source=str(message.source),
-                     why=str(e))
-            return False
-        if message.source is None or not await self.isMember(message.source, "seer"):
-            log.info("seer: a {topic} message from {source}, not a seer of this cloud", topic=TOPIC,
-                     source=str(message.source))
-            return False
-        return True
+            why = str(e)
+        else:
+            if message.source is not None and await self.isMember(message.source, "seer"):
+                return True
+            why = "not from a seer of this cloud"
+        self.rejected += 1
+        log.info("seer: rejected a {topic} message from {source}: {why}", topic=TOPIC, source=str(message.source),
+                 why=why)
+        return False
 
     async def _read(self, subscription):
         async for message in subscription:

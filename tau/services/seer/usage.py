@@ -39,8 +39,9 @@ PARTS = {
     CPU: (21, 22, 23, 24, 25, 26, "27", 28, 29, 30, 31, 32, 33),
     DISK: (14, 15, 16, 17),
 }
-#: the most custom values one usage carries
+#: the most custom values one usage carries, and the longest name of one
 MAX_CUSTOM = 64
+MAX_CUSTOM_NAME = 256
 _UINT64 = (1 << 64) - 1
 
 
@@ -159,9 +160,9 @@ def checkUsage(value):
             raise InvalidUsage(f"usage: part 9 is a map of at most {MAX_CUSTOM} custom values")
         values = {}
         for k, v in custom.items():
-            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) \
-                    or not math.isfinite(v):
-                raise InvalidUsage("usage: part 9 maps text to finite numbers")
+            if not isinstance(k, str) or len(k) > MAX_CUSTOM_NAME or isinstance(v, bool) \
+                    or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InvalidUsage(f"usage: part 9 maps names of at most {MAX_CUSTOM_NAME} characters to finite numbers")
             values[k] = float(v)
         out[CUSTOM] = values
     return out

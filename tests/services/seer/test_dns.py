@@ -6,19 +6,18 @@ a flood from one address) is in L{tests.services.seer.test_hostile}.
 """
 
 import shutil
-import struct
 
 from hypothesis import given, strategies as st
 from twisted.internet import reactor, udp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
+from twisted.internet.protocol import ClientFactory, DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.names import client, dns
 from twisted.trial.unittest import TestCase
 
-from tau.services.seer.dns import SeerDNSFactory, Zones, formatError, listen, parseUDP
+from tau.services.seer.dns import SeerDNSFactory, Zones, listen, parseUDP
 from tau.services.seer.guard import Limits
 from tau.services.seer.registry import Registry
 

@@ -19,7 +19,6 @@ from twisted.trial.unittest import TestCase
 
 from tau import services
 from tau.errors import ConfigError
-from tau.identity import PrivateKey
 from tau.services.commands import RemoteError
 from tau.services.framework import call
 from tau.services.seer import PROTOCOL
@@ -43,6 +42,20 @@ class FixedSeer:
 
     def call(self, name, body=None):
         return call(self.host, self.peer, PROTOCOL, name, body)
+
+
+def usageOfSize(size):
+    """
+    Valid usage bytes (custom values only) of exactly C{size} bytes.
+    """
+    lengths = [200] * 64
+    i = 0
+    while len(cbor2.dumps({9: {f"{n:02d}".ljust(l, "k"): 1.0 for n, l in enumerate(lengths)}})) < size:
+        lengths[i % 64] += 1
+        i += 1
+    data = cbor2.dumps({9: {f"{n:02d}".ljust(l, "k"): 1.0 for n, l in enumerate(lengths)}})
+    assert len(data) == size, len(data)
+    return data
 
 
 class ServiceTestCase(TestCase):
@@ -120,9 +133,7 @@ class CommandTests(ServiceTestCase):
             await self.seer.heartbeat(b"\xa1\x03\x61x", "h")
         self.assertIn("usage: part 3 is not a map", str(e.exception))
         # a usage of exactly MAX_USAGE bytes is heard
-        padding = "k" * (MAX_USAGE - len(cbor2.dumps({9: {"": 1.0}})) - 2)
-        largest = cbor2.dumps({9: {padding: 1.0}})
-        self.assertEqual(len(largest), MAX_USAGE)
+        largest = usageOfSize(MAX_USAGE)
         await self.seer.heartbeat(largest, "h")
         self.assertEqual(await self.lookup(f"tau.{FQDN}"), [])
 

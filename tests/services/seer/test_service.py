@@ -239,6 +239,9 @@ class ConfigTests(TestCase):
                          SeerConfig("udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
         self.assertEqual(SeerConfig.check("n.yaml", {"ttl": 2**31 - 1}).ttl, 2**31 - 1)
         self.assertEqual(SeerConfig.check("n.yaml", {"announce-ip": "::1"}).announceIP, "::1")
+        limits = SeerConfig.check("n.yaml", {"rate-limit": 0, "max-tcp": 1, "tcp-idle": 1}).limits()
+        self.assertEqual((limits.rate, limits.maxTCP, limits.idle), (0, 1, 1))
+        self.assertEqual(SeerConfig().limits().rate, 1000)
 
     def test_noBeaconWithoutAddress(self):
         """
@@ -256,6 +259,10 @@ class ConfigTests(TestCase):
             ({"dns-tcp": "udp:53"}, "seer.dns-tcp: expected a tcp: endpoint string"),
             ({"dns-tcp": "unix:/x"}, "seer.dns-tcp: expected a tcp: endpoint string, found 'unix:/x'"),
             ({"announce-ip": "here"}, "seer.announce-ip: expected an IP address or \"\", found 'here'"),
+            ({"rate-limit": -1}, "seer.rate-limit: expected a whole number of queries a second, 0 or more, found -1"),
+            ({"rate-limit": 1.5}, "seer.rate-limit: expected a whole number of queries a second"),
+            ({"max-tcp": 0}, "seer.max-tcp: expected a whole number of connections above 0, found 0"),
+            ({"tcp-idle": 0}, "seer.tcp-idle: expected a whole number of seconds above 0, found 0"),
         ]:
             with self.assertRaises(ConfigError) as e:
                 SeerConfig.check("n.yaml", value)

@@ -430,3 +430,48 @@ class ParseFuzzTests(SynchronousTestCase):
             message.fromStr(reply)
             self.assertEqual((message.id, message.rCode, message.answer),
                              (struct.unpack("!H", data[:2])[0], dns.EFORMAT, 1))
+
+
+class StreamProtocolTests(SynchronousTestCase):
+    def setUp(self):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        self.clock = Clock()
+        registry = Registry(self.clock, TTL, 10)
+        live(registry, "gw1", {"gateway": {"IP": "127.0.0.10"}})
+        self.factory = SeerDNSFactory(Zones(FQDN, "g." + FQDN, registry, TTL, 4), self.clock, Limits(idle=5.0))
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5353))
+        self.protocol.makeConnection(self.transport)
+
+    def test_unreadAnswersStopReading(self):
+        """
+        The connection is the producer of its answers: when they pile up
+        (the transport pauses it), queries stop being read; they are read
+        again once the answers drained.
+        """
+        self.assertIs(self.transport.producer, self.protocol)
+        self.assertTrue(self.transport.streaming)
+        self.protocol.pauseProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.protocol.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_idleAndCounts(self):
+        """
+        A whole query is answered and resets the idle time; the connection
+        is counted for its address until it is lost.
+        """
+        self.assertEqual(self.factory.tcpSources, {"127.0.0.9": 1})
+        self.clock.advance(4)
+        self.protocol.dataReceived(struct.pack("!H", len(query())) + query())
+        reply = dns.Message()
+        reply.fromStr(self.transport.value()[2:])
+        self.assertEqual(reply.rCode, dns.OK)
+        self.clock.advance(4)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(None)
+        self.assertEqual((self.factory.tcpSources, self.factory.connections), ({}, []))

@@ -186,6 +186,7 @@ class SeerDNSFactory(DNSServerFactory):
             d = Deferred.fromCoroutine(self.zones.domains.served(name))
             d.addCallback(lambda served: super(SeerDNSFactory, self).handleQuery(message, protocol, address)
                           if served else self._refuse(message, protocol, address))
+            d.addErrback(lambda f: log.failure("seer: answering {name} failed", f, name=name))
 
     def _refuse(self, message, protocol, address):
         self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EREFUSED), address)

@@ -85,8 +85,10 @@ def flood(port, kind, seconds, rate):
             except (BlockingIOError, OSError):
                 pass
             sent += 1
-        if rate and sent > rate * (time.perf_counter() - start):
-            time.sleep(0.001)
+        if rate:
+            ahead = sent / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
     print(sent / seconds, flush=True)
 
 

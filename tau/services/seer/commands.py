@@ -4,21 +4,25 @@ seer's commands on C{/seer/v1}, as Taubyte's spec sheet has them:
     heartbeat {usage, hostname, id, client, signature} -> {"Updated Usage": id}
     heartbeat {action: list}                           -> {ids}
     heartbeat {action: listService, name}              -> {ids}
-    heartbeat {action: info, id}                       -> {usage}
+    heartbeat {action: info, id}                       -> {usage: JSON of Taubyte's UsageReturn}
     announce  {services: [{Type, Meta}], id, client, signature} -> {Registered: [Type]}
     geo       {action: set, location: {1: lat, 2: long}}         -> {}
-    geo       {action: query, from: {1, 2}, distance: metres}    -> {peers: {pid: {1: ns, 4: {1, 2}}}}
+    geo       {action: query, from: {1, 2}, distance: metres}    -> {peers: {pid: {1: unix s, 4: {1, 2}}}}
     geo       {action: query-all}                                -> the same, every located node
 
 The signature is the node's key over the text C{id + client}; the key is
 the one inlined in the peer ID C{id}.  Only a member of this node's cloud
 is heard, and only about itself (C{id} is the caller); C{geo set} places
 the caller.
+
+What seer accepts it tells the other seers through C{tell} (the gossip on
+C{/seer/oracle/v1}, L{tau.services.seer.oracle}), as Taubyte's seer does.
 """
 
 import math
 
 from tau.identity import InvalidKey, PeerID
+from tau.services.seer.usage import InvalidUsage, parseUsage, usageReturn
 
 NAMES = ("heartbeat", "announce", "geo")
 #: the earth's mean radius (metres), for distances on it
@@ -29,6 +33,8 @@ MAX_SERVICES = 32
 MAX_TEXT = 256
 #: the largest usage a heartbeat carries (bytes)
 MAX_USAGE = 16 << 10
+#: the most characters of Meta (keys and values) one announce carries
+MAX_META = 32 << 10
 
 
 class Invalid(ValueError):
@@ -78,11 +84,15 @@ class Commands:
     """
     @param registry: L{tau.services.seer.registry.Registry}.
     @param isMember: C{async isMember(peer) -> bool}.
+    @param tell: C{tell(peer, hostname=, services=, usage=, location=)}:
+        what seer accepted about node C{peer}, for the other seers; or
+        None.
     """
 
-    def __init__(self, registry, isMember):
+    def __init__(self, registry, isMember, tell=None):
         self.registry = registry
         self.isMember = isMember
+        self.tell = tell or (lambda peer, **news: None)
         self.handlers = {"heartbeat": self.heartbeat, "announce": self.announce, "geo": self.geo}
 
     def define(self, router):
@@ -98,43 +108,49 @@ class Commands:
             raise Invalid("a map body")
         action = body.get("action")
         if action == "list":
-            return {"ids": [n.peer for n in self.registry.nodes()]}
+            return {"ids": [n.peer for n in self.registry.nodes() if n.usage is not None]}
         if action == "listService":
-            return {"ids": [n.peer for n in self.registry.nodes(_text(body, "name"))]}
+            name = _text(body, "name")
+            if not name:
+                raise Invalid("name: cannot be empty")
+            return {"ids": [n.peer for n in self.registry.nodes(name)]}
         if action == "info":
-            node = self.registry.node(_text(body, "id"))
-            if node is None:
-                raise Invalid("id: no such live node")
-            return {"usage": node.usage}
+            return {"usage": self.info(_text(body, "id"))}
         if action is not None:
             raise Invalid(f"action: unknown {action!r}")
         await self._member(peer)
         node = checkSigned(body, peer)
-        usage = body.get("usage")
-        if not isinstance(usage, bytes) or len(usage) > MAX_USAGE:
+        data = body.get("usage")
+        if not isinstance(data, bytes) or len(data) > MAX_USAGE:
             raise Invalid(f"usage: at most {MAX_USAGE} bytes")
-        self.registry.heartbeat(node, _text(body, "hostname"), usage)
+        try:
+            usage = parseUsage(data)
+        except InvalidUsage as e:
+            raise Invalid(str(e)) from None
+        hostname = _text(body, "hostname")
+        self.registry.heartbeat(node, hostname, usage)
+        self.tell(node, hostname=hostname, usage=usage)
         return {"Updated Usage": node}
+
+    def info(self, peer):
+        """
+        The JSON of Taubyte's C{UsageReturn} for node C{peer}.
+        """
+        node = self.registry.node(peer)
+        if node is None or node.usage is None:
+            raise Invalid("id: no heartbeat from that node")
+        address = str(node.addresses[0]) if node.addresses else ""
+        return usageReturn(node.peer, node.hostname, list(node.services), int(node.heard * 1e9), address,
+                           node.usage)
 
     async def announce(self, peer, body):
         if not isinstance(body, dict):
             raise Invalid("a map body")
         await self._member(peer)
         node = checkSigned(body, peer)
-        services = body.get("services")
-        if not isinstance(services, list) or len(services) > MAX_SERVICES:
-            raise Invalid(f"services: a list of at most {MAX_SERVICES}")
-        found = {}
-        for one in services:
-            if not isinstance(one, dict):
-                raise Invalid("services: each a map {Type, Meta}")
-            meta = one.get("Meta") or {}
-            if not isinstance(meta, dict) or len(meta) > MAX_SERVICES or not all(
-                    isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_TEXT and len(v) <= MAX_TEXT
-                    for k, v in meta.items()):
-                raise Invalid("services: Meta maps text to text")
-            found[_text(one, "Type")] = meta
+        found = parseServices(body.get("services"))
         self.registry.announce(node, found)
+        self.tell(node, services=found)
         return {"Registered": list(found)}
 
     async def geo(self, peer, body):
@@ -143,13 +159,14 @@ class Commands:
         action = body.get("action")
         if action == "set":
             await self._member(peer)
-            lat, long = _location(body.get("location"), "location")
+            lat, long = location(body.get("location"), "location")
             self.registry.locate(str(peer), lat, long)
+            self.tell(str(peer), location=self.registry.node(str(peer)).location)
             return {}
         if action == "query-all":
             return {"peers": _located(self.registry.nodes())}
         if action == "query":
-            lat, long = _location(body.get("from"), "from")
+            lat, long = location(body.get("from"), "from")
             distance = body.get("distance")
             if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not distance >= 0:
                 raise Invalid("distance: a number of metres, 0 or more")
@@ -159,7 +176,32 @@ class Commands:
         raise Invalid(f"action: unknown {action!r}")
 
 
-def _location(value, key):
+def parseServices(services):
+    """
+    C{{Type: Meta}} of an announce's C{services} (C{[{Type, Meta}]}).
+
+    @raise Invalid: past the limits, or not that shape.
+    """
+    if not isinstance(services, list) or len(services) > MAX_SERVICES:
+        raise Invalid(f"services: a list of at most {MAX_SERVICES}")
+    found = {}
+    total = 0
+    for one in services:
+        if not isinstance(one, dict):
+            raise Invalid("services: each a map {Type, Meta}")
+        meta = one.get("Meta") or {}
+        if not isinstance(meta, dict) or len(meta) > MAX_SERVICES or not all(
+                isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_TEXT and len(v) <= MAX_TEXT
+                for k, v in meta.items()):
+            raise Invalid("services: Meta maps text to text")
+        total += sum(len(k) + len(v) for k, v in meta.items())
+        if total > MAX_META:
+            raise Invalid(f"services: at most {MAX_META} characters of Meta in all")
+        found[_text(one, "Type")] = dict(meta)
+    return found
+
+
+def location(value, key):
     """
     C{(lat, long)} of a C{{1: lat, 2: long}} map, in degrees.
     """

@@ -9,6 +9,9 @@ C{network-fqdn} and C{domains.generated}).
       max-nodes: 10000                    # the most nodes seer keeps
       max-answers: 16                     # the most addresses one answer gives
       announce-ip: ""                     # this node's address seer answers with ("": it does not tell seer)
+      rate-limit: 1000                    # DNS queries a second one source address gets answered (0: no limit)
+      max-tcp: 256                        # DNS TCP connections at once (16 at most from one address)
+      tcp-idle: 10                        # seconds a DNS TCP connection may go without a whole query
 """
 
 import ipaddress
@@ -19,6 +22,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, s
 from tau.configsection import TypedSection
 from tau.errors import ConfigError
 from tau.services.seer.dns import parseUDP
+from tau.services.seer.guard import Limits
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class SeerConfig:
     maxNodes: int = 10_000
     maxAnswers: int = 16
     announceIP: str = ""
+    rateLimit: int = 1000
+    maxTCP: int = 256
+    tcpIdle: int = 10
 
     #: YAML field -> attribute
     FIELDS = {
@@ -38,7 +45,17 @@ class SeerConfig:
         "max-nodes": "maxNodes",
         "max-answers": "maxAnswers",
         "announce-ip": "announceIP",
+        "rate-limit": "rateLimit",
+        "max-tcp": "maxTCP",
+        "tcp-idle": "tcpIdle",
     }
+
+    def limits(self):
+        """
+        The L{tau.services.seer.guard.Limits} of the DNS server.
+        """
+        return Limits(rate=float(self.rateLimit), burst=float(self.rateLimit), maxTCP=self.maxTCP,
+                      idle=float(self.tcpIdle))
 
     @classmethod
     def check(cls, source, value):
@@ -53,6 +70,12 @@ def _count(what, most=None):
         return v
 
     return check
+
+
+def _rate(source, field, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(source, field, f"expected a whole number of queries a second, 0 or more, found {v!r}")
+    return v
 
 
 def _udp(source, field, v):
@@ -91,6 +114,9 @@ _CHECKS = {
     "max-nodes": _count("nodes"),
     "max-answers": _count("addresses"),
     "announce-ip": _ip,
+    "rate-limit": _rate,
+    "max-tcp": _count("connections"),
+    "tcp-idle": _count("seconds"),
 }
 
 

@@ -5,27 +5,38 @@ twisted.names server on UDP and TCP endpoint strings.
 Names, under the network fqdn C{F} and the generated-domain suffix C{G}
 (C{domains.generated}, by default C{g.F}):
 
-    F, tau.F                  -> every live node
-    <service>.tau.F           -> the live nodes that announced <service>
-    <anything>.G              -> live gateways, else live substrates (generated project domains)
+    F, tau.F                  -> every healthy node
+    <service>.tau.F           -> the healthy nodes that announced <service>
+    <anything>.G              -> healthy gateways with an address, else healthy
+                                 substrates (generated project domains)
     a custom project domain   -> the same (see L{tau.services.seer.domains})
 
-Another name in the zone is NXDOMAIN; a name outside it is REFUSED.  A
-query without a question (twisted.names reads a truncated question as
-none) or one that does not parse is answered FORMERR when its header is
-whole; an answer, or fewer than 12 bytes, is dropped.
+A node is healthy while its last heartbeat is less than the TTL old
+(L{tau.services.seer.registry}).  Another name in the zone is NXDOMAIN; a
+name outside it is REFUSED.  What is read at all, and what is answered
+FORMERR, NOTIMP or dropped, is L{tau.services.seer.guard}'s: one source
+address gets C{rate} queries a second (past it, UDP queries are dropped and
+a TCP connection is closed); TCP connections are capped in all and per
+source and closed after C{idle} seconds without a whole query, and one
+whose answers are not read stops being read.
 """
 
 import ipaddress
-import struct
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from twisted.names import dns
 from twisted.names.common import ResolverBase
 from twisted.names.server import DNSServerFactory
+from zope.interface import implementer
 
-HEADER = struct.Struct("!HH")
+from tau.services.seer.guard import Limits, SourceLimit, formatError, readQuery
+
+__all__ = ["Zones", "SeerDNSFactory", "formatError", "listen", "parseUDP"]
+
+log = Logger()
 #: the most (name kind, type) answers kept between two changes of the nodes
 MAX_CACHED = 1024
 
@@ -79,11 +90,12 @@ class Zones(ResolverBase):
 
     def nodesFor(self, selector):
         """
-        The live nodes of a L{selectorOf} selector.
+        The healthy nodes of a L{selectorOf} selector: for C{"g"} the
+        gateways that have an address, else the substrates.
         """
         if selector == "g":
-            return self.registry.nodes("gateway") or self.registry.nodes("substrate")
-        return self.registry.nodes(selector[2:] or None)
+            return [n for n in self.registry.healthy("gateway") if n.addresses] or self.registry.healthy("substrate")
+        return self.registry.healthy(selector[2:] or None)
 
     def _payloads(self, selector, type):
         # the registry's expiry runs first: its version then says whether
@@ -124,28 +136,24 @@ class Zones(ResolverBase):
         return succeed(self._answers(name, selector, type))
 
 
-def formatError(data):
-    """
-    The FORMERR answer to a packet that did not parse: C{None} when its
-    header is not whole or it is an answer itself (never answer those).
-    """
-    if len(data) < 12:
-        return None
-    ident, flags = HEADER.unpack_from(data)
-    if flags & 0x8000:
-        return None
-    reply = dns.Message(id=ident, answer=1, opCode=(flags >> 11) & 0xF, rCode=dns.EFORMAT)
-    return reply.toStr()
-
-
 class SeerDNSFactory(DNSServerFactory):
     """
-    Answers from L{Zones}, REFUSED outside them.
+    Answers from L{Zones}, REFUSED outside them, within L{Limits}.
+
+    @param clock: IReactorTime (rates and idle connections).
     """
 
-    def __init__(self, zones):
+    def __init__(self, zones, clock, limits=Limits()):
         super().__init__(authorities=[zones])
+        self.protocol = SeerStreamProtocol
         self.zones = zones
+        self.clock = clock
+        self.limits = limits
+        self.sources = SourceLimit(clock, limits.rate, limits.burst, limits.maxSources)
+        #: source host -> its open TCP connections
+        self.tcpSources = {}
+        #: TCP connections refused or closed for a limit
+        self.tcpRefused = 0
 
     def allowQuery(self, message, protocol, address):
         # an empty question is FORMERR (L{handleQuery}), not REFUSED
@@ -178,6 +186,7 @@ class SeerDNSFactory(DNSServerFactory):
             d = Deferred.fromCoroutine(self.zones.domains.served(name))
             d.addCallback(lambda served: super(SeerDNSFactory, self).handleQuery(message, protocol, address)
                           if served else self._refuse(message, protocol, address))
+            d.addErrback(lambda f: log.failure("seer: answering {name} failed", f, name=name))
 
     def _refuse(self, message, protocol, address):
         self.sendReply(protocol, self._responseFromMessage(message=message, rCode=dns.EREFUSED), address)
@@ -185,19 +194,88 @@ class SeerDNSFactory(DNSServerFactory):
 
 class SeerDatagramProtocol(dns.DNSDatagramProtocol):
     """
-    The UDP side: a query that does not parse gets FORMERR (L{formatError}).
+    The UDP side: within the source's rate, a query is read as
+    L{readQuery} says.
     """
 
     def datagramReceived(self, data, addr):
-        message = dns.Message()
-        try:
-            message.fromStr(data)
-        except Exception:
-            reply = formatError(data)
-            if reply is not None:
-                self.transport.write(reply, addr)
+        factory = self.controller
+        if not factory.sources.allow(addr[0]):
             return
-        self.controller.messageReceived(message, self, addr)
+        message, reply = readQuery(data, factory.limits.maxQuery)
+        if reply is not None:
+            self.transport.write(reply, addr)
+        elif message is not None:
+            factory.messageReceived(message, self, addr)
+
+
+@implementer(IPushProducer)
+class SeerStreamProtocol(dns.DNSProtocol):
+    """
+    The TCP side: L{Limits} on connections, idle time and rate; a query
+    read as L{readQuery} says; reading stops while answers are not read.
+    """
+
+    _idle = None
+    _counted = False
+
+    def connectionMade(self):
+        factory, limits = self.controller, self.controller.limits
+        self.source = self.transport.getPeer().host
+        if len(factory.connections) >= limits.maxTCP or factory.tcpSources.get(self.source, 0) >= limits.maxTCPPerSource:
+            factory.tcpRefused += 1
+            self.transport.abortConnection()
+            return
+        self._counted = True
+        factory.tcpSources[self.source] = factory.tcpSources.get(self.source, 0) + 1
+        super().connectionMade()
+        self.transport.registerProducer(self, True)
+        self._idle = factory.clock.callLater(limits.idle, self._timedOut)
+
+    def _timedOut(self):
+        self._idle = None
+        self.controller.tcpRefused += 1
+        self.transport.abortConnection()
+
+    def stringReceived(self, data):
+        factory = self.controller
+        if not factory.sources.allow(self.source):
+            factory.tcpRefused += 1
+            self.transport.abortConnection()
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(factory.limits.idle)
+        message, reply = readQuery(data, factory.limits.maxQuery)
+        if reply is not None:
+            self.sendString(reply)
+        elif message is not None:
+            factory.messageReceived(message, self)
+
+    def connectionLost(self, reason):
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if not self._counted:
+            return
+        self._counted = False
+        factory = self.controller
+        left = factory.tcpSources[self.source] - 1
+        if left:
+            factory.tcpSources[self.source] = left
+        else:
+            del factory.tcpSources[self.source]
+        super().connectionLost(reason)
+
+    # a transport whose answers pile up stops reading queries
+
+    def pauseProducing(self):
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
 
 
 def parseUDP(text):

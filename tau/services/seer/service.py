@@ -19,6 +19,7 @@ from tau.services.seer import PROTOCOL
 from tau.services.seer.commands import Commands
 from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
+from tau.services.seer.oracle import Oracle
 from tau.services.seer.registry import Registry
 from tau.services.tns.client import clientFor as tnsClientFor
 
@@ -36,15 +37,20 @@ class SeerService(Service):
     @param routing: has C{provide(cid)}, or None: not announced in the DHT.
     @param domains: L{ProjectDomains}, or None: no project's domain is
         checked (see L{Zones}).
+    @param pubsub: L{tau.interfaces.IPubSub}, or None: no gossip with the
+        other seers (L{tau.services.seer.oracle}); C{isMember} then takes
+        C{(peer, service)}.
     """
 
-    def __init__(self, host, reactor, config, isMember, fqdn, generated, *, routing=None, domains=None):
+    def __init__(self, host, reactor, config, isMember, fqdn, generated, *, routing=None, domains=None,
+                 pubsub=None):
         self.setName("seer")
         self.host = host
         self.reactor = reactor
         self.config = config
         self.registry = Registry(reactor, config.ttl, config.maxNodes)
-        self.commands = Commands(self.registry, isMember)
+        self.oracle = Oracle(pubsub, self.registry, isMember, host.peerID) if pubsub is not None else None
+        self.commands = Commands(self.registry, isMember, self.oracle.tell if self.oracle is not None else None)
         self.zones = Zones(fqdn, generated, self.registry, config.ttl, config.maxAnswers, domains)
         self.router = CommandRouter(PROTOCOL, reactor)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
@@ -60,11 +66,13 @@ class SeerService(Service):
         d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
     async def _start(self):
-        self.ports = await listen(self.reactor, SeerDNSFactory(self.zones), self.config.dnsUDP,
+        self.ports = await listen(self.reactor, SeerDNSFactory(self.zones, self.reactor, self.config.limits()), self.config.dnsUDP,
                                   self.config.dnsTCP)
         if not self.running:
             await self._closePorts()
             return self
+        if self.oracle is not None:
+            self.oracle.start()
         self.commands.define(self.router)
         self.router.install(self.host)
         self._installed = True
@@ -90,6 +98,8 @@ class SeerService(Service):
             self._installed = False
         if self.announcer is not None:
             self.announcer.stop()
+        if self.oracle is not None:
+            self.oracle.stop()
         if self.zones.domains is not None:
             self.zones.domains.close()
         super().stopService()
@@ -129,7 +139,8 @@ def systemTXT(reactor, makeResolver=client.createResolver):
 def serviceFactory(capabilities, config, reactor):
     """
     The seer service of a node whose shape names it: it hears the nodes of
-    this node's cloud, and checks projects' domains with tns and auth.
+    this node's cloud, gossips with the other seers, and checks projects'
+    domains with tns and auth.
     """
     host, routing = capabilities[IHost], capabilities[IRouting]
     seer = config.seer
@@ -137,4 +148,4 @@ def serviceFactory(capabilities, config, reactor):
     domains = ProjectDomains(generated, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
                              AuthClient(host, routing), systemTXT(reactor), reactor, seer.ttl)
     return SeerService(host, reactor, seer, capabilities[IMembers].isMember, fqdn, generated, routing=routing,
-                       domains=domains)
+                       domains=domains, pubsub=capabilities[IPubSub])

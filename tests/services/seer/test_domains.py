@@ -72,9 +72,10 @@ class DomainTests(TestCase):
 
         self.registry = Registry(self.clock, TTL, 100)
         self.registry.announce("gw", {"gateway": {"IP": "127.0.0.10"}})
+        self.registry.heartbeat("gw", "host", {})
         self.domains = ProjectDomains("g." + FQDN, self.tns, self.auth, txt, self.clock, TTL)
         zones = Zones(FQDN, "g." + FQDN, self.registry, TTL, 16, self.domains)
-        self.udp, self.tcp = await listen(reactor, SeerDNSFactory(zones), "udp:0:interface=127.0.0.1",
+        self.udp, self.tcp = await listen(reactor, SeerDNSFactory(zones, self.clock), "udp:0:interface=127.0.0.1",
                                           "tcp:0:interface=127.0.0.1")
         self.addCleanup(self.udp.stopListening)
         self.addCleanup(self.tcp.stopListening)

@@ -17,35 +17,60 @@ class RegistryTests(SynchronousTestCase):
         """
         clock = Clock()
         registry = Registry(clock, 10, 2)
-        registry.heartbeat("a", "h", b"")
+        registry.heartbeat("a", "h", {})
         clock.advance(5)
-        registry.heartbeat("b", "h", b"")
+        registry.heartbeat("b", "h", {})
         with self.assertRaises(OverflowError) as e:
             registry.announce("c", {})
         self.assertIn("seer holds 2 nodes already", str(e.exception))
-        registry.heartbeat("b", "h", b"")
+        registry.heartbeat("b", "h", {})
         clock.advance(5)
         registry.announce("c", {})
         self.assertEqual([n.peer for n in registry.nodes()], ["b", "c"])
 
     def test_expiryAndVersion(self):
         """
-        A node stays until ttl seconds after it was last heard; the version
-        moves when nodes come, go, or change services, not on a heartbeat.
+        A node stays until ttl seconds after it last told seer anything;
+        the version moves when nodes become healthy or not, or a healthy
+        one's services change, not on a repeated heartbeat.
         """
         clock = Clock()
         registry = Registry(clock, 10, 5)
         registry.announce("a", {"tns": {"IP": "127.0.0.1"}})
+        self.assertEqual((registry.version, registry.healthy()), (0, []))
+        registry.heartbeat("a", "h", {})
         version = registry.version
+        self.assertGreater(version, 0)
         clock.advance(9)
-        registry.heartbeat("a", "h", b"x")
+        registry.heartbeat("a", "h", {})
         registry.announce("a", {"tns": {"IP": "127.0.0.1"}})
         self.assertEqual(registry.version, version)
         clock.advance(9.9)
-        self.assertEqual([n.peer for n in registry.nodes("tns")], ["a"])
+        self.assertEqual([n.peer for n in registry.healthy("tns")], ["a"])
         clock.advance(0.1)
         self.assertEqual(registry.nodes(), [])
         self.assertGreater(registry.version, version)
+
+    def test_healthFromHeartbeatsOnly(self):
+        """
+        A node that keeps announcing but stopped its heartbeats is kept
+        (listed) but not healthy from ttl seconds after its last
+        heartbeat; the version says so.
+        """
+        clock = Clock()
+        registry = Registry(clock, 10, 5)
+        registry.heartbeat("a", "h", {})
+        clock.advance(5)
+        registry.announce("a", {"gateway": {"IP": "127.0.0.1"}})
+        version = registry.version
+        clock.advance(4.9)
+        self.assertEqual([n.peer for n in registry.healthy("gateway")], ["a"])
+        clock.advance(0.1)
+        self.assertEqual(registry.healthy(), [])
+        self.assertEqual([n.peer for n in registry.nodes("gateway")], ["a"])
+        self.assertGreater(registry.version, version)
+        clock.advance(5)
+        self.assertEqual(registry.nodes(), [])
 
     def test_addresses(self):
         """

@@ -5,6 +5,7 @@ the Beacon keeps a node in the answers; the config section; the service
 is a factory of the registry, run by the seer shape and by full.
 """
 
+import json
 from types import SimpleNamespace
 
 import cbor2
@@ -18,12 +19,11 @@ from twisted.trial.unittest import TestCase
 
 from tau import services
 from tau.errors import ConfigError
-from tau.identity import PrivateKey
 from tau.services.commands import RemoteError
 from tau.services.framework import call
 from tau.services.seer import PROTOCOL
 from tau.services.seer.beacon import Beacon, SeerClient, beaconOf
-from tau.services.seer.commands import MAX_SERVICES, MAX_USAGE, signatureOf
+from tau.services.seer.commands import MAX_META, MAX_SERVICES, MAX_USAGE, signatureOf
 from tau.services.seer.config import SeerConfig
 from tau.services.seer.service import SeerService, zoneOf
 from tau.services.seer.usage import readUsage
@@ -42,6 +42,20 @@ class FixedSeer:
 
     def call(self, name, body=None):
         return call(self.host, self.peer, PROTOCOL, name, body)
+
+
+def usageOfSize(size):
+    """
+    Valid usage bytes (custom values only) of exactly C{size} bytes.
+    """
+    lengths = [200] * 64
+    i = 0
+    while len(cbor2.dumps({9: {f"{n:02d}".ljust(l, "k"): 1.0 for n, l in enumerate(lengths)}})) < size:
+        lengths[i % 64] += 1
+        i += 1
+    data = cbor2.dumps({9: {f"{n:02d}".ljust(l, "k"): 1.0 for n, l in enumerate(lengths)}})
+    assert len(data) == size, len(data)
+    return data
 
 
 class ServiceTestCase(TestCase):
@@ -90,7 +104,9 @@ class CommandTests(ServiceTestCase):
         self.assertEqual(await self.seer.nodes("tns"), [])
         info = await call(self.node, self.server.peerID, PROTOCOL, "heartbeat",
                           {"action": "info", "id": str(self.node.peerID)})
-        self.assertEqual(info, {"usage": b"\xa0"})
+        usage = json.loads(info["usage"])
+        self.assertEqual((usage["Id"], usage["Name"], usage["Type"], usage["Address"], usage["TotalMem"]),
+                         (str(self.node.peerID), "node-1", ["gateway"], "127.0.0.42", 0))
 
     async def test_refused(self):
         """
@@ -113,7 +129,12 @@ class CommandTests(ServiceTestCase):
         with self.assertRaises(RemoteError) as e:
             await self.seer.heartbeat(b"x" * (MAX_USAGE + 1), "h")
         self.assertIn(f"at most {MAX_USAGE} bytes", str(e.exception))
-        await self.seer.heartbeat(b"x" * MAX_USAGE, "h")
+        with self.assertRaises(RemoteError) as e:
+            await self.seer.heartbeat(b"\xa1\x03\x61x", "h")
+        self.assertIn("usage: part 3 is not a map", str(e.exception))
+        # a usage of exactly MAX_USAGE bytes is heard
+        largest = usageOfSize(MAX_USAGE)
+        await self.seer.heartbeat(largest, "h")
         self.assertEqual(await self.lookup(f"tau.{FQDN}"), [])
 
     async def test_limitsAtTheEdge(self):
@@ -122,7 +143,22 @@ class CommandTests(ServiceTestCase):
         """
         services_ = {f"s{i}": {"IP": "127.0.0.5"} for i in range(MAX_SERVICES)}
         self.assertEqual(len(await self.seer.announce(services_)), MAX_SERVICES)
+        await self.seer.heartbeat(b"\xa0", "h")
         self.assertEqual(await self.lookup(f"s0.tau.{FQDN}"), ["127.0.0.5"])
+
+    async def test_metaAtTheEdge(self):
+        """
+        Exactly C{MAX_META} characters of Meta in one announce are heard,
+        one more is refused.
+        """
+        services_ = {f"s{i}": {f"k{j}": "v" * 254 for j in range(MAX_META // 8192)} for i in range(32)}
+        total = sum(len(k) + len(v) for meta in services_.values() for k, v in meta.items())
+        services_["s0"]["k0"] += "v" * (MAX_META - total)
+        self.assertEqual(len(await self.seer.announce(services_)), 32)
+        services_["s0"]["k1"] += "v"
+        with self.assertRaises(RemoteError) as e:
+            await self.seer.announce(services_)
+        self.assertIn(f"at most {MAX_META} characters of Meta", str(e.exception))
 
 
 class GeoTests(ServiceTestCase):
@@ -203,6 +239,9 @@ class ConfigTests(TestCase):
                          SeerConfig("udp:53:interface=::1", "tcp:53:interface=127.0.0.1", 5, 3, 2))
         self.assertEqual(SeerConfig.check("n.yaml", {"ttl": 2**31 - 1}).ttl, 2**31 - 1)
         self.assertEqual(SeerConfig.check("n.yaml", {"announce-ip": "::1"}).announceIP, "::1")
+        limits = SeerConfig.check("n.yaml", {"rate-limit": 0, "max-tcp": 1, "tcp-idle": 1}).limits()
+        self.assertEqual((limits.rate, limits.maxTCP, limits.idle), (0, 1, 1))
+        self.assertEqual(SeerConfig().limits().rate, 1000)
 
     def test_noBeaconWithoutAddress(self):
         """
@@ -220,6 +259,10 @@ class ConfigTests(TestCase):
             ({"dns-tcp": "udp:53"}, "seer.dns-tcp: expected a tcp: endpoint string"),
             ({"dns-tcp": "unix:/x"}, "seer.dns-tcp: expected a tcp: endpoint string, found 'unix:/x'"),
             ({"announce-ip": "here"}, "seer.announce-ip: expected an IP address or \"\", found 'here'"),
+            ({"rate-limit": -1}, "seer.rate-limit: expected a whole number of queries a second, 0 or more, found -1"),
+            ({"rate-limit": 1.5}, "seer.rate-limit: expected a whole number of queries a second"),
+            ({"max-tcp": 0}, "seer.max-tcp: expected a whole number of connections above 0, found 0"),
+            ({"tcp-idle": 0}, "seer.tcp-idle: expected a whole number of seconds above 0, found 0"),
         ]:
             with self.assertRaises(ConfigError) as e:
                 SeerConfig.check("n.yaml", value)
@@ -260,11 +303,14 @@ class UsageTests(TestCase):
         proc.child("stat").setContent(b"cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 0 0 0 0 0 0 0 0 0 0\n")
         proc.child("meminfo").setContent(b"MemTotal: 100 kB\nMemFree: 40 kB\nMemAvailable: 60 kB\n")
         read = cbor2.loads(readUsage(proc.path, proc.path))
-        self.assertEqual(read[7], {14: 102400, 15: 40960, 16: 61440, 17: 61440})
+        self.assertEqual(read[3], {11: 0, 12: 102400, 13: 40960})
         self.assertEqual(read[5]["27"], 5)
         self.assertEqual((read[5][21], read[5][22], read[5][23], read[5][32]), (55, 2, 1, 10))
-        self.assertEqual(set(read[3]), {11, 12, 13})
-        self.assertEqual(set(cbor2.loads(readUsage(proc.path, proc.child("none").path))), {3})
+        self.assertEqual(set(read[7]), {14, 15, 16, 17})
+        proc.child("self").makedirs()
+        proc.child("self").child("status").setContent(b"Name: tau\nVmRSS:\t  12 kB\n")
+        self.assertEqual(cbor2.loads(readUsage(proc.path, proc.path))[3][11], 12288)
+        self.assertEqual(set(cbor2.loads(readUsage(proc.path, proc.child("none").path))), {7})
 
     @settings(max_examples=100, deadline=None)
     @given(st.text(max_size=80), st.text(max_size=80))
@@ -276,4 +322,4 @@ class UsageTests(TestCase):
         proc.makedirs()
         proc.child("stat").setContent(stat.encode("utf-8"))
         proc.child("meminfo").setContent(meminfo.encode("utf-8"))
-        self.assertIn(3, cbor2.loads(readUsage(proc.path, proc.path)))
+        self.assertIn(7, cbor2.loads(readUsage(proc.path, proc.path)))

@@ -47,7 +47,7 @@ class Repositories:
     """
 
     def __init__(self, root, reactor):
-        self.root = Path(root)
+        self.root = Path(root).absolute()
         self.reactor = reactor
         self.hooks = self.root / ".hooks"
 

@@ -53,7 +53,7 @@ class AuthGitAccess:
         _user, password = credential
         if password.startswith("tau-deploy-"):
             if write:
-                raise Missing(REPOSITORY_MISSING)
+                raise Denied("a deploy read token does not push")
             private = self.auth.secrets.open(record["key"], self._key(repoID).encode())
             if hmac.compare_digest(password.encode(), deployReadToken(private).encode()):
                 return {"name": "deploy", "email": ""}

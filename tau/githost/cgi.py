@@ -117,9 +117,11 @@ class BackendProtocol(ProcessProtocol):
         lf = self.head.find(b"\n\n")
         if lf != -1 and (end == -1 or lf < end):
             end, skip = lf, 2
-        if end == -1:
-            if len(self.head) > MAX_HEADERS:
-                self._stop(f"git http-backend sent more than {MAX_HEADERS} bytes of headers")
+        if end == -1 and len(self.head) <= MAX_HEADERS + 3:
+            return
+        if end == -1 or end > MAX_HEADERS:
+            self.head = b""
+            self._stop(f"git http-backend sent more than {MAX_HEADERS} bytes of headers")
             return
         block, rest = self.head[:end], self.head[end + skip:]
         self.head = b""

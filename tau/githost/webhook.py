@@ -71,6 +71,7 @@ class WebhookSender:
         self.timeout = timeout
         self._http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
         self._pending = set()
+        self._stopped = False
 
     def send(self, url, hookID, secret, body):
         """
@@ -124,6 +125,8 @@ class WebhookSender:
                 log.warn("webhook {delivery} refused: {why}", delivery=delivery, why=str(e))
                 return False
             except Exception as e:
+                if self._stopped:
+                    raise CancelledError() from None
                 why = f"{e.__class__.__name__}: {e}"
                 if attempt + 1 >= self.attempts:
                     log.warn("webhook {delivery} to {url} given up after {n} attempts: {why}",
@@ -149,6 +152,7 @@ class WebhookSender:
         """
         Cancel pending deliveries; fires when they ended.
         """
+        self._stopped = True
         pending = list(self._pending)
         for d in pending:
             d.cancel()

@@ -118,6 +118,18 @@ class PushCloneTests(TestCase):
         code, output = await self.git.run("push", self.hosting.url("101"), "main:other", cwd=work)
         self.assertNotEqual(code, 0)
 
+    async def test_bigPush(self):
+        """
+        A push over git's post buffer (1 MiB: sent chunked) is spooled,
+        streamed to git and announced.
+        """
+        work = await self.git.newWork(files={"blob.bin": os.urandom(3 << 20).hex()})
+        await self.git.ok("push", self.hosting.url("101", "tokA"), "main", cwd=work)
+        await self.hosting.receiver.wait(1)
+        clone = os.path.join(self.git.home, "clone")
+        await self.git.ok("clone", "--quiet", self.hosting.url("101", "tokA"), clone)
+        self.assertEqual(await self.git.head(clone), await self.git.head(work))
+
     async def test_unknownRepository(self):
         code, output = await self.git.run("ls-remote", self.hosting.url("999", "tokA"))
         self.assertNotEqual(code, 0)
@@ -171,6 +183,33 @@ class RequestTests(TestCase):
         code, body = await self.request("POST", "101.git/git-upload-pack", headers, b"0" * (self.maxBody + 1))
         self.assertEqual(code, 413)
         self.assertIn(b"over 65536 bytes", body)
+
+    async def test_pushOverLimit(self):
+        """
+        A real push whose pack is over C{maxBody} fails with 413 and
+        changes nothing.
+        """
+        git = GitClient(self)
+        work = await git.newWork(files={"blob.bin": os.urandom(self.maxBody).hex()})
+        code, output = await git.run("push", self.hosting.url("101", "tokA"), "main", cwd=work)
+        self.assertNotEqual(code, 0)
+        self.assertIn("413", output)
+        self.assertEqual(self.hosting.receiver.received, [])
+
+    async def test_processLimit(self):
+        """
+        C{maxProcesses} git requests are served at once; one more is
+        answered 503.
+        """
+        self.hosting.resource.maxProcesses = 2
+        self.hosting.resource.active = 1
+        path = "101.git/info/refs?service=git-upload-pack"
+        self.assertEqual((await self.request("GET", path, self.auth))[0], 200)
+        self.hosting.resource.active = 2
+        code, body = await self.request("GET", path, self.auth)
+        self.assertEqual(code, 503)
+        self.assertIn(b"too many git requests", body)
+        self.hosting.resource.active = 0
 
     async def test_hugeDeclaredLength(self):
         """

@@ -191,51 +191,76 @@ class GitResource(Resource):
 
 class GitRequest(Request):
     """
-    A request whose body may not pass the site's C{maxBody}: the moment it
-    does (a C{Content-Length} over it, or the bytes received), the client is
-    answered 413 and disconnected, nothing more is kept.
+    A request whose body is bounded before it is kept: a C{Content-Length}
+    over the site's C{maxBody}, or more bytes than it, are answered 413 at
+    once and the client disconnected; a push without credentials is
+    answered 401 before its body is read; at most C{maxBodies} bodies are
+    received at once (then 503).  What is kept is spooled by twisted.web
+    (memory under 100 kB, else a temporary file).
     """
 
     tooLarge = False
     _received = 0
+    _counted = False
 
     def gotLength(self, length):
-        limit = self.channel.site.maxBody
-        if length is not None and length > limit:
+        site = self.channel.site
+        path = getattr(self.channel, "_path", b"") or b""
+        if length is not None and length > site.maxBody:
             super().gotLength(0)
-            self._refuse(limit)
-            return
+            return self._refuse(b"413 Request Entity Too Large", f"the request body is over {site.maxBody} bytes")
+        if path.split(b"?")[0].endswith(b"/git-receive-pack") and not self.requestHeaders.hasHeader(b"authorization"):
+            super().gotLength(0)
+            return self._refuse(b"401 Unauthorized", "authentication required", (b"www-authenticate", REALM))
+        if length != 0:
+            if site.receiving >= site.maxBodies:
+                super().gotLength(0)
+                return self._refuse(b"503 Service Unavailable", "too many git requests at once, try again",
+                                    (b"retry-after", b"5"))
+            site.receiving += 1
+            self._site, self._counted = site, True
+            self.notifyFinish().addBoth(self._release)
         super().gotLength(length)
+
+    def _release(self, _):
+        if self._counted:
+            self._counted = False
+            self._site.receiving -= 1
 
     def handleContentChunk(self, data):
         if self.tooLarge:
             return
         self._received += len(data)
         if self._received > self.channel.site.maxBody:
-            self._refuse(self.channel.site.maxBody)
+            self._refuse(b"413 Request Entity Too Large", f"the request body is over {self.channel.site.maxBody} bytes")
             return
         super().handleContentChunk(data)
 
-    def _refuse(self, limit):
+    def _refuse(self, status, text, *headers):
         self.tooLarge = True
-        text = f"the request body is over {limit} bytes\n".encode("utf-8")
+        self.requestHeaders.removeHeader(b"expect")   # no "100 Continue" after the answer
+        body = (text + "\n").encode("utf-8")
+        extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         transport = self.channel.transport
-        transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                        b"connection: close\r\ncontent-length: " + str(len(text)).encode() + b"\r\n\r\n" + text)
+        transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n" + extra +
+                        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         transport.loseConnection()
 
 
 class GitSite(Site):
     """
-    The site of a L{GitResource}, bodies limited to C{maxBody} bytes.
+    The site of a L{GitResource}, bodies limited to C{maxBody} bytes,
+    C{maxBodies} of them received at once.
     """
 
     noisy = False
     requestFactory = GitRequest
 
-    def __init__(self, resource, maxBody):
+    def __init__(self, resource, maxBody, maxBodies=32):
         super().__init__(resource)
         self.maxBody = maxBody
+        self.maxBodies = maxBodies
+        self.receiving = 0
 
     def log(self, request):
         pass

@@ -175,7 +175,8 @@ class Hosting:
         self.resource = GitResource(self.access, self.repos, reactor, lambda: self.base, self.webhooks,
                                     maxBody=maxBody, **options)
         case.addCleanup(self.resource.stop)
-        self.port = await listen(case, GitSite(self.resource, maxBody))
+        self.site = GitSite(self.resource, maxBody)
+        self.port = await listen(case, self.site)
         self.base = f"http://127.0.0.1:{self.port}/"
         return self
 

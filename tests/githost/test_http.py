@@ -172,6 +172,31 @@ class RequestTests(TestCase):
         code, _ = await self.request("GET", "101.git/info/refs?service=git-receive-pack")
         self.assertEqual(code, 401)
 
+    async def test_pushBodyWithoutCredential(self):
+        """
+        A push body without credentials is refused before it is read.
+        """
+        code, body = await self.request("POST", "101.git/git-receive-pack", {}, b"0" * 1000)
+        self.assertEqual(code, 401)
+        self.assertIn(b"authentication required", body)
+
+    async def test_bodiesAtOnce(self):
+        """
+        C{maxBodies} request bodies are received at once; one more is
+        answered 503; a finished request frees its place.
+        """
+        site = self.hosting.site
+        headers = dict(self.auth, **{"Content-Type": "application/x-git-upload-pack-request"})
+        site.receiving = site.maxBodies - 1
+        code, _ = await self.request("POST", "101.git/git-upload-pack", headers, b"0000")
+        self.assertNotEqual(code, 503)
+        self.assertEqual(site.receiving, site.maxBodies - 1)
+        site.receiving = site.maxBodies
+        code, body = await self.request("POST", "101.git/git-upload-pack", headers, b"0000")
+        self.assertEqual(code, 503)
+        self.assertEqual(site.receiving, site.maxBodies)
+        site.receiving = 0
+
     async def test_bodyAtLimit(self):
         """
         A body of exactly C{maxBody} bytes reaches git (which refuses the

@@ -118,8 +118,8 @@ class AuthService(MultiService):
         self.git = GitResource(access, repos, self.reactor, lambda: self.gitURL, WebhookSender(self.reactor),
                                maxBody=self.config.gitMaxBody, timeout=self.config.gitTimeout,
                                maxProcesses=self.config.gitMaxProcesses)
-        self.gitListener = Listener("auth-git", self.config.gitListen, GitSite(self.git, self.config.gitMaxBody),
-                                    self.reactor)
+        site = GitSite(self.git, self.config.gitMaxBody, maxBodies=2 * self.config.gitMaxProcesses)
+        self.gitListener = Listener("auth-git", self.config.gitListen, site, self.reactor)
         self.gitListener.setServiceParent(self)
         where = (await self.gitListener.whenListening()).getHost()
         if self.config.gitURL:

@@ -91,7 +91,7 @@ class GitResource(Resource):
         tail = match.group(2)
         method = request.method
         if tail == "info/refs":
-            if method not in (b"GET", b"HEAD"):
+            if method != b"GET":
                 return self._answer(request, 405, "use GET", [(b"allow", b"GET")])
             service = (request.args.get(b"service") or [b""])[0].decode("latin-1")
             if service not in SERVICES:
@@ -115,6 +115,8 @@ class GitResource(Resource):
         self.active += 1
         try:
             await self.repos.ensure(repoID)
+            if request.finished or request.channel is None:
+                return
             protocol = spawnBackend(self.reactor, request, request.content,
                                     self._environment(request, repoID, tail, write, pusher), self.timeout)
             code, updates, error = await protocol.done

@@ -16,6 +16,8 @@ from tau.githost.process import GIT, MAX_ERRORS
 MAX_HEADERS = 64 << 10
 #: the most bytes of ref-update lines one push may report
 MAX_UPDATES = 1 << 20
+#: seconds a descendant may keep git's pipes open after git exited
+LINGER = 1.0
 
 log = Logger()
 
@@ -70,7 +72,9 @@ class BackendProtocol(ProcessProtocol):
         self.error = None
         self.done = Deferred()
         self._timer = None
+        self._linger = None
         self._sender = None
+        self._ended = False
 
     def connectionMade(self):
         self._timer = self.clock.callLater(self.timeout, self._expire)
@@ -95,6 +99,22 @@ class BackendProtocol(ProcessProtocol):
             self.transport.signalProcess("KILL")
         except Exception:
             pass
+        # a descendant holding the pipes must not keep the request open
+        self._closePipes()
+
+    def _closePipes(self):
+        for fd in list(getattr(self.transport, "pipes", {})):
+            self.transport.closeChildFD(fd)
+
+    def processExited(self, reason):
+        if not self._ended:
+            self._linger = self.clock.callLater(LINGER, self._lingering)
+
+    def _lingering(self):
+        self._linger = None
+        if not self._ended:
+            log.warn("a child of git http-backend kept its pipes open; closed")
+            self._closePipes()
 
     def childDataReceived(self, fd, data):
         if fd == 1:
@@ -140,8 +160,10 @@ class BackendProtocol(ProcessProtocol):
             self.request.write(rest)
 
     def processEnded(self, reason):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        self._ended = True
+        for timer in (self._timer, self._linger):
+            if timer is not None and timer.active():
+                timer.cancel()
         if self._sender is not None and self._sender.deferred is not None and not self._sender.deferred.called:
             self._sender.stopProducing()
         code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)

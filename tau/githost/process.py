@@ -5,9 +5,11 @@ bounded, its time too.
 
 import os
 
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
+
+from tau.oneshot import OneShot
 
 #: the most bytes kept of one git command's stdout (refs, a page of log)
 MAX_OUTPUT = 4 << 20
@@ -50,14 +52,17 @@ class _Collect(ProcessProtocol):
         self.size = 0
         self.err = b""
         self.overflow = False
-        self.ended = Deferred()
+        self.ended = OneShot()
 
     def outReceived(self, data):
         self.size += len(data)
         if self.size > self.limit:
             if not self.overflow:
                 self.overflow = True
-                self.transport.signalProcess("KILL")
+                try:
+                    self.transport.signalProcess("KILL")
+                except ProcessExitedAlready:
+                    pass
             return
         self.out.append(data)
 
@@ -66,7 +71,7 @@ class _Collect(ProcessProtocol):
 
     def processEnded(self, reason):
         code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
-        self.ended.callback(code)
+        self.ended.fire(code)
 
 
 async def runGit(reactor, args, *, cwd=None, env=None, limit=MAX_OUTPUT, timeout=TIMEOUT, check=True):
@@ -90,7 +95,12 @@ async def runGit(reactor, args, *, cwd=None, env=None, limit=MAX_OUTPUT, timeout
 
     timer = reactor.callLater(timeout, expire)
     try:
-        code = await protocol.ended
+        code = await protocol.ended.whenFired()
+    except CancelledError:
+        # cancelled: git does not outlive the caller's interest
+        expire()
+        await protocol.ended.whenFired()
+        raise
     finally:
         if timer.active():
             timer.cancel()

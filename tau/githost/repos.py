@@ -74,7 +74,10 @@ class Repositories:
         git's environment for serving these repositories: the shared hooks,
         pushed objects checked.
         """
-        config = {"core.hooksPath": str(self.hooks), "receive.fsckObjects": "true"}
+        # no automatic gc from receive-pack: a daemonized gc would hold the
+        # request's pipes (L{gc} runs it after a push, under our control)
+        config = {"core.hooksPath": str(self.hooks), "receive.fsckObjects": "true", "receive.autogc": "false",
+                  "gc.autoDetach": "false"}
         env = gitEnvironment(GIT_CONFIG_COUNT=str(len(config)))
         for i, (key, value) in enumerate(config.items()):
             env[f"GIT_CONFIG_KEY_{i}"] = key
@@ -92,6 +95,14 @@ class Repositories:
             await runGit(self.reactor, ["init", "--quiet", "--bare", "--initial-branch=main", str(path)],
                          env=self.environment())
         return path
+
+    async def gc(self, repoID, timeout=600.0):
+        """
+        C{git gc --auto} of C{repoID} (packs loose objects when there are
+        many), as a child the reactor waits for.
+        """
+        await runGit(self.reactor, ["gc", "--auto", "--quiet"], cwd=str(self.path(repoID)), env=self.environment(),
+                     timeout=timeout)
 
     async def commits(self, repoID, before, after, limit=MAX_COMMITS):
         """

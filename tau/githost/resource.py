@@ -126,6 +126,7 @@ class GitResource(Resource):
             log.warn("git {service} of {repo} failed: {why}", service=service, repo=repoID, why=error)
         if write and tail == "git-receive-pack" and updates:
             self._later(self._announce(repoID, pusher, parseUpdates(updates)))
+            self._later(self.repos.gc(repoID, self.timeout))
 
     def _environment(self, request, repoID, tail, write, pusher):
         body = request.content

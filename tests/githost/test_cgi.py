@@ -127,9 +127,57 @@ class BackendTests(TestCase):
             self.assertEqual(request.code, 502)
             self.assertIn(f"more than {MAX_HEADERS} bytes of headers".encode(), request.body())
 
+    async def test_lingeringDescendant(self):
+        """
+        A descendant that keeps stdout and descriptor 3 open after the
+        backend exited (a daemonized git gc) does not hold the answer.
+        """
+        started = reactor.seconds()
+        request, protocol = run("printf 'X: y\\n\\nok'; sleep 30 & exit 0")
+        code, updates, error = await protocol.done
+        self.assertEqual((code, request.body()), (0, b"ok"))
+        self.assertTrue(request.finished)
+        self.assertLess(reactor.seconds() - started, 15)
+
     async def test_clientGone(self):
         request, protocol = run("printf 'X: y\\n\\nstart'; exec sleep 30")
         await request.wrote
         request.goAway()
         code, updates, error = await protocol.done
         self.assertEqual(error, "the client went away")
+
+
+class RunGitTests(TestCase):
+    timeout = 30
+
+    async def test_outputLimit(self):
+        """
+        Output of exactly C{limit} bytes is read; one more kills git.
+        """
+        from tau.githost.process import GitError, runGit
+        code, out = await runGit(reactor, ["version"], limit=1000)
+        self.assertTrue(out.startswith(b"git version"))
+        exact = len(out)
+        code, same = await runGit(reactor, ["version"], limit=exact)
+        self.assertEqual(same, out)
+        with self.assertRaises(GitError) as caught:
+            await runGit(reactor, ["version"], limit=exact - 1)
+        self.assertIn(f"more than {exact - 1} bytes", str(caught.exception))
+
+    async def test_failure(self):
+        from tau.githost.process import GitError, runGit
+        with self.assertRaises(GitError) as caught:
+            await runGit(reactor, ["rev-parse", "--git-dir"], cwd="/")
+        self.assertIn("not a git repository", str(caught.exception))
+
+    async def test_cancelKills(self):
+        """
+        Cancelling a run kills git and waits for it: nothing is left.
+        """
+        from tau.githost.process import runGit
+        d = Deferred.fromCoroutine(runGit(reactor, ["hash-object", "--stdin"], timeout=60))
+        # hash-object waits for stdin, which stays open
+        d.cancel()
+        from twisted.internet.defer import CancelledError
+        with self.assertRaises(CancelledError):
+            await d

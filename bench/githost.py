@@ -57,7 +57,7 @@ async def main(reactor, size=32, runs=5):
     await repos.prepare()
     resource = GitResource(Open(), repos, reactor, lambda: base, None, maxBody=1 << 30)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(GitSite(resource, 1 << 30))
-    base = f"http://127.0.0.1:{port.getHost().port}/"
+    base = f"http://bench:token@127.0.0.1:{port.getHost().port}/"
     work = os.path.join(top, "work")
     await git(reactor, top, "init", "-q", "-b", "main", work)
     with open(os.path.join(work, "blob"), "wb") as f:

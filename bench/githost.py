@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from twisted.internet import task
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.utils import getProcessOutputAndValue
 from zope.interface import implementer
@@ -104,5 +105,4 @@ async def main(reactor, size=32, runs=5):
 
 
 if __name__ == "__main__":
-    task.react(lambda reactor, *a: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(
-        main(reactor, *a)), sys.argv[1:])
+    task.react(lambda reactor, *a: Deferred.fromCoroutine(main(reactor, *a)), sys.argv[1:])

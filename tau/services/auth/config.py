@@ -7,6 +7,13 @@ The C{auth} section of a node config.
       webhook-url: https://patrick.tau.example.com/github/
       max-body: 1048576                        # largest HTTP request body (bytes)
       provider-timeout: 10                     # seconds a git provider call may take
+      git-listen: tcp:0:interface=127.0.0.1    # hosted git repositories over smart HTTP ("" = off)
+      git-url: ""                              # their public base URL ("" = http://<bound address>/)
+      git-root: ""                             # where they live ("" = <node root>/git)
+      git-max-body: 268435456                  # largest git request body (a push's pack), bytes
+      git-timeout: 600                         # seconds one git request may run
+      git-max-processes: 16                    # git requests served at once
+      git-public-read: false                   # anyone may clone (pushing always wants a token)
 """
 
 from dataclasses import dataclass
@@ -28,6 +35,16 @@ class AuthConfig:
         empty: C{https://patrick.tau.<network-fqdn>/github/} (Taubyte's).
     @ivar maxBody: largest HTTP request body, in bytes.
     @ivar providerTimeout: seconds one call to a git provider may take.
+    @ivar gitListen: endpoint string of git hosting (L{tau.githost}); empty:
+        no git hosting.
+    @ivar gitURL: the base URL clients reach it at (clone URLs in webhooks);
+        empty: C{http://<bound host>:<port>/}.
+    @ivar gitRoot: the folder of the hosted repositories; empty: C{git} in
+        the node's root.
+    @ivar gitMaxBody: the largest git request body (a push), in bytes.
+    @ivar gitTimeout: seconds one git request may run.
+    @ivar gitMaxProcesses: git requests served at once (then 503).
+    @ivar gitPublicRead: whether anyone may clone a hosted repository.
     """
 
     httpListen: str = "tcp:0:interface=127.0.0.1"
@@ -35,6 +52,13 @@ class AuthConfig:
     webhookURL: str = ""
     maxBody: int = 1 << 20
     providerTimeout: float = 10.0
+    gitListen: str = "tcp:0:interface=127.0.0.1"
+    gitURL: str = ""
+    gitRoot: str = ""
+    gitMaxBody: int = 256 << 20
+    gitTimeout: float = 600.0
+    gitMaxProcesses: int = 16
+    gitPublicRead: bool = False
 
     #: YAML field -> attribute
     FIELDS = {
@@ -43,6 +67,13 @@ class AuthConfig:
         "webhook-url": "webhookURL",
         "max-body": "maxBody",
         "provider-timeout": "providerTimeout",
+        "git-listen": "gitListen",
+        "git-url": "gitURL",
+        "git-root": "gitRoot",
+        "git-max-body": "gitMaxBody",
+        "git-timeout": "gitTimeout",
+        "git-max-processes": "gitMaxProcesses",
+        "git-public-read": "gitPublicRead",
     }
 
     @classmethod
@@ -87,12 +118,37 @@ def _seconds(source, field, v):
     return float(v)
 
 
+def _count(source, field, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ConfigError(source, field, f"expected a whole number above 0, found {v!r}")
+    return v
+
+
+def _text(source, field, v):
+    if not isinstance(v, str):
+        raise ConfigError(source, field, f"expected text (a path), found {v!r}")
+    return v
+
+
+def _bool(source, field, v):
+    if not isinstance(v, bool):
+        raise ConfigError(source, field, f"expected true or false, found {v!r}")
+    return v
+
+
 _CHECKS = {
     "http-listen": _endpoint,
     "github-api": _url,
     "webhook-url": lambda s, f, v: _url(s, f, v, empty=True),
     "max-body": _positiveInt,
     "provider-timeout": _seconds,
+    "git-listen": lambda s, f, v: v if v == "" else _endpoint(s, f, v),
+    "git-url": lambda s, f, v: _url(s, f, v, empty=True),
+    "git-root": _text,
+    "git-max-body": _positiveInt,
+    "git-timeout": _seconds,
+    "git-max-processes": _count,
+    "git-public-read": _bool,
 }
 
 

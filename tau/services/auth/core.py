@@ -109,6 +109,13 @@ class Scope:
         self._repos = {}
         self._all = None
 
+    def forget(self):
+        """
+        Ask the provider again (the caller's reach changed).
+        """
+        self._repos = {}
+        self._all = None
+
     @property
     def providerName(self):
         return self.provider.name if self.provider is not None else None
@@ -312,6 +319,26 @@ class Auth:
             "project": record["project"],
             "key": self.secrets.open(record["key"], key.encode()).decode("ascii"),
         }
+
+    async def createHosted(self, scope, name):
+        """
+        A new repository hosted by this cloud (L{tau.githost}), made by a
+        caller with a C{tau} token, registered at once (its hook and
+        secret, its deploy key): C{{id, provider, fullname, clone_url,
+        hook}}.
+        """
+        if scope.caller is None or not hasattr(scope.provider, "create"):
+            raise Invalid("hosted repositories are made with a tau token (Authorization: tau <token>)")
+        try:
+            repoID = await scope.provider.create(scope.caller, name)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+        scope.forget()
+        provider = scope.providerName
+        await self._register(scope, provider, repoID)
+        record = await self.storage.get(f"/repositories/{provider}/{repoID}")
+        return {"id": repoID, "provider": provider, "fullname": record["fullname"], "clone_url": record["ssh"],
+                "hook": record["hook"]}
 
     async def repositoryHooks(self, scope, provider, repoID):
         record = await self._repository(scope, provider, repoID)

@@ -13,6 +13,7 @@ not give a usable token).
 
 import hashlib
 import json
+import re
 import secrets as _random
 
 import treq
@@ -33,6 +34,7 @@ MAX_PAGES = 100
 MAX_CREDENTIAL = 1024
 #: repositories one local token may reach
 MAX_LOCAL_REPOSITORIES = 1000
+_HOSTED_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 
 log = Logger()
 
@@ -266,17 +268,22 @@ def tokenKey(token):
 @implementer(IGitProvider)
 class LocalProvider:
     """
-    Tokens this cloud issues for the repositories it hosts itself; a
-    repository is named by its id (text), reached by the tokens issued for
-    it.  Hooks and deploy keys are the cloud's own: nothing to tell.
+    Tokens this cloud issues, and the repositories it hosts itself
+    (L{tau.githost}, served next to auth's HTTP API).  A repository is
+    named by its id (text), reached by the tokens issued for it and by the
+    token that created it (L{create}: numeric ids, as GitHub's).  Hooks and
+    deploy keys are the cloud's own: nothing to tell.
 
     @param storage: L{tau.services.auth.storage.Storage}.
+    @ivar cloneURL: C{(repoID) -> URL} of a hosted repository (set when git
+        hosting listens), or None.
     """
 
     name = "local"
 
     def __init__(self, storage):
         self.storage = storage
+        self.cloneURL = None
 
     async def issue(self, name, repositories):
         """
@@ -291,6 +298,31 @@ class LocalProvider:
         await self.storage.put(tokenKey(token), {"name": name, "repositories": sorted(set(repositories))})
         return token
 
+    async def create(self, caller, name):
+        """
+        A new hosted repository called C{name} (1 to 100 letters, digits,
+        C{.}, C{_}, C{-}), reached by C{caller}'s token from now on; its id
+        (a number, as text, as GitHub's).
+        """
+        if not isinstance(name, str) or not _HOSTED_NAME.match(name) or name.endswith(".git"):
+            raise ValueError("name: expected 1 to 100 letters, digits, '.', '_' or '-' (not ending in .git)")
+        key = tokenKey(caller.token)
+        record = await self.storage.get(key)
+        if record is None:
+            raise Unauthorized("this cloud did not issue the token")
+        if len(record["repositories"]) >= MAX_LOCAL_REPOSITORIES:
+            raise ValueError(f"a token reaches at most {MAX_LOCAL_REPOSITORIES} repositories")
+        while True:
+            repoID = str(_random.randbelow(9 * 10 ** 11) + 10 ** 11)
+            if await self.storage.get("/hosted/" + repoID) is None and \
+                    await self.storage.get(f"/repositories/{self.name}/{repoID}") is None:
+                break
+        await self.storage.put("/hosted/" + repoID, {"id": repoID, "fullname": f"{caller.name}/{name}",
+                                                     "owner": caller.name})
+        record["repositories"] = sorted(set(record["repositories"]) | {repoID})
+        await self.storage.put(key, record)
+        return repoID
+
     async def identify(self, token):
         record = await self.storage.get(tokenKey(token))
         if record is None:
@@ -301,13 +333,18 @@ class LocalProvider:
         record = await self.storage.get(tokenKey(caller.token))
         return [] if record is None else record["repositories"]
 
+    async def _info(self, repoID):
+        hosted = await self.storage.get("/hosted/" + repoID)
+        return {"id": repoID, "fullname": hosted["fullname"] if hosted else repoID,
+                "ssh": self.cloneURL(repoID) if self.cloneURL is not None else ""}
+
     async def repository(self, caller, repoID):
         if str(repoID) in await self._reach(caller):
-            return {"id": str(repoID), "fullname": str(repoID), "ssh": ""}
+            return await self._info(str(repoID))
         return None
 
     async def repositories(self, caller):
-        return [{"id": r, "fullname": r, "ssh": ""} for r in await self._reach(caller)]
+        return [await self._info(r) for r in await self._reach(caller)]
 
     async def addHook(self, caller, repo, url, secret):
         return 0

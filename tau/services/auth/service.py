@@ -5,9 +5,12 @@ L{AuthService}: auth on a node, and L{makeAuth}, its factory.
 from pathlib import Path
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from tau.githost.repos import Repositories
+from tau.githost.resource import GitResource, GitSite
+from tau.githost.webhook import WebhookSender
 from tau.interfaces import IHost, IKVDB, IMembers, IRouting
 from tau.listen import Listener
 from tau.oneshot import OneShot
@@ -17,6 +20,7 @@ from tau.services.auth.certificates import Certificates
 from tau.services.auth.commands import Commands
 from tau.services.auth.config import AuthConfig
 from tau.services.auth.core import Auth, checkFQDN
+from tau.services.auth.hosting import AuthGitAccess
 from tau.services.auth.web import AuthResource, AuthSite
 from tau.services.auth.providers import GitHubProvider, LocalProvider
 from tau.services.auth.secrets import loadSecrets
@@ -43,9 +47,12 @@ class AuthService(MultiService):
     @param github: the GitHub provider (built from the config when None).
     @param routing: has C{provide(cid)}: the service is announced in the
         DHT; None: not announced.
+    @param gitRoot: the folder of the hosted git repositories (served on
+        C{config.gitListen} unless it is empty).
     """
 
-    def __init__(self, host, kvdb, reactor, config, root, trusted, *, webhookURL, github=None, routing=None):
+    def __init__(self, host, kvdb, reactor, config, root, trusted, *, webhookURL, github=None, routing=None,
+                 gitRoot=None):
         super().__init__()
         self.setName("auth")
         self.host = host
@@ -64,6 +71,10 @@ class AuthService(MultiService):
         self.commands = None
         self.resource = None
         self.listener = None
+        self.gitRoot = Path(gitRoot) if gitRoot is not None else self.root.parent / "git"
+        self.git = None
+        self.gitListener = None
+        self.gitURL = None
         self._ready = OneShot()
 
     def startService(self):
@@ -93,7 +104,31 @@ class AuthService(MultiService):
         self.listener.setServiceParent(self)
         await self.listener.whenListening()
         log.info("auth serving {protocol} and HTTP on {where}", protocol=PROTOCOL, where=str(self.listener.port.getHost()))
+        if self.config.gitListen:
+            await self._startGit()
         return self
+
+    async def _startGit(self):
+        """
+        Serve the hosted repositories (L{tau.githost}) on C{git-listen}.
+        """
+        repos = Repositories(self.gitRoot, self.reactor)
+        await repos.prepare()
+        access = AuthGitAccess(self.auth, self.local, self.config.gitPublicRead)
+        self.git = GitResource(access, repos, self.reactor, lambda: self.gitURL, WebhookSender(self.reactor),
+                               maxBody=self.config.gitMaxBody, timeout=self.config.gitTimeout,
+                               maxProcesses=self.config.gitMaxProcesses)
+        site = GitSite(self.git, self.config.gitMaxBody, maxBodies=2 * self.config.gitMaxProcesses)
+        self.gitListener = Listener("auth-git", self.config.gitListen, site, self.reactor)
+        self.gitListener.setServiceParent(self)
+        where = (await self.gitListener.whenListening()).getHost()
+        if self.config.gitURL:
+            self.gitURL = self.config.gitURL.rstrip("/") + "/"
+        else:
+            host = where.host if where.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            self.gitURL = f"http://{host}:{where.port}/"
+        self.local.cloneURL = lambda repoID: f"{self.gitURL}{repoID}.git"
+        log.info("auth hosting git repositories of {root} on {url}", root=str(self.gitRoot), url=self.gitURL)
 
     def whenReady(self):
         """
@@ -117,7 +152,10 @@ class AuthService(MultiService):
         self.certificates.stop()
         if self.announcer is not None:
             self.announcer.stop()
-        return super().stopService()
+        stopping = [super().stopService()]
+        if self.git is not None:
+            stopping.append(self.git.stop())
+        return DeferredList([d for d in stopping if d is not None], consumeErrors=True)
 
 
 def makeAuth(host, kvdb, reactor, config, root, trusted, *, networkFQDN, routing=None):
@@ -125,14 +163,15 @@ def makeAuth(host, kvdb, reactor, config, root, trusted, *, networkFQDN, routing
     The auth service of a node.
 
     @param config: the L{AuthConfig} section (None: the defaults).
-    @param root: the node's root folder; the master key goes in C{root/auth}.
+    @param root: the node's root folder; the master key goes in C{root/auth},
+        the hosted git repositories in C{root/git} (unless C{git-root} says).
     @param networkFQDN: the cloud's domain, for the default webhook URL
         C{https://patrick.tau.<networkFQDN>/github/} (Taubyte's).
     """
     config = config or AuthConfig()
     webhookURL = config.webhookURL or f"https://patrick.tau.{checkFQDN(networkFQDN)}/github/"
     return AuthService(host, kvdb, reactor, config, Path(root) / "auth", trusted, webhookURL=webhookURL,
-                       routing=routing)
+                       routing=routing, gitRoot=config.gitRoot or Path(root) / "git")
 
 
 

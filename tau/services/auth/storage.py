@@ -10,6 +10,7 @@ Keys (text, as Taubyte lays them out where it has them):
     /acme/<fqdn>, /acme-static/<fqdn>   a sealed certificate (PEM chain and key)
     /acme-cache/<key>               sealed bytes
     /tokens/<sha256 of token>       {name, repositories}   (local provider)
+    /hosted/<id>                    {id, fullname, owner}  (a repository the cloud hosts)
 
 (* sealed: see L{tau.services.auth.secrets}.)
 """

@@ -15,6 +15,7 @@ failed).
     POST   /project/new/{name}              {config: {id}, code: {id}} -> {project: {id, name}}
     POST   /project/import/{name}           {config: {id}, code: {id}, "project-id"} -> {project: {id, name}}
     GET    /repositories                    {repositories: [{id, provider}]}
+    POST   /repositories/new/{name}   (tau token)   {repository: {id, provider, fullname, clone_url, hook}}
     GET    /repository/{provider}/{id}      {hooks: [hook id]}
     PUT    /repository/{provider}/{id}      {key: public deploy key}
     DELETE /repository/{provider}/{id}      {status}
@@ -72,6 +73,7 @@ class AuthResource(Resource):
             ("POST", "/project/new/{name}", self.newProject),
             ("POST", "/project/import/{name}", self.importProject),
             ("GET", "/repositories", self.listRepositories),
+            ("POST", "/repositories/new/{name}", self.createHosted),
             ("GET", "/repository/{provider}/{id}", self.getRepository),
             ("PUT", "/repository/{provider}/{id}", self.registerRepository),
             ("DELETE", "/repository/{provider}/{id}", self.unregisterRepository),
@@ -203,6 +205,9 @@ class AuthResource(Resource):
         provider = scope.providerName
         return {"repositories": [{"id": rid, "provider": provider}
                                  for rid in await self.auth.listRepositories(scope, provider)]}
+
+    async def createHosted(self, scope, body, name):
+        return {"repository": await self.auth.createHosted(scope, name)}
 
     async def getRepository(self, scope, body, provider, id):
         return await self.auth.repositoryHooks(scope, provider, id)

@@ -49,6 +49,7 @@ ROUTES = {
     ("POST", "/project/new/{name}"): lambda i: ("/project/new/x", {"config": {"id": i["repo"]}, "code": {"id": i["repo2"]}}),
     ("POST", "/project/import/{name}"): lambda i: ("/project/import/x", {
         "config": {"id": i["repo"]}, "code": {"id": i["repo2"]}, "project-id": i["project"]}),
+    ("POST", "/repositories/new/{name}"): lambda i: ("/repositories/new/x", None),
     ("GET", "/repository/{provider}/{id}"): lambda i: (f"/repository/github/{i['repo']}", None),
     ("PUT", "/repository/{provider}/{id}"): lambda i: (f"/repository/github/{i['repo']}", None),
     ("DELETE", "/repository/{provider}/{id}"): lambda i: (f"/repository/github/{i['repo']}", None),

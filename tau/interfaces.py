@@ -308,3 +308,65 @@ class IMembers(Interface):
         A coroutine: whether C{peer} showed an admission of this node's
         cloud (for C{service}, when given); this node always is.
         """
+
+
+class ITNSClient(Interface):
+    """
+    The cloud's project registry, as a service calls it
+    (L{tau.services.tns.client.TNSClient}): the node's own tns service
+    where it runs one, else the tns nodes it finds.  Lookups are cached
+    until tns announces a change.
+    """
+
+    def fetch(path):
+        """
+        A coroutine: the object at C{path} (a list of segments), None when
+        absent.
+        """
+
+    def push(path, data, *, peers=None):
+        """
+        A coroutine: store C{data} at C{path}.
+        """
+
+    def lookup(prefix, regex=False):
+        """
+        A coroutine: the keys under C{prefix} (or matching it, as a regex).
+        """
+
+    def list(depth):
+        """
+        A coroutine: the key paths, cut at C{depth} segments.
+        """
+
+    def publish(compiled, commit):
+        """
+        A coroutine: publish a compiled project as C{commit}; the peer that
+        stored it.
+        """
+
+    def project(projectId, branch="main"):
+        """
+        A coroutine: a project's current config on C{branch}, or None.
+        """
+
+    def resource(projectId, resourceId, branch="main"):
+        """
+        A coroutine: one resource of a project's current config, or None.
+        """
+
+    def http(host, path, method="GET"):
+        """
+        A coroutine: the function or website serving C{method path} on
+        C{host}, or None.
+        """
+
+    def projectsServing(host):
+        """
+        A coroutine: the projects with a website or function on C{host}.
+        """
+
+    def currentCommit(projectId, branch="main"):
+        """
+        A coroutine: the commit C{branch} of the project points at, or None.
+        """

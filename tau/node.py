@@ -16,7 +16,7 @@ from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
-from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting
+from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting, ITNSClient
 from tau.kad.network import DHTService
 from tau.members import CloudMembers
 from tau.protocols import installProtocols
@@ -364,19 +364,30 @@ def makeNode(config, reactor):
     node.autonat, node.autorelay = _autonat.install(node, config, reactor)
     node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
     node.members.setServiceParent(node)
-    node.capabilities = services.Capabilities({
+    offered = {
         IHost: host, IRouting: node.dht, IPubSub: node.pubsub, IKVDB: node.kvdb, IMembers: node.members,
         IContent: node.content,
-    })
-    for name in config.services:
+    }
+    node.capabilities = services.Capabilities(offered)
+
+    def build(name):
         factory = services.factoryFor(name)
         service = factory(node.capabilities.only(factory.needs), config, reactor)
         service.setName(name)
         service.setServiceParent(node)
         node.shapeServices[name] = service
-    # every node calls tns: its own service where it runs one, else the
-    # tns nodes it finds
+
+    # tns first: every node calls tns through one client, on its own
+    # service where it runs one, else on the tns nodes it finds; the
+    # other services get that client
+    if "tns" in config.services:
+        build("tns")
     node.tnsClient = tnsClientFor(host, node.pubsub, node.dht, reactor, node.shapeServices.get("tns"))
+    offered[ITNSClient] = node.tnsClient
+    node.capabilities = services.Capabilities(offered)
+    for name in config.services:
+        if name != "tns":
+            build(name)
     # a node given its address tells seer what it runs, and that it is alive
     node.seerBeacon = beaconOf(host, node.dht, config, reactor, node.shapeServices.get("seer"))
     if node.seerBeacon is not None:

@@ -16,8 +16,8 @@ from twisted.trial.unittest import TestCase
 from zope.interface.interface import Method
 from zope.interface.verify import verifyObject
 
-from tau.fakes import DialError, FakeContent, FakeHost, FakeKVDB, FakePubSub, FakeRouting
-from tau.interfaces import IContent, IHost, IKVDB, IPubSub, IRouting
+from tau.fakes import DialError, FakeContent, FakeHost, FakeKVDB, FakePubSub, FakeRouting, fakeTNSClient
+from tau.interfaces import IContent, IHost, IKVDB, IPubSub, IRouting, ITNSClient
 from tau.host import Host
 from tau.identity import PrivateKey
 from tau.kad.network import DHTService
@@ -37,7 +37,7 @@ def d(coroutine):
 class InterfaceTests(TestCase):
     def test_everyFakeProvidesItsInterface(self):
         for interface, fake in ((IHost, FakeHost(Clock())), (IContent, FakeContent()), (IRouting, FakeRouting()),
-                                (IPubSub, FakePubSub()), (IKVDB, FakeKVDB())):
+                                (IPubSub, FakePubSub()), (IKVDB, FakeKVDB()), (ITNSClient, fakeTNSClient(Clock()))):
             self.assertTrue(verifyObject(interface, fake))
 
     def test_sameSignatures(self):
@@ -50,6 +50,22 @@ class InterfaceTests(TestCase):
             for name in interface.names():
                 if isinstance(interface[name], Method):
                     self.assertEqual(shape(getattr(fake, name)), shape(getattr(real, name)), f"{fake.__name__}.{name}")
+
+
+class FakeTNSClientTests(TestCase):
+    async def test_pushFetchLookup(self):
+        """
+        The fake registry answers as tns does: a single leaf bare, several
+        as a nested map, keys by prefix, and the http lookup over them.
+        """
+        tns = fakeTNSClient(Clock())
+        await tns.push(["a", "b"], {"c": 1, "d": {"e": "x"}})
+        self.assertEqual(await tns.fetch(["a", "b", "c"]), 1)
+        self.assertEqual(await tns.fetch(["a"]), {"b": {"c": 1, "d": {"e": "x"}}})
+        self.assertIsNone(await tns.fetch(["z"]))
+        self.assertEqual(await tns.lookup(["a", "b"]), ["/a/b/c", "/a/b/d/e"])
+        self.assertEqual(await tns.list(1), [("a",)])
+        self.assertIsNone(await tns.http("api.example.com", "/x"))
 
 
 class FakeHostTests(TestCase):

@@ -72,9 +72,8 @@ class ProjectDomains:
 
     def close(self):
         """
-        Close the tns client and forget every verdict.
+        Forget every verdict (the tns client is the node's).
         """
-        self.tns.close()
         self._kept.clear()
 
     async def _check(self, name):

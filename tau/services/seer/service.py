@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from twisted.names import client, dns
 from twisted.names.error import DomainError
 
-from tau.interfaces import IHost, IMembers, IPubSub, IRouting
+from tau.interfaces import IHost, IMembers, IPubSub, IRouting, ITNSClient
 from tau.oneshot import OneShot
 from tau.services import needs
 from tau.services.auth.client import AuthClient
@@ -21,7 +21,6 @@ from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.oracle import Oracle
 from tau.services.seer.registry import Registry
-from tau.services.tns.client import clientFor as tnsClientFor
 
 log = Logger()
 
@@ -135,7 +134,7 @@ def systemTXT(reactor, makeResolver=client.createResolver):
     return txt
 
 
-@needs(IHost, IMembers, IRouting, IPubSub)
+@needs(IHost, IMembers, IRouting, IPubSub, ITNSClient)
 def serviceFactory(capabilities, config, reactor):
     """
     The seer service of a node whose shape names it: it hears the nodes of
@@ -145,7 +144,7 @@ def serviceFactory(capabilities, config, reactor):
     host, routing = capabilities[IHost], capabilities[IRouting]
     seer = config.seer
     fqdn, generated = zoneOf(config)
-    domains = ProjectDomains(generated, tnsClientFor(host, capabilities[IPubSub], routing, reactor),
+    domains = ProjectDomains(generated, capabilities[ITNSClient],
                              AuthClient(host, routing), systemTXT(reactor), reactor, seer.ttl)
     return SeerService(host, reactor, seer, capabilities[IMembers].isMember, fqdn, generated, routing=routing,
                        domains=domains, pubsub=capabilities[IPubSub])

@@ -13,7 +13,9 @@ cached fetches.
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from tau.interfaces import ITNSClient
 from tau.services.discovery import ServiceClient
 from tau.services.framework import ServiceError
 from tau.services.tns import PROTOCOL, lookups
@@ -22,6 +24,7 @@ from tau.services.tns.paths import CHANGED_TOPIC, checkPath, updatesTopic
 log = Logger()
 
 
+@implementer(ITNSClient)
 class TNSClient:
     """
     @param host: the local host (streams, C{clock}), or None with C{calls}.

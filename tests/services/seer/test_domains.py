@@ -168,9 +168,19 @@ class DomainTests(TestCase):
         self.tns.fetch = fetch
         self.assertTrue(await self.domains.served(GENERATED))
 
-    def test_close(self):
+    async def test_close(self):
+        """
+        Closing forgets every verdict (a project's domain is asked again)
+        and leaves the tns client, which is the node's, open.
+        """
+        self.assertTrue(await self.domains.served(GENERATED))
+        fetches = self.tns.fetches
+        self.assertTrue(await self.domains.served(GENERATED))
+        self.assertEqual(self.tns.fetches, fetches)
         self.domains.close()
-        self.assertTrue(self.tns.closed)
+        self.assertTrue(await self.domains.served(GENERATED))
+        self.assertGreater(self.tns.fetches, fetches)
+        self.assertFalse(self.tns.closed)
 
 
 class SystemTXTTests(TestCase):

@@ -39,6 +39,7 @@ from tau.kvdb.config import KVDBSection
 from tau.relay.config import RelaySection
 from tau.services.auth.config import AuthSection
 from tau.services.seer.config import SeerSection
+from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
 from tau.store.config import StorageSection
 
@@ -78,6 +79,7 @@ SECTIONS = [
     AuthSection(),
     TNSSection(),
     SeerSection(),
+    SubstrateSection(),
 ]
 
 

@@ -51,6 +51,14 @@ MAX_UPGRADED_PER_PEER = 256
 log = Logger()
 
 
+class Refused(Exception):
+    """
+    What a handler raises to answer C{{"error": its text}} as it is,
+    without the router's C{executing command ... failed:} prefix (e.g.
+    substrate's L{tau.services.substrate.NOT_SERVED}).
+    """
+
+
 class ServiceError(Exception):
     """
     A call failed before an answer came: no stream, a timeout, a frame
@@ -183,6 +191,8 @@ class CommandRouter:
                     raise ServiceError(f"too many streams kept at once (limit {self.maxUpgradedPerPeer})")
                 answer, continuation = answer.answer, answer.continuation
             reply = encodeResponse(answer)
+        except Refused as e:
+            reply, continuation = encodeErrorResponse(str(e)), None
         except Exception as e:
             log.debug("{protocol}: {command} from {peer} failed: {why}", protocol=self.protocolID,
                       command=name, peer=str(peer), why=repr(e))

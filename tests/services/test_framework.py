@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from tau.services import frames
 from tau.services.commands import RemoteError
-from tau.services.framework import CommandRouter, ServiceError, Upgrade, call, readFrame
+from tau.services.framework import CommandRouter, Refused, ServiceError, Upgrade, call, readFrame
 from tests.hosts import addressOf, startHost
 
 PROTOCOL = "/test/v1"
@@ -68,6 +68,20 @@ class FrameworkTests(TestCase):
         e = await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, PROTOCOL, "broken")), RemoteError)
         self.assertEqual(str(e), "router: executing command \"broken\" failed: 'gone'")
         self.assertIn("time", await call(client, server.peerID, PROTOCOL, "ping"))
+
+    async def test_refusedAnsweredAsIs(self):
+        """
+        A handler that raises L{Refused} has its text answered without the
+        router's prefix.
+        """
+        server, client, router = await self.pair()
+
+        async def refuse(peer, body):
+            raise Refused("no website or function serves a.example/x")
+
+        router.define("refuse", refuse)
+        e = await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, PROTOCOL, "refuse")), RemoteError)
+        self.assertEqual(str(e), "no website or function serves a.example/x")
 
     async def test_commandAtAndPastLimit(self):
         server, client, router = await self.pair(maxMessage=64)

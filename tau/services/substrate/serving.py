@@ -48,11 +48,14 @@ from tau.services.substrate.wasm.context import FunctionContext
 from tau.services.substrate.website import Website
 from tau.services.tns.paths import PathError
 from tau.services.tunnel import HOP_BY_HOP
+from tau.store.content import BadInput, ContentError
 
 #: the most CIDs whose broken build, or whose measures, are remembered
 MAX_REMEMBERED = 10_000
 #: calls after which the average run time becomes a moving average
 AVERAGE_WINDOW = 100
+#: seconds a build's blocks may take to come (a gateway waits 30 s at most)
+FETCH_TIMEOUT = 20.0
 
 log = Logger()
 
@@ -211,6 +214,7 @@ class Serving:
         self._loaded = set()
         self._loading = {}
         self._broken = OrderedDict()
+        self._folders = set()
         self._measures = OrderedDict()
 
     # finding
@@ -288,6 +292,7 @@ class Serving:
             return await answerText(response, 413, f"request body too large: {e}")
 
     async def _website(self, found, cid, request, body, response):
+        await self._checkFolder(cid)
         mount = mountOf(found["config"].get("paths"), unquote(request.url.partition("?")[0]))
         inside = dataclasses.replace(request, url=underMount(request.url, mount))
         await Website(self.content, cid).handle(inside, body, _Mounted(response, mount) if mount != "/" else response)
@@ -335,6 +340,32 @@ class Serving:
                 self._measures.popitem(last=False)
         return measured
 
+    async def _checkFolder(self, cid):
+        """
+        @raise AssetError: the website's build is not a folder (500, kept)
+            or cannot be had (503).
+        """
+        if cid in self._folders:
+            return
+        broken = self._broken.get(cid)
+        if broken is not None:
+            raise AssetError(broken, 500)
+        try:
+            await self.content.ls(cid, timeout=FETCH_TIMEOUT)
+        except BadInput as e:
+            self._remember(cid, f"the website build {cid} is not a folder: {e}")
+            raise AssetError(self._broken[cid], 500) from None
+        except ContentError as e:
+            raise AssetError(f"the website build {cid} is not available: {e}", 503) from None
+        self._folders.add(cid)
+        while len(self._folders) > MAX_REMEMBERED:
+            self._folders.pop()
+
+    def _remember(self, cid, broken):
+        self._broken[cid] = broken
+        while len(self._broken) > MAX_REMEMBERED:
+            self._broken.popitem(last=False)
+
     # loading
 
     async def load(self, cid):
@@ -362,9 +393,7 @@ class Serving:
         if not isinstance(result, Failure):
             self._loaded.add(cid)
         elif result.check(AssetError) and result.value.status == 500:
-            self._broken[cid] = str(result.value)
-            while len(self._broken) > MAX_REMEMBERED:
-                self._broken.popitem(last=False)
+            self._remember(cid, str(result.value))
         shot.fire(result)
 
     async def _load(self, cid):
@@ -374,7 +403,7 @@ class Serving:
                 return
             except _NeedBytes:
                 pass
-        data = await fetchBuild(self.content, cid, self.maxModule)
+        data = await fetchBuild(self.content, cid, self.maxModule, FETCH_TIMEOUT)
         module = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), moduleOf, data, self.maxModule)
         try:
             await self.runtime.load(module, cid)

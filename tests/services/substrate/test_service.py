@@ -193,6 +193,25 @@ class ProxyHTTPTests(SubstrateTestCase):
         stream.reset()
         self.assertEqual(decodeAnswer(answer), WebsiteMetrics(cached=0.0))
 
+    async def test_websiteBuildNotAFolder(self):
+        """
+        A website whose build is a file is answered 500, saying so.
+        """
+        cid = (await self.content.add(zipped({"index.html": b"x"}))).cid
+        await self.tns.push(assetKey(PROJECT_ID, DOCS, "main"), cidText(cid))
+        _, (status, _, body) = await self.viaTunnel("/docs/")
+        self.assertEqual(status, 500)
+        self.assertIn(b"is not a folder", body)
+
+    async def test_staysWarm(self):
+        """
+        Calls in a row to one function cost one cold start.
+        """
+        for _ in range(50):
+            status, _, body = await self.direct("/hello")
+            self.assertEqual((status, body), (200, b"hello from wasm"))
+        self.assertEqual(self.service.runtime.coldStarts, 1)
+
     async def test_trapAndTimeout(self):
         """
         A function that traps is answered 500, one that loops 504 after its

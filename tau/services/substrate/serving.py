@@ -30,7 +30,7 @@ import dataclasses
 from collections import OrderedDict
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,6 +43,7 @@ from tau.services.framework import ServiceError
 from tau.services.substrate import NOT_SERVED
 from tau.services.substrate.assets import AssetError, assetCID, fetchBuild, moduleOf
 from tau.services.substrate.metrics import FunctionMetrics, WebsiteMetrics
+from tau.services.substrate.sniff import detectContentType
 from tau.services.substrate.wasm import HttpRequest, Limits
 from tau.services.substrate.wasm.context import FunctionContext
 from tau.services.substrate.website import Website
@@ -194,7 +195,9 @@ class Serving:
     """
     @param tns: a L{tau.services.tns.client.TNSClient} (C{http}, C{fetch}).
     @param content: L{tau.interfaces.IContent}.
-    @param runtime: a started L{tau.services.substrate.wasm.Runtime}.
+    @param runtime: a started L{tau.services.substrate.wasm.Runtime}; at
+        most its C{workers} calls are made at once (the others wait), so a
+        pool of that many warm instances per function keeps it warm.
     @param reactor: IReactorTime and IReactorThreads (unzipping runs in
         its thread pool).
     @param maxRequestBody: bytes of request body a function is given.
@@ -215,6 +218,9 @@ class Serving:
         self._loading = {}
         self._broken = OrderedDict()
         self._folders = set()
+        # no more calls in flight than the runtime has workers: each holds an
+        # instance, and more than the pool keeps would be cold ones
+        self._calls = DeferredSemaphore(runtime.workers)
         self._measures = OrderedDict()
 
     # finding
@@ -310,12 +316,16 @@ class Serving:
         context = FunctionContext(project=found["project"], application=found.get("application") or "",
                                   resource=found["id"], commit=found["commit"], branch=found["branch"],
                                   services=self.services)
-        before = self.runtime.coldStarts
-        called = self.reactor.seconds()
-        running = Deferred.fromCoroutine(self.runtime.call(cid, export, call, limitsOf(config), context))
-        cold = self.runtime.coldStarts != before
-        status, answerHeaders, out = await running
-        ended = self.reactor.seconds()
+        await self._calls.acquire()
+        try:
+            before = self.runtime.coldStarts
+            called = self.reactor.seconds()
+            running = Deferred.fromCoroutine(self.runtime.call(cid, export, call, limitsOf(config), context))
+            cold = self.runtime.coldStarts != before
+            status, answerHeaders, out = await running
+            ended = self.reactor.seconds()
+        finally:
+            self._calls.release()
         measured = self._measured(cid)
         measured.ran(ended - called)
         if cold:
@@ -326,6 +336,9 @@ class Serving:
                 grouped.setdefault(name, []).append(value)
         if status >= 200 and status not in (204, 304):
             grouped["Content-Length"] = [str(len(out))]
+            if out and not any(name.lower() == "content-type" for name in grouped):
+                # Go's server sniffs what a handler did not say
+                grouped["Content-Type"] = [detectContentType(out)]
         else:
             out = b""
         response.head(status, grouped)

@@ -25,7 +25,7 @@ from tau.services.tns.client import TNSClient
 from tests.hosts import addressOf, startHost
 from tests.project.helpers import PROJECT_ID
 from tests.services.substrate.helpers import (
-    DOCS, HELLO, HOST, MISSING, ZIPPED, guestModule, proxyHTTP, publishShop, tunnelled, zipped)
+    DOCS, HOST, MISSING, ZIPPED, guestModule, proxyHTTP, publishShop, tunnelled, zipped)
 from tests.services.tns.helpers import calls, makeCommands
 
 MAX_BODY = 3000
@@ -61,8 +61,9 @@ class SubstrateTestCase(TestCase):
     timeout = 60
 
     async def setUp(self):
-        self.commands, _, _ = makeCommands()
-        self.tns = TNSClient(None, None, None, reactor, calls=calls(self.commands))
+        # pushes announced on the fake pubsub: the client caches and drops
+        self.commands, _, pubsub = makeCommands()
+        self.tns = TNSClient(None, pubsub, None, reactor, calls=calls(self.commands))
         self.content = FakeContent()
         self.cacheFolder = FilePath(self.mktemp())
         self.server = await startHost(self)
@@ -116,6 +117,8 @@ class ProxyHTTPTests(SubstrateTestCase):
         self.assertEqual((status, body), (200, b"hello from wasm"))
         self.assertEqual(headers["X-Fn"], ["hello"])
         self.assertEqual(headers["Content-Length"], ["15"])
+        # the function named no Content-Type: sniffed as Go's server does
+        self.assertEqual(headers["Content-Type"], ["text/plain; charset=utf-8"])
         metrics, (status, _, body) = await self.viaTunnel("/hello")
         self.assertEqual((metrics.cached, status, body), (1.0, 200, b"hello from wasm"))
         self.assertGreater(metrics.coldStart, 0)

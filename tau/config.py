@@ -40,6 +40,7 @@ from tau.relay.config import RelaySection
 from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
 from tau.services.seer.config import SeerSection
+from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
 from tau.store.config import StorageSection
 
@@ -80,6 +81,7 @@ SECTIONS = [
     TNSSection(),
     SeerSection(),
     GatewaySection(),
+    SubstrateSection(),
 ]
 
 

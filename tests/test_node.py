@@ -120,6 +120,20 @@ class RealReactorTests(TestCase):
 
         return Deferred.fromCoroutine(go())
 
+    async def test_fullShapeRunsSubstrate(self):
+        """
+        C{full} runs substrate: its protocol is served, and its direct HTTP
+        listener when configured (an unknown host: 404 or, with no tns
+        reachable, 503).
+        """
+        node = await self.startNode(substrate={"http-listen": "tcp:0:interface=127.0.0.1"})
+        substrate = node.shapeServices["substrate"]
+        self.assertIn("/substrate/v1", node.host.protocols())
+        response = await treq.get(f"http://127.0.0.1:{substrate.httpPort()}/", headers={"Host": "nobody.example"},
+                                  persistent=False)
+        self.assertIn(response.code, (404, 503))
+        await treq.content(response)
+
     def test_portInUse(self):
         """
         A listener that cannot bind makes whenReady fail with a clear error.

@@ -12,7 +12,14 @@ bounds what a caller can hold: the command's size, the time to send it,
 the time its handler may take, and the exchanges one peer may have open
 at once.  A failing handler is answered as go's router answers it and the
 service carries on.
+
+A handler may keep the stream after its answer (go's C{DefineStream}
+"upgrade", e.g. substrate's C{proxy-http} then the HTTP tunnel) by
+returning an L{Upgrade}: the answer is written, the stream is not closed,
+and the continuation owns it from then on.
 """
+
+from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import TimeoutError
@@ -38,8 +45,18 @@ EXCHANGE_TIMEOUT = 10.0
 HANDLER_TIMEOUT = 30.0
 #: exchanges one peer may have open with one service at once
 MAX_PER_PEER = 8
+#: upgraded streams (continuations running) one peer may hold at once
+MAX_UPGRADED_PER_PEER = 256
 
 log = Logger()
+
+
+class Refused(Exception):
+    """
+    What a handler raises to answer C{{"error": its text}} as it is,
+    without the router's C{executing command ... failed:} prefix (e.g.
+    substrate's L{tau.services.substrate.NOT_SERVED}).
+    """
 
 
 class ServiceError(Exception):
@@ -65,6 +82,20 @@ async def readFrame(stream, decoder):
             return frames[0]
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """
+    What a handler returns to keep the stream: C{answer} (a dict with text
+    keys, or None) is written as usual, then C{await continuation(stream)}
+    runs with the stream, which it must end (close or reset).  The
+    handler's timeout does not cover the continuation; a continuation that
+    fails has the stream reset.
+    """
+
+    answer: object
+    continuation: object
+
+
 class CommandRouter:
     """
     The commands of one service protocol, served on a host's streams.
@@ -74,22 +105,26 @@ class CommandRouter:
     """
 
     def __init__(self, protocolID, clock, *, maxMessage=MAX_MESSAGE, timeout=EXCHANGE_TIMEOUT,
-                 handlerTimeout=HANDLER_TIMEOUT, maxPerPeer=MAX_PER_PEER):
+                 handlerTimeout=HANDLER_TIMEOUT, maxPerPeer=MAX_PER_PEER,
+                 maxUpgradedPerPeer=MAX_UPGRADED_PER_PEER):
         self.protocolID = protocolID
         self.clock = clock
         self.maxMessage = maxMessage
         self.timeout = timeout
         self.handlerTimeout = handlerTimeout
         self.maxPerPeer = maxPerPeer
+        self.maxUpgradedPerPeer = maxUpgradedPerPeer
         self._handlers = {"ping": self._ping}
         self._any = None
         self._open = {}
+        self._upgraded = {}
 
     def define(self, name, handler):
         """
         Serve command C{name} with C{async def handler(peer, body)}: C{body}
-        a dict with text keys, the answer a dict with text keys or None.
-        An exception is answered as an error naming it.
+        a dict with text keys, the answer a dict with text keys or None, or
+        an L{Upgrade} to keep the stream after the answer.  An exception is
+        answered as an error naming it.
         """
         self._handlers[name] = handler
 
@@ -125,11 +160,19 @@ class CommandRouter:
             return
         self._open[peer] = self._open.get(peer, 0) + 1
         try:
-            await self._exchange(stream, peer)
+            continuation = await self._exchange(stream, peer)
         finally:
-            self._open[peer] -= 1
-            if not self._open[peer]:
-                del self._open[peer]
+            _release(self._open, peer)
+        if continuation is not None:
+            # counted apart: a gateway tunnels many requests at once
+            try:
+                await continuation(stream)
+            except Exception:
+                log.failure("{protocol}: the stream after the answer failed for {peer}",
+                            protocol=self.protocolID, peer=str(peer))
+                stream.reset()
+            finally:
+                _release(self._upgraded, peer)
 
     async def _exchange(self, stream, peer):
         decoder = FrameDecoder(self.maxMessage)
@@ -149,20 +192,39 @@ class CommandRouter:
         running = Deferred.fromCoroutine(withTimeout(self.clock, self.handlerTimeout, handler(peer, body)))
         # a caller that goes away takes its handler with it
         stream.whenClosed().addCallback(lambda _: running.cancel())
+        continuation = None
         try:
             answer = await running
+            if isinstance(answer, Upgrade):
+                if self._upgraded.get(peer, 0) >= self.maxUpgradedPerPeer:
+                    raise ServiceError(f"too many streams kept at once (limit {self.maxUpgradedPerPeer})")
+                answer, continuation = answer.answer, answer.continuation
             reply = encodeResponse(answer)
+        except Refused as e:
+            reply, continuation = encodeErrorResponse(str(e)), None
         except Exception as e:
             log.debug("{protocol}: {command} from {peer} failed: {why}", protocol=self.protocolID,
                       command=name, peer=str(peer), why=repr(e))
-            reply = encodeErrorResponse(f'router: executing command "{name}" failed: {e}')
+            reply, continuation = encodeErrorResponse(f'router: executing command "{name}" failed: {e}'), None
         if len(reply) > self.maxMessage + 14:
-            reply = encodeErrorResponse(f'router: executing command "{name}" failed: answer of {len(reply)} bytes, limit {self.maxMessage}')
-        self._answer(stream, reply)
+            reply, continuation = encodeErrorResponse(
+                f'router: executing command "{name}" failed: answer of {len(reply)} bytes, limit {self.maxMessage}'), None
+        if continuation is None:
+            self._answer(stream, reply)
+            return None
+        self._upgraded[peer] = self._upgraded.get(peer, 0) + 1
+        stream.write(reply)
+        return continuation
 
     def _answer(self, stream, frame):
         stream.write(frame)
         stream.closeWrite()
+
+
+def _release(counts, peer):
+    counts[peer] -= 1
+    if not counts[peer]:
+        del counts[peer]
 
 
 async def call(host, peer, protocolID, name, body=None, *, timeout=EXCHANGE_TIMEOUT, maxMessage=MAX_MESSAGE):

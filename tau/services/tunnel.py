@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import cbor2
 from twisted.internet.defer import Deferred
-from twisted.internet.error import TimeoutError
+from twisted.internet.error import ConnectionClosed, TimeoutError
 from twisted.logger import Logger
 
 from tau.services.commands import CommandError, decodeCBOR
@@ -346,9 +346,8 @@ async def serveTunnel(stream, handler, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_
     body, response)} with a L{TunnelRequest}, a L{TunnelBody} and a
     L{TunnelResponse}.  A malformed request is answered with its status, a
     gateway silent for C{idle} seconds with 408; a handler that fails is
-    answered 500.  After the head was sent, any of these resets the stream.
-    A stream reset before the request (a gateway that chose another
-    substrate) ends it quietly.
+    answered 500.  A stream that ends or is reset before the request ends
+    quietly.  After the head was sent, any of these resets the stream.
     """
     events = _Events(stream, TunnelDecoder(REQUEST, maxHead, maxHeaders, maxChunk), clock, idle)
     response = TunnelResponse(stream, clock, idle)
@@ -356,12 +355,9 @@ async def serveTunnel(stream, handler, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_
         try:
             try:
                 event = await events.next()
-            except (TunnelError, TimeoutError):
-                raise
-            except Exception as e:
-                # a gateway resets the streams of the substrates it did not choose
-                log.debug("tunnel from {peer}: the stream ended before a request: {why}", peer=stream.remotePeer,
-                          why=str(e))
+            except ConnectionClosed:
+                # reset before any request: a gateway that chose another
+                # substrate (go resets the streams it did not pick)
                 return
             if event is None:
                 return

@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from tau.services import frames
 from tau.services.commands import RemoteError
-from tau.services.framework import CommandRouter, ServiceError, call
+from tau.services.framework import CommandRouter, Refused, ServiceError, Upgrade, call, readFrame
 from tests.hosts import addressOf, startHost
 
 PROTOCOL = "/test/v1"
@@ -82,6 +82,20 @@ class FrameworkTests(TestCase):
         e = await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, PROTOCOL, "broken")), RemoteError)
         self.assertEqual(str(e), "router: executing command \"broken\" failed: 'gone'")
         self.assertIn("time", await call(client, server.peerID, PROTOCOL, "ping"))
+
+    async def test_refusedAnsweredAsIs(self):
+        """
+        A handler that raises L{Refused} has its text answered without the
+        router's prefix.
+        """
+        server, client, router = await self.pair()
+
+        async def refuse(peer, body):
+            raise Refused("no website or function serves a.example/x")
+
+        router.define("refuse", refuse)
+        e = await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, PROTOCOL, "refuse")), RemoteError)
+        self.assertEqual(str(e), "no website or function serves a.example/x")
 
     async def test_commandAtAndPastLimit(self):
         server, client, router = await self.pair(maxMessage=64)
@@ -159,3 +173,92 @@ class FrameworkTests(TestCase):
     async def test_noSuchProtocol(self):
         server, client, router = await self.pair()
         await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, "/other/v1", "ping")), ServiceError)
+
+
+class UpgradeTests(TestCase):
+    """
+    A handler that returns an L{Upgrade} keeps the stream after its answer
+    (go's C{DefineStream}): substrate's C{proxy-http}, then the tunnel.
+    """
+
+    pair = FrameworkTests.pair
+
+    async def upgradedExchange(self, client, server, name, send):
+        """
+        Send command C{name}, read its answer, then send C{send} on the same
+        stream: C{(answer, the frames that follow, the stream)}.
+        """
+        stream = await client.newStream(server.peerID, [PROTOCOL])
+        stream.write(frames.encodeFrame(cbor2.dumps({16: name, 64: {}})))
+        decoder = frames.FrameDecoder(1 << 20)
+        answer = cbor2.loads((await readFrame(stream, decoder)).payload)
+        if send is None:
+            return answer, None, stream
+        stream.write(send)
+        rest = decoder.feed(await stream.readToEnd(1 << 20))
+        return answer, [f.payload for f in rest], stream
+
+    def shout(self, kept):
+        async def shout(peer, body):
+            async def continuation(stream):
+                kept.append(stream)
+                data = await stream.readSome()
+                stream.write(frames.encodeFrame(data.upper()))
+                stream.closeWrite()
+            return Upgrade({"ready": True}, continuation)
+        return shout
+
+    async def test_streamKeptAfterAnswer(self):
+        """
+        The answer is written, the stream stays open, and the continuation
+        reads and writes it.
+        """
+        server, client, router = await self.pair()
+        router.define("shout", self.shout([]))
+        answer, rest, _ = await self.upgradedExchange(client, server, "shout", b"hello")
+        self.assertEqual(answer, {"ready": True})
+        self.assertEqual(rest, [b"HELLO"])
+
+    async def test_upgradedNotCountedAsExchanges(self):
+        """
+        Streams kept by continuations do not hold the peer's exchange slots
+        (a gateway tunnels many requests at once); they have their own
+        limit, past which the command is answered with an error and the
+        stream closed.
+        """
+        server, client, router = await self.pair(maxPerPeer=1, maxUpgradedPerPeer=2)
+        kept = []
+        router.define("shout", self.shout(kept))
+        first = await self.upgradedExchange(client, server, "shout", None)
+        second = await self.upgradedExchange(client, server, "shout", None)
+        self.assertEqual((first[0], second[0]), ({"ready": True}, {"ready": True}))
+        answer, rest, _ = await self.upgradedExchange(client, server, "shout", b"x")
+        self.assertEqual(answer, {"error": 'router: executing command "shout" failed: too many streams kept at once (limit 2)'})
+        self.assertEqual(rest, [])
+        # a plain command still has its slot
+        self.assertIn("time", await call(client, server.peerID, PROTOCOL, "ping"))
+        # one continuation done: its slot is free again
+        first[2].write(b"a")
+        await first[2].readToEnd(1 << 20)
+        answer, rest, _ = await self.upgradedExchange(client, server, "shout", b"b")
+        self.assertEqual((answer, rest), ({"ready": True}, [b"B"]))
+        second[2].write(b"c")
+        await second[2].readToEnd(1 << 20)
+
+    async def test_continuationFails(self):
+        """
+        A continuation that fails has its stream reset; the service goes on.
+        """
+        server, client, router = await self.pair()
+
+        async def broken(peer, body):
+            async def continuation(stream):
+                raise ValueError("no")
+            return Upgrade(None, continuation)
+
+        router.define("broken", broken)
+        answer, _, stream = await self.upgradedExchange(client, server, "broken", None)
+        self.assertIsNone(answer)
+        await stream.whenClosed()
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertIn("time", await call(client, server.peerID, PROTOCOL, "ping"))

@@ -58,6 +58,13 @@ class ModuleCache:
         self._modules[cid] = module
         return module
 
+    def has(self, cid):
+        """
+        Whether C{cid} is compiled here, in memory or on disk (a stat: cheap
+        enough for the reactor thread).
+        """
+        return cid in self._modules or (self._folder is not None and os.path.exists(self._path(cid)))
+
     def _fromDisk(self, cid):
         if self._folder is None or not os.path.exists(self._path(cid)):
             return None

@@ -1,0 +1,204 @@
+"""
+L{SubstrateService}: substrate on a node (C{proxy-http} on C{/substrate/v1}
+followed by the HTTP tunnel on the same stream, and optionally its own
+HTTP listener), and L{serviceFactory}.
+
+A gateway sends C{proxy-http {host, path, method}}; the substrate looks the
+request up in tns and answers C{{"functions": metrics}} or
+C{{"websites": metrics}} (L{tau.services.substrate.metrics}), then serves
+the tunnelled request on that stream (L{tau.services.tunnel.serveTunnel});
+when nothing serves the host and path, the answer is an error whose text
+begins with L{NOT_SERVED} and the stream ends.  How a request is answered:
+L{tau.services.substrate.serving}.
+"""
+
+from pathlib import Path
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.logger import Logger
+
+from tau.interfaces import IContent, IHost, IKVDB, IRouting, ITNSClient
+from tau.listen import Listener
+from tau.oneshot import OneShot
+from tau.services import needs
+from tau.services.discovery import Announcer
+from tau.services.framework import CommandRouter, Refused, Upgrade
+from tau.services.substrate import NOT_SERVED, PROTOCOL
+from tau.services.substrate.metrics import encodeAnswer
+from tau.services.substrate.serving import Serving
+from tau.services.substrate.wasm import FunctionServices, HttpClientPolicy, Runtime
+from tau.services.substrate.web import SubstrateSite
+from tau.services.tunnel import serveTunnel
+
+#: the longest host, path or method a C{proxy-http} may name
+MAX_FIELD = 8192
+
+log = Logger()
+
+
+def _field(body, name, default=None):
+    value = body.get(name, default) if isinstance(body, dict) else None
+    if not isinstance(value, str) or len(value) > MAX_FIELD:
+        raise ValueError(f"proxy-http wants text {name} of at most {MAX_FIELD} characters")
+    return value
+
+
+class SubstrateService(Service):
+    """
+    @param host: has C{setStreamHandler}, C{removeHandler}.
+    @param content: L{tau.interfaces.IContent} (the builds).
+    @param tns: an L{tau.interfaces.ITNSClient} (the node's: not closed
+        here).
+    @param reactor: IReactorTime, IReactorThreads, IReactorTCP.
+    @param config: L{SubstrateConfig}.
+    @param moduleCache: the compiled-module cache folder.
+    @param routing: has C{provide(cid)}: the service is announced in the
+        DHT (gateways find substrates so); None: not announced.
+    @param kvdb: an L{tau.interfaces.IKVDB}: the functions' databases and
+        storages live there; None: their host calls answer their errno (as
+        do the HTTP-client calls).
+    """
+
+    def __init__(self, host, content, tns, reactor, config, moduleCache, *, routing=None, kvdb=None):
+        self.setName("substrate")
+        self.host = host
+        self.content = content
+        self.tns = tns
+        self.reactor = reactor
+        self.config = config
+        self.moduleCache = moduleCache
+        self.kvdb = kvdb
+        self.router = CommandRouter(PROTOCOL, reactor)
+        self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
+        self.runtime = None
+        self.serving = None
+        self.listener = None
+        self._installed = False
+        self._tunnels = {}
+        self._ready = OneShot()
+
+    def _functionServices(self):
+        """
+        The node-backed services of the functions' database, storage and
+        HTTP-client host calls (L{tau.services.substrate.wasm.context.FunctionContext.services}),
+        or None: those calls answer their errno.
+        """
+        if self.kvdb is None:
+            return None
+        return FunctionServices(self.reactor, self.content, self.kvdb, self.tns,
+                                HttpClientPolicy.fromConfig(self.config.httpClientAllow))
+
+    def startService(self):
+        super().startService()
+        if self._ready.fired:
+            self._ready = OneShot()
+        d = Deferred.fromCoroutine(self._start())
+        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
+
+    async def _start(self):
+        runtime = Runtime(self.reactor, str(self.moduleCache))
+        runtime.workers = self.config.workers
+        runtime.poolSize = self.config.poolSize
+        runtime.poolTotal = self.config.poolTotal
+        runtime.start()
+        self.runtime = runtime
+        self.serving = Serving(self.tns, self.content, runtime, self.reactor,
+                               maxRequestBody=self.config.maxRequestBody, maxModule=self.config.maxModule,
+                               services=self._functionServices())
+        if self.config.httpListen is not None:
+            self.listener = Listener("substrate-http", self.config.httpListen,
+                                     SubstrateSite(self.serving.handle, self.config.maxRequestBody), self.reactor)
+            self.listener.startService()
+            await self.listener.whenListening()
+        if not self.running:
+            return self
+        self.router.define("proxy-http", self.proxyHTTP)
+        self.router.install(self.host)
+        self._installed = True
+        if self.announcer is not None:
+            self.announcer.start()
+        log.info("substrate serving {protocol}{http}", protocol=PROTOCOL,
+                 http=f" and HTTP on {self.listener.port.getHost()}" if self.listener is not None else "")
+        return self
+
+    def whenReady(self):
+        """
+        Fires with this service when it serves, or fails (e.g. with
+        L{tau.listen.ListenError}).
+        """
+        return self._ready.whenFired()
+
+    def httpPort(self):
+        """
+        The bound port of the direct HTTP listener, or None.
+        """
+        port = self.listener.port if self.listener is not None else None
+        return port.getHost().port if port is not None else None
+
+    async def proxyHTTP(self, peer, body):
+        """
+        C{proxy-http {host, path, method}}: the metrics of what serves it,
+        then the tunnel on the same stream.
+
+        @raise Refused: with L{NOT_SERVED} text when nothing does.
+        """
+        host, path = _field(body, "host"), _field(body, "path")
+        method = _field(body, "method", "GET") or "GET"
+        found = await self.serving.find(host, path, method)
+        if found is None:
+            raise Refused(f"{NOT_SERVED} {host}{path}")
+        return Upgrade(encodeAnswer(await self.serving.metrics(found)), self._tunnel)
+
+    async def _tunnel(self, stream):
+        running = Deferred.fromCoroutine(serveTunnel(stream, self.serving.handle, self.reactor))
+        self._tunnels[running] = stream
+        try:
+            await running
+        finally:
+            self._tunnels.pop(running, None)
+
+    async def _stop(self):
+        if self._installed:
+            self.router.uninstall(self.host)
+            self._installed = False
+        if self.announcer is not None:
+            self.announcer.stop()
+        tunnels = list(self._tunnels.items())
+        for _, stream in tunnels:
+            stream.reset()
+        if tunnels:
+            await DeferredList([d for d, _ in tunnels], consumeErrors=True)
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            await maybeDeferred(listener.stopService)
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            await runtime.stop()
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+
+def moduleCacheOf(config):
+    """
+    The compiled-module cache folder of a node config: C{substrate.module-cache}
+    (relative to the node's root), else C{<data folder>/substrate-modules}.
+    """
+    folder = config.substrate.moduleCache
+    if folder is None:
+        return config.dataDir / "substrate-modules"
+    return config.root / Path(folder).expanduser()
+
+
+@needs(IHost, IRouting, IContent, IKVDB, ITNSClient)
+def serviceFactory(capabilities, config, reactor):
+    """
+    The substrate service of a node whose shape names it: it reads projects
+    through the node's tns client, builds through the node's content, and
+    keeps the functions' databases and storages in the node's kvdb.
+    """
+    return SubstrateService(capabilities[IHost], capabilities[IContent], capabilities[ITNSClient], reactor,
+                            config.substrate, moduleCacheOf(config), routing=capabilities[IRouting],
+                            kvdb=capabilities[IKVDB])

@@ -31,10 +31,14 @@ class BrowserError(Exception):
 
 def hostRules(hosts):
     """
-    C{--host-resolver-rules} for C{hosts} (name -> loopback port); every
-    other name fails to resolve, so nothing leaves the machine.
+    C{--host-resolver-rules} for C{hosts} (name -> loopback port, or
+    C{(loopback address, port)}); every other name fails to resolve, so
+    nothing leaves the machine.
     """
-    rules = [f"MAP {name} 127.0.0.1:{port}" for name, port in sorted(hosts.items())]
+    rules = []
+    for name, where in sorted(hosts.items()):
+        address, port = where if isinstance(where, tuple) else ("127.0.0.1", where)
+        rules.append(f"MAP {name} {address}:{port}")
     return ", ".join(rules + ["MAP * ~NOTFOUND", "EXCLUDE 127.0.0.1"])
 
 
@@ -54,7 +58,8 @@ async def renderedDOM(reactor, url, *, hosts=None, workdir, timeout=60, budget=2
     """
     The DOM of C{url} after its scripts ran, as HTML text.
 
-    @param hosts: name -> loopback port (see L{hostRules}).
+    @param hosts: name -> loopback port or C{(address, port)} (see
+        L{hostRules}).
     @param workdir: a folder for Chromium's profile (a test's C{mktemp()}).
     @param timeout: seconds before Chromium is ended.
     @param budget: virtual seconds the page's timers and requests get.

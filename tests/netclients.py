@@ -91,16 +91,18 @@ async def curl(reactor, url, *args, via=None, timeout=30):
     """
     C{(status, headers, body)} of curl's answer for C{url}.
 
-    @param via: name -> loopback port: that name's connections go to
-        C{127.0.0.1:PORT} (C{--connect-to}); the URL keeps the name.
+    @param via: name -> loopback port (or C{(address, port)}, the address
+        a loopback one): that name's connections go to C{127.0.0.1:PORT}
+        (C{--connect-to}); the URL keeps the name.
     @param args: more curl options (C{-X POST}, C{-H ...}, C{-k}...).
     @raise ToolError: curl is missing or could not get an answer.
     """
     if CURL is None:
         raise ToolError("curl is not installed (apt-get install curl; .ci/run does)")
     connect = []
-    for name, port in sorted((via or {}).items()):
-        connect += ["--connect-to", f"{name}::127.0.0.1:{port}"]
+    for name, where in sorted((via or {}).items()):
+        address, port = where if isinstance(where, tuple) else ("127.0.0.1", where)
+        connect += ["--connect-to", f"{name}::{address}:{port}"]
     argv = [CURL, "-s", "-S", "-i", "--path-as-is", "--noproxy", "*", "--max-time", str(timeout),
             *connect, *args, url]
     status, out, err = await _runBytes(reactor, argv, timeout + 10)

@@ -62,8 +62,9 @@ class HostRulesTests(SynchronousTestCase):
         """
         Each name maps to its loopback port; every other name is not found.
         """
-        self.assertEqual(hostRules({"b.test": 2, "a.test": 1}),
-                         "MAP a.test 127.0.0.1:1, MAP b.test 127.0.0.1:2, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+        self.assertEqual(hostRules({"b.test": 2, "a.test": 1, "c.test": ("127.0.0.3", 3)}),
+                         "MAP a.test 127.0.0.1:1, MAP b.test 127.0.0.1:2, MAP c.test 127.0.0.3:3, "
+                         "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
 
 
 class ParseTests(SynchronousTestCase):
@@ -129,6 +130,17 @@ class CurlTests(TestCase):
         status, _, body = await curl(reactor, "http://app.example.test/nothing", via=via)
         self.assertEqual((status, body), (404, b"no such page"))
         self.assertEqual(page.hosts, ["app.example.test", "app.example.test"])
+
+    async def test_viaAnotherLoopbackAddress(self):
+        """
+        A name can go to another loopback address (a node announced there).
+        """
+        page = Page()
+        port = await listen(Site(page), "tcp:0:interface=127.0.0.5")
+        self.addCleanup(port.stopListening)
+        status, _, body = await curl(reactor, "http://app.example.test/data",
+                                     via={"app.example.test": ("127.0.0.5", port.getHost().port)})
+        self.assertEqual((status, body), (200, b"from the server"))
 
 
 class DigTests(TestCase):

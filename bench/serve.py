@@ -56,13 +56,16 @@ from _httpload import HELLO_WAT, Target, load, startServer  # noqa: E402
 
 def paddedHello(pad, tag):
     """
-    The hello module with C{pad} more functions (each a little arithmetic)
-    and a data segment holding C{tag} (so each sample has its own CID).
+    The hello module with C{pad} more functions (each a little arithmetic,
+    compiled though never called) and a data segment holding C{tag} (so
+    each sample has its own CID).
     """
     from wasmtime import wat2wasm
 
+    # not exported: a TinyGo module exports a handful of functions, and
+    # instantiating costs per export (wasmtime-py wraps every export)
     extra = "\n".join(
-        f' (func (export "f{i}") (param i32) (result i32) (i32.add (i32.mul (local.get 0) (i32.const {i + 3})) (i32.const {i})))'
+        f' (func $f{i} (param i32) (result i32) (i32.add (i32.mul (local.get 0) (i32.const {i + 3})) (i32.const {i})))'
         for i in range(pad))
     wat = HELLO_WAT.rstrip().rstrip(")") + f'\n (data (i32.const 256) "{tag}")\n{extra}\n)'
     return bytes(wat2wasm(wat))
@@ -220,8 +223,8 @@ FIGURES = {"cold": coldFigures, "seer": seerFigures, "http": httpFigures}
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=30, help="cold starts of each kind per run")
-    parser.add_argument("--pad", type=int, default=2000, help="functions added to the cold-start module")
+    parser.add_argument("--samples", type=int, default=15, help="cold starts of each kind per run")
+    parser.add_argument("--pad", type=int, default=1000, help="functions added to the cold-start module")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated: " + ",".join(FIGURES))

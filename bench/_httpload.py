@@ -42,8 +42,9 @@ HELLO_WAT = """
 @dataclass
 class Target:
     """
-    Where requests go: C{port} on 127.0.0.1, with C{Host: host} and C{path}.
-    C{expect} is the body every answer must carry (None: any).
+    Where requests go: C{address:port} (a loopback address), with C{Host:
+    host} and C{path}.  C{expect} is the body every answer must carry
+    (None: any).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Target:
     host: str = "localhost"
     path: str = "/"
     expect: bytes = None
+    address: str = "127.0.0.1"
 
     def request(self):
         return f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUser-Agent: tau-bench\r\n\r\n".encode()
@@ -191,7 +193,7 @@ async def load(reactor, target, requests=5000, concurrency=16, timeout=60.0):
 
     guard = reactor.callLater(timeout, stop, BadAnswer(f"{target.name}: not done within {timeout}s"))
     start = time.perf_counter()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", target.port)
+    endpoint = TCP4ClientEndpoint(reactor, target.address, target.port)
     connecting = [connectProtocol(endpoint, Client()) for _ in range(min(concurrency, requests))]
     connected = await DeferredList(connecting, consumeErrors=True)
     for ok, result in connected:

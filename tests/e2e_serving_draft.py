@@ -101,35 +101,45 @@ class E2ECloud(ProcessCloud):
         return found[0]
 
 
+async def startServingCloud(case):
+    """
+    The cloud of L{SHAPES} for C{case} (has C{mktemp}, C{addCleanup}), with
+    the project published; C{(cloud, ports)}, C{ports} giving C{"dns"}
+    (seer's UDP port), C{"substrate"} and C{"gateway"} (C{(address,
+    port)} of their HTTP listeners).  bench/serve.py starts its targets
+    with this too.
+    """
+    cloud = await E2ECloud(case).start(list(SHAPES))
+    ports = {"dns": await cloud.port(SEER_NODE, "dns")}
+    ports["substrate"] = (SHAPES["substrate"][1], await cloud.port(SUBSTRATE_NODE, "substrate"))  # [LEAD]
+    ports["gateway"] = (SHAPES["gateway"][1], await cloud.port(GATEWAY_NODE, "gateway"))          # [LEAD]
+    await publishProject(cloud, case.mktemp() + ".wasm")
+    return cloud, ports
+
+
+async def publishProject(cloud, wasm):
+    """
+    The project, the function's WASM (compiled to C{wasm}) and the
+    website's folder, through the seer/tns/auth node (so the substrate
+    fetches the builds over bitswap).
+    """
+    await e2e.compileWat(reactor, wasm)
+    for args in (("project", "push", str(e2e.PROJECT_FOLDER), "--commit", "e2e1"),
+                 ("project", "asset", e2e.PROJECT_ID, e2e.FUNCTION_ID, wasm),
+                 ("project", "asset", e2e.PROJECT_ID, e2e.WEBSITE_ID, str(e2e.WEBSITE))):
+        status, out, err = await cloud.tau(SEER_NODE, *args)
+        if status != 0:
+            raise AssertionError(f"tau {' '.join(args)} exited {status}: {out}{err}")
+
+
 class ServingTests(TestCase):
     timeout = 300
 
     async def setUp(self):
-        self.cloud = await E2ECloud(self).start(list(SHAPES))
-        self.dns = await self.cloud.port(SEER_NODE, "dns")
-        self.substrate = (SHAPES["substrate"][1], await self.cloud.port(SUBSTRATE_NODE, "substrate"))  # [LEAD]
-        self.gateway = (SHAPES["gateway"][1], await self.cloud.port(GATEWAY_NODE, "gateway"))          # [LEAD]
-
-    async def tau(self, index, *args):
-        status, out, err = await self.cloud.tau(index, *args)
-        self.assertEqual(status, 0, out + err)
-        return out
-
-    async def publish(self):
-        """
-        The project, the function's WASM and the website's folder, through
-        the seer/tns/auth node (so the substrate fetches the builds over
-        bitswap).
-        """
-        wasm = self.mktemp() + ".wasm"
-        await e2e.compileWat(reactor, wasm)
-        await self.tau(SEER_NODE, "project", "push", str(e2e.PROJECT_FOLDER), "--commit", "e2e1")
-        await self.tau(SEER_NODE, "project", "asset", e2e.PROJECT_ID, e2e.FUNCTION_ID, wasm)
-        await self.tau(SEER_NODE, "project", "asset", e2e.PROJECT_ID, e2e.WEBSITE_ID, str(e2e.WEBSITE))
+        self.cloud, ports = await startServingCloud(self)
+        self.dns, self.substrate, self.gateway = ports["dns"], ports["substrate"], ports["gateway"]
 
     async def test_serving(self):
-        await self.publish()
-
         # seer: the project's domain resolves to the gateway only, once the
         # gateway's beacon reached seer and tns has the project  [LEAD: what seer answers]
         async def resolved():

@@ -20,11 +20,10 @@ calls the function through the gateway).
 
 Every line that depends on the other branches is marked C{[LEAD]}:
   - the service names C{substrate} and C{gateway} in the node shapes;
-  - their config keys (C{substrate.http}, C{gateway.http}), assumed to be
-    endpoint strings as every listener is;
+  - their config keys (C{substrate.http-listen}, C{gateway.http}), as the
+    branches had them when this was written;
   - how their bound ports are found (here: the log line each service
-    prints when it listens; the regexes in L{PORT_LINES} are guesses to
-    adjust, or replace with whatever the services expose);
+    prints when it listens, L{PORT_LINES}, as the branches print them);
   - what seer answers for a generated domain when a gateway runs (only the
     gateway's address), and the website's headers (ETag, Content-Type).
 """
@@ -53,18 +52,22 @@ SHAPES = {
 }
 
 #: shape name -> more config sections  [LEAD] the keys of the merged services
+#: (as the substrate and gateway branches name them: substrate.http-listen,
+#: gateway.http)
 EXTRA = {
-    "substrate": {"substrate": {"http": "tcp:0:interface=127.0.0.2"}},
+    "substrate": {"substrate": {"http-listen": "tcp:0:interface=127.0.0.2"}},
     "gateway": {"gateway": {"http": "tcp:0:interface=127.0.0.3"}},
 }
 
+_TCP = rb"IPv4Address\(type='TCP', host='[0-9.]+', port=(\d+)\)"
 #: what -> a regex of the log line giving its port (group 1)
 PORT_LINES = {
-    # seer's own line (tau/services/seer/service.py): "... DNS for F on <udp host> and <tcp host>"
+    # seer (tau/services/seer/service.py): "... DNS for F on <udp host> and <tcp host>"
     "dns": rb"DNS for \S+ on IPv4Address\(type='UDP', host='[0-9.]+', port=(\d+)\)",
-    # [LEAD] guesses: adjust to the lines substrate and gateway print when they listen
-    "substrate": rb"substrate\S* (?:HTTP|http)\S* (?:listening )?on \S*?(?:port=|:)(\d+)",
-    "gateway": rb"gateway\S* (?:HTTP|http)\S* (?:listening )?on \S*?(?:port=|:)(\d+)",
+    # [LEAD] as the branches log them: "substrate serving /substrate/v1 and HTTP on <host>",
+    # "gateway serving http on <host>[, https on <host>]"
+    "substrate": rb"substrate serving \S+ and HTTP on " + _TCP,
+    "gateway": rb"gateway serving http on " + _TCP,
 }
 
 

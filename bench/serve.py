@@ -275,6 +275,10 @@ async def httpFigures(reactor, args):
         out[f"{name}_rps"] = round(statistics.median(r["rps"] for r in runs))
         out[f"{name}_p50_ms"] = round(statistics.median(r["p50_ms"] for r in runs), 3)
         out[f"{name}_p99_ms"] = round(statistics.median(r["p99_ms"] for r in runs), 3)
+        failed = sum(r["errors"] for r in runs)
+        if failed:
+            out[f"{name}_errors"] = f"{failed} of {len(runs) * args.requests}, first: " + next(
+                r["first_error"] for r in runs if r["errors"])
     for name in samples:
         if name != "bare":
             out[f"{name}_over_bare"] = round(out[f"{name}_rps"] / out["bare_rps"], 3)

@@ -14,10 +14,10 @@ from pathlib import Path
 from twisted.internet.threads import deferToThreadPool
 
 from tau.control.routes import APIError, argument, command
-from tau.control.store import _contentOf, _guard
+from tau.control.store import MAX_DIRECTORY_ENTRIES, _contentOf, _guard
 from tau.project import DEFAULT_BRANCH, ProjectErrors, compileInThread
 from tau.project.indexes import assetKey
-from tau.store.unixfs import cidText, folderEntries
+from tau.store.unixfs import TooManyEntries, cidText, folderEntries
 from tau.services.commands import RemoteError
 from tau.services.framework import ServiceError
 from tau.services.tns.paths import PathError
@@ -85,22 +85,32 @@ async def push(node, args):
 
 #: longest project or resource id tns/asset takes
 MAX_ID = 256
+#: most files and empty folders in a folder tns/asset adds
+MAX_ASSET_ENTRIES = MAX_DIRECTORY_ENTRIES
 
 
 async def _addPath(node, path):
     """
     Add C{path} (on the node's machine) to the node's store, pinned (and
-    provided): a file as one UnixFS file, a folder as a UnixFS directory.
+    provided): a file as one UnixFS file, a folder (of at most
+    L{MAX_ASSET_ENTRIES} files and empty folders) as a UnixFS directory.
     Its entry.
     """
-    inThread = lambda f, *a: deferToThreadPool(node.reactor, node.reactor.getThreadPool(), f, *a)
+    def inThread(f, *args):
+        return deferToThreadPool(node.reactor, node.reactor.getThreadPool(), f, *args)
+
     content = _contentOf(node)
+    if not os.path.isabs(path):
+        raise APIError(f"{path}: expected an absolute path (on the node's machine)")
     if await inThread(os.path.isfile, path):
         return await _guard(f"add {path}", content.add(path, pin=True))
-    if await inThread(os.path.isdir, path):
-        entries = await inThread(folderEntries, Path(path))
-        return await _guard(f"add {path}", content.addFolder(entries, pin=True))
-    raise APIError(f"{path}: no such file or folder")
+    if not await inThread(os.path.isdir, path):
+        raise APIError(f"{path}: no such file or folder")
+    try:
+        entries = await inThread(folderEntries, Path(path), MAX_ASSET_ENTRIES)
+    except TooManyEntries:
+        raise APIError(f"{path}: more than {MAX_ASSET_ENTRIES} files and empty folders") from None
+    return await _guard(f"add {path}", content.addFolder(entries, pin=True))
 
 
 @command("tns/asset")

@@ -11,6 +11,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from tau.control import tns
 from tau.control.client import ControlError, call
 from tau.project.indexes import assetKey
 from tau.store.unixfs import cidText
@@ -26,7 +27,7 @@ def website(root):
     """
     A website build folder: an index, a page in a sub-folder, an empty folder.
     """
-    root = Path(root)
+    root = Path(root).resolve()
     (root / "docs").mkdir(parents=True)
     (root / "empty").mkdir()
     (root / "index.html").write_bytes(b"<h1>home</h1>")
@@ -58,7 +59,7 @@ class AssetTests(TestCase):
         function's asset key for the branch, which the node's tns client
         reads back.
         """
-        path = Path(self.mktemp())
+        path = Path(self.mktemp()).resolve()
         path.write_bytes(WASM)
         answer = await self.asset(self.tnsNode, PROJECT_ID, GET_ITEMS, str(path), branch="dev")
         key = assetKey(PROJECT_ID, GET_ITEMS, "dev")
@@ -96,7 +97,8 @@ class AssetTests(TestCase):
         one are refused with their reason; nothing is published.
         """
         cases = [
-            ((PROJECT_ID, SITE, self.mktemp()), "no such file or folder"),
+            ((PROJECT_ID, SITE, os.path.abspath(self.mktemp())), "no such file or folder"),
+            ((PROJECT_ID, SITE, "relative/path"), "relative/path: expected an absolute path"),
             ((PROJECT_ID, SITE), "takes 3 arguments (project, resource, path), found 2"),
             (("", SITE, "/"), "project: expected an id of 1 to 256 characters"),
             ((PROJECT_ID, "a/b", "/"), "resource: expected an id"),
@@ -108,11 +110,25 @@ class AssetTests(TestCase):
             self.assertIn(reason, str(e.exception))
         self.assertEqual(await self.tnsNode.tnsClient.lookup(["assets"]), [])
 
+    async def test_entriesAtLimit(self):
+        """
+        A folder of exactly L{MAX_ASSET_ENTRIES} files and empty folders is
+        added; one more entry is refused, and nothing is published.
+        """
+        self.patch(tns, "MAX_ASSET_ENTRIES", 3)
+        folder = website(self.mktemp())   # index.html, docs/page.html, empty
+        await self.asset(self.tnsNode, PROJECT_ID, SITE, str(folder))
+        (folder / "docs" / "more.html").write_bytes(b"one too many")
+        with self.assertRaises(ControlError) as e:
+            await self.asset(self.tnsNode, PROJECT_ID, SITE, str(folder), branch="dev")
+        self.assertIn("more than 3 files and empty folders", str(e.exception))
+        self.assertIsNone(await self.tnsNode.tnsClient.fetch(assetKey(PROJECT_ID, SITE, "dev")))
+
     async def test_idAtLimit(self):
         """
         An id of exactly 256 characters is taken.
         """
-        path = Path(self.mktemp())
+        path = Path(self.mktemp()).resolve()
         path.write_bytes(b"x")
         answer = await self.asset(self.tnsNode, PROJECT_ID, "r" * 256, str(path))
         self.assertEqual(await self.tnsNode.tnsClient.fetch(assetKey(PROJECT_ID, "r" * 256, "main")), answer["Hash"])

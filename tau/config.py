@@ -38,6 +38,7 @@ from tau.kad.config import DHTSection
 from tau.kvdb.config import KVDBSection
 from tau.relay.config import RelaySection
 from tau.services.auth.config import AuthSection
+from tau.services.gateway.config import GatewaySection
 from tau.services.seer.config import SeerSection
 from tau.services.tns.config import TNSSection
 from tau.store.config import StorageSection
@@ -78,6 +79,7 @@ SECTIONS = [
     AuthSection(),
     TNSSection(),
     SeerSection(),
+    GatewaySection(),
 ]
 
 

@@ -74,3 +74,44 @@ class RunTests(TestCase):
             self.assertTrue(err.startswith(f"tau: {path} is not a valid module: "), err)
             self.assertEqual(len(err.splitlines()), 1, err)
         return Deferred.fromCoroutine(go())
+
+
+class EventRunTests(TestCase):
+    timeout = 60
+
+    def module(self, text):
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return str(path)
+
+    def test_p2p(self):
+        """
+        --p2p COMMAND --data D sends a p2p command; what the function
+        answers is printed.
+        """
+        from tests.services.substrate.test_triggers import ECHO
+
+        async def go():
+            status, out, err = await run(reactor, TAU + ["run", self.module(ECHO), "--call", "handle", "--p2p", "ping",
+                                                         "--data", "hello"])
+            self.assertEqual((status, out, err), (0, "echo:hello", ""))
+        return Deferred.fromCoroutine(go())
+
+    def test_pubsub(self):
+        """
+        --pubsub CHANNEL --data D sends a pubsub message: nothing is printed;
+        a function that traps exits 1, saying so.
+        """
+        from tests.services.substrate.test_events import GUEST as EVENTS
+
+        async def go():
+            path = self.module(EVENTS)
+            status, out, err = await run(reactor, TAU + ["run", path, "--call", "message", "--pubsub", "orders", "--data", "x"])
+            self.assertEqual((status, out, err), (0, "", ""))
+            status, out, err = await run(reactor, TAU + ["run", path, "--call", "boom", "--pubsub", "orders"])
+            self.assertEqual((status, out), (1, ""))
+            self.assertRegex(err, r"^tau: function \S+ trapped\n$")
+            status, out, err = await run(reactor, TAU + ["run", path, "--call", "boom", "--pubsub", "/"])
+            self.assertEqual((status, out), (1, ""))
+            self.assertTrue(err.startswith("tau: invalid --pubsub: a channel of 1 to 512 characters"), err)
+        return Deferred.fromCoroutine(go())

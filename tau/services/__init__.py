@@ -17,6 +17,7 @@ KNOWN = ("auth", "gateway", "hoarder", "monkey", "patrick", "seer", "substrate",
 # The services this build provides: name -> "module:factory".
 FACTORIES = {
     "auth": "tau.services.auth.service:serviceFactory",
+    "gateway": "tau.services.gateway.service:serviceFactory",
     "seer": "tau.services.seer.service:serviceFactory",
     "tns": "tau.services.tns.service:serviceFactory",
 }

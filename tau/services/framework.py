@@ -82,6 +82,7 @@ class CommandRouter:
         self.handlerTimeout = handlerTimeout
         self.maxPerPeer = maxPerPeer
         self._handlers = {"ping": self._ping}
+        self._any = None
         self._open = {}
 
     def define(self, name, handler):
@@ -91,6 +92,14 @@ class CommandRouter:
         An exception is answered as an error naming it.
         """
         self._handlers[name] = handler
+
+    def defineAny(self, handler):
+        """
+        Serve every command, whatever its name (C{ping} included), with
+        C{async def handler(peer, body)}, as Taubyte's substrate-p2p stream
+        does (the name is the user's command; the body says what to run).
+        """
+        self._any = handler
 
     def commands(self):
         return sorted(self._handlers)
@@ -133,7 +142,7 @@ class CommandRouter:
             log.debug("{protocol}: bad command from {peer}: {why}", protocol=self.protocolID, peer=str(peer), why=str(e))
             self._answer(stream, encodeErrorResponse(f"router: decoding command failed: {e}"))
             return
-        handler = self._handlers.get(name)
+        handler = self._any or self._handlers.get(name)
         if handler is None:
             self._answer(stream, encodeErrorResponse(f'router: command "{name}" not registered'))
             return

@@ -274,9 +274,9 @@ class TunnelBody:
     The request body on the substrate: C{await read()} is the next chunk,
     C{b""} at its end.
 
-    @raise TunnelError: when the gateway breaks the protocol or stops
-        before the end of the body (400), or sends nothing for the idle
-        timeout (408).
+    @raise TunnelError: when the gateway breaks the protocol, stops or
+        resets the stream before the end of the body (400), or sends
+        nothing for the idle timeout (408).
     """
 
     def __init__(self, events):
@@ -286,7 +286,13 @@ class TunnelBody:
     async def read(self):
         if self.done:
             return b""
-        event = await self._events.next()
+        try:
+            event = await self._events.next()
+        except (TunnelError, TimeoutError):
+            raise
+        except Exception as e:
+            # the gateway reset the stream: its client went away
+            raise TunnelError(f"the stream failed before the end of the body: {e}") from None
         if event is None:
             raise TunnelError("the stream ended before the end of the body")
         kind, value = event
@@ -341,12 +347,22 @@ async def serveTunnel(stream, handler, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_
     L{TunnelResponse}.  A malformed request is answered with its status, a
     gateway silent for C{idle} seconds with 408; a handler that fails is
     answered 500.  After the head was sent, any of these resets the stream.
+    A stream reset before the request (a gateway that chose another
+    substrate) ends it quietly.
     """
     events = _Events(stream, TunnelDecoder(REQUEST, maxHead, maxHeaders, maxChunk), clock, idle)
     response = TunnelResponse(stream, clock, idle)
     try:
         try:
-            event = await events.next()
+            try:
+                event = await events.next()
+            except (TunnelError, TimeoutError):
+                raise
+            except Exception as e:
+                # a gateway resets the streams of the substrates it did not choose
+                log.debug("tunnel from {peer}: the stream ended before a request: {why}", peer=stream.remotePeer,
+                          why=str(e))
+                return
             if event is None:
                 return
             await handler(event[1], TunnelBody(events), response)
@@ -390,11 +406,17 @@ def requestOf(request):
     )
 
 
-async def _sendBody(request, stream, chunk):
-    content = request.content
-    content.seek(0)
+async def _sendBody(request, stream, chunk, body):
+    if body is None:
+        content = request.content
+        content.seek(0)
+
+        async def read(size):
+            return content.read(size)
+    else:
+        read = body.read
     while True:
-        data = content.read(chunk)
+        data = await read(chunk)
         if not data:
             break
         stream.write(encodeChunk(data))
@@ -402,18 +424,50 @@ async def _sendBody(request, stream, chunk):
     stream.write(encodeEnd())
 
 
+class Unanswered(Exception):
+    """
+    The substrate failed before the head of its answer (L{forward} with
+    C{failover}); nothing was written to the client.  C{status} is what
+    would answer it: 502, or 504 for a silent substrate.
+    """
+
+    def __init__(self, message, status=502):
+        super().__init__(message)
+        self.status = status
+
+
+def answerError(request, status):
+    """
+    Answer C{request} (nothing written yet) with a plain 502 or 504.
+    """
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.write(b"gateway timeout\n" if status == 504 else b"bad gateway\n")
+    request.finish()
+
+
 async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD, maxHeaders=MAX_HEADERS,
-                  maxChunk=MAX_CHUNK, chunk=CHUNK):
+                  maxChunk=MAX_CHUNK, chunk=CHUNK, body=None, failover=False):
     """
     Forward the C{twisted.web} C{request} over C{stream} (a tunnel to a
     substrate) and write the answer to it, finishing it.  A malformed or
     missing answer becomes 502 before the head, a substrate silent for
     C{idle} seconds 504; after the head, either drops the client's
-    connection.  The stream is reset when this returns.
+    connection, as does a client that reads nothing of the answer for
+    C{idle} seconds.  The stream is reset when this returns.
+
+    @param body: the request body as it comes, an object with C{async
+        read(size) -> bytes} (C{b""} at its end); None: C{request.content}
+        (a body twisted.web received whole).
+    @param failover: raise L{Unanswered} instead of answering 502 or 504
+        when the answer fails before its head, so the caller can ask
+        another substrate.
     """
     stream.write(encodeRequest(requestOf(request)))
-    sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk))
-    sending.addErrback(lambda f: None)  # a reset stream also ends the answer below
+    sending = Deferred.fromCoroutine(_sendBody(request, stream, chunk, body))
+    # a body that fails (its client gone, or over a limit) ends the exchange:
+    # the reset stream also ends the answer below
+    sending.addErrback(lambda f: stream.reset())
     gone = []
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
     events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk), clock, idle)
@@ -447,7 +501,15 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
                 if length is not None and written > length:
                     raise _Bad(f"more than the {length} bytes of its Content-Length")
                 request.write(value)
-                await gate.wait()
+                try:
+                    await withTimeout(clock, idle, gate.wait())
+                except TimeoutError:
+                    # a client that stops reading its answer is dropped
+                    log.info("tunnel to {peer}: the client read nothing for {idle} seconds, dropped",
+                             peer=stream.remotePeer, idle=idle)
+                    request.unregisterProducer()
+                    request.channel.transport.abortConnection()
+                    return
                 if gate.stopped or gone:
                     return
             else:
@@ -463,11 +525,10 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
         if started:
             request.unregisterProducer()
             request.loseConnection()
+        elif failover:
+            raise Unanswered(str(e), e.status) from None
         else:
-            request.setResponseCode(e.status)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            request.write(b"gateway timeout\n" if e.status == 504 else b"bad gateway\n")
-            request.finish()
+            answerError(request, e.status)
     finally:
         sending.cancel()
         stream.reset()

@@ -58,6 +58,20 @@ class FrameworkTests(TestCase):
         e = await self.assertFailure(Deferred.fromCoroutine(call(client, server.peerID, PROTOCOL, "nope")), RemoteError)
         self.assertEqual(str(e), 'router: command "nope" not registered')
 
+    async def test_defineAny(self):
+        """
+        A router with C{defineAny} serves every command name with it,
+        C{ping} included.
+        """
+        server, client, router = await self.pair()
+
+        async def every(peer, body):
+            return {"seen": body["n"]}
+
+        router.defineAny(every)
+        self.assertEqual(await call(client, server.peerID, PROTOCOL, "ping", {"n": 1}), {"seen": 1})
+        self.assertEqual(await call(client, server.peerID, PROTOCOL, "anything", {"n": 2}), {"seen": 2})
+
     async def test_handlerFailsServiceGoesOn(self):
         server, client, router = await self.pair()
 

@@ -19,20 +19,14 @@ with Python's C{re} instead of go's RE2: what could backtrack for long
 L{MAX_REPEATS} repeats) is refused, and the keys are matched in a thread.
 """
 
-import re
-
 import cbor2
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from tau.saferegex import UnsafeRegex, compileSafe
 from tau.services.tns.paths import KEY_PREFIX, assemble, checkPath, leaves, updatesTopic
 from tau.services.tns.tenancy import HIDDEN
-
-try:
-    from re import _parser as sre_parse
-except ImportError:  # Python < 3.11
-    import sre_parse
 
 #: the longest regex a lookup may give, and the repeats it may hold
 MAX_PATTERN = 512
@@ -50,35 +44,10 @@ class Invalid(ValueError):
 
 
 def _checkRegex(pattern):
-    if len(pattern) > MAX_PATTERN:
-        raise Invalid(f"prefix: a regex of at most {MAX_PATTERN} characters")
     try:
-        parsed = sre_parse.parse(pattern)
-    except re.error as e:
-        raise Invalid(f"prefix: not a regular expression: {e}") from None
-    repeats = 0
-
-    def walk(items, inRepeat):
-        nonlocal repeats
-        for op, arg in items:
-            name = str(op)
-            if name in ("GROUPREF", "GROUPREF_EXISTS", "ASSERT", "ASSERT_NOT", "ATOMIC_GROUP", "POSSESSIVE_REPEAT"):
-                raise Invalid("prefix: back-references and lookarounds are not supported (RE2 has none)")
-            if name in ("MAX_REPEAT", "MIN_REPEAT"):
-                repeats += 1
-                if inRepeat:
-                    raise Invalid("prefix: a repeat inside a repeat is not supported")
-                walk(arg[2], True)
-            elif name == "SUBPATTERN":
-                walk(arg[-1], inRepeat)
-            elif name == "BRANCH":
-                for branch in arg[1]:
-                    walk(branch, inRepeat)
-
-    walk(parsed, False)
-    if repeats > MAX_REPEATS:
-        raise Invalid(f"prefix: at most {MAX_REPEATS} repeats")
-    return re.compile(pattern)
+        return compileSafe(pattern, MAX_PATTERN, MAX_REPEATS)
+    except UnsafeRegex as e:
+        raise Invalid(f"prefix: {e}") from None
 
 
 def _matching(regex, keys):

@@ -388,7 +388,7 @@ WASI_GUEST = f"""
  (import "{SDK}" "getHttpEventRequestHeaderKeysSize" (func $keysSize (param i32 i32) (result i32)))
  (import "{SDK}" "getHttpEventRequestHeaderKeys" (func $keys (param i32 i32 i32) (result i32)))
  (import "{SDK}" "getHttpEventMethod" (func $method (param i32 i32 i32) (result i32)))
- (import "{SDK}" "newDatabase" (func $newDatabase (param i32 i32 i32) (result i32)))
+ (import "{SDK}" "newIpfsClient" (func $newIpfsClient (param i32) (result i32)))
  (memory (export "memory") 1)
  (data (i32.const 64) "ok")
  ;; an iovec at 32: "ok", 2 bytes
@@ -414,7 +414,7 @@ WASI_GUEST = f"""
    (i32.store8 (i32.const 0) (i32.add (i32.const 48) (call $method (local.get $ev) (i32.const 1024) (i32.const 2))))
    (drop (call $write (local.get $ev) (i32.const 0) (i32.const 1) (i32.const 8))))
  (func (export "database") (param $ev i32)
-   (drop (call $newDatabase (i32.const 0) (i32.const 0) (i32.const 0))))
+   (drop (call $newIpfsClient (i32.const 0))))
 )
 """
 

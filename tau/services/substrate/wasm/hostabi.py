@@ -12,9 +12,12 @@ length is checked against the guest's memory before any copy.
 
 from wasmtime import FuncType, ValType
 
-from tau.services.substrate.wasm import errno
+from tau.services.substrate.wasm import errno, events, selfabi
+from tau.services.substrate.wasm.database import databaseFunctions
 from tau.services.substrate.wasm.guestmem import GuestMemory, OutOfBounds, U32WriteFailed
 from tau.services.substrate.wasm.http import ResponseTooLarge
+from tau.services.substrate.wasm.httpclient import httpClientFunctions
+from tau.services.substrate.wasm.storage import storageFunctions
 
 MODULE = "taubyte/sdk"
 
@@ -236,6 +239,9 @@ def httpEventFunctions(instance):
 #: and C{context})
 PROVIDERS = [
     httpEventFunctions,
+    events.eventFunctions,
+    selfabi.selfFunctions,
+    databaseFunctions, storageFunctions, httpClientFunctions,  # node-backed: database, storage, HTTP client
 ]
 
 

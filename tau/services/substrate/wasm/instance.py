@@ -8,6 +8,7 @@ the reactor thread) only after a clean call; an instance whose call trapped,
 timed out or failed is dropped.
 """
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -58,10 +59,19 @@ class Limits:
 
 @dataclass
 class Event:
+    """
+    One event in an instance's table: C{type} (L{hostabi.HTTP_EVENT}, or
+    L{tau.services.substrate.wasm.events.PUBSUB_EVENT} or C{P2P_EVENT}); an
+    HTTP event has C{request}, C{response} and C{maxHeaders}, a pubsub
+    event C{message}, a p2p event C{p2p}.
+    """
+
     type: int
-    request: object
-    response: HttpResponse
-    maxHeaders: int
+    request: object = None
+    response: HttpResponse = None
+    maxHeaders: int = 0
+    message: object = None
+    p2p: object = None
 
 
 class Instance:
@@ -84,11 +94,16 @@ class Instance:
         self._nextId = 0
         self._store = None
         self._exports = None
+        #: C{time.monotonic()} when the running call started (None between
+        #: calls): host functions that wait on the node stop at its deadline
+        self.callStarted = None
 
     def create(self, deadline):
         store = Store(self._engine)
         store.set_limits(memory_size=self.limits.memoryBytes)
         store.set_epoch_deadline(deadline)
+        # stdout and stderr are left to wasmtime's default, a sink: what the
+        # guest writes (TinyGo's fmt.Println) is answered in full and dropped
         wasi = WasiConfig()
         wasi.argv = [self._name]
         store.set_wasi(wasi)
@@ -103,10 +118,26 @@ class Instance:
         if isinstance(initialize, Func):
             initialize(store)
 
+    def httpEvent(self, request):
+        """
+        A new HTTP event for C{request}, its response bounded by the limits.
+        """
+        return Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
+
     def call(self, export, request, deadline):
         """
         Call C{export(eventId)} for C{request}; the L{HttpResponse} the guest
         filled.  Traps (timeouts included) propagate.
+
+        @raise LookupError: the module has no such exported function.
+        """
+        return self.callEvent(export, self.httpEvent(request), deadline).response
+
+    def callEvent(self, export, event, deadline):
+        """
+        Call C{export(eventId)} with C{event} (an L{Event} of any type) in
+        the table under the next id; C{event} once the call returned.
+        Traps (timeouts included) propagate.
 
         @raise LookupError: the module has no such exported function.
         """
@@ -115,14 +146,15 @@ class Instance:
             raise LookupError(f"the module exports no function {export!r}")
         eventId = self._nextId
         self._nextId = (self._nextId + 1) & 0xFFFFFFFF
-        event = Event(hostabi.HTTP_EVENT, request, HttpResponse(self.limits.maxBody), self.limits.maxHeaders)
         self.events[eventId] = event
         try:
+            self.callStarted = time.monotonic()
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
+            self.callStarted = None
             del self.events[eventId]
-        return event.response
+        return event
 
 
 class Pool:

@@ -1,6 +1,9 @@
 """
-L{Runtime}: runs a function's export for an HTTP request and answers
-C{(status, headers, body)}.
+L{Runtime}: runs a function's export for an event: an HTTP request
+(L{Runtime.call} answers C{(status, headers, body)}), a pubsub message
+(L{Runtime.callPubsub}) or a p2p command (L{Runtime.callP2P} answers the
+bytes the guest wrote).  One instance serves events of every type, one
+after the other; its event ids keep growing.
 
 The call path never blocks the reactor: compiling, instantiating and calling
 run in the runtime's own thread pool (wasmtime-py calls into the native
@@ -31,14 +34,27 @@ from twisted.python.threadpool import ThreadPool
 from wasmtime import Trap, TrapCode, WasmtimeError
 
 from tau.cids import cidText, makeCID
+from tau.services.substrate.wasm import events
 from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
-from tau.services.substrate.wasm.instance import Instance, Limits, Pool
+from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool
 
 log = Logger()
 
 INTERNAL_ERROR = (500, [], b"")
 TIMEOUT = (504, [], b"")
+
+
+class FunctionFailed(Exception):
+    """
+    A pubsub or p2p call trapped, overran its memory, failed to
+    instantiate, or (C{timeout}) ran past its timeout.  Its instance was
+    dropped.
+    """
+
+    def __init__(self, message, timeout=False):
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class Runtime:
@@ -103,33 +119,37 @@ class Runtime:
     def _deadline(self, limits):
         return math.ceil(limits.timeout / self.tick) + 1
 
-    def _run(self, cid, instance, export, request, limits, context):
+    def _run(self, cid, instance, export, makeEvent, limits, context):
         """
-        In a worker thread: instantiate if needed, call.  C{(answer, instance
-        to give back or None)}.
+        In a worker thread: instantiate if needed, call C{export} with the
+        event C{makeEvent(instance)}.  C{(event or L{FunctionFailed},
+        instance to give back or None)}.
         """
         try:
             if instance is None:
                 instance = Instance(self.engine, self.cache.module(cid, None), f"functions/{cid}", limits, context)
                 instance.create(self._deadline(limits))
-            response = instance.call(export, request, self._deadline(limits))
+            event = instance.callEvent(export, makeEvent(instance), self._deadline(limits))
         except Trap as e:
             if e.trap_code == TrapCode.INTERRUPT:
-                return TIMEOUT, None
+                return FunctionFailed(f"function {cid} timed out", timeout=True), None
             log.info("function {cid} trapped: {error}", cid=cid, error=e.message)
-            return INTERNAL_ERROR, None
+            return FunctionFailed(f"function {cid} trapped"), None
         except (WasmtimeError, LookupError) as e:
             log.info("function {cid} failed: {error}", cid=cid, error=str(e))
-            return INTERNAL_ERROR, None
-        return response.final(), (None if response.invalid else instance)
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            return FunctionFailed(f"function {cid} failed: {why}"), None
+        if event.response is not None and event.response.invalid:
+            return event, None
+        return event, instance
 
-    async def call(self, cid, export, request, limits=Limits(), context=NO_CONTEXT):
+    async def _callEvent(self, cid, export, makeEvent, limits, context):
         """
-        Run C{export} of the loaded module C{cid} for C{request} (an
-        L{tau.services.substrate.wasm.http.HttpRequest}) in C{context} (a
-        L{tau.services.substrate.wasm.context.FunctionContext}: warm
-        instances are kept per module, limits and context); C{(status,
-        headers, body)}.
+        Run C{export} of the loaded module C{cid} with the event
+        C{makeEvent(instance)} on a warm instance (kept per module, limits
+        and context) or a new one; the event once the call returned.
+
+        @raise FunctionFailed: the call trapped, timed out or failed.
         """
         key = (cid, limits, context)
         instance = self._pool.take(key)
@@ -139,11 +159,55 @@ class Runtime:
         if not self._ticker.running:
             self._ticker.start(self.tick, now=False)
         try:
-            answer, warm = await self._inThread(self._run, cid, instance, export, request, limits, context)
+            event, warm = await self._inThread(self._run, cid, instance, export, makeEvent, limits, context)
         finally:
             self._running -= 1
             if not self._running:
                 self._ticker.stop()
         if warm is not None:
             self._pool.give(key, warm)
-        return answer
+        if isinstance(event, FunctionFailed):
+            raise event
+        return event
+
+    async def call(self, cid, export, request, limits=Limits(), context=NO_CONTEXT):
+        """
+        Run C{export} of the loaded module C{cid} for C{request} (an
+        L{tau.services.substrate.wasm.http.HttpRequest}) in C{context} (a
+        L{tau.services.substrate.wasm.context.FunctionContext}: warm
+        instances are kept per module, limits and context); C{(status,
+        headers, body)}.
+        """
+        try:
+            event = await self._callEvent(cid, export, lambda instance: instance.httpEvent(request), limits, context)
+        except FunctionFailed as e:
+            return TIMEOUT if e.timeout else INTERNAL_ERROR
+        return event.response.final()
+
+    async def callPubsub(self, cid, export, topic, data, limits=Limits(), context=NO_CONTEXT):
+        """
+        Run C{export} of the loaded module C{cid} for a pubsub message:
+        C{data} (bytes) received on C{topic} (C{<hash>/<channel>}, what
+        C{getMessageChannel} splits).  Taubyte ignores what the export
+        returns; so does this.
+
+        @raise FunctionFailed: the call trapped, timed out or failed.
+        """
+        message = events.PubsubMessage(topic, bytes(data))
+        await self._callEvent(cid, export, lambda instance: Event(events.PUBSUB_EVENT, message=message), limits, context)
+
+    async def callP2P(self, cid, export, command, body, fromPeer=None, toPeer=None, limits=Limits(), context=NO_CONTEXT):
+        """
+        Run C{export} of the loaded module C{cid} for a p2p command:
+        C{command} (its name), C{body} (the command's body: C{data} bytes,
+        C{protocol}, ...; see L{tau.services.substrate.wasm.events}),
+        C{fromPeer}/C{toPeer} the remote and local peers (L{PeerID}, or
+        None: the guest's C{getP2PEventFrom}/C{To} answer their errno).
+
+        @return: the bytes the guest answered with C{writeP2PResponse} (at
+            most C{limits.maxBody}), or None when it wrote none.
+        @raise FunctionFailed: the call trapped, timed out or failed.
+        """
+        p2p = events.P2PCommand(command, body, fromPeer, toPeer, limits.maxBody)
+        event = await self._callEvent(cid, export, lambda instance: Event(events.P2P_EVENT, p2p=p2p), limits, context)
+        return event.p2p.response

@@ -1,7 +1,9 @@
 """
 tau project compile DIR: compile a Taubyte project config repository (no
 node needed); tau project push DIR: compile it and publish it to tns
-through the running node.
+through the running node; tau project asset PROJECT RESOURCE PATH: publish
+a resource's build (a function's WASM file, a website's folder) without a
+build job.
 """
 
 import json
@@ -37,6 +39,17 @@ def register(sub):
     push.add_argument("--branch", default=DEFAULT_BRANCH, help=f"the branch to publish (default {DEFAULT_BRANCH})")
     push.add_argument("--commit", default=None, help="the commit to publish as (default: DIR's git HEAD)")
     push.set_defaults(run=pushCommand)
+    asset = psub.add_parser(
+        "asset",
+        help="publish a resource's build (a WASM file, a website folder) through the running node",
+        description="The node adds PATH (on its machine) to its store, pinned and provided, and pushes the CID "
+        "to tns as the build of RESOURCE of PROJECT on the branch (what a build job publishes).",
+    )
+    asset.add_argument("project", help="the project's id")
+    asset.add_argument("resource", help="the resource's id (a function, a website, a library)")
+    asset.add_argument("path", help="the build: a file (a function's or library's WASM) or a folder (a website)")
+    asset.add_argument("--branch", default=DEFAULT_BRANCH, help=f"the branch the build is for (default {DEFAULT_BRANCH})")
+    asset.set_defaults(run=assetCommand)
 
 
 def compileCommand(args):
@@ -72,4 +85,14 @@ def pushCommand(args):
     params = [("arg", folder), ("branch", args.branch), ("commit", commit)]
     answer = runReactor(lambda reactor: call(reactor, _config(args), "tns/push", params, timeout=600))
     print(f"published {answer['Project']} {answer['Branch']}@{answer['Commit']} through {answer['Peer']}")
+    return 0
+
+
+def assetCommand(args):
+    path = os.path.abspath(args.path)
+    if not os.path.exists(path):
+        raise UsageError(f"{args.path}: no such file or folder")
+    params = [("arg", args.project), ("arg", args.resource), ("arg", path), ("branch", args.branch)]
+    answer = runReactor(lambda reactor: call(reactor, _config(args), "tns/asset", params, timeout=600))
+    print(f"published {answer['Hash']} as {answer['Resource']} of {answer['Project']} {answer['Branch']} ({answer['Key']})")
     return 0

@@ -499,11 +499,18 @@ async def importPath(store, path: Path, reactor, threadpool=None, params: Params
     return await importDirectory(store, entries, reactor, threadpool, params, pin)
 
 
-def folderEntries(root: Path) -> list[tuple[str, Path | None]]:
+class TooManyEntries(ValueError):
+    """
+    A folder holds more entries than the caller takes.
+    """
+
+
+def folderEntries(root: Path, limit: int | None = None) -> list[tuple[str, Path | None]]:
     """
     What a folder on disk imports as (blocking): (relative "/" path, file)
     for each file (symlinks are not followed) and (path, None) for each
-    empty folder, in path order.
+    empty folder, in path order.  With C{limit}, the walk stops past that
+    many entries and raises L{TooManyEntries}.
     """
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -514,6 +521,8 @@ def folderEntries(root: Path) -> list[tuple[str, Path | None]]:
             full = Path(dirpath) / name
             if full.is_file() and not full.is_symlink():
                 out.append(((rel / name).as_posix(), full))
+        if limit is not None and len(out) > limit:
+            raise TooManyEntries(f"{root}: more than {limit} files and empty folders")
     return sorted(out, key=lambda x: x[0])
 
 

@@ -52,7 +52,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import _httpload  # noqa: E402
 from _httpload import HELLO_WAT, Target, load, startServer  # noqa: E402
 
 
@@ -200,7 +199,7 @@ async def startCloud(reactor):
     """
     HOOK for the substrate and gateway targets: the end-to-end test's cloud
     (seer+tns+auth, substrate, gateway as twistd processes) with its
-    project published (tests/e2e_serving_draft.py's startServingCloud;
+    project published (tests/test_e2e_serving.py's startServingCloud;
     [LEAD] import it from tests.test_e2e_serving once the draft is
     renamed); the substrate's and the gateway's targets, and C{stop}.
 
@@ -208,7 +207,7 @@ async def startCloud(reactor):
         substrate or gateway service, its nodes refuse their shape).
     """
     from tests import e2e
-    from tests.e2e_serving_draft import startServingCloud
+    from tests.test_e2e_serving import startServingCloud
     from tests.netclients import curl
     from tests.cloud import until
 

@@ -1,17 +1,13 @@
 """
-DRAFT of tests/test_e2e_serving.py (issue 15 item 5): trial does not collect
-this file (its name does not start with test_); the lead renames it once
-the substrate and gateway branches are merged.  It passed (about 20-40 s)
-on a scratch merge of this branch with main (which holds gateway) and the
-substrate branch as they were at 13:45 UTC.
-
 End to end, in CI: a cloud of real C{twistd -n taubyte} processes on
 loopback (tests/cloud.py's ProcessCloud):
 
-    node 0  seer + auth         announced (to seer) as 127.0.0.1
+    node 0  seer + tns + auth   announced (to seer) as 127.0.0.1
     node 1  substrate           announced as 127.0.0.2, HTTP on 127.0.0.2:0
     node 2  gateway             announced as 127.0.0.3, HTTP on 127.0.0.3:0
-    node 3  tns                 (see the note at L{SHAPES})
+
+seer and tns on one node also guards that seer asks its own node's tns
+(the node's tns client is a capability, L{tau.interfaces.ITNSClient}).
 
 The project tests/fixtures/e2e (L{tests.e2e}) is published with
 C{tau project push}, its function (hello.wat, compiled here by wat2wasm)
@@ -20,15 +16,6 @@ C{dig @seer} resolves the project's domain to the gateway only; C{curl}
 through the gateway gets the function's answer and the website's pages;
 headless Chromium renders the website (its script writes into the DOM and
 calls the function through the gateway).
-
-Every line that depends on the other branches is marked C{[LEAD]}:
-  - the service names C{substrate} and C{gateway} in the node shapes;
-  - their config keys (C{substrate.http-listen}, C{gateway.http}), as the
-    branches had them when this was written;
-  - how their bound ports are found (here: the log line each service
-    prints when it listens, L{PORT_LINES}, as the branches print them);
-  - what seer answers for a generated domain when a gateway runs (only the
-    gateway's address), and the website's headers (ETag, Content-Type).
 """
 
 import re
@@ -45,31 +32,18 @@ from tests.cloud import CLOUD_KEY, NETWORK, ProcessCloud, until
 from tests.netclients import curl, digAddresses, digStatus
 
 TTL = 3
-SEER_NODE, SUBSTRATE_NODE, GATEWAY_NODE, TNS_NODE = 0, 1, 2, 3
+SEER_NODE, SUBSTRATE_NODE, GATEWAY_NODE = 0, 1, 2
+TNS_NODE = SEER_NODE
 
 #: shape name -> (services, the address the node announces to seer), in
 #: the order the nodes start
 SHAPES = {
-    "seer-auth": (["seer", "auth"], "127.0.0.1"),
-    "substrate": (["substrate"], "127.0.0.2"),   # [LEAD] the service's name
-    "gateway": (["gateway"], "127.0.0.3"),       # [LEAD] the service's name
-    "tns": (["tns"], "127.0.0.4"),
+    "seer-tns-auth": (["seer", "tns", "auth"], "127.0.0.1"),
+    "substrate": (["substrate"], "127.0.0.2"),
+    "gateway": (["gateway"], "127.0.0.3"),
 }
-# [LEAD] tns has a node of its own because seer's tns client (and
-# substrate's) never calls the tns of its own node: tnsClientFor(host, ...)
-# in their factories asks only other peers (ServiceClient leaves the local
-# peer out), so on a node running seer and tns (or the built-in "full"
-# shape) seer finds "no node offers /tns/v1" and answers NXDOMAIN for every
-# project domain.  Once their factories get the node's tns client (the
-# local service's LocalCalls when the node runs tns), the issue's layout
-# (seer+tns+auth, substrate, gateway) is this one line and a regression
-# test of that:
-#     SHAPES = {"seer-tns-auth": (["seer", "tns", "auth"], "127.0.0.1"), "substrate": ..., "gateway": ...}
-#     (and TNS_NODE = SEER_NODE)
 
-#: shape name -> more config sections  [LEAD] the keys of the merged services
-#: (as the substrate and gateway branches name them: substrate.http-listen,
-#: gateway.http)
+#: shape name -> more config sections
 EXTRA = {
     "substrate": {"substrate": {"http-listen": "tcp:0:interface=127.0.0.2"}},
     "gateway": {"gateway": {"http": "tcp:0:interface=127.0.0.3"}},
@@ -81,7 +55,7 @@ PORT_LINES = {
     # seer (tau/services/seer/service.py): "... DNS for F on <udp host> and <tcp host>"
     "dns": rb"DNS for \S+ on IPv4Address\(type='UDP', host='[0-9.]+', port=(\d+)\)",
     "dns-tcp": rb"DNS for \S+ on IPv4Address\(type='UDP', [^)]*\) and " + _TCP,
-    # [LEAD] as the branches log them: "substrate serving /substrate/v1 and HTTP on <host>",
+    # substrate and gateway: "substrate serving /substrate/v1 and HTTP on <host>",
     # "gateway serving http on <host>[, https on <host>]"
     "substrate": rb"substrate serving \S+ and HTTP on " + _TCP,
     "gateway": rb"gateway serving http on " + _TCP,
@@ -131,8 +105,8 @@ async def startServingCloud(case):
     """
     cloud = await E2ECloud(case).start(list(SHAPES))
     ports = {"dns": await cloud.port(SEER_NODE, "dns"), "dns-tcp": await cloud.port(SEER_NODE, "dns-tcp")}
-    ports["substrate"] = (SHAPES["substrate"][1], await cloud.port(SUBSTRATE_NODE, "substrate"))  # [LEAD]
-    ports["gateway"] = (SHAPES["gateway"][1], await cloud.port(GATEWAY_NODE, "gateway"))          # [LEAD]
+    ports["substrate"] = (SHAPES["substrate"][1], await cloud.port(SUBSTRATE_NODE, "substrate"))
+    ports["gateway"] = (SHAPES["gateway"][1], await cloud.port(GATEWAY_NODE, "gateway"))        
     await publishProject(cloud, case.mktemp() + ".wasm")
     return cloud, ports
 
@@ -162,7 +136,7 @@ class ServingTests(TestCase):
 
     async def test_serving(self):
         # seer: the project's domain resolves to the gateway only, once the
-        # gateway's beacon reached seer and tns has the project  [LEAD: what seer answers]
+        # gateway's beacon reached seer and tns has the project
         async def resolved():
             return await digAddresses(reactor, self.dns, e2e.DOMAIN) == [self.gateway[0]]
         await until(resolved, f"{e2e.DOMAIN} answered with the gateway", limit=60)
@@ -187,7 +161,7 @@ class ServingTests(TestCase):
         status, headers, body = await curl(reactor, f"http://{e2e.DOMAIN}/", via=via)
         self.assertEqual(status, 200)
         self.assertEqual(body, (e2e.WEBSITE / "index.html").read_bytes())
-        self.assertTrue(headers["content-type"].startswith("text/html"))   # [LEAD] website headers
+        self.assertTrue(headers["content-type"].startswith("text/html"))
         self.assertIn("etag", headers)
         status, _, body = await curl(reactor, f"http://{e2e.DOMAIN}/about/", via=via)
         self.assertEqual((status, body), (200, (e2e.WEBSITE / "about" / "index.html").read_bytes()))
@@ -197,7 +171,7 @@ class ServingTests(TestCase):
                                   via={f"not-a-project.g.{NETWORK}": (address, self.gateway[1])})
         self.assertEqual(status, 404)
 
-        # direct to the substrate's own HTTP listener (no gateway)  [LEAD]
+        # direct to the substrate's own HTTP listener (no gateway)
         status, _, body = await curl(reactor, f"http://{e2e.DOMAIN}/hello", via={e2e.DOMAIN: self.substrate})
         self.assertEqual((status, body), (200, e2e.FUNCTION_BODY))
 

@@ -78,8 +78,6 @@ async def coldStart(reactor, samples, pad):
     """
     One run: the p50 milliseconds of each kind of start, and the module size.
     """
-    from twisted.internet.defer import Deferred
-
     from tau.cids import cidText, makeCID
     from tau.services.substrate.wasm import HttpRequest, Limits, Runtime
 

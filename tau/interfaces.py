@@ -22,10 +22,12 @@ class IHost(Interface):
         "C{addrs(peer)}, C{addAddrs(peer, addrs, ttl)}, C{protocols(peer)}"
     )
 
-    def setStreamHandler(protocolID, handler, *, allowLimited=False):
+    def setStreamHandler(protocolID, handler, *, allowLimited=False, maxInbound=None):
         """
         Serve C{protocolID} with C{async def handler(stream)}, C{stream} a
-        L{tau.streams.StreamProtocol} with C{remotePeer}.
+        L{tau.streams.StreamProtocol} with C{remotePeer}; at most
+        C{maxInbound} of its streams open at once per peer (None: the
+        host's default).
         """
 
     def removeHandler(protocolID):

@@ -102,11 +102,17 @@ class CommandRouter:
 
     @param protocolID: e.g. C{/tns/v1}.
     @param clock: IReactorTime.
+    @param maxPerPeer: exchanges under way at once per peer.
+    @param maxUpgradedPerPeer: streams kept after an L{Upgrade} at once per
+        peer.
+    @param maxInbound: the host's cap on this protocol's inbound streams
+        per peer (None: the host's default); a service whose commands
+        upgrade sets it to hold both counts.
     """
 
     def __init__(self, protocolID, clock, *, maxMessage=MAX_MESSAGE, timeout=EXCHANGE_TIMEOUT,
                  handlerTimeout=HANDLER_TIMEOUT, maxPerPeer=MAX_PER_PEER,
-                 maxUpgradedPerPeer=MAX_UPGRADED_PER_PEER):
+                 maxUpgradedPerPeer=MAX_UPGRADED_PER_PEER, maxInbound=None):
         self.protocolID = protocolID
         self.clock = clock
         self.maxMessage = maxMessage
@@ -114,6 +120,7 @@ class CommandRouter:
         self.handlerTimeout = handlerTimeout
         self.maxPerPeer = maxPerPeer
         self.maxUpgradedPerPeer = maxUpgradedPerPeer
+        self.maxInbound = maxInbound
         self._handlers = {"ping": self._ping}
         self._any = None
         self._open = {}
@@ -143,7 +150,10 @@ class CommandRouter:
         """
         Serve the protocol on C{host}.
         """
-        host.setStreamHandler(self.protocolID, self.serve)
+        if self.maxInbound is None:
+            host.setStreamHandler(self.protocolID, self.serve)
+        else:
+            host.setStreamHandler(self.protocolID, self.serve, maxInbound=self.maxInbound)
 
     def uninstall(self, host):
         host.removeHandler(self.protocolID)

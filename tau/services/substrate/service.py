@@ -33,6 +33,10 @@ from tau.services.tunnel import serveTunnel
 
 #: the longest host, path or method a C{proxy-http} may name
 MAX_FIELD = 8192
+#: proxy-http exchanges under way at once from one peer (a gateway), and
+#: tunnels open at once to one peer
+MAX_ASKING = 64
+MAX_TUNNELS = 256
 
 log = Logger()
 
@@ -69,7 +73,9 @@ class SubstrateService(Service):
         self.config = config
         self.moduleCache = moduleCache
         self.kvdb = kvdb
-        self.router = CommandRouter(PROTOCOL, reactor)
+        # a gateway is one peer carrying all its clients' requests
+        self.router = CommandRouter(PROTOCOL, reactor, maxPerPeer=MAX_ASKING, maxUpgradedPerPeer=MAX_TUNNELS,
+                                    maxInbound=MAX_ASKING + MAX_TUNNELS)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.runtime = None
         self.serving = None

@@ -128,7 +128,7 @@ class JsHarnessTests(TestCase):
         and the echo streams are gone afterwards.
         """
         a, b = await self.twoPeers()
-        reply = await a.command("echo", addr=b.addrs[0], streams=100, bytes=MiB, timeout=120)
+        reply = await a.command("echo", addr=b.addrs[0], streams=100, bytes=MiB, timeout=240)
         self.assertEqual(reply["totalBytes"], 100 * MiB)
         self.assertGreater(reply["elapsedMs"], 0)
         conns = await a.command("connections")

@@ -94,7 +94,7 @@ class TauJsTests(TestCase):
         """
         tau = await startHost(self)
         js = await self.js()
-        answer = await js.command("echo", addr=addressOf(tau), streams=100, bytes=MiB, timeout=120)
+        answer = await js.command("echo", addr=addressOf(tau), streams=100, bytes=MiB, timeout=240)
         self.assertEqual(answer["totalBytes"], 100 * MiB)
         peer = PeerID.fromString(js.peerId)
         payloads = [os.urandom(MiB) for _ in range(100)]

@@ -38,7 +38,7 @@ def stripP2p(addr: str) -> str:
 
 
 class JsHarnessTests(TestCase):
-    timeout = 180
+    timeout = 300
 
     async def startPeer(self, **kwargs) -> JsPeer:
         peer = await startJsPeer(reactor, **kwargs)

@@ -10,6 +10,7 @@ The C{substrate} section of a node config.
       pool-size: 4                 # warm instances kept per function
       pool-total: 64               # warm instances kept in all
       http-client-allow: []        # CIDRs a function's outbound HTTP may reach although private
+      subscribe-all: true          # subscribe every project's pubsub functions at start (else: when a function asks)
 """
 
 import ipaddress
@@ -37,6 +38,8 @@ class SubstrateConfig:
     @ivar poolTotal: warm instances kept in all.
     @ivar httpClientAllow: CIDRs (text, normalised) a function's outbound
         HTTP may reach although they are loopback, private or link-local.
+    @ivar subscribeAll: subscribe the channels of every project's pubsub
+        functions at start (else only those a function asks for).
     """
 
     httpListen: object = None
@@ -47,6 +50,7 @@ class SubstrateConfig:
     poolSize: int = 4
     poolTotal: int = 64
     httpClientAllow: tuple = ()
+    subscribeAll: bool = True
 
     #: YAML field -> attribute
     FIELDS = {
@@ -58,6 +62,7 @@ class SubstrateConfig:
         "pool-size": "poolSize",
         "pool-total": "poolTotal",
         "http-client-allow": "httpClientAllow",
+        "subscribe-all": "subscribeAll",
     }
 
     @classmethod
@@ -121,6 +126,12 @@ def _cidrs(source, field, v):
     return tuple(out)
 
 
+def _flag(source, field, v):
+    if not isinstance(v, bool):
+        raise ConfigError(source, field, f"expected true or false, found {v!r}")
+    return v
+
+
 _CHECKS = {
     "http-listen": _endpoint,
     "module-cache": _folder,
@@ -130,6 +141,7 @@ _CHECKS = {
     "pool-size": _count("instances"),
     "pool-total": _count("instances"),
     "http-client-allow": _cidrs,
+    "subscribe-all": _flag,
 }
 
 

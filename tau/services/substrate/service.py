@@ -10,15 +10,26 @@ the tunnelled request on that stream (L{tau.services.tunnel.serveTunnel});
 when nothing serves the host and path, the answer is an error whose text
 begins with L{NOT_SERVED} and the stream ends.  How a request is answered:
 L{tau.services.substrate.serving}.
+
+Pubsub and p2p functions (L{tau.services.substrate.triggers}) run through
+the same L{FunctionRunner} as HTTP ones (one module cache, one bound on
+calls under way).  The C{substrate-p2p} router (C{/substrate/p2p/v1}, any
+command name) is on the host while the service runs.  With the node's
+pubsub, a channel is subscribed when a function asks
+(C{setSubscriptionChannel}, as in Taubyte) and, with C{subscribe-all}
+(the default), at start for every project with a messaging
+(L{PubsubTriggers.subscribeAll}, in the background: at most
+L{PubsubTriggers.maxTopics} topics, a failure logged), so pubsub
+functions serve their channels before anything asked.
 """
 
 from pathlib import Path
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
-from tau.interfaces import IContent, IHost, IKVDB, IRouting, ITNSClient
+from tau.interfaces import IContent, IHost, IKVDB, IPubSub, IRouting, ITNSClient
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.services import needs
@@ -26,7 +37,9 @@ from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter, Refused, Upgrade
 from tau.services.substrate import NOT_SERVED, PROTOCOL
 from tau.services.substrate.metrics import encodeAnswer
+from tau.services.substrate.runner import FunctionRunner
 from tau.services.substrate.serving import Serving
+from tau.services.substrate.triggers import P2PTriggers, PubsubTriggers
 from tau.services.substrate.wasm import FunctionServices, HttpClientPolicy, Runtime
 from tau.services.substrate.web import SubstrateSite
 from tau.services.tunnel import serveTunnel
@@ -62,9 +75,13 @@ class SubstrateService(Service):
     @param kvdb: an L{tau.interfaces.IKVDB}: the functions' databases and
         storages live there; None: their host calls answer their errno (as
         do the HTTP-client calls).
+    @param pubsub: an L{tau.interfaces.IPubSub}: pubsub functions run for
+        their channels' messages, and functions may subscribe and
+        publish; None: no pubsub triggers (those host calls answer their
+        errno).
     """
 
-    def __init__(self, host, content, tns, reactor, config, moduleCache, *, routing=None, kvdb=None):
+    def __init__(self, host, content, tns, reactor, config, moduleCache, *, routing=None, kvdb=None, pubsub=None):
         self.setName("substrate")
         self.host = host
         self.content = content
@@ -73,12 +90,19 @@ class SubstrateService(Service):
         self.config = config
         self.moduleCache = moduleCache
         self.kvdb = kvdb
+        self.pubsub = pubsub
         # a gateway is one peer carrying all its clients' requests
         self.router = CommandRouter(PROTOCOL, reactor, maxPerPeer=MAX_ASKING, maxUpgradedPerPeer=MAX_TUNNELS,
                                     maxInbound=MAX_ASKING + MAX_TUNNELS)
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.runtime = None
+        self.runner = None
         self.serving = None
+        self.pubsubTriggers = None
+        self.p2pTriggers = None
+        self.p2pRouter = None
+        self._subscribing = None
+        self._subscribedShot = OneShot()
         self.listener = None
         self._installed = False
         self._tunnels = {}
@@ -99,6 +123,8 @@ class SubstrateService(Service):
         super().startService()
         if self._ready.fired:
             self._ready = OneShot()
+        if self._subscribedShot.fired:
+            self._subscribedShot = OneShot()
         d = Deferred.fromCoroutine(self._start())
         d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
@@ -109,24 +135,55 @@ class SubstrateService(Service):
         runtime.poolTotal = self.config.poolTotal
         runtime.start()
         self.runtime = runtime
+        services = self._functionServices()
+        self.runner = FunctionRunner(self.tns, self.content, runtime, self.reactor, maxModule=self.config.maxModule,
+                                     services=services)
         self.serving = Serving(self.tns, self.content, runtime, self.reactor,
-                               maxRequestBody=self.config.maxRequestBody, maxModule=self.config.maxModule,
-                               services=self._functionServices())
+                               maxRequestBody=self.config.maxRequestBody, runner=self.runner)
+        if self.pubsub is not None:
+            self.pubsubTriggers = PubsubTriggers(self.pubsub, self.tns.fetch, self.runner.runPubsub, self.tns.lookup)
+            if services is not None:
+                services.pubsub = self.pubsubTriggers
+        self.p2pTriggers = P2PTriggers(self.tns.fetch, self.runner.runP2P, self.host.peerID)
+        self.p2pRouter = self.p2pTriggers.router(self.reactor)
         if self.config.httpListen is not None:
             self.listener = Listener("substrate-http", self.config.httpListen,
                                      SubstrateSite(self.serving.handle, self.config.maxRequestBody), self.reactor)
             self.listener.startService()
             await self.listener.whenListening()
         if not self.running:
+            self._subscribedShot.fire([])
             return self
         self.router.define("proxy-http", self.proxyHTTP)
         self.router.install(self.host)
+        self.p2pRouter.install(self.host)
         self._installed = True
+        if self.pubsubTriggers is None or not self.config.subscribeAll:
+            self._subscribedShot.fire([])
+        else:
+            self._subscribing = Deferred.fromCoroutine(self.pubsubTriggers.subscribeAll())
+            self._subscribing.addCallbacks(self._subscribed, self._notSubscribed)
         if self.announcer is not None:
             self.announcer.start()
         log.info("substrate serving {protocol}{http}", protocol=PROTOCOL,
                  http=f" and HTTP on {self.listener.port.getHost()}" if self.listener is not None else "")
         return self
+
+    def _subscribed(self, topics):
+        log.info("substrate: {count} pubsub topics subscribed at start", count=len(topics))
+        self._subscribedShot.fire(topics)
+
+    def _notSubscribed(self, f):
+        if not f.check(CancelledError):
+            log.info("substrate: subscribing the pubsub functions at start failed: {why}", why=f.getErrorMessage())
+        self._subscribedShot.fire([])
+
+    def whenSubscribed(self):
+        """
+        Fires with the topics subscribed at start (C{subscribe-all}) once
+        that is done (an empty list when it failed or was not asked).
+        """
+        return self._subscribedShot.whenFired()
 
     def whenReady(self):
         """
@@ -167,7 +224,16 @@ class SubstrateService(Service):
     async def _stop(self):
         if self._installed:
             self.router.uninstall(self.host)
+            self.p2pRouter.uninstall(self.host)
             self._installed = False
+        if self._subscribing is not None:
+            subscribing, self._subscribing = self._subscribing, None
+            subscribing.cancel()
+        if self.pubsubTriggers is not None:
+            triggers, self.pubsubTriggers = self.pubsubTriggers, None
+            if self.runner.services is not None:
+                self.runner.services.pubsub = None
+            await triggers.stop()
         if self.announcer is not None:
             self.announcer.stop()
         tunnels = list(self._tunnels.items())
@@ -198,13 +264,14 @@ def moduleCacheOf(config):
     return config.root / Path(folder).expanduser()
 
 
-@needs(IHost, IRouting, IContent, IKVDB, ITNSClient)
+@needs(IHost, IRouting, IContent, IKVDB, ITNSClient, IPubSub)
 def serviceFactory(capabilities, config, reactor):
     """
     The substrate service of a node whose shape names it: it reads projects
-    through the node's tns client, builds through the node's content, and
-    keeps the functions' databases and storages in the node's kvdb.
+    through the node's tns client, builds through the node's content,
+    keeps the functions' databases and storages in the node's kvdb, and
+    runs pubsub functions for the node's pubsub.
     """
     return SubstrateService(capabilities[IHost], capabilities[IContent], capabilities[ITNSClient], reactor,
                             config.substrate, moduleCacheOf(config), routing=capabilities[IRouting],
-                            kvdb=capabilities[IKVDB])
+                            kvdb=capabilities[IKVDB], pubsub=capabilities[IPubSub])

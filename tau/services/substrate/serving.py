@@ -7,12 +7,11 @@ A request is looked up in tns (host, path, method: Taubyte's rules, see
 L{tau.services.tns.lookups.http}); the resource's build CID is the tns
 value at L{tau.project.indexes.assetKey}.
 
-  - A function's build is fetched through the node's content (over
-    bitswap when elsewhere), unwrapped (L{tau.services.substrate.assets})
-    and compiled once (the runtime's module cache, on disk, keyed by the
-    build's CID, so a restart does not fetch or compile it again), then its
-    C{call} export runs with the function's limits.  The request body is
-    read whole, at most C{maxRequestBody} bytes.
+  - A function is run by the substrate's
+    L{tau.services.substrate.runner.FunctionRunner} (which pubsub and p2p
+    triggers share: loading its build, its limits and context, the calls
+    under way at once).  The request body is read whole, at most
+    C{maxRequestBody} bytes.
   - A website's build is a UnixFS folder, served by
     L{tau.services.substrate.website.Website} under the path it matched
     (a website on C{/docs} answers C{/docs/a} with its file C{a}).
@@ -30,33 +29,24 @@ import dataclasses
 from collections import OrderedDict
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from wasmtime import WasmtimeError
 
-from tau.oneshot import OneShot
-from tau.project.indexes import assetKey
 from tau.services.commands import RemoteError
 from tau.services.framework import ServiceError
 from tau.services.substrate import NOT_SERVED
-from tau.services.substrate.assets import AssetError, assetCID, fetchBuild, moduleOf
+from tau.services.substrate.assets import AssetError
 from tau.services.substrate.metrics import FunctionMetrics, WebsiteMetrics
+from tau.services.substrate.runner import FETCH_TIMEOUT, MAX_REMEMBERED, FunctionRunner, limitsOf
 from tau.services.substrate.sniff import detectContentType
-from tau.services.substrate.wasm import HttpRequest, Limits
-from tau.services.substrate.wasm.context import FunctionContext
+from tau.services.substrate.wasm import HttpRequest
 from tau.services.substrate.website import Website
 from tau.services.tns.paths import PathError
 from tau.services.tunnel import HOP_BY_HOP
 from tau.store.content import BadInput, ContentError
 
-#: the most CIDs whose broken build, or whose measures, are remembered
-MAX_REMEMBERED = 10_000
 #: calls after which the average run time becomes a moving average
 AVERAGE_WINDOW = 100
-#: seconds a build's blocks may take to come (a gateway waits 30 s at most)
-FETCH_TIMEOUT = 20.0
 
 log = Logger()
 
@@ -65,30 +55,6 @@ class RequestTooLarge(Exception):
     """
     A request body over the limit.
     """
-
-
-class _NeedBytes(Exception):
-    """
-    The module is not compiled here: its bytes are needed.
-    """
-
-
-def _noBytes():
-    raise _NeedBytes()
-
-
-def limitsOf(config):
-    """
-    The L{Limits} of a function's tns config (C{memory} in bytes,
-    C{timeout} in nanoseconds); the defaults for what it lacks.
-    """
-    given = {}
-    memory, timeout = config.get("memory"), config.get("timeout")
-    if isinstance(memory, int) and not isinstance(memory, bool) and memory > 0:
-        given["memory"] = memory
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
-        given["timeout"] = timeout / 1e9
-    return Limits(**given)
 
 
 def mountOf(paths, path):
@@ -204,23 +170,20 @@ class Serving:
     @param maxModule: bytes of a function build, and of its module.
     @param services: the node-backed services of the functions' host
         calls (L{FunctionContext.services}), or None.
+    @param runner: the substrate's L{FunctionRunner} (then C{maxModule}
+        and C{services} are its); None: one of its own.
     """
 
-    def __init__(self, tns, content, runtime, reactor, *, maxRequestBody, maxModule, services=None):
+    def __init__(self, tns, content, runtime, reactor, *, maxRequestBody, maxModule=None, services=None, runner=None):
         self.tns = tns
         self.content = content
         self.runtime = runtime
         self.reactor = reactor
         self.maxRequestBody = maxRequestBody
-        self.maxModule = maxModule
-        self.services = services
-        self._loaded = set()
-        self._loading = {}
-        self._broken = OrderedDict()
+        if runner is None:
+            runner = FunctionRunner(tns, content, runtime, reactor, maxModule=maxModule, services=services)
+        self.runner = runner
         self._folders = set()
-        # no more calls in flight than the runtime has workers: each holds an
-        # instance, and more than the pool keeps would be cold ones
-        self._calls = DeferredSemaphore(runtime.workers)
         self._measures = OrderedDict()
 
     # finding
@@ -244,11 +207,7 @@ class Serving:
         """
         The build CID (text) of the resource C{found}, or None.
         """
-        try:
-            value = await self.tns.fetch(assetKey(found["project"], found["id"], found["branch"]))
-        except RemoteError as e:
-            raise ServiceError(f"tns: {e}") from None
-        return assetCID(value)
+        return await self.runner.assetOf(found)
 
     async def metrics(self, found):
         """
@@ -258,7 +217,7 @@ class Serving:
         if found["kind"] == "website":
             held = cid is not None and await self.content.has(cid)
             return WebsiteMetrics(cached=1.0 if held else 0.0)
-        compiled = cid is not None and (cid in self._loaded or self.runtime.cache.has(cid))
+        compiled = cid is not None and self.runner.isLoaded(cid)
         measured = self._measures.get(cid) or Measures()
         return FunctionMetrics(cached=1.0 if compiled else 0.0, coldStart=measured.coldStart,
                                memory=float(limitsOf(found["config"]).memory), avgRunTime=measured.avgRunTime)
@@ -304,28 +263,24 @@ class Serving:
         await Website(self.content, cid).handle(inside, body, _Mounted(response, mount) if mount != "/" else response)
 
     async def _function(self, found, cid, host, request, body, response):
-        config = found["config"]
-        export = config.get("call")
-        if not isinstance(export, str) or not export:
-            raise AssetError(f"function {found['id']} names no export to call", 500)
         started = self.reactor.seconds()
-        loaded = await self.load(cid)
+        p = await self.runner.prepare(found, cid)
         data = await readBody(body, request.contentLength, self.maxRequestBody)
         headers = [(name, v) for name, values in request.headers.items() if name.lower() != "host" for v in values]
         call = HttpRequest(request.method, request.url, host, headers, data)
-        context = FunctionContext(project=found["project"], application=found.get("application") or "",
-                                  resource=found["id"], commit=found["commit"], branch=found["branch"],
-                                  services=self.services)
-        await self._calls.acquire()
-        try:
+        timing = {}
+
+        async def run():
             before = self.runtime.coldStarts
-            called = self.reactor.seconds()
-            running = Deferred.fromCoroutine(self.runtime.call(cid, export, call, limitsOf(config), context))
-            cold = self.runtime.coldStarts != before
-            status, answerHeaders, out = await running
-            ended = self.reactor.seconds()
-        finally:
-            self._calls.release()
+            timing["called"] = self.reactor.seconds()
+            running = Deferred.fromCoroutine(self.runtime.call(p.cid, p.export, call, p.limits, p.context))
+            timing["cold"] = self.runtime.coldStarts != before
+            answer = await running
+            timing["ended"] = self.reactor.seconds()
+            return answer
+
+        status, answerHeaders, out = await self.runner.invoke(run)
+        called, ended, cold, loaded = timing["called"], timing["ended"], timing["cold"], p.loaded
         measured = self._measured(cid)
         measured.ran(ended - called)
         if cold:
@@ -360,65 +315,23 @@ class Serving:
         """
         if cid in self._folders:
             return
-        broken = self._broken.get(cid)
+        broken = self.runner.brokenWhy(cid)
         if broken is not None:
             raise AssetError(broken, 500)
         try:
             await self.content.ls(cid, timeout=FETCH_TIMEOUT)
         except BadInput as e:
-            self._remember(cid, f"the website build {cid} is not a folder: {e}")
-            raise AssetError(self._broken[cid], 500) from None
+            why = f"the website build {cid} is not a folder: {e}"
+            self.runner.remember(cid, why)
+            raise AssetError(why, 500) from None
         except ContentError as e:
             raise AssetError(f"the website build {cid} is not available: {e}", 503) from None
         self._folders.add(cid)
         while len(self._folders) > MAX_REMEMBERED:
             self._folders.pop()
 
-    def _remember(self, cid, broken):
-        self._broken[cid] = broken
-        while len(self._broken) > MAX_REMEMBERED:
-            self._broken.popitem(last=False)
-
-    # loading
-
     async def load(self, cid):
         """
-        Have the module of build C{cid} ready in the runtime (once, whoever
-        asks meanwhile); whether this call loaded it.
-
-        @raise AssetError: it cannot be had (503) or is not a module (500).
+        Have the module of build C{cid} ready (L{FunctionRunner.load}).
         """
-        if cid in self._loaded:
-            return False
-        broken = self._broken.get(cid)
-        if broken is not None:
-            raise AssetError(broken, 500)
-        shot = self._loading.get(cid)
-        if shot is None:
-            shot = self._loading[cid] = OneShot()
-            d = Deferred.fromCoroutine(self._load(cid))
-            d.addBoth(self._loadDone, cid, shot)
-        await shot.whenFired()
-        return True
-
-    def _loadDone(self, result, cid, shot):
-        del self._loading[cid]
-        if not isinstance(result, Failure):
-            self._loaded.add(cid)
-        elif result.check(AssetError) and result.value.status == 500:
-            self._remember(cid, str(result.value))
-        shot.fire(result)
-
-    async def _load(self, cid):
-        if self.runtime.cache.has(cid):
-            try:
-                await self.runtime.load(_noBytes, cid)
-                return
-            except _NeedBytes:
-                pass
-        data = await fetchBuild(self.content, cid, self.maxModule, FETCH_TIMEOUT)
-        module = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), moduleOf, data, self.maxModule)
-        try:
-            await self.runtime.load(module, cid)
-        except WasmtimeError as e:
-            raise AssetError(f"the build {cid} does not compile: {e}", 500) from None
+        return await self.runner.load(cid)

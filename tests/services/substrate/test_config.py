@@ -21,16 +21,16 @@ class ConfigTests(SynchronousTestCase):
         """
         config = SubstrateConfig.check("n.yaml", None)
         self.assertEqual(config, SubstrateConfig())
-        self.assertEqual((config.httpListen, config.moduleCache, config.maxRequestBody, config.httpClientAllow),
-                         (None, None, 8 << 20, ()))
+        self.assertEqual((config.httpListen, config.moduleCache, config.maxRequestBody, config.httpClientAllow,
+                          config.subscribeAll), (None, None, 8 << 20, (), True))
 
     def test_given(self):
         config = SubstrateConfig.check("n.yaml", {
             "http-listen": "tcp:8080:interface=127.0.0.1", "module-cache": "cache/modules",
             "max-request-body": "1MiB", "max-module": 1000, "workers": 8, "pool-size": 2, "pool-total": 10,
-            "http-client-allow": ["10.1.2.3/8", "fd00::/8", "192.168.1.1"]})
+            "http-client-allow": ["10.1.2.3/8", "fd00::/8", "192.168.1.1"], "subscribe-all": False})
         self.assertEqual(config, SubstrateConfig("tcp:8080:interface=127.0.0.1", "cache/modules", 1 << 20, 1000, 8,
-                                                 2, 10, ("10.0.0.0/8", "fd00::/8", "192.168.1.1/32")))
+                                                 2, 10, ("10.0.0.0/8", "fd00::/8", "192.168.1.1/32"), False))
         self.assertEqual(SubstrateSection().show(config)["http-client-allow"],
                          ["10.0.0.0/8", "fd00::/8", "192.168.1.1/32"])
 
@@ -45,6 +45,7 @@ class ConfigTests(SynchronousTestCase):
             ({"pool-size": True}, "substrate.pool-size", "above 0"),
             ({"http-client-allow": "10.0.0.0/8"}, "substrate.http-client-allow", "expected a list of CIDRs"),
             ({"http-client-allow": ["10.0.0.0/8", "nope"]}, "substrate.http-client-allow[1]", "expected a CIDR"),
+            ({"subscribe-all": "yes"}, "substrate.subscribe-all", "expected true or false"),
             ({"port": 1}, "substrate.port", "unknown field"),
         ]:
             e = self.assertRaises(ConfigError, SubstrateConfig.check, "n.yaml", value)

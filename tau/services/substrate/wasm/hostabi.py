@@ -17,6 +17,7 @@ from tau.services.substrate.wasm.database import databaseFunctions
 from tau.services.substrate.wasm.guestmem import GuestMemory, OutOfBounds, U32WriteFailed
 from tau.services.substrate.wasm.http import ResponseTooLarge
 from tau.services.substrate.wasm.httpclient import httpClientFunctions
+from tau.services.substrate.wasm.messaging import messagingFunctions
 from tau.services.substrate.wasm.storage import storageFunctions
 
 MODULE = "taubyte/sdk"
@@ -242,6 +243,7 @@ PROVIDERS = [
     events.eventFunctions,
     selfabi.selfFunctions,
     databaseFunctions, storageFunctions, httpClientFunctions,  # node-backed: database, storage, HTTP client
+    messagingFunctions,  # node-backed: pubsub (setSubscriptionChannel, publishToChannel)
 ]
 
 

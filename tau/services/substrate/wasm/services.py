@@ -98,6 +98,10 @@ class FunctionServices:
         C{BrowserLikePolicyForHTTPS}, the system's trust roots).
 
     @ivar opTimeout: seconds one host call may wait on the node, at most.
+    @ivar pubsub: the substrate's
+        L{tau.services.substrate.triggers.PubsubTriggers} (C{subscribe},
+        C{publish}) of the pubsub host functions, or None: those answer
+        their errno.  Set by the substrate once it made them.
     """
 
     opTimeout = 10.0
@@ -111,6 +115,7 @@ class FunctionServices:
         self.databases = Databases(kvdb)
         self.storages = Storages(kvdb, content)
         self.http = HttpFetcher(reactor, self.httpPolicy, resolver=resolver, tlsPolicy=tlsPolicy)
+        self.pubsub = None
 
     # -- from a worker thread ------------------------------------------------
 

@@ -24,6 +24,7 @@ import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -34,6 +35,8 @@ from tests.attacks.servingcloud import (
     MiB, exchange, openFiles, request, rss, startAttackCloud, stillServes, threads)
 from tests.cloud import NETWORK, until
 from tests.test_e2e_serving import SUBSTRATE_NODE, TNS_NODE
+
+log = Logger()
 
 DOMAIN = f"hostile-attacks.g.{NETWORK}"
 #: the looping function's timeout (seconds) and the runtime's epoch tick
@@ -259,6 +262,7 @@ class HostileFunctionTests(TestCase):
         self.assertLessEqual(after[0], before[0] + 2, f"open files {before[0]} -> {after[0]}")
         self.assertLessEqual(after[1], before[1] + 2, f"threads {before[1]} -> {after[1]}")
         self.assertLess(after[2] - before[2], 32 * MiB, f"RSS {before[2] / MiB:.1f} -> {after[2] / MiB:.1f} MiB")
-        print(f"\nhostile functions: spin answered 504 after {', '.join(f'{e:.3f}' for e in spins)} s; "
-              f"substrate open files {before[0]} -> {after[0]}, threads {before[1]} -> {after[1]}, "
-              f"RSS {before[2] / MiB:.1f} -> {after[2] / MiB:.1f} MiB over 3 rounds")
+        log.info("hostile functions: spin answered 504 after {spins} s; substrate open files {files}, threads {threads}, "
+                 "RSS {rss} MiB before and after 3 rounds", spins=[round(e, 3) for e in spins],
+                 files=(before[0], after[0]), threads=(before[1], after[1]),
+                 rss=(round(before[2] / MiB, 1), round(after[2] / MiB, 1)))

@@ -14,12 +14,15 @@ Loopback has every 127/8 address: the attackers send from 127.0.1.x and
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
 from tests import e2e
 from tests.attacks.servingcloud import (
     GATEWAY_NODE, MiB, connect, exchange, openFiles, pause, request, rss, startAttackCloud, stillServes)
 from tests.cloud import NETWORK
+
+log = Logger()
 
 MAX_HEADER_BYTES = 2048
 MAX_HEADERS = 20
@@ -165,6 +168,6 @@ class GatewayAttackTests(TestCase):
             await pause(0.1)
         self.assertLessEqual(openFiles(pid), files + 2)
         await stillServes(self, self.ports)
-        print(f"\nslowloris: normal requests took {', '.join(f'{e * 1000:.1f}' for e in sorted(elapsed))} ms "
-              f"with {SLOW_CONNECTIONS} slow connections open; those were dropped "
-              f"{durations[0]:.2f}-{durations[-1]:.2f} s after connecting")
+        log.info("slowloris: normal requests took {ms} ms with {count} slow connections open; those were dropped "
+                 "{first:.2f}-{last:.2f} s after connecting", ms=[round(e * 1000, 1) for e in sorted(elapsed)],
+                 count=SLOW_CONNECTIONS, first=durations[0], last=durations[-1])

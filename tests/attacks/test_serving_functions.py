@@ -251,9 +251,9 @@ class HostileFunctionTests(TestCase):
         after = (openFiles(pid), threads(pid), rss(pid))
         # refused by the egress policy, before any connection
         self.assertEqual(hits.count, 0)
-        log = cloud.processes[SUBSTRATE_NODE].output()
-        self.assertIn("127.0.0.1: no address a function may connect to (127.0.0.1)", log)
-        self.assertIn("169.254.169.254: no address a function may connect to (169.254.169.254)", log)
+        output = cloud.processes[SUBSTRATE_NODE].output()
+        self.assertIn("127.0.0.1: no address a function may connect to (127.0.0.1)", output)
+        self.assertIn("169.254.169.254: no address a function may connect to (169.254.169.254)", output)
         # a looping function answers 504 once its timeout and a tick passed
         # (and the way through the gateway and back)
         for elapsed in spins:

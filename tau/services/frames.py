@@ -38,7 +38,13 @@ MAX_CLOSE_TEXT = 64 * 1024
 class FrameError(ValueError):
     """
     Bytes that are not a frame this decoder accepts; the message says why.
+    C{channel} is the channel of a frame refused on its header's length
+    (None otherwise).
     """
+
+    def __init__(self, message, channel=None):
+        super().__init__(message)
+        self.channel = channel
 
 
 @dataclass(frozen=True)
@@ -135,5 +141,5 @@ class FrameDecoder:
         limit = MAX_CLOSE_TEXT if type == CLOSE else self.channelLimits.get(channel, self.maxPayload)
         if length > limit:
             kind = "close" if type == CLOSE else "data"
-            raise FrameError(f"{kind} frame of {length} bytes, limit {limit}")
+            raise FrameError(f"{kind} frame of {length} bytes, limit {limit}", channel)
         return type, length, channel

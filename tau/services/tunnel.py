@@ -216,8 +216,10 @@ class TunnelDecoder:
         try:
             frames = self._frames.feed(data)
         except FrameError as e:
-            tooBig = "limit" in str(e)
-            headBig = tooBig and self._state == "head"
+            # too big: a head frame is 431, a body frame 413, whether or not
+            # the head came in the same bytes
+            tooBig = e.channel is not None
+            headBig = tooBig and e.channel == self.incoming and self._state == "head"
             raise TunnelError(str(e), 431 if headBig else 413 if tooBig else 400) from None
         events = []
         for frame in frames:

@@ -105,6 +105,15 @@ class DecoderTests(SynchronousTestCase):
         decoder.feed(encodeRequest(TunnelRequest("POST", "/")))
         self.assertRefused(decoder, rawFrame(b"", BODY, length=1 << 62), 413, "limit")
 
+    def test_hugeLengthWithTheHead(self):
+        """
+        A body frame over the limit in the same bytes as the request head
+        is 413 too (not 431: the head was within its limit).
+        """
+        decoder = TunnelDecoder(REQUEST)
+        data = encodeRequest(TunnelRequest("POST", "/")) + rawFrame(b"", BODY, length=1 << 40)
+        self.assertRefused(decoder, data, 413, f"data frame of {1 << 40} bytes, limit")
+
     def test_chunkAtLimit(self):
         decoder = TunnelDecoder(REQUEST, maxChunk=10)
         decoder.feed(encodeRequest(TunnelRequest("POST", "/")))

@@ -177,16 +177,22 @@ class GatewayRequest(Request):
         self.body = BodyPipe(self.channel.transport, site.config.replayBytes)
 
     def handleContentChunk(self, data):
-        if self.body is None:
+        channel = self.channel
+        if self.body is None or channel is None:
+            # (None: answered and done, while the rest of the client's
+            # bytes are still being decoded: thrown away)
             return
         self._received += len(data)
-        limit = self.channel.site.config.maxBody
+        limit = channel.site.config.maxBody
         if self._received > limit:
-            self.body.abort(f"a body of more than {limit} bytes")
             if not self.startedWriting and not self.finished:
-                self.channel.refuse(413, f"a body of more than {limit} bytes")
+                # refused before the body is ended: the handler's own answer
+                # to the end of its body (synchronous) is then dropped, and
+                # does not close the connection under the client's bytes
+                channel.refuse(413, f"a body of more than {limit} bytes")
             else:
-                self.channel.transport.abortConnection()
+                self.body.abort(f"a body of more than {limit} bytes")
+                channel.transport.abortConnection()
             return
         self.body.feed(data)
 
@@ -228,7 +234,15 @@ class GatewayRequest(Request):
         """
         return unquote(self.path.decode("latin-1"))
 
+    def _refused(self):
+        return self.channel is not None and self.channel._refused
+
     def write(self, data):
+        if self._refused():
+            # the channel answered already (L{GatewayChannel.refuse}) and
+            # lingers: this request's own answer is dropped; the
+            # connection's end ends it
+            return
         if not self.startedWriting and not self.body.ended:
             # answered before the whole body came: the rest of it cannot
             # be told from a next request
@@ -237,6 +251,8 @@ class GatewayRequest(Request):
         super().write(data)
 
     def finish(self):
+        if self._refused():
+            return
         if not self.body.ended:
             self.channel.abandon()
         super().finish()

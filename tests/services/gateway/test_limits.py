@@ -123,6 +123,23 @@ class LimitTests(TestCase):
         self.assertEqual(status, 413)
         await self.stillServes()
 
+    async def test_chunkedBodyRefusedWhileForwarding(self):
+        """
+        A chunked body passing max-body while the request is already on its
+        way to the substrate (its first MiB forwarded): the client reads
+        its 413.  The end of the body used to make the tunnel answer 502
+        first, synchronously, closing the connection under the client's
+        still-coming bytes: a reset, and the client read nothing.
+        """
+        await self.start(**{"max-body": 1 << 20})
+        chunk = b"%x\r\n%s\r\n" % (64 << 10, b"c" * (64 << 10))
+        for i in range(10):
+            raw = await self.connect()
+            raw.transport.write(self.request(headers=[b"Transfer-Encoding: chunked"]) + chunk * 17 + b"0\r\n\r\n")
+            await raw.closed
+            self.assertEqual(raw.status(), 413, bytes(raw.received))
+        await self.stillServes()
+
     async def test_slowHeaders(self):
         """
         A client sending its headers a line at a time, slower than

@@ -364,8 +364,10 @@ class EndpointTests(TestCase):
 
     def test_metadataAddress(self):
         clock, d = self.connect("169.254.169.254")
-        self.failureResultOf(d, Refused)
+        failure = self.failureResultOf(d, Refused)
         self.assertEqual(clock.tcpClients, [])
+        # what the operator's log reads (the host call logs its repr)
+        self.assertIn("169.254.169.254: no address a function may connect to (169.254.169.254)", repr(failure.value))
 
     def test_nameToPrivate(self):
         clock, d = self.connect("intranet.example", answers={"intranet.example": ["10.1.2.3", "192.168.1.1"]})

@@ -159,7 +159,7 @@ class CheckedEndpoint:
         addresses = await fetcher.addresses(self._host)
         permitted = [a for a in addresses if fetcher.policy.permits(a)]
         if not permitted:
-            raise Refused(f"{self._host}: no address a function may connect to ({', '.join(addresses) or 'none'})")
+            raise Refused(string=f"{self._host}: no address a function may connect to ({', '.join(addresses) or 'none'})")
         error = None
         for address in permitted[:4]:
             ip = ipaddress.ip_address(address)

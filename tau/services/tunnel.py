@@ -418,6 +418,10 @@ async def _sendBody(request, stream, chunk, body):
         stream.write(encodeChunk(data))
         await stream.drain()
     stream.write(encodeEnd())
+    # nothing more comes from this side: half-close with the end (in the
+    # same write), so once the answer ends with the substrate's close the
+    # stream is over both ways and the reset after it costs no frame
+    stream.closeWrite()
 
 
 class Unanswered(Exception):

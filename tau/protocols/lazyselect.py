@@ -71,7 +71,7 @@ class LazyDialer(Protocol):
 
     def readConnectionLost(self):
         if not self._negotiated:
-            self._fail(ConnectionDone(f"the peer closed the stream before accepting {self.protocolID}"))
+            self._fail(ConnectionLost(f"the peer closed the stream before accepting {self.protocolID}"))
             return
         half = IHalfCloseableProtocol(self.protocol, None)
         if half is not None:

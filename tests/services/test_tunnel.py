@@ -297,6 +297,9 @@ class ForwardTests(SynchronousTestCase):
         sent = TunnelDecoder(REQUEST).feed(stream.transport.value())
         self.assertEqual([e[0] for e in sent], ["request", "chunk", "end"])
         self.assertEqual((sent[0][1].method, sent[0][1].url, sent[1][1]), ("POST", "/a?b", b"up"))
+        # half-closed with the end of the body: once the substrate closes
+        # too the stream is over, and no reset frame follows the answer
+        self.assertTrue(stream.transport.disconnecting)
         stream.dataReceived(encodeHead(201, {"X-A": ["1"]}) + encodeChunk(b"down") + encodeEnd())
         self.successResultOf(d)
         self.assertEqual((request.responseCode, b"".join(request.written), request.finished), (201, b"down", 1))

@@ -32,7 +32,10 @@ Each figure with its baseline from the same run, medians of --runs runs:
           at least 0.5 of bare),
         - gateway: through a gateway node to a substrate node (target: at
           least 0.3 of bare),
-          both on the end-to-end test's cloud of twistd processes and its
+        - substrate-web, gateway-web: the same two for a static file of the
+          project's website (no WASM: the gateway's and the tunnel's own
+          cost),
+          all on the end-to-end test's cloud of twistd processes and its
           project (L{startCloud}, the HOOK: skipped, with the reason, while
           the cloud does not start).
       Ratios are of requests per second to bare's.
@@ -193,6 +196,10 @@ class _Case:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+#: the website file the *-web targets ask for (a few hundred bytes)
+WEBSITE_FILE = "/app.js"
+
+
 async def startCloud(reactor):
     """
     HOOK for the substrate and gateway targets: the end-to-end test's cloud
@@ -227,6 +234,10 @@ async def startCloud(reactor):
         raise
     targets = [Target(name, ports[name][1], host=e2e.DOMAIN, path=e2e.FUNCTION_PATH, expect=e2e.FUNCTION_BODY,
                       address=ports[name][0]) for name in ("substrate", "gateway")]
+    # a static file of the website: the gateway's own cost, no WASM involved
+    page = (e2e.WEBSITE / WEBSITE_FILE.lstrip("/")).read_bytes()
+    targets += [Target(f"{name}-web", ports[name][1], host=e2e.DOMAIN, path=WEBSITE_FILE, expect=page,
+                       address=ports[name][0]) for name in ("substrate", "gateway")]
     return targets, case.cleanUp
 
 

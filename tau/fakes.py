@@ -234,7 +234,7 @@ class FakeHost:
             self.peerstore.addAddrs(peer, [text], ttl=600)
         return await self.dial(peer)
 
-    async def newStream(self, peerID, protocols, timeout=None, *, allowLimited=False):
+    async def newStream(self, peerID, protocols, timeout=None, *, allowLimited=False, lazy=False):
         conn = await self.dial(peerID)
         other = self.network.get(peerID)
         chosen = next((p for p in protocols if other is not None and p in other.handlers), None)

@@ -22,6 +22,7 @@ from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
 from tau.protocols.multistream import MultistreamNegotiator
+from tau.protocols.lazyselect import LazyDialer
 from tau.protocols.tls import TLSSecurity
 from tau.protocols.yamux import YamuxConfig
 from tau.ratelog import PeerLog
@@ -652,7 +653,8 @@ class Host(Service):
             + (f"; no direct connection: {'; '.join(errors)}" if errors else "")
         )
 
-    async def newStream(self, peerID, protocols, timeout=STREAM_NEGOTIATION_TIMEOUT, *, allowLimited=False):
+    async def newStream(self, peerID, protocols, timeout=STREAM_NEGOTIATION_TIMEOUT, *, allowLimited=False,
+                        lazy=False):
         """
         Open a stream to C{peerID} speaking the first of C{protocols} it
         supports (dialing it if needed).
@@ -662,8 +664,24 @@ class Host(Service):
             C{WithAllowLimitedConn}; otherwise, when that is all there is,
             a direct address of the peer is dialed, and failing that
             L{LimitedConnectionError} is raised.
+        @param lazy: when there is one protocol and the peer store says the
+            peer speaks it (identify told us), do not wait for the peer to
+            accept it: the stream is returned at once and what is written
+            follows the proposal (L{tau.protocols.lazyselect}); a refusal
+            then fails the stream's first read instead of this call.
         @rtype: L{StreamProtocol}
         """
+        if lazy and len(protocols) == 1 and self.peerstore.supports(peerID, protocols[0]):
+            conn = await self.dial(peerID)
+            if conn.limited and not allowLimited:
+                conn = await self._unlimited(peerID, protocols)
+            stream = conn.openStream()
+            stream.remotePeer = peerID
+            stream.connection = conn
+            stream.protocolID = protocols[0]
+            sp = StreamProtocol(protocols[0], peerID, conn)
+            stream.setProtocol(LazyDialer(protocols[0], sp, self.clock, timeout))
+            return sp
         stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout, allowLimited)
         sp = StreamProtocol(protocolID, peerID, stream.connection)
         negotiator.switchProtocol(sp, leftover)

@@ -40,11 +40,13 @@ class IHost(Interface):
         The protocol ids served.
         """
 
-    def newStream(peerID, protocols, timeout=..., *, allowLimited=False):
+    def newStream(peerID, protocols, timeout=..., *, allowLimited=False, lazy=False):
         """
         A coroutine: a negotiated L{tau.streams.StreamProtocol} to C{peerID}
         speaking the first of C{protocols} it supports (dialing it if
-        needed).
+        needed).  C{lazy}: with one protocol the peer is known to speak,
+        the stream may come before the peer accepted it (a refusal then
+        fails its first read).
         """
 
     def connect(addr, timeout=...):

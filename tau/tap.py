@@ -2,6 +2,8 @@
 The twistd plugin: C{twistd -n taubyte --shape=full [--root DIR] ...}.
 """
 
+import gc
+
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
@@ -87,7 +89,17 @@ class _Guard(Service):
             # ends the process with the message and exit status 1.
             raise SystemExit(f"taubyte: {failures[0].getErrorMessage()}")
         d.addErrback(self._failedLater)
+        self._node.whenReady().addCallbacks(self._started, lambda f: None)
         self._reactor.addSystemEventTrigger("after", "shutdown", self._cleanExit)
+
+    def _started(self, node):
+        # What the node built to start (modules, config, keys, tables)
+        # lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise walk all of it every few seconds
+        # under load (40-80 ms each: the p99 of every request in flight).
+        gc.collect()
+        gc.freeze()
+        log.info("taubyte: ready; {count} objects kept out of garbage collection", count=gc.get_freeze_count())
 
     def _failedLater(self, failure):
         log.error("taubyte: {reason}; stopping", reason=failure.getErrorMessage())

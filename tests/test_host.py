@@ -14,6 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from tau.host import DialError, Host
 from tau.identity import PrivateKey
+from tau.protocols.identify import whenIdentified
 from tau.protocols.multistream import NegotiationFailed, encodeMessage
 from tests.hosts import addressOf, blackHole, recordDials, roundTrip, startHost
 
@@ -87,6 +88,35 @@ class StreamTests(TestCase):
         await a.connect(addressOf(b))
         with self.assertRaises(NegotiationFailed):
             await a.newStream(b.peerID, ["/no/such/1.0.0"])
+        self.assertEqual(await roundTrip(a, b.peerID, b"still fine"), b"still fine")
+
+    @coroutine
+    async def test_lazyStream(self):
+        """
+        C{lazy=True} to a peer known to speak the protocol: the stream comes
+        before the peer accepted it and works both ways; one the peer
+        refuses fails its first read with L{NegotiationFailed}.  A peer not
+        known to speak it is negotiated first, as without C{lazy}.
+        """
+        a = await startHost(self)
+        b = await startHost(self)
+        conn = await a.connect(addressOf(b))
+        await whenIdentified(a, conn)
+        self.assertTrue(a.peerstore.supports(b.peerID, "/tau/echo/1.0.0"))
+        # as if b spoke it when identify asked, and no more
+        a.peerstore.addProtocols(b.peerID, ["/no/such/1.0.0"])
+        stream = await a.newStream(b.peerID, ["/tau/echo/1.0.0"], lazy=True)
+        self.assertEqual(stream.protocolID, "/tau/echo/1.0.0")
+        stream.write(b"lazy")
+        stream.closeWrite()
+        self.assertEqual(await stream.readToEnd(100), b"lazy")
+
+        stream = await a.newStream(b.peerID, ["/no/such/1.0.0"], lazy=True)
+        stream.write(b"lost")
+        with self.assertRaises(NegotiationFailed):
+            await stream.readSome()
+        with self.assertRaises(NegotiationFailed):
+            await a.newStream(b.peerID, ["/no/such/2.0.0"], lazy=True)
         self.assertEqual(await roundTrip(a, b.peerID, b"still fine"), b"still fine")
 
     @coroutine

@@ -184,3 +184,29 @@ class TwistdTests(TestCase):
             self.assertEqual(await proc.ended(), 0, proc.output())
 
         return Deferred.fromCoroutine(go())
+
+
+class GarbageCollectionTests(SynchronousTestCase):
+    def test_frozenOnceReady(self):
+        """
+        Once the node is ready, what it built to start is moved out of the
+        collector's passes (C{gc.freeze}): a full collection under load no
+        longer walks all of it.
+        """
+        import gc
+
+        from twisted.internet.defer import succeed
+        from twisted.internet.testing import MemoryReactorClock
+
+        from tau.tap import _Guard
+
+        class ReadyNode:
+            def whenReady(self):
+                return succeed(self)
+
+        self.addCleanup(gc.unfreeze)
+        gc.unfreeze()
+        self.assertEqual(gc.get_freeze_count(), 0)
+        guard = _Guard(ReadyNode(), MemoryReactorClock())
+        guard.startService()
+        self.assertGreater(gc.get_freeze_count(), 1000)

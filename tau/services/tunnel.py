@@ -420,6 +420,10 @@ async def _sendBody(request, stream, chunk, body):
         stream.write(encodeChunk(data))
         await stream.drain()
     stream.write(encodeEnd())
+    # nothing more comes from this side: half-close with the end (in the
+    # same write), so once the answer ends with the substrate's close the
+    # stream is over both ways and the reset after it costs no frame
+    stream.closeWrite()
 
 
 class Unanswered(Exception):
@@ -452,7 +456,9 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     missing answer becomes 502 before the head, a substrate silent for
     C{idle} seconds 504; after the head, either drops the client's
     connection, as does a client that reads nothing of the answer for
-    C{idle} seconds.  The stream is reset when this returns.
+    C{idle} seconds.  The stream is reset when this returns (after a
+    complete answer, at the end of the reactor turn, once the substrate's
+    close that came with it was read).
 
     @param body: the request body as it comes, an object with C{async
         read(size) -> bytes} (C{b""} at its end); None: C{request.content}
@@ -470,7 +476,7 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
     request.notifyFinish().addErrback(lambda f: (gone.append(f), stream.reset()))
     events = _Events(stream, TunnelDecoder(HEAD, maxHead, maxHeaders, maxChunk), clock, idle)
     gate = WriteGate()
-    started = False
+    started = ended = False
     written, length = 0, None
     try:
         while True:
@@ -515,6 +521,7 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
                     raise _Bad(f"{written} bytes where its Content-Length says {length}")
                 request.unregisterProducer()
                 request.finish()
+                ended = True
                 return
     except _Bad as e:
         if gone:
@@ -529,7 +536,13 @@ async def forward(request, stream, clock, *, idle=IDLE_TIMEOUT, maxHead=MAX_HEAD
             answerError(request, e.status)
     finally:
         sending.cancel()
-        stream.reset()
+        if ended:
+            # the substrate's close comes with its end (the same read, just
+            # after it): once it is in, the stream is over both ways and the
+            # reset costs nothing; one that does not close is reset all the same
+            clock.callLater(0, stream.reset)
+        else:
+            stream.reset()
 
 
 def _announced(request, status):

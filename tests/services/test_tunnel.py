@@ -306,10 +306,42 @@ class ForwardTests(SynchronousTestCase):
         sent = TunnelDecoder(REQUEST).feed(stream.transport.value())
         self.assertEqual([e[0] for e in sent], ["request", "chunk", "end"])
         self.assertEqual((sent[0][1].method, sent[0][1].url, sent[1][1]), ("POST", "/a?b", b"up"))
+        # half-closed with the end of the body: once the substrate closes
+        # too the stream is over, and no reset frame follows the answer
+        self.assertTrue(stream.transport.disconnecting)
         stream.dataReceived(encodeHead(201, {"X-A": ["1"]}) + encodeChunk(b"down") + encodeEnd())
         self.successResultOf(d)
         self.assertEqual((request.responseCode, b"".join(request.written), request.finished), (201, b"down", 1))
         self.assertEqual(request.responseHeaders.getRawHeaders(b"x-a"), [b"1"])
+
+    def test_resetAfterTheTurn(self):
+        """
+        After a complete answer the stream is reset at the end of the
+        reactor turn, not at once: the substrate's close read with the end
+        of its answer ends the stream first, so no reset frame goes out.  A
+        failed answer resets at once.
+        """
+        aborted = []
+
+        def stream():
+            s = streamOn()
+            s.transport.abortConnection = lambda: aborted.append(s)
+            return s
+
+        clock = Clock()
+        ok = stream()
+        d = Deferred.fromCoroutine(forward(dummyRequest(), ok, clock))
+        ok.dataReceived(encodeHead(200, {}) + encodeChunk(b"ok") + encodeEnd())
+        self.successResultOf(d)
+        self.assertEqual(aborted, [])
+        clock.advance(0)
+        self.assertEqual(aborted, [ok])
+
+        bad = stream()
+        d = Deferred.fromCoroutine(forward(dummyRequest(), bad, clock))
+        bad.dataReceived(b"Status: 500\n" + b"x" * 20)
+        self.successResultOf(d)
+        self.assertEqual(aborted, [ok, bad])
 
     def test_clientBackPressure(self):
         """

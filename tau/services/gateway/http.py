@@ -276,6 +276,11 @@ class GatewayChannel(HTTPChannel):
 
     def connectionMade(self):
         super().connectionMade()
+        # no Nagle: an answer written in two turns (its head, then its last
+        # bytes) must not wait for the client's delayed ACK of the first
+        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if noDelay is not None:
+            noDelay(True)
         if ISSLTransport.providedBy(self.transport):
             return  # counted by the TLS listener (tls.SNIProtocol)
         self._address = getattr(self.transport.getPeer(), "host", None)

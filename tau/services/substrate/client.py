@@ -262,7 +262,7 @@ class SubstrateClient:
         opened = []
 
         async def exchange():
-            stream = await self.host.newStream(peer, [PROTOCOL], timeout=self.timeout)
+            stream = await self.host.newStream(peer, [PROTOCOL], timeout=self.timeout, lazy=True)
             opened.append(stream)
             stream.write(command)
             decoder = FrameDecoder(self.maxAnswer)

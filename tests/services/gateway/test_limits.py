@@ -9,7 +9,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.services.gateway.helpers import TestSubstrate, WebsiteMetrics, cloud, curl, digest
 
@@ -214,3 +216,27 @@ class LimitTests(TestCase):
                                   b"Connection: close\r\n\r\n")
         self.assertEqual(raw.status(), 200)
         self.assertEqual(self.substrate.asked[0][1], {"host": "b.example.com", "path": "/x", "method": "GET"})
+
+
+class NoDelayTests(SynchronousTestCase):
+    def test_noNagle(self):
+        """
+        A client's connection runs without Nagle: an answer written in two
+        turns does not wait for the client's delayed ACK (40 ms on Linux)
+        between them.
+        """
+        from tau.services.gateway.config import GatewayConfig
+        from tau.services.gateway.http import GatewaySite
+
+        class TCPTransport(StringTransport):
+            noDelay = False
+
+            def setTcpNoDelay(self, enabled):
+                self.noDelay = enabled
+
+        site = GatewaySite(None, GatewayConfig(), MemoryReactorClock())
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = TCPTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+        channel.makeConnection(transport)
+        self.assertTrue(transport.noDelay)
+        channel.connectionLost(None)

@@ -22,9 +22,16 @@ class U32WriteFailed(OutOfBounds):
 
 
 class GuestMemory:
-    def __init__(self, caller):
+    """
+    The memory of the instance that made a host call: C{memory} when given
+    (the instance's C{memory} export, looked up once), else the caller's
+    C{memory} export.
+    """
+
+    def __init__(self, caller, memory=None):
         self._caller = caller
-        memory = caller.get("memory")
+        if memory is None:
+            memory = caller.get("memory")
         self._memory = memory if isinstance(memory, Memory) else None
 
     def check(self, ptr, size):

@@ -26,6 +26,7 @@ warm (C{coldStarts} counts instantiations).
 """
 
 import math
+import threading
 
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread, deferToThreadPool
@@ -37,7 +38,7 @@ from tau.cids import cidText, makeCID
 from tau.services.substrate.wasm import events
 from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
-from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool
+from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool, link
 
 log = Logger()
 
@@ -80,6 +81,9 @@ class Runtime:
         self._threads = None
         self._ticker = None
         self._running = 0
+        # CID -> what instantiates its module (L{link}), built once per module
+        self._linked = {}
+        self._linking = threading.Lock()
 
     def start(self):
         self.engine = makeEngine()
@@ -116,6 +120,19 @@ class Runtime:
         await self._inThread(self.cache.module, cid, wasm)
         return cid
 
+    def _linkedOf(self, cid, module):
+        """
+        In a worker thread: what instantiates C{module} (of C{cid}), linked
+        once.
+        """
+        linked = self._linked.get(cid)
+        if linked is None:
+            with self._linking:
+                linked = self._linked.get(cid)
+                if linked is None:
+                    linked = self._linked[cid] = link(self.engine, module)
+        return linked
+
     def _deadline(self, limits):
         return math.ceil(limits.timeout / self.tick) + 1
 
@@ -127,8 +144,9 @@ class Runtime:
         """
         try:
             if instance is None:
-                instance = Instance(self.engine, self.cache.module(cid, None), f"functions/{cid}", limits, context)
-                instance.create(self._deadline(limits))
+                module = self.cache.module(cid, None)
+                instance = Instance(self.engine, module, f"functions/{cid}", limits, context)
+                instance.create(self._deadline(limits), self._linkedOf(cid, module))
             event = instance.callEvent(export, makeEvent(instance), self._deadline(limits))
         except Trap as e:
             if e.trap_code == TrapCode.INTERRUPT:

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from wasmtime import Func, Linker, Memory, Store, WasiConfig
+from wasmtime import Func, Linker, Memory, Store, WasiConfig, WasmtimeError
 
 from tau.services.substrate.wasm import hostabi
 from tau.services.substrate.wasm.context import NO_CONTEXT
@@ -74,22 +74,37 @@ class Event:
     p2p: object = None
 
 
-def link(engine, module):
+def makeLinker(engine):
     """
-    What instantiates C{module} (an C{InstancePre}, or the linker where
-    wasmtime-py has none): WASI, the host functions of
-    L{hostabi.defineDispatching} (shared by all the module's instances,
-    each call answered by the instance running on the calling thread), and
-    a trap for any other import.  Build it once per module: it may be used
-    by several threads at once, as wasmtime allows.
+    A linker with WASI and the host functions of
+    L{hostabi.defineDispatching} (each call answered by the instance running
+    on the calling thread), for any module: build it once per engine.
     """
     linker = Linker(engine)
     linker.define_wasi()
     hostabi.defineDispatching(linker)
-    linker.define_unknown_imports_as_traps(module)
-    if hasattr(linker, "instantiate_pre"):
-        return linker.instantiate_pre(module)
-    return _Linked(linker, module)
+    return linker
+
+
+def link(engine, module, linker=None):
+    """
+    What instantiates C{module} (an C{InstancePre}, or the linker where
+    wasmtime-py has none): with C{linker} (L{makeLinker}'s, shared) when it
+    defines all the module's imports, else with a linker of its own that
+    also traps on any other import (defining the host functions again costs
+    ~2 ms).  May be used by several threads at once, as wasmtime allows.
+    """
+    pre = getattr(linker, "instantiate_pre", None)
+    if pre is not None:
+        try:
+            return pre(module)
+        except WasmtimeError:
+            pass   # an import it lacks (or of another type)
+    own = makeLinker(engine)
+    own.define_unknown_imports_as_traps(module)
+    if hasattr(own, "instantiate_pre"):
+        return own.instantiate_pre(module)
+    return _Linked(own, module)
 
 
 class _Linked:

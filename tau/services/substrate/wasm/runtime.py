@@ -38,7 +38,7 @@ from tau.cids import cidText, makeCID
 from tau.services.substrate.wasm import events
 from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
-from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool, link
+from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool, link, makeLinker
 
 log = Logger()
 
@@ -81,7 +81,9 @@ class Runtime:
         self._threads = None
         self._ticker = None
         self._running = 0
-        # CID -> what instantiates its module (L{link}), built once per module
+        # the engine's shared linker, and CID -> what instantiates its module
+        # (L{link}), built once per module
+        self._linker = None
         self._linked = {}
         self._linking = threading.Lock()
 
@@ -130,7 +132,9 @@ class Runtime:
             with self._linking:
                 linked = self._linked.get(cid)
                 if linked is None:
-                    linked = self._linked[cid] = link(self.engine, module)
+                    if self._linker is None:
+                        self._linker = makeLinker(self.engine)
+                    linked = self._linked[cid] = link(self.engine, module, self._linker)
         return linked
 
     def _deadline(self, limits):

@@ -6,7 +6,7 @@ bytes the guest wrote).  One instance serves events of every type, one
 after the other; its event ids keep growing.
 
 The call path never blocks the reactor: compiling, instantiating and calling
-run in the runtime's own thread pool (wasmtime-py calls into the native
+run in the runtime's own threads (L{Workers}; wasmtime-py calls into the native
 library through ctypes, which releases the GIL while guest code runs).  The
 timeout is wasmtime's epoch deadline: a L{LoopingCall} on the reactor calls
 C{Engine.increment_epoch} every C{tick} seconds while calls are running (an
@@ -29,9 +29,8 @@ import math
 import threading
 
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from wasmtime import Trap, TrapCode, WasmtimeError
 
 from tau.cids import cidText, makeCID
@@ -39,6 +38,7 @@ from tau.services.substrate.wasm import events
 from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
 from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool, link, makeLinker
+from tau.services.substrate.wasm.workers import Workers
 
 log = Logger()
 
@@ -91,8 +91,7 @@ class Runtime:
         self.engine = makeEngine()
         self.cache = ModuleCache(self.engine, self._cacheFolder)
         self._pool = Pool(self.poolSize, self.poolTotal)
-        self._threads = ThreadPool(minthreads=0, maxthreads=self.workers, name="wasm")
-        self._threads.start()
+        self._threads = Workers(self._reactor, self.workers, "wasm")
         self._ticker = LoopingCall(self.engine.increment_epoch)
         self._ticker.clock = self._reactor
 
@@ -101,7 +100,8 @@ class Runtime:
         # still reaches its deadline.
         threads, self._threads = self._threads, None
         if threads is not None:
-            await deferToThread(threads.stop)
+            threads.close()
+            await deferToThread(threads.join)
 
     @property
     def ticking(self):
@@ -111,7 +111,7 @@ class Runtime:
         return self._ticker is not None and self._ticker.running
 
     def _inThread(self, fn, *args):
-        return deferToThreadPool(self._reactor, self._threads, fn, *args)
+        return self._threads.submit(fn, *args)
 
     async def load(self, wasm, cid=None):
         """

@@ -92,6 +92,9 @@ class Runtime:
         self.cache = ModuleCache(self.engine, self._cacheFolder)
         self._pool = Pool(self.poolSize, self.poolTotal)
         self._threads = Workers(self._reactor, self.workers, "wasm")
+        # the shared linker (~2 ms) now rather than on the first cold start
+        d = self._threads.submit(self._sharedLinker)
+        d.addErrback(lambda f: log.failure("wasm: the shared linker could not be built", f))
         self._ticker = LoopingCall(self.engine.increment_epoch)
         self._ticker.clock = self._reactor
 
@@ -122,6 +125,12 @@ class Runtime:
         await self._inThread(self.cache.module, cid, wasm)
         return cid
 
+    def _sharedLinker(self):
+        with self._linking:
+            if self._linker is None:
+                self._linker = makeLinker(self.engine)
+            return self._linker
+
     def _linkedOf(self, cid, module):
         """
         In a worker thread: what instantiates C{module} (of C{cid}), linked
@@ -129,12 +138,11 @@ class Runtime:
         """
         linked = self._linked.get(cid)
         if linked is None:
+            linker = self._sharedLinker()
             with self._linking:
                 linked = self._linked.get(cid)
                 if linked is None:
-                    if self._linker is None:
-                        self._linker = makeLinker(self.engine)
-                    linked = self._linked[cid] = link(self.engine, module, self._linker)
+                    linked = self._linked[cid] = link(self.engine, module, linker)
         return linked
 
     def _deadline(self, limits):

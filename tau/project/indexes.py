@@ -9,6 +9,7 @@ first and then every application; link lists are de-duplicated and keep
 that order.  Services have no index.
 """
 
+import functools
 import posixpath
 
 import base58
@@ -30,9 +31,12 @@ def join(*segments):
     return posixpath.normpath(joined) if joined else ""
 
 
+@functools.lru_cache(maxsize=4096)
 def multihash(text):
     """
-    The base58 sha2-256 multihash of C{text} (Taubyte's C{multihash.Hash}).
+    The base58 sha2-256 multihash of C{text} (Taubyte's C{multihash.Hash});
+    the last few thousand are remembered (substrate asks for a resource's
+    on every request).
     """
     return base58.b58encode(multihashOf(SHA2_256, 32, text.encode("utf-8"))).decode("ascii")
 

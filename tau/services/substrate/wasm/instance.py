@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from wasmtime import Func, Linker, Store, WasiConfig
+from wasmtime import Func, Linker, Memory, Store, WasiConfig, WasmtimeError
 
 from tau.services.substrate.wasm import hostabi
 from tau.services.substrate.wasm.context import NO_CONTEXT
@@ -74,6 +74,48 @@ class Event:
     p2p: object = None
 
 
+def makeLinker(engine):
+    """
+    A linker with WASI and the host functions of
+    L{hostabi.defineDispatching} (each call answered by the instance running
+    on the calling thread), for any module: build it once per engine.
+    """
+    linker = Linker(engine)
+    linker.define_wasi()
+    hostabi.defineDispatching(linker)
+    return linker
+
+
+def link(engine, module, linker=None):
+    """
+    What instantiates C{module} (an C{InstancePre}, or the linker where
+    wasmtime-py has none): with C{linker} (L{makeLinker}'s, shared) when it
+    defines all the module's imports, else with a linker of its own that
+    also traps on any other import (defining the host functions again costs
+    ~2 ms).  May be used by several threads at once, as wasmtime allows.
+    """
+    pre = getattr(linker, "instantiate_pre", None)
+    if pre is not None:
+        try:
+            return pre(module)
+        except WasmtimeError:
+            pass   # an import it lacks (or of another type)
+    own = makeLinker(engine)
+    own.define_unknown_imports_as_traps(module)
+    if hasattr(own, "instantiate_pre"):
+        return own.instantiate_pre(module)
+    return _Linked(own, module)
+
+
+class _Linked:
+    def __init__(self, linker, module):
+        self._linker = linker
+        self._module = module
+
+    def instantiate(self, store):
+        return self._linker.instantiate(store, self._module)
+
+
 class Instance:
     """
     A function instantiated in its own store under C{limits}.  L{create}
@@ -97,8 +139,16 @@ class Instance:
         #: C{time.monotonic()} when the running call started (None between
         #: calls): host functions that wait on the node stop at its deadline
         self.callStarted = None
+        #: the host functions bound to this instance, by name
+        #: (L{hostabi.hostTable}), and its C{memory} export
+        self.hostFunctions = None
+        self.memory = None
 
-    def create(self, deadline):
+    def create(self, deadline, linked=None):
+        """
+        Instantiate with C{linked} (what L{link} answered for this module;
+        linked here when None) and run C{_initialize}.
+        """
         store = Store(self._engine)
         store.set_limits(memory_size=self.limits.memoryBytes)
         store.set_epoch_deadline(deadline)
@@ -107,16 +157,21 @@ class Instance:
         wasi = WasiConfig()
         wasi.argv = [self._name]
         store.set_wasi(wasi)
-        linker = Linker(self._engine)
-        linker.define_wasi()
-        hostabi.define(linker, self)
-        linker.define_unknown_imports_as_traps(self._module)
-        instance = linker.instantiate(store, self._module)
-        self._store = store
-        self._exports = instance.exports(store)
-        initialize = self._exports.get("_initialize")
-        if isinstance(initialize, Func):
-            initialize(store)
+        self.hostFunctions = hostabi.hostTable(self)
+        if linked is None:
+            linked = link(self._engine, self._module)
+        hostabi.running.instance = self
+        try:
+            instance = linked.instantiate(store)
+            self._store = store
+            self._exports = instance.exports(store)
+            memory = self._exports.get("memory")
+            self.memory = memory if isinstance(memory, Memory) else None
+            initialize = self._exports.get("_initialize")
+            if isinstance(initialize, Func):
+                initialize(store)
+        finally:
+            hostabi.running.instance = None
 
     def httpEvent(self, request):
         """
@@ -147,11 +202,13 @@ class Instance:
         eventId = self._nextId
         self._nextId = (self._nextId + 1) & 0xFFFFFFFF
         self.events[eventId] = event
+        hostabi.running.instance = self
         try:
             self.callStarted = time.monotonic()
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
+            hostabi.running.instance = None
             self.callStarted = None
             del self.events[eventId]
         return event

@@ -6,7 +6,7 @@ bytes the guest wrote).  One instance serves events of every type, one
 after the other; its event ids keep growing.
 
 The call path never blocks the reactor: compiling, instantiating and calling
-run in the runtime's own thread pool (wasmtime-py calls into the native
+run in the runtime's own threads (L{Workers}; wasmtime-py calls into the native
 library through ctypes, which releases the GIL while guest code runs).  The
 timeout is wasmtime's epoch deadline: a L{LoopingCall} on the reactor calls
 C{Engine.increment_epoch} every C{tick} seconds while calls are running (an
@@ -26,18 +26,19 @@ warm (C{coldStarts} counts instantiations).
 """
 
 import math
+import threading
 
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from wasmtime import Trap, TrapCode, WasmtimeError
 
 from tau.cids import cidText, makeCID
 from tau.services.substrate.wasm import events
 from tau.services.substrate.wasm.context import NO_CONTEXT
 from tau.services.substrate.wasm.engine import ModuleCache, makeEngine
-from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool
+from tau.services.substrate.wasm.instance import Event, Instance, Limits, Pool, link, makeLinker
+from tau.services.substrate.wasm.workers import Workers
 
 log = Logger()
 
@@ -80,13 +81,20 @@ class Runtime:
         self._threads = None
         self._ticker = None
         self._running = 0
+        # the engine's shared linker, and CID -> what instantiates its module
+        # (L{link}), built once per module
+        self._linker = None
+        self._linked = {}
+        self._linking = threading.Lock()
 
     def start(self):
         self.engine = makeEngine()
         self.cache = ModuleCache(self.engine, self._cacheFolder)
         self._pool = Pool(self.poolSize, self.poolTotal)
-        self._threads = ThreadPool(minthreads=0, maxthreads=self.workers, name="wasm")
-        self._threads.start()
+        self._threads = Workers(self._reactor, self.workers, "wasm")
+        # the shared linker (~2 ms) now rather than on the first cold start
+        d = self._threads.submit(self._sharedLinker)
+        d.addErrback(lambda f: log.failure("wasm: the shared linker could not be built", f))
         self._ticker = LoopingCall(self.engine.increment_epoch)
         self._ticker.clock = self._reactor
 
@@ -95,7 +103,8 @@ class Runtime:
         # still reaches its deadline.
         threads, self._threads = self._threads, None
         if threads is not None:
-            await deferToThread(threads.stop)
+            threads.close()
+            await deferToThread(threads.join)
 
     @property
     def ticking(self):
@@ -105,7 +114,7 @@ class Runtime:
         return self._ticker is not None and self._ticker.running
 
     def _inThread(self, fn, *args):
-        return deferToThreadPool(self._reactor, self._threads, fn, *args)
+        return self._threads.submit(fn, *args)
 
     async def load(self, wasm, cid=None):
         """
@@ -115,6 +124,26 @@ class Runtime:
             cid = cidText(await self._inThread(makeCID, wasm))
         await self._inThread(self.cache.module, cid, wasm)
         return cid
+
+    def _sharedLinker(self):
+        with self._linking:
+            if self._linker is None:
+                self._linker = makeLinker(self.engine)
+            return self._linker
+
+    def _linkedOf(self, cid, module):
+        """
+        In a worker thread: what instantiates C{module} (of C{cid}), linked
+        once.
+        """
+        linked = self._linked.get(cid)
+        if linked is None:
+            linker = self._sharedLinker()
+            with self._linking:
+                linked = self._linked.get(cid)
+                if linked is None:
+                    linked = self._linked[cid] = link(self.engine, module, linker)
+        return linked
 
     def _deadline(self, limits):
         return math.ceil(limits.timeout / self.tick) + 1
@@ -127,8 +156,9 @@ class Runtime:
         """
         try:
             if instance is None:
-                instance = Instance(self.engine, self.cache.module(cid, None), f"functions/{cid}", limits, context)
-                instance.create(self._deadline(limits))
+                module = self.cache.module(cid, None)
+                instance = Instance(self.engine, module, f"functions/{cid}", limits, context)
+                instance.create(self._deadline(limits), self._linkedOf(cid, module))
             event = instance.callEvent(export, makeEvent(instance), self._deadline(limits))
         except Trap as e:
             if e.trap_code == TrapCode.INTERRUPT:

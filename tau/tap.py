@@ -82,14 +82,20 @@ class _Guard(Service):
     def startService(self):
         super().startService()
         d = self._node.whenReady()
-        failures = []
-        d.addErrback(failures.append)
-        if failures:
+        now, starting = [], [True]
+
+        def failedNow(failure):
+            if not starting[0]:
+                return failure
+            now.append(failure)
+
+        d.addErrback(failedNow)
+        starting[0] = False
+        if now:
             # twistd starts services before running the reactor: failing here
             # ends the process with the message and exit status 1.
-            raise SystemExit(f"taubyte: {failures[0].getErrorMessage()}")
-        d.addErrback(self._failedLater)
-        self._node.whenReady().addCallbacks(self._started, lambda f: None)
+            raise SystemExit(f"taubyte: {now[0].getErrorMessage()}")
+        d.addCallbacks(self._started, self._failedLater)
         self._reactor.addSystemEventTrigger("after", "shutdown", self._cleanExit)
 
     def _started(self, node):

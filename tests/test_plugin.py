@@ -210,3 +210,32 @@ class GarbageCollectionTests(SynchronousTestCase):
         guard = _Guard(ReadyNode(), MemoryReactorClock())
         guard.startService()
         self.assertGreater(gc.get_freeze_count(), 1000)
+
+    def test_failedLaterStops(self):
+        """
+        A node that fails after twistd started it (its ports bound later,
+        say) is logged and stops the reactor; one that fails at once ends
+        the process with its message.
+        """
+        from twisted.internet.defer import Deferred, fail
+        from twisted.internet.testing import MemoryReactorClock
+
+        from tau.tap import _Guard
+
+        class Node:
+            def __init__(self, ready):
+                self.ready = ready
+
+            def whenReady(self):
+                return self.ready
+
+        reactor = MemoryReactorClock()
+        ready = Deferred()
+        _Guard(Node(ready), reactor).startService()
+        self.assertEqual(reactor.whenRunningHooks, [])
+        ready.errback(RuntimeError("tcp:1234: address in use"))
+        self.assertEqual([hook for hook, _, _ in reactor.whenRunningHooks], [reactor.stop])
+
+        with self.assertRaises(SystemExit) as e:
+            _Guard(Node(fail(RuntimeError("no such key"))), MemoryReactorClock()).startService()
+        self.assertIn("no such key", str(e.exception))

@@ -22,7 +22,7 @@ from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
 from tau.protocols.multistream import MultistreamNegotiator
-from tau.protocols.lazyselect import LazyDialer
+from tau.protocols.lazyselect import lazyStream
 from tau.protocols.tls import TLSSecurity
 from tau.protocols.yamux import YamuxConfig
 from tau.ratelog import PeerLog
@@ -675,13 +675,7 @@ class Host(Service):
             conn = await self.dial(peerID)
             if conn.limited and not allowLimited:
                 conn = await self._unlimited(peerID, protocols)
-            stream = conn.openStream()
-            stream.remotePeer = peerID
-            stream.connection = conn
-            stream.protocolID = protocols[0]
-            sp = StreamProtocol(protocols[0], peerID, conn)
-            stream.setProtocol(LazyDialer(protocols[0], sp, self.clock, timeout))
-            return sp
+            return lazyStream(conn, peerID, protocols[0], self.clock, timeout)
         stream, negotiator, protocolID, leftover = await self._negotiatedStream(peerID, protocols, timeout, allowLimited)
         sp = StreamProtocol(protocolID, peerID, stream.connection)
         negotiator.switchProtocol(sp, leftover)

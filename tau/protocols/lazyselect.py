@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tau.protocols.multistream import Dialer, MultistreamError
+from tau.streams import StreamProtocol
 
 
 @implementer(IHalfCloseableProtocol)
@@ -113,3 +114,17 @@ class LazyDialer(Protocol):
             abort()
         else:
             self.transport.loseConnection()
+
+
+def lazyStream(conn, peerID, protocolID, clock, timeout):
+    """
+    A new stream on C{conn} to C{peerID} that proposes C{protocolID} with
+    what is first written to it (L{LazyDialer}); its L{StreamProtocol}.
+    """
+    stream = conn.openStream()
+    stream.remotePeer = peerID
+    stream.connection = conn
+    stream.protocolID = protocolID
+    sp = StreamProtocol(protocolID, peerID, conn)
+    stream.setProtocol(LazyDialer(protocolID, sp, clock, timeout))
+    return sp

@@ -691,7 +691,8 @@ class FakeTNSCalls:
         return [self.peer]
 
     async def call(self, name, body=None, *, peers=None):
-        from tau.services.tns.paths import assemble, checkPath, leaves
+        from tau.saferegex import compileSafe
+        from tau.services.tns.paths import KEY_PREFIX, assemble, checkPath, leaves
 
         body = dict(body or {})
         self.calls.append((name, body))
@@ -705,7 +706,11 @@ class FakeTNSCalls:
                                         if p[:len(path)] == path])}
         if name == "lookup":
             if body.get("regex"):
-                raise NotImplementedError("FakeTNSCalls: regex lookups")
+                # tns's rule: the pattern /tns/v1/<prefix...> searched in
+                # every /tns/v1/<key>
+                regex = compileSafe("/".join([KEY_PREFIX, *body["prefix"]]))
+                keys = [KEY_PREFIX + "/" + "/".join(p) for p in sorted(self.leaves)]
+                return {"keys": [k[len(KEY_PREFIX):] for k in keys if regex.search(k)]}
             prefix = tuple(body["prefix"])
             return {"keys": ["/" + "/".join(p) for p in sorted(self.leaves) if p[:len(prefix)] == prefix]}
         if name == "list":

@@ -64,6 +64,7 @@ class FakeTNSClientTests(TestCase):
         self.assertEqual(await tns.fetch(["a"]), {"b": {"c": 1, "d": {"e": "x"}}})
         self.assertIsNone(await tns.fetch(["z"]))
         self.assertEqual(await tns.lookup(["a", "b"]), ["/a/b/c", "/a/b/d/e"])
+        self.assertEqual(await tns.lookup(["a", ".*/e"], regex=True), ["/a/b/d/e"])
         self.assertEqual(await tns.list(1), [("a",)])
         self.assertIsNone(await tns.http("api.example.com", "/x"))
 

@@ -165,6 +165,8 @@ class GatewayRequest(Request):
 
     defaultContentType = None
     body = None
+    #: the client's connection was lost
+    gone = False
     _started = False
     _received = 0
 
@@ -258,6 +260,7 @@ class GatewayRequest(Request):
         super().finish()
 
     def connectionLost(self, reason):
+        self.gone = True
         if self.body is not None:
             self.body.abort()
         super().connectionLost(reason)
@@ -437,11 +440,11 @@ class GatewaySite(Site):
     def _failed(self, failure, request):
         if failure.check(CancelledError):
             # the gateway stops: the request cannot be answered
-            if not request.finished and not request._disconnected:
+            if not request.finished and not request.gone:
                 request.channel.transport.abortConnection()
             return
         log.failure("gateway: handling {method} {uri} failed", failure, method=request.method, uri=request.uri)
-        if request.finished or request._disconnected:
+        if request.finished or request.gone:
             return
         if request.startedWriting:
             request.loseConnection()

@@ -75,13 +75,13 @@ class Proxy:
         try:
             choice = await self.substrates.proxyHTTP(hostname, request.targetPath(), method)
         except NotServed:
-            if not request._disconnected:
+            if not request.gone:
                 plain(request, 404, f"nothing serves {hostname}{request.targetPath()}")
             return
         except NoSubstrate as e:
             log.info("gateway: {method} {host}{path}: {why}", method=method, host=hostname,
                      path=request.targetPath(), why=str(e))
-            if not request._disconnected:
+            if not request.gone:
                 answerError(request, 504 if e.timedOut else 502)
             return
         try:
@@ -92,7 +92,7 @@ class Proxy:
     async def _tunnel(self, request, body, choice):
         status = 502
         while (offer := choice.take()) is not None:
-            if request._disconnected:
+            if request.gone:
                 offer.stream.reset()
                 return
             request.responseHeaders.setRawHeaders(PEER_HEADER, [str(offer.peer).encode("ascii")])
@@ -104,7 +104,7 @@ class Proxy:
                 failedPeer = getattr(self.substrates, "failedPeer", None)
                 if failedPeer is not None:
                     failedPeer(offer.peer)
-                if request._disconnected:
+                if request.gone:
                     return
                 if not body.rewind():
                     log.info("gateway: {peer} failed before answering and {count} bytes of the body are gone; "

@@ -14,7 +14,7 @@ from tau.interfaces import IHost, IRouting
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.services import needs
-from tau.services.auth.certificates import contextFromPEM
+from tau.tlspem import contextFromPEM
 from tau.services.auth.client import AuthClient
 from tau.services.gateway.config import GatewayConfig
 from tau.services.gateway.http import GatewaySite

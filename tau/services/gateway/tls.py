@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from tau.services.auth.certificates import contextFromPEM
+from tau.tlspem import contextFromPEM
 from tau.services.commands import RemoteError
 from tau.services.gateway.hello import INCOMPLETE, MAX_HELLO, HelloError, serverName
 

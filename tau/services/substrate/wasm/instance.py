@@ -8,7 +8,6 @@ the reactor thread) only after a clean call; an instance whose call trapped,
 timed out or failed is dropped.
 """
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -124,21 +123,29 @@ class Instance:
     @ivar events: the event table, id -> L{Event} (what the host functions
         look an event id up in).
     @ivar context: the L{FunctionContext} its host functions answer from.
+    @ivar clock: C{seconds()} (the reactor's, safe from any thread): when
+        a call started.
     """
 
-    def __init__(self, engine, module, name, limits, context=NO_CONTEXT):
+    def __init__(self, engine, module, name, limits, context=NO_CONTEXT, clock=None):
         self._engine = engine
         self._module = module
         self._name = name
         self.limits = limits
         self.context = context
+        self.clock = clock
         self.events = {}
         self._nextId = 0
         self._store = None
         self._exports = None
-        #: C{time.monotonic()} when the running call started (None between
-        #: calls): host functions that wait on the node stop at its deadline
+        #: C{clock.seconds()} when the running call started (None between
+        #: calls, or without a clock): host functions that wait on the node
+        #: stop at its deadline
         self.callStarted = None
+        #: the running call's number (1, 2, ...; None between calls, as in
+        #: C{_initialize}): what a call opened is known by it
+        self.callNumber = None
+        self.calls = 0
         #: the host functions bound to this instance, by name
         #: (L{hostabi.hostTable}), and its C{memory} export
         self.hostFunctions = None
@@ -204,12 +211,14 @@ class Instance:
         self.events[eventId] = event
         hostabi.running.instance = self
         try:
-            self.callStarted = time.monotonic()
+            self.calls += 1
+            self.callNumber = self.calls
+            self.callStarted = self.clock.seconds() if self.clock is not None else None
             self._store.set_epoch_deadline(deadline)
             fn(self._store, eventId - (eventId >> 31 << 32))
         finally:
             hostabi.running.instance = None
-            self.callStarted = None
+            self.callNumber = self.callStarted = None
             del self.events[eventId]
         return event
 

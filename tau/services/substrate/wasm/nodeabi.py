@@ -108,7 +108,7 @@ class Handles:
     def _sweep(self):
         if self._instance is None:
             return
-        call = self._instance.callStarted
+        call = self._instance.callNumber
         if call == self._call:
             return
         self._call = call
@@ -181,12 +181,12 @@ class SizedValue:
 
     def size(self, mem, sizePtr, key, compute):
         value = compute()
-        self._key, self._value = (self._instance.callStarted, key), value
+        self._key, self._value = (self._instance.callNumber, key), value
         mem.writeU32(sizePtr, len(value))
         return errno.NONE
 
     def write(self, mem, ptr, key, compute):
-        if self._key == (self._instance.callStarted, key) and self._value is not None:
+        if self._key == (self._instance.callNumber, key) and self._value is not None:
             value = self._value
         else:
             value = compute()

@@ -157,7 +157,7 @@ class Runtime:
         try:
             if instance is None:
                 module = self.cache.module(cid, None)
-                instance = Instance(self.engine, module, f"functions/{cid}", limits, context)
+                instance = Instance(self.engine, module, f"functions/{cid}", limits, context, self._reactor)
                 instance.create(self._deadline(limits), self._linkedOf(cid, module))
             event = instance.callEvent(export, makeEvent(instance), self._deadline(limits))
         except Trap as e:

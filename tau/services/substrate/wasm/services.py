@@ -18,7 +18,6 @@ function of another project, which can only name its own project's
 resources, never reaches them.
 """
 
-import time
 from functools import lru_cache
 
 from twisted.internet.defer import Deferred
@@ -195,4 +194,4 @@ def remaining(instance):
     started = getattr(instance, "callStarted", None)
     if started is None:
         return instance.limits.timeout
-    return started + instance.limits.timeout - time.monotonic()
+    return started + instance.limits.timeout - instance.clock.seconds()

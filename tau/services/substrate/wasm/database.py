@@ -75,6 +75,35 @@ def sizeOf(config):
     return size
 
 
+class ResourceDatabases:
+    """
+    The kvdb database of each resource of one kind (C{prefix}: C{db},
+    C{st}), made once and remembered, and a lock per database for the
+    writes that read what they change (the used-bytes counter).
+    """
+
+    def __init__(self, kvdb, prefix):
+        self._kvdb = kvdb
+        self._prefix = prefix
+        self._names = {}
+        self._locks = {}
+
+    async def nameOf(self, project, resourceId):
+        base = kvdbName(self._prefix, project, resourceId)
+        name = self._names.get(base)
+        if name is None:
+            await self._kvdb.whenReady()
+            name = (await self._kvdb.serviceDatabase(SERVICE, base)).name
+            self._names[base] = name
+        return name
+
+    def lock(self, name):
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = DeferredLock()
+        return lock
+
+
 class Databases:
     """
     The database operations, on the reactor thread.
@@ -82,17 +111,10 @@ class Databases:
 
     def __init__(self, kvdb):
         self._kvdb = kvdb
-        self._names = {}
-        self._locks = {}
+        self._resources = ResourceDatabases(kvdb, "db")
 
     async def open(self, project, resourceId, config):
-        base = kvdbName("db", project, resourceId)
-        name = self._names.get(base)
-        if name is None:
-            await self._kvdb.whenReady()
-            name = (await self._kvdb.serviceDatabase(SERVICE, base)).name
-            self._names[base] = name
-        return Database(name, sizeOf(config))
+        return Database(await self._resources.nameOf(project, resourceId), sizeOf(config))
 
     async def get(self, db, key):
         return await self._kvdb.get(db.name, KEYS + key)
@@ -124,10 +146,7 @@ class Databases:
             await self._kvdb.write(db.name, [(KEYS + key, None), (USED, b"%d" % used)])
 
     def _lock(self, name):
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = DeferredLock()
-        return lock
+        return self._resources.lock(name)
 
 
 class DatabaseAbi:

@@ -22,12 +22,11 @@ needs overwrite.  A deleted file leaves the index; its blocks stay pinned
 
 from dataclasses import dataclass
 
-from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from tau.cids import cidText, cidToBytes, parseCID
 from tau.services.substrate.wasm import errno
-from tau.services.substrate.wasm.database import MAX_LIST_BYTES, SERVICE, ListTooLong, kvdbName, sizeOf
+from tau.services.substrate.wasm.database import MAX_LIST_BYTES, ListTooLong, ResourceDatabases, sizeOf
 from tau.services.substrate.wasm.nodeabi import (
     MAX_NAME, Errno, Handles, SizedValue, answering, encodeStrings, readBounded, readText, services)
 
@@ -85,16 +84,10 @@ class Storages:
     def __init__(self, kvdb, content):
         self._kvdb = kvdb
         self._content = content
-        self._names = {}
-        self._locks = {}
+        self._resources = ResourceDatabases(kvdb, "st")
 
     async def open(self, project, resourceId, config):
-        base = kvdbName("st", project, resourceId)
-        name = self._names.get(base)
-        if name is None:
-            await self._kvdb.whenReady()
-            name = (await self._kvdb.serviceDatabase(SERVICE, base)).name
-            self._names[base] = name
+        name = await self._resources.nameOf(project, resourceId)
         return Storage(name, sizeOf(config), config.get("versioning") is True)
 
     async def _int(self, st, key):
@@ -193,10 +186,7 @@ class Storages:
             await self._kvdb.write(st.name, entries)
 
     def _lock(self, name):
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = DeferredLock()
-        return lock
+        return self._resources.lock(name)
 
 
 class StorageAbi:

@@ -5,7 +5,7 @@ L{AuthService}: auth on a node, and L{makeAuth}, its factory.
 from pathlib import Path
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 
 from tau.githost.repos import Repositories
@@ -13,8 +13,8 @@ from tau.githost.resource import GitResource, GitSite
 from tau.githost.webhook import WebhookSender
 from tau.interfaces import IHost, IKVDB, IMembers, IRouting
 from tau.listen import Listener
-from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.lifecycle import StartedService
 from tau.services.auth import PROTOCOL
 from tau.services.auth.certificates import Certificates
 from tau.services.auth.commands import Commands
@@ -31,7 +31,7 @@ from tau.services.framework import CommandRouter
 log = Logger()
 
 
-class AuthService(MultiService):
+class AuthService(StartedService, MultiService):
     """
     Serves auth's commands on the host and its HTTP API on
     C{config.httpListen} once started; L{whenReady} fires when both are up.
@@ -75,14 +75,6 @@ class AuthService(MultiService):
         self.git = None
         self.gitListener = None
         self.gitURL = None
-        self._ready = OneShot()
-
-    def startService(self):
-        super().startService()
-        if self._ready.fired:
-            self._ready = OneShot()
-        d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
     async def _start(self):
         secrets = await loadSecrets(self.root, self.reactor)
@@ -129,13 +121,6 @@ class AuthService(MultiService):
             self.gitURL = f"http://{host}:{where.port}/"
         self.local.cloneURL = lambda repoID: f"{self.gitURL}{repoID}.git"
         log.info("auth hosting git repositories of {root} on {url}", root=str(self.gitRoot), url=self.gitURL)
-
-    def whenReady(self):
-        """
-        Fires with this service when it serves, or fails (e.g. with
-        L{tau.listen.ListenError}).
-        """
-        return self._ready.whenFired()
 
     async def _storedCertificates(self):
         entries = []

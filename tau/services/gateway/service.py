@@ -12,8 +12,8 @@ from twisted.logger import Logger
 
 from tau.interfaces import IHost, IRouting
 from tau.listen import Listener
-from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.lifecycle import StartedService
 from tau.tlspem import contextFromPEM
 from tau.services.auth.client import AuthClient
 from tau.services.gateway.config import GatewayConfig
@@ -29,7 +29,7 @@ def _readPEM(path):
     return contextFromPEM(Path(path).read_bytes())
 
 
-class GatewayService(MultiService):
+class GatewayService(StartedService, MultiService):
     """
     Serves HTTP on C{config.http} and HTTPS on C{config.https} (each
     skipped when ""), every request tunnelled to a substrate.  L{whenReady}
@@ -53,14 +53,6 @@ class GatewayService(MultiService):
         self.site = None
         self.certificates = None
         self.listeners = {}
-        self._ready = OneShot()
-
-    def startService(self):
-        super().startService()
-        if self._ready.fired:
-            self._ready = OneShot()
-        d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
     async def _start(self):
         config = self.config
@@ -85,13 +77,6 @@ class GatewayService(MultiService):
         log.info("gateway serving {where}", where=", ".join(f"{name} on {port.getHost()}" for name, port in
                                                             self.ports().items()))
         return self
-
-    def whenReady(self):
-        """
-        Fires with this service when it listens, or fails (e.g. with
-        L{tau.listen.ListenError}).
-        """
-        return self._ready.whenFired()
 
     def ports(self):
         """

@@ -3,15 +3,14 @@ L{SeerService}: seer on a node (its commands on C{/seer/v1} and its DNS
 server on UDP and TCP), and L{serviceFactory}.
 """
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.names import client, dns
 from twisted.names.error import DomainError
 
 from tau.interfaces import IHost, IMembers, IPubSub, IRouting, ITNSClient
-from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.lifecycle import StartedService
 from tau.services.auth.client import AuthClient
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter
@@ -25,7 +24,7 @@ from tau.services.seer.registry import Registry
 log = Logger()
 
 
-class SeerService(Service):
+class SeerService(StartedService):
     """
     @param host: has C{setStreamHandler}, C{removeHandler}.
     @param reactor: IReactorTime, IReactorUDP, IReactorTCP.
@@ -55,14 +54,6 @@ class SeerService(Service):
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.ports = ()
         self._installed = False
-        self._ready = OneShot()
-
-    def startService(self):
-        super().startService()
-        if self._ready.fired:
-            self._ready = OneShot()
-        d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
     async def _start(self):
         self.ports = await listen(self.reactor, SeerDNSFactory(self.zones, self.reactor, self.config.limits()), self.config.dnsUDP,
@@ -80,12 +71,6 @@ class SeerService(Service):
         log.info("seer serving {protocol} and DNS for {fqdn} on {udp} and {tcp}", protocol=PROTOCOL,
                  fqdn=self.zones.fqdn, udp=self.ports[0].getHost(), tcp=self.ports[1].getHost())
         return self
-
-    def whenReady(self):
-        """
-        Fires with this service when it serves, or fails.
-        """
-        return self._ready.whenFired()
 
     def _closePorts(self):
         ports, self.ports = self.ports, ()

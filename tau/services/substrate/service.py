@@ -25,7 +25,6 @@ functions serve their channels before anything asked.
 
 from pathlib import Path
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
@@ -33,6 +32,7 @@ from tau.interfaces import IContent, IHost, IKVDB, IPubSub, IRouting, ITNSClient
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.lifecycle import StartedService
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter, Refused, Upgrade
 from tau.services.substrate import NOT_SERVED, PROTOCOL
@@ -61,7 +61,7 @@ def _field(body, name, default=None):
     return value
 
 
-class SubstrateService(Service):
+class SubstrateService(StartedService):
     """
     @param host: has C{setStreamHandler}, C{removeHandler}.
     @param content: L{tau.interfaces.IContent} (the builds).
@@ -106,7 +106,6 @@ class SubstrateService(Service):
         self.listener = None
         self._installed = False
         self._tunnels = {}
-        self._ready = OneShot()
 
     def _functionServices(self):
         """
@@ -120,13 +119,9 @@ class SubstrateService(Service):
                                 HttpClientPolicy.fromConfig(self.config.httpClientAllow))
 
     def startService(self):
-        super().startService()
-        if self._ready.fired:
-            self._ready = OneShot()
         if self._subscribedShot.fired:
             self._subscribedShot = OneShot()
-        d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
+        super().startService()
 
     async def _start(self):
         runtime = Runtime(self.reactor, str(self.moduleCache))
@@ -184,13 +179,6 @@ class SubstrateService(Service):
         that is done (an empty list when it failed or was not asked).
         """
         return self._subscribedShot.whenFired()
-
-    def whenReady(self):
-        """
-        Fires with this service when it serves, or fails (e.g. with
-        L{tau.listen.ListenError}).
-        """
-        return self._ready.whenFired()
 
     def httpPort(self):
         """

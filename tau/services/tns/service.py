@@ -3,13 +3,12 @@ L{TNSService}: tns on a node, L{makeTNS}, its factory, and local calls
 (the node's own calls to the tns it runs).
 """
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
-from tau.oneshot import OneShot
 from tau.services import needs
+from tau.services.lifecycle import StartedService
 from tau.services.auth.client import PROTOCOL as AUTH_PROTOCOL, AuthClient
 from tau.services.commands import RemoteError
 from tau.services.discovery import Announcer, ServiceClient
@@ -27,7 +26,7 @@ ANNOUNCE_DELAY = 0.05
 log = Logger()
 
 
-class TNSService(Service):
+class TNSService(StartedService):
     """
     Serves tns's commands on the host once started; L{whenReady} fires
     when it does.
@@ -60,16 +59,8 @@ class TNSService(Service):
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.pubsub = pubsub
         self._installed = False
-        self._ready = OneShot()
         self._stopWatching = None
         self._announce = None
-
-    def startService(self):
-        super().startService()
-        if self._ready.fired:
-            self._ready = OneShot()
-        d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self._ready.fire, lambda f: self._ready.fire(f))
 
     async def _start(self):
         await self.storage.open()
@@ -98,12 +89,6 @@ class TNSService(Service):
         self._announce = None
         d = Deferred.fromCoroutine(self.pubsub.publish(CHANGED_TOPIC, b""))
         d.addErrback(lambda f: log.info("tns: announcing a change failed: {why}", why=f.getErrorMessage()))
-
-    def whenReady(self):
-        """
-        Fires with this service when it serves, or fails.
-        """
-        return self._ready.whenFired()
 
     def stopService(self):
         if self._installed:

@@ -35,7 +35,7 @@ from tau.protocols.multistream import NegotiationFailed
 from tau.pubsub.message import MAX_TOPIC_LENGTH
 from tau.pubsub.service import Subscription
 from tau.store import content as _content
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 from tau.streams import StreamProtocol
 
 __all__ = ["FakeHost", "FakeConnection", "FakeContent", "FakeRouting", "FakePubSub", "FakeKVDB", "FakeReplica",
@@ -377,15 +377,15 @@ class FakeContent:
             raise _content.BadInput(f"expected at most {maxEntries} entries, as a mapping of paths to CIDs")
         found = {}
         for path, value in entries.items():
-            if not all(unixfs.safeName(name) for name in path.split("/")):
+            if not all(unixfsread.safeName(name) for name in path.split("/")):
                 raise _content.BadInput(f"refusing the path {path[:200]!r}")
-            found[path] = await _content.typed(unixfs.entryOf(self.blocks, _content.parse(value)))
+            found[path] = await _content.typed(unixfsread.entryOf(self.blocks, _content.parse(value)))
         root = await _content.typed(unixfs.buildDirectory(self.blocks, found))
         return await self._store(root, pin)
 
     async def cat(self, cid, offset=0, length=None, timeout=_content.DEFAULT_TIMEOUT):
         c = _content.parse(cid)
-        data = b"".join([chunk async for chunk in _content.typedItems(unixfs.cat(self.blocks, c, offset, length))])
+        data = b"".join([chunk async for chunk in _content.typedItems(unixfsread.cat(self.blocks, c, offset, length))])
 
         async def chunks():
             if data:
@@ -396,11 +396,11 @@ class FakeContent:
         c = _content.parse(cid)
         name = unixfs.cidText(c)
         out = []
-        async for path, child, size in _content.typedItems(unixfs.tree(self.blocks, c)):
+        async for path, child, size in _content.typedItems(unixfsread.tree(self.blocks, c)):
             full = f"{name}/{path}" if path else name
             out.append(tarstream.header(full, size))
             if size is not None:
-                out.append(b"".join([x async for x in unixfs.cat(self.blocks, child)]))
+                out.append(b"".join([x async for x in unixfsread.cat(self.blocks, child)]))
                 out.append(tarstream.padding(size))
         out.append(tarstream.END)
 
@@ -410,10 +410,10 @@ class FakeContent:
         return archive()
 
     async def ls(self, cid, timeout=_content.DEFAULT_TIMEOUT):
-        return await _content.typed(unixfs.ls(self.blocks, _content.parse(cid)))
+        return await _content.typed(unixfsread.ls(self.blocks, _content.parse(cid)))
 
     async def entry(self, cid, timeout=_content.DEFAULT_TIMEOUT):
-        return await _content.typed(unixfs.entryOf(self.blocks, _content.parse(cid)))
+        return await _content.typed(unixfsread.entryOf(self.blocks, _content.parse(cid)))
 
     async def has(self, cid):
         return await self.blocks.has(_content.parse(cid))
@@ -421,7 +421,7 @@ class FakeContent:
     async def pin(self, cid):
         c = _content.parse(cid)
         count = 0
-        async for _ in _content.typedItems(unixfs.walkDag(self.blocks, c)):
+        async for _ in _content.typedItems(unixfsread.walkDag(self.blocks, c)):
             count += 1
         if c not in self.pinned:
             self.pinned.append(c)
@@ -439,7 +439,7 @@ class FakeContent:
     async def _kept(self):
         kept = set()
         for root in self.pinned:
-            async for c in unixfs.walkDag(self.blocks, root):
+            async for c in unixfsread.walkDag(self.blocks, root):
                 kept.add(bytes(c.multihash))
         return kept
 

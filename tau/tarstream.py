@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tarfile
 
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 
 #: Longest path (in UTF-8 bytes) and name accepted in a tar stream.
 MAX_TAR_PATH = 4096
@@ -47,7 +47,7 @@ def _path(member) -> str:
     name = member.name
     parts = [x for x in name.split("/") if x not in ("", ".")]
     if (not (parts or member.isdir()) or name.startswith("/") or len(name.encode("utf-8")) > MAX_TAR_PATH
-            or not all(unixfs.safeName(x) and len(x.encode("utf-8")) <= MAX_TAR_NAME for x in parts)):
+            or not all(unixfsread.safeName(x) and len(x.encode("utf-8")) <= MAX_TAR_NAME for x in parts)):
         raise BadTar(f"refusing the path {name[:200]!r} in the tar stream")
     return "/".join(parts)
 

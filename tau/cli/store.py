@@ -14,7 +14,7 @@ from tau import tarstream
 from tau.cli import UsageError, runReactor
 from tau.cli.swarm import _config
 from tau.control.client import call, stream
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 
 
 def register(sub):
@@ -238,7 +238,7 @@ def _unpack(reader, part: Path) -> None:
             for member in archive:
                 parts = member.name.split("/")
                 top = parts[0] if top is None else top
-                if parts[0] != top or not all(unixfs.safeName(x) for x in parts[1:]):
+                if parts[0] != top or not all(unixfsread.safeName(x) for x in parts[1:]):
                     raise UsageError(f"refusing the unsafe path {member.name!r} in {top}")
                 dest = part.joinpath(*parts[1:])
                 if member.isdir():

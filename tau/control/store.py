@@ -101,7 +101,7 @@ async def addDirectory(node, args, body):
     """
     A directory over nodes already stored: the body is JSON
     C{{"entries": {"path/in/dir": "CID", ...}}}; each name of a path is
-    one safe path component (L{unixfs.safeName}).
+    one safe path component (L{tau.store.unixfsread.safeName}).
     """
     content = _contentOf(node)
     root = await _guard("add/dir", content.addDirectoryJSON(

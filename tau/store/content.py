@@ -21,7 +21,7 @@ from tau import tarstream
 from tau.bitswap.client import FetchTimeout
 from tau.diskfull import StoreFull
 from tau.interfaces import IContent
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 from tau.store.blockstore import BadBlock
 from tau.store.chunker import Buzhash, FixedSize
 from tau.store.service import NetworkBlocks
@@ -68,7 +68,7 @@ def parse(value):
         return value
     text = value.split("/ipfs/")[-1].strip("/") if isinstance(value, str) else value
     try:
-        return unixfs._parse(text)
+        return unixfsread._parse(text)
     except Exception:
         raise BadInput(f"{value!r} is not a CID") from None
 
@@ -93,7 +93,7 @@ async def typed(coroutine):
         return await coroutine
     except (ContentError, StoreFull):
         raise
-    except unixfs.BlockMissing as e:
+    except unixfsread.BlockMissing as e:
         raise NotFound(f"block {e} not found") from None
     except TimeoutError:
         raise NotInTime("not found in time (no peer sent it)") from None
@@ -101,7 +101,7 @@ async def typed(coroutine):
         raise NotInTime(str(e)) from None
     except (tarfile.TarError, EOFError) as e:   # a tar stream cut inside a file
         raise BadInput(f"not a valid tar stream: {e}") from None
-    except (unixfs.NotAFile, BadBlock, ValueError) as e:   # BadShard and BadTar are ValueErrors
+    except (unixfsread.NotAFile, BadBlock, ValueError) as e:   # BadShard and BadTar are ValueErrors
         raise BadInput(str(e)) from None
     except DecodeError:
         raise BadInput("not a UnixFS node") from None
@@ -165,16 +165,16 @@ class ContentService:
             raise BadInput(f"expected at most {maxEntries} entries, as a mapping of paths to CIDs")
         found = {}
         for path, value in entries.items():
-            if not isinstance(path, str) or not all(unixfs.safeName(name) for name in path.split("/")):
+            if not isinstance(path, str) or not all(unixfsread.safeName(name) for name in path.split("/")):
                 raise BadInput(f"refusing the path {str(path)[:200]!r}: every name must be a single path "
                                "component (not empty, '.' or '..', no NUL)")
             try:
-                found[path] = await typed(unixfs.entryOf(self._blocks, parse(value)))
+                found[path] = await typed(unixfsread.entryOf(self._blocks, parse(value)))
             except ContentError as e:
                 raise type(e)(f"{path}: {e}") from None
         root = await typed(unixfs.buildDirectory(self._blocks, found, reactor=self.reactor))
         if pin:
-            await typed(unixfs.pinRecursive(self._blocks, root.cid))
+            await typed(unixfsread.pinRecursive(self._blocks, root.cid))
         self._announce(root.cid)
         return root
 
@@ -203,7 +203,7 @@ class ContentService:
         c = parse(cid)
         if offset < 0 or (length is not None and length < 0):
             raise BadInput("offset and length must not be negative")
-        chunks = unixfs.cat(NetworkBlocks(self.store), c, offset, length).__aiter__()
+        chunks = unixfsread.cat(NetworkBlocks(self.store), c, offset, length).__aiter__()
         head = await self._first(chunks, timeout)
 
         async def rest():
@@ -217,7 +217,7 @@ class ContentService:
         c = parse(cid)
         blocks = NetworkBlocks(self.store)
         name = unixfs.cidText(c)
-        entries = unixfs.tree(blocks, c).__aiter__()
+        entries = unixfsread.tree(blocks, c).__aiter__()
         head = await self._first(entries, timeout)
 
         async def archive():
@@ -228,13 +228,13 @@ class ContentService:
                 yield tarstream.header(full, size)
                 if size is not None:
                     sent = 0
-                    async for chunk in unixfs.cat(blocks, child):
+                    async for chunk in unixfsread.cat(blocks, child):
                         sent += len(chunk)
                         if sent > size:
                             break
                         yield chunk
                     if sent != size:
-                        raise unixfs.NotAFile(f"{full}: {sent} bytes where the file says {size}")
+                        raise unixfsread.NotAFile(f"{full}: {sent} bytes where the file says {size}")
                     yield tarstream.padding(size)
                 entry = await anext(entries, None)
             yield tarstream.END
@@ -242,11 +242,11 @@ class ContentService:
 
     async def ls(self, cid, timeout=DEFAULT_TIMEOUT):
         c = parse(cid)
-        return await typed(withTimeout(self.reactor, timeout, unixfs.ls(NetworkBlocks(self.store), c)))
+        return await typed(withTimeout(self.reactor, timeout, unixfsread.ls(NetworkBlocks(self.store), c)))
 
     async def entry(self, cid, timeout=DEFAULT_TIMEOUT):
         c = parse(cid)
-        return await typed(withTimeout(self.reactor, timeout, unixfs.entryOf(NetworkBlocks(self.store), c)))
+        return await typed(withTimeout(self.reactor, timeout, unixfsread.entryOf(NetworkBlocks(self.store), c)))
 
     async def has(self, cid):
         return await self._blocks.has(parse(cid))
@@ -255,13 +255,13 @@ class ContentService:
 
     async def pin(self, cid):
         c = parse(cid)
-        return await typed(unixfs.pinRecursive(NetworkBlocks(self.store), c))
+        return await typed(unixfsread.pinRecursive(NetworkBlocks(self.store), c))
 
     async def unpin(self, cid):
         c = parse(cid)
         if c not in await self._blocks.pins():
             raise NotPinned(f"{unixfs.cidText(c)} is not pinned")
-        await unixfs.unpinRecursive(self._blocks, c)
+        await unixfsread.unpinRecursive(self._blocks, c)
 
     async def pins(self):
         return list(await self._blocks.pins())

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 from tau.identity import PeerID
 from tau.protocols import perf
 from tau.protocols.multistream import NegotiationFailed
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 from tests.hosts import startHost
 from tests.processes import TAU, TWISTD, run, spawn, stopped
 
@@ -209,8 +209,8 @@ class GetTests(NodeProcess):
         # (a raw block), then asked for as dag-pb (the store keys blocks by
         # multihash), as a peer could serve it over Bitswap
         folder, block, _ = unixfs.directoryNode({
-            "a": unixfs.Entry(unixfs._parse(bigCid), 3_000_000, 3_000_000),
-            "z/..": unixfs.Entry(unixfs._parse(HELLO), 6, 6),
+            "a": unixfs.Entry(unixfsread._parse(bigCid), 3_000_000, 3_000_000),
+            "z/..": unixfs.Entry(unixfsread._parse(HELLO), 6, 6),
         })
         blockFile = Path(self.mktemp())
         blockFile.write_bytes(block)

@@ -16,7 +16,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
 from tau.bitswap import BitswapService
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 from tau.store.blockstore import BlockStore
 from tests.bitswap.test_helia import HeliaMixin
 from tests.hosts import addressOf, startHost
@@ -68,7 +68,7 @@ class HeliaFileInteropTests(HeliaMixin, TestCase):
     async def test_heliaCatsFileFromTau(self):
         """
         tau imports 20 MiB with the UnixFS importer; helia, dialled to tau
-        and nothing else, reads the file by CID with C{unixfs.cat} and gets
+        and nothing else, reads the file by CID with C{unixfsread.cat} and gets
         the same bytes.
         """
         host, store, service = await self.tauNode()
@@ -87,7 +87,7 @@ class HeliaFileInteropTests(HeliaMixin, TestCase):
         """
         helia adds 20 MiB of known bytes with C{unixfs.addBytes}; tau, dialled
         to helia and nothing else, fetches the whole DAG by CID into its
-        block store, and C{unixfs.cat} then gives back exactly those bytes
+        block store, and C{unixfsread.cat} then gives back exactly those bytes
         without the network.
         """
         host, store, service = await self.tauNode()
@@ -104,7 +104,7 @@ class HeliaFileInteropTests(HeliaMixin, TestCase):
         got = []
 
         async def cat():
-            async for piece in unixfs.cat(store, info["cid"]):
+            async for piece in unixfsread.cat(store, info["cid"]):
                 got.append(piece)
 
         await bounded(cat())

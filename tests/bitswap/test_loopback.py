@@ -249,7 +249,7 @@ class BlockStoreLoopbackTests(TestCase):
     async def test_fetchDAGIntoBlockStore(self):
         import random
 
-        from tau.store import batch, unixfs
+        from tau.store import batch, unixfs, unixfsread
 
         hostA, storeA, bsA = await self.node()
         hostB, storeB, bsB = await self.node()
@@ -273,6 +273,6 @@ class BlockStoreLoopbackTests(TestCase):
         self.assertEqual(len(syncs), 22)                 # every block synced before the return
         self.assertEqual((await storeB.stat())["blocks"], 22)
         self.assertEqual(storeB._batches, set())
-        got = b"".join([chunk async for chunk in unixfs.cat(storeB, entry.cid)])
+        got = b"".join([chunk async for chunk in unixfsread.cat(storeB, entry.cid)])
         self.assertEqual(got, data)
         self.assertEqual(bsB.stat()["badBlocks"], 0)

@@ -19,7 +19,7 @@ from tau.build import toolchains
 from tau.build.sandbox import MiB, Limits, Sandbox
 from tau.build.taubyte import Builder, BuildConfigError, readConfig
 from tau.build.website import BadWebsite, addWebsite, folderEntries
-from tau.store import unixfs
+from tau.store import unixfsread
 
 BUILD_SH = '. /utils/wasm.sh\nbuild "${FILENAME}"\n'
 
@@ -367,7 +367,7 @@ class BuildTests(TestCase):
             self.assertEqual(result.folder, out)
             entry = await addWebsite(reactor, content, out)
             self.assertEqual(sorted(name for name, _, _ in await content.ls(entry.cid)), ["css", "index.html"])
-            listed = {p: size async for p, _, size in unixfs.tree(content.blocks, entry.cid)}
+            listed = {p: size async for p, _, size in unixfsread.tree(content.blocks, entry.cid)}
             self.assertEqual(listed, {"": None, "css": None, "css/site.css": 5, "index.html": 15})
         return Deferred.fromCoroutine(check())
 

@@ -556,7 +556,7 @@ from pathlib import Path
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from tau.store.blockstore import BlockStore
-from tau.store import unixfs
+from tau.store import unixfs, unixfsread
 
 def content(i):
     seed = hashlib.sha256(str(i).encode()).digest()
@@ -631,7 +631,7 @@ class SigkillTests(StoreMixin, unittest.TestCase):
         """
         import hashlib
 
-        from tau.store import unixfs
+        from tau.store import unixfsread
 
         async def t():
             script = Path(self.mktemp())
@@ -647,7 +647,7 @@ class SigkillTests(StoreMixin, unittest.TestCase):
                 i, text = line.split()
                 i = int(i)
                 want = hashlib.sha256(str(i).encode()).digest() * (32768 * 3 + i)
-                got = b"".join([chunk async for chunk in unixfs.cat(s, text)])
+                got = b"".join([chunk async for chunk in unixfsread.cat(s, text)])
                 self.assertEqual(got, want)
                 self.assertEqual(text in {pycid.from_string(p).encode("base32").decode() for p in pinned}, i % 2 == 0)
             self.assertEqual(self.temps(), [])

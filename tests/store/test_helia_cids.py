@@ -20,7 +20,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from tau.pb import unixfs_pb2
-from tau.store import dagpb, unixfs
+from tau.store import dagpb, unixfs, unixfsread
 from tests.bitswap.fakes import MemoryBlockStore
 from tests.bitswap.test_helia import HeliaMixin
 
@@ -206,7 +206,7 @@ class RecordedVectorTests(TestCase):
             self.assertEqual(_isShard(store, e.cid), sharded, name)
         store = MemoryBlockStore()
         e = await tauDir("nested", "importer", store)
-        inner = await unixfs.resolve(store, e.cid, "zz/inner")
+        inner = await unixfsread.resolve(store, e.cid, "zz/inner")
         self.assertTrue(_isShard(store, inner))
 
 
@@ -267,17 +267,17 @@ class LiveHeliaCidTests(HeliaMixin, TestCase):
                 data = base64.b64decode(text)
                 store.add(data)   # keyed by multihash, as helia's store
             root = answer["dirs"][name]["importer"]
-            self.assertTrue(_isShard(store, unixfs._parse(root)), name)
+            self.assertTrue(_isShard(store, unixfsread._parse(root)), name)
             top = {path.split("/")[0] for path, _, _ in entries}
-            listed = await unixfs.ls(store, root)
+            listed = await unixfsread.ls(store, root)
             self.assertEqual(sorted(n for n, _, _ in listed), sorted(top), name)
             for path, size, seed in entries:
-                c = await unixfs.resolve(store, root, path)
+                c = await unixfsread.resolve(store, root, path)
                 if size is None:
-                    self.assertEqual(await unixfs.ls(store, c), [], path)
+                    self.assertEqual(await unixfsread.ls(store, c), [], path)
                     continue
-                got = b"".join([p async for p in unixfs.cat(store, c)])
+                got = b"".join([p async for p in unixfsread.cat(store, c)])
                 self.assertEqual(got, bytesOf(size, seed), path)
-            self.assertIsNone(await unixfs.lookup(store, root, "no such name"))
-            walked = {c.multihash async for c in unixfs.walkDag(store, root)}
+            self.assertIsNone(await unixfsread.lookup(store, root, "no such name"))
+            walked = {c.multihash async for c in unixfsread.walkDag(store, root)}
             self.assertEqual(walked, set(store.blocks), name)

@@ -25,10 +25,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from tau.store import blockstore, unixfs
+from tau.store import blockstore, unixfs, unixfsread
 from tau.store.blockstore import StoreFull
 from tau.store.chunker import Buzhash, FixedSize
-from tau.store.unixfs import BlockMissing, importDirectory, importFile, ls
+from tau.store.unixfs import importDirectory, importFile
+from tau.store.unixfsread import BlockMissing, ls
 
 from tests.bitswap.fakes import MemoryBlockStore
 
@@ -82,7 +83,7 @@ def d(coro):
 
 
 async def catAll(store, c, offset=0, length=None) -> bytes:
-    return b"".join([p async for p in unixfs.cat(store, c, offset, length)])
+    return b"".join([p async for p in unixfsread.cat(store, c, offset, length)])
 
 
 class FileVectorTests(StoreMixin, unittest.TestCase):
@@ -96,7 +97,7 @@ class FileVectorTests(StoreMixin, unittest.TestCase):
             self.assertEqual(b32(e.cid), FILE_VECTORS[n])
             self.assertEqual(e.filesize, n)
             got = hashlib.sha256()
-            async for piece in unixfs.cat(s, e.cid):
+            async for piece in unixfsread.cat(s, e.cid):
                 got.update(piece)
             self.assertEqual(got.digest(), hashlib.sha256(data).digest())
         return d(t())
@@ -163,7 +164,7 @@ class ExportTests(StoreMixin, unittest.TestCase):
             s = await self.openStore()
             data = content(600000)
             e = await importFile(s, data, reactor, self.pool)
-            leaves = [c async for c in unixfs.walkDag(s, e.cid)][1:]
+            leaves = [c async for c in unixfsread.walkDag(s, e.cid)][1:]
             await s.delete(leaves[1])
             with self.assertRaises(BlockMissing):
                 await catAll(s, e.cid)
@@ -179,7 +180,7 @@ class ExportTests(StoreMixin, unittest.TestCase):
             removed, _ = await s.gc()
             self.assertEqual(removed, 3)  # b's root + 2 leaves
             self.assertEqual(await catAll(s, a.cid), content(700000))
-            await unixfs.unpinRecursive(s, a.cid)
+            await unixfsread.unpinRecursive(s, a.cid)
             self.assertEqual((await s.gc())[0], 4)
             self.assertFalse(await s.has(b.cid))
         return d(t())
@@ -223,9 +224,9 @@ class DirectoryTests(StoreMixin, unittest.TestCase):
             self.assertEqual(b32(e.cid), DIR_VECTORS["small"])
             names = [n for n, _, _ in await ls(s, e.cid)]
             self.assertEqual(names, ["a.txt", "b", "sub"])
-            sub = await unixfs.resolve(s, e.cid, "sub")
+            sub = await unixfsread.resolve(s, e.cid, "sub")
             self.assertEqual([n for n, _, _ in await ls(s, sub)], ["c.bin", "deeper", "empty"])
-            c = await unixfs.resolve(s, e.cid, "/sub/c.bin")
+            c = await unixfsread.resolve(s, e.cid, "/sub/c.bin")
             self.assertEqual(await catAll(s, c), content(300000))
         return d(t())
 
@@ -261,7 +262,7 @@ class DirectoryTests(StoreMixin, unittest.TestCase):
         async def t():
             s = await self.openStore()
             e = await importDirectory(s, [("x", None)], reactor, self.pool)
-            x = await unixfs.resolve(s, e.cid, "x")
+            x = await unixfsread.resolve(s, e.cid, "x")
             self.assertEqual(b32(x), DIR_VECTORS["empty"])
         return d(t())
 
@@ -337,15 +338,15 @@ class ShardingTests(StoreMixin, unittest.TestCase):
             for name, c, size in listed[:50]:
                 self.assertEqual(await catAll(s, c), str(int(name[5:])).encode())
                 self.assertEqual(size, len(str(int(name[5:]))))
-            c = await unixfs.resolve(s, e.cid, "/file-04321")
+            c = await unixfsread.resolve(s, e.cid, "/file-04321")
             self.assertEqual(await catAll(s, c), b"4321")
-            self.assertIsNone(await unixfs.lookup(s, e.cid, "file-06000"))
+            self.assertIsNone(await unixfsread.lookup(s, e.cid, "file-06000"))
             with self.assertRaises(FileNotFoundError):
-                await unixfs.resolve(s, e.cid, "file-06000")
-            with self.assertRaises(unixfs.NotAFile):
+                await unixfsread.resolve(s, e.cid, "file-06000")
+            with self.assertRaises(unixfsread.NotAFile):
                 await catAll(s, e.cid)
             # the entry of the root, as add/dir computes it, is the importer's
-            self.assertEqual(await unixfs.entryOf(s, e.cid), e)
+            self.assertEqual(await unixfsread.entryOf(s, e.cid), e)
             await importFile(s, b"garbage", reactor, self.pool)
             self.assertEqual((await s.gc())[0], 1)
             self.assertEqual(len(await ls(s, e.cid)), 6000)
@@ -364,7 +365,7 @@ class ShardingTests(StoreMixin, unittest.TestCase):
             e = await unixfs.buildDirectory(s, entries, reactor=reactor, threadpool=self.pool)
             self.assertEqual(b32(e.cid), DIR_VECTORS["hamt6000"])
             nested = await unixfs.buildDirectory(s, {"a/b": e, "c": entries["file-00001"]})
-            self.assertEqual(await unixfs.resolve(s, nested.cid, "a/b/file-00001"), entries["file-00001"].cid)
+            self.assertEqual(await unixfsread.resolve(s, nested.cid, "a/b/file-00001"), entries["file-00001"].cid)
             with self.assertRaises(ValueError):
                 await unixfs.buildDirectory(s, {"x": e, "x/y": e})
         return d(t())
@@ -377,5 +378,5 @@ class ShardingTests(StoreMixin, unittest.TestCase):
             e = await importDirectory(s, entries, reactor, self.pool, unixfs.KUBO_V0)
             self.assertEqual(e.cid.version, 0)
             self.assertEqual(len(await ls(s, e.cid)), 6000)
-            self.assertEqual(await catAll(s, await unixfs.resolve(s, e.cid, "file-00042")), b"42")
+            self.assertEqual(await catAll(s, await unixfsread.resolve(s, e.cid, "file-00042")), b"42")
         return d(t())

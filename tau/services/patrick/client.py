@@ -23,11 +23,21 @@ class PatrickClient:
         body["action"] = action
         return await self.client.call("patrick", body, peers=peers)
 
-    async def list(self):
+    async def list(self, project=None):
         """
-        The ids of the jobs patrick knows (open and archived).
+        The ids of the jobs patrick knows (open and archived); of one
+        project's only with C{project} (tau).
         """
-        return list((await self._call("list")).get("Ids") or [])
+        body = {} if project is None else {"project": project}
+        return list((await self._call("list", **body)).get("Ids") or [])
+
+    async def jobs(self, project=None):
+        """
+        Every L{Job} patrick knows, open ones first (tau), of C{project}
+        only when given.
+        """
+        body = {} if project is None else {"project": project}
+        return [Job.fromCBOR(j) for j in (await self._call("jobs", **body)).get("jobs") or []]
 
     async def info(self, jid):
         """
@@ -76,6 +86,12 @@ class PatrickClient:
         Cancel C{jid}; the id it answers.
         """
         return (await self._call("cancel", jid=jid)).get("cancelled")
+
+    async def retry(self, jid):
+        """
+        Queue the ended job C{jid} again (tau; Taubyte's is HTTP only).
+        """
+        return (await self._call("retry", jid=jid)).get("retry")
 
     async def hasJob(self, jid):
         return bool((await self._call("hasJob", jid=jid)).get("has"))

@@ -109,6 +109,46 @@ class Direct:
         return await call(self.host, self.target, PROTOCOL, name, body)
 
 
+class LaggingKVDB(FakeKVDB):
+    """
+    One node's view of a replicated kvdb: its writes are seen here at once
+    and by the other views (C{peers}) C{lag} seconds later, as a CRDT
+    replicates.
+    """
+
+    def __init__(self, clock, peers, lag):
+        super().__init__()
+        self.clock = clock
+        self.peers = peers
+        self.lag = lag
+        peers.append(self)
+
+    def _spread(self, db, entries):
+        def apply():
+            for view in self.peers:
+                if view is not self:
+                    target = view.stored.setdefault(db, {})
+                    for key, value in entries:
+                        if value is None:
+                            target.pop(key, None)
+                        else:
+                            target[key] = value
+        self.clock.callLater(self.lag, apply)
+
+    async def put(self, db, key, value, replicas=1, timeout=30.0):
+        return await self.write(db, [(key, value)], replicas, timeout)
+
+    async def delete(self, db, key, replicas=1, timeout=30.0):
+        return await self.write(db, [(key, None)], replicas, timeout)
+
+    async def write(self, db, entries, replicas=1, timeout=30.0):
+        from tau.kvdb.service import asKey
+
+        answer = await super().write(db, entries, replicas, timeout)
+        self._spread(db, [(asKey(k), None if v is None else bytes(v)) for k, v in entries])
+        return answer
+
+
 class Node:
     """
     One patrick node: its host, members, jobs and commands, serving on its
@@ -120,7 +160,8 @@ class Node:
         self.host = FakeHost(cloud.clock, network=cloud.network)
         self.pubsub = FakePubSub(source=self.host.peerID)
         self.pubsub.subscriptions = cloud.subscriptions
-        self.storage = Storage(cloud.kvdb)
+        self.kvdb = cloud.kvdb if cloud.lag is None else LaggingKVDB(cloud.clock, cloud.views, cloud.lag)
+        self.storage = Storage(self.kvdb)
         self.members = Members(self.pubsub, self.host.peerID, cloud.clock, lambda peer: True, config.heartbeat)
         self.notes = []
         self.jobs = Jobs(self.storage, self.members, cloud.clock, config, note=self.note)
@@ -144,12 +185,15 @@ class Node:
 class Cloud:
     """
     Patrick nodes on one fake network with one kvdb and one pubsub, a
-    L{Clock}; C{monkey()} makes a host of the cloud and a client of a
+    L{Clock} (with C{lag}, each node has its own view of the kvdb, which
+    sees the others' writes C{lag} seconds late); C{monkey()} makes a host of the cloud and a client of a
     node.
     """
 
-    def __init__(self, case, **config):
+    def __init__(self, case, lag=None, **config):
         self.case = case
+        self.lag = lag
+        self.views = []
         self.clock = Clock()
         self.network = {}
         self.subscriptions = {}

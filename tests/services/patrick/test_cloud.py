@@ -1,0 +1,123 @@
+"""
+A real deploy trigger: a git push to a repository hosted by a real auth
+node reaches a real patrick node (auth posts the webhook, signed with the
+hook's secret, to patrick's C{POST /github/<hook>}) and a job appears; the
+tau CLI (a real process, through the node's control API) and patrick's
+HTTP API list the same jobs in the same states.
+"""
+
+import json
+
+import yaml
+from twisted.trial.unittest import TestCase
+
+from tau.private import writePrivate
+from tau.services.patrick.job import JobStatus
+from tests.cloud import Cloud, until
+from tests.githost.helpers import GitClient
+from tests.processes import TAU, run
+from tests.services.auth.helpers import request
+
+from twisted.internet import reactor
+
+
+class PushToJobTests(TestCase):
+    timeout = 180
+
+    async def setUp(self):
+        self.cloud = Cloud(self)
+        await self.cloud.start(["patrick"])
+        self.patrick = self.cloud.nodes[0].shapeServices["patrick"]
+        # auth posts pushes to this patrick
+        index = self.cloud.prepare("auth")
+        shapeFile = self.cloud.roots[index] / "config" / "cloud-auth.yaml"
+        shape = yaml.safe_load(shapeFile.read_text())
+        shape["auth"] = {"webhook-url": self.patrick.url + "/github/"}
+        writePrivate(shapeFile, yaml.safe_dump(shape))
+        self.cloud.nodes.append(await self.cloud._startNode(index))
+        await self.cloud.connect()
+        auth = self.cloud.nodes[1].shapeServices["auth"]
+        self.authURL = f"http://127.0.0.1:{auth.listener.port.getHost().port}"
+        admin = "admin " + (self.cloud.nodes[1].config.dataDir / "auth" / "admin-token").read_text().strip()
+        status, answer = await request("POST", self.authURL + "/tokens", admin, {"name": "ci", "repositories": []})
+        self.assertEqual(status, 200, answer)
+        self.token = "tau " + answer["token"]
+        self.git = GitClient(self)
+
+    async def newRepo(self, name):
+        status, answer = await request("POST", f"{self.authURL}/repositories/new/{name}", self.token)
+        self.assertEqual(status, 200, answer)
+        return answer["repository"]
+
+    async def push(self, repo, work):
+        url = repo["clone_url"].replace("http://", f"http://ci:{self.token[4:]}@", 1)
+        await self.git.ok("push", url, "main", cwd=work)
+
+    async def tau(self, *args):
+        status, out, err = await run(reactor, TAU + ["--root", str(self.cloud.roots[0]), "--shape",
+                                                     self.cloud.shapeName(0), *args])
+        self.assertEqual(status, 0, out + err)
+        return out
+
+    async def listed(self):
+        """
+        C{(CLI's, HTTP's)} [(id, status)] of every job.
+        """
+        cli = [(j["Id"], j["Status"]) for j in json.loads(await self.tau("job", "list", "--json"))]
+        status, answer = await request("GET", self.patrick.url + "/jobs", self.token)
+        self.assertEqual(status, 200, answer)
+        return cli, [(j["Id"], j["Status"]) for j in answer["jobs"]]
+
+    async def test_pushMakesAJob(self):
+        config = await self.newRepo("shop-config")
+        code = await self.newRepo("shop-code")
+        status, answer = await request("POST", f"{self.authURL}/project/new/shop", self.token,
+                                       {"config": {"id": config["id"]}, "code": {"id": code["id"]}})
+        self.assertEqual(status, 200, answer)
+        project = answer["project"]["id"]
+        work = await self.git.newWork()
+        head = await self.git.head(work)
+        await self.push(config, work)
+
+        async def created():
+            return len(await self.patrick.jobs.all()) == 1
+
+        await until(created, "the push's job")
+        [job] = await self.patrick.jobs.all()
+        self.assertEqual((job.meta.after, job.meta.headCommit, job.meta.ref), (head, head, "refs/heads/main"))
+        self.assertEqual((job.meta.repository.id, job.meta.repository.provider), (int(config["id"]), "local"))
+        self.assertEqual(job.meta.repository.sshURL, config["clone_url"])
+        self.assertEqual(await self.patrick.storage.projectOf(job.id), project)
+
+        # its first run fails, the retry fails too: failed; another push is open
+        for _attempt in range(2):
+            taken = await self.patrick.jobs.dequeue("monkey-1")
+            if taken is None:   # the node settles (hears its peers) in its first seconds
+                await until(lambda: self._settled(), "patrick settled")
+                taken = await self.patrick.jobs.dequeue("monkey-1")
+            await self.patrick.jobs.failed("monkey-1", job.id, {"log": "bafylog"})
+        self.assertEqual((await self.patrick.jobs.info(job.id)).status, JobStatus.FAILED)
+        with open(f"{work}/more.txt", "w") as f:
+            f.write("more\n")
+        await self.git.ok("add", "-A", cwd=work)
+        await self.git.ok("commit", "--quiet", "-m", "second", cwd=work)
+        await self.push(config, work)
+
+        async def second():
+            return len(await self.patrick.jobs.all()) == 2
+
+        await until(second, "the second push's job")
+        cli, http = await self.listed()
+        self.assertEqual(cli, http)
+        self.assertEqual(sorted(s for _, s in cli), [JobStatus.FAILED, JobStatus.OPEN])
+
+        # retried through the CLI: open again, in both
+        await self.tau("job", "retry", job.id)
+        cli, http = await self.listed()
+        self.assertEqual(cli, http)
+        self.assertEqual([s for _, s in cli], [JobStatus.OPEN, JobStatus.OPEN])
+        shown = json.loads(await self.tau("job", "show", job.id))
+        self.assertEqual((shown["Id"], shown["State"], shown["Attempt"]), (job.id, "open", 0))
+
+    async def _settled(self):
+        return self.patrick.members.settled

@@ -31,12 +31,15 @@ class PatrickClient:
         body = {} if project is None else {"project": project}
         return list((await self._call("list", **body)).get("Ids") or [])
 
-    async def jobs(self, project=None):
+    async def jobs(self, project=None, limit=None):
         """
-        Every L{Job} patrick knows, open ones first (tau), of C{project}
-        only when given.
+        The L{Job}s patrick knows, open ones first (tau), of C{project}
+        only when given; at most C{limit} (patrick's most, 1000, when
+        None).
         """
         body = {} if project is None else {"project": project}
+        if limit is not None:
+            body["limit"] = limit
         return [Job.fromCBOR(j) for j in (await self._call("jobs", **body)).get("jobs") or []]
 
     async def info(self, jid):

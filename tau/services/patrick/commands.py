@@ -12,7 +12,8 @@ command C{patrick}, body C{{action, jid, cid: {}, assetCid: {}}}.
     cancel      {jid}             -> {cancelled: jid}
     hasJob      {jid}             -> {has}
     retry       {jid}             -> {retry: jid}       (tau: an ended job runs again)
-    jobs        {project?}        -> {jobs: [job]}      (tau: every job with its state)
+    jobs        {project?, limit?} -> {jobs: [job], truncated}  (tau: the jobs with their states,
+                                  open ones first, at most limit (1 to 1000, default 1000))
 
 Jobs are CBOR maps (L{tau.services.patrick.job.Job.toCBOR}).  Only nodes
 of this cloud are served (Taubyte serves anyone).  A call about one job
@@ -35,6 +36,8 @@ from tau.services.patrick.storage import MAX_ID
 #: the longest name or CID in them
 MAX_ENTRIES = 256
 MAX_NAME = 256
+#: the most jobs one C{jobs} answer holds
+MAX_LISTED = 1000
 
 JOB_ACTIONS = ("isAssigned", "done", "failed", "timeout", "cancel", "retry")
 
@@ -136,11 +139,14 @@ class Commands:
 
     async def _jobsList(self, peer, body):
         project = checkProject(body.get("project"))
+        limit = body.get("limit", MAX_LISTED)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LISTED:
+            raise Invalid(f"limit: expected a whole number from 1 to {MAX_LISTED}")
         jobs = await self.jobs.all()
         if project is not None:
             wanted = set(await self._ids(project))
             jobs = [j for j in jobs if j.id in wanted]
-        return {"jobs": [j.toCBOR() for j in jobs]}
+        return {"jobs": [j.toCBOR() for j in jobs[:limit]], "truncated": len(jobs) > limit}
 
     async def _info(self, peer, body):
         return {"job": (await self.jobs.info(checkJID(body.get("jid")))).toCBOR()}

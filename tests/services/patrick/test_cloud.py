@@ -121,3 +121,55 @@ class PushToJobTests(TestCase):
 
     async def _settled(self):
         return self.patrick.members.settled
+
+
+class TwoPatrickNodesTests(TestCase):
+    """
+    Two real patrick nodes (real hosts, gossipsub heartbeats, the kvdb
+    replicating between them): they hear each other, and the jobs made on
+    one are handed out once, whichever node the dequeuers ask.
+    """
+
+    timeout = 120
+
+    async def test_eachJobOnce(self):
+        from tau.services.framework import call
+        from tau.services.patrick import PROTOCOL
+        from tests.services.patrick.helpers import PROJECT, newJob
+
+        cloud = Cloud(self)
+        await cloud.start(["patrick", "patrick"])
+        nodes = cloud.nodes
+        services = [n.shapeServices["patrick"] for n in nodes]
+
+        async def heard():
+            return all(len(s.members.live()) == 2 and s.members.settled for s in services)
+
+        await until(heard, "the patrick nodes hearing each other")
+        jobs = [(await services[0].jobs.submit(newJob(n), PROJECT))[0] for n in range(12)]
+
+        async def replicated():
+            return len(await services[1].jobs.all()) == 12
+
+        await until(replicated, "the jobs on the other node")
+        taken = []
+
+        async def dequeue(caller, node):
+            if caller is node:
+                answer = await services[nodes.index(node)].local().call("patrick", {"action": "dequeue"})
+            else:
+                answer = await call(caller.host, node.host.peerID, PROTOCOL, "patrick", {"action": "dequeue"})
+            if answer["available"]:
+                taken.append(answer["job"][1])
+            return answer["available"]
+
+        async def allTaken():
+            # every node asks every node, as monkeys asking patricks by turns
+            for caller in nodes:
+                for node in nodes:
+                    await dequeue(caller, node)
+            return len(taken) >= len(jobs)
+
+        await until(allTaken, "every job handed out")
+        self.assertEqual(sorted(taken), sorted(j.id for j in jobs))
+        self.assertEqual(len(taken), len(set(taken)))

@@ -153,6 +153,7 @@ class LifecycleTests(TestCase):
         self.assertEqual(await self.client.list(PROJECT), sorted([a.id, b.id]))
         self.assertEqual([(j.id, j.status) for j in await self.client.jobs()],
                          [(b.id, JobStatus.OPEN), (a.id, JobStatus.SUCCESS)])
+        self.assertEqual([j.id for j in await self.client.jobs(limit=1)], [b.id])
         self.assertEqual((await self.client.info(a.id)).status, JobStatus.SUCCESS)
         self.assertTrue(await self.client.hasJob(a.id))
         self.assertFalse(await self.client.hasJob("nope"))
@@ -173,6 +174,9 @@ class LifecycleTests(TestCase):
                           ({"action": "done", "jid": "a/b"}, "jid: expected an id"),
                           ({"action": "done", "jid": "x" * 129}, "jid: expected an id"),
                           ({"action": "done", "jid": job.id, "cid": {"a": 1}}, "cid: expected a map"),
+                          ({"action": "jobs", "limit": 0}, "limit: expected a whole number from 1 to 1000"),
+                          ({"action": "jobs", "limit": 1001}, "limit: expected a whole number from 1 to 1000"),
+                          ({"action": "list", "project": "a/b"}, "project: expected an id"),
                           ({"action": "done", "jid": job.id, "cid": {str(i): "c" for i in range(257)}},
                            "cid: expected a map of at most 256")):
             e = await self.fails(self.client.client.call("patrick", body), RemoteError)

@@ -14,7 +14,9 @@ cancelled, retried.  Other nodes forward those calls to it
 Lifecycle (C{MAX_ATTEMPTS} = 2: one automatic retry):
 
     created      open (status 0) in /jobs/, queued: not assigned
-    dequeue      the oldest queued job the node owns is assigned to the caller: /assigned/<jid>
+    dequeue      the oldest queued job the node owns is assigned to the caller: /assigned/<jid>,
+                 status 1 (locked: Taubyte keeps that state in the monkey only; tau shows it,
+                 so listings tell queued jobs from running ones)
     isAssigned   the assigned monkey's call refreshes its lease (a tau addition)
     done         status 2, logs and assets kept, attempt+1, archived
     failed       attempt+1, logs kept; attempt < 2: open again and queued (the retry);
@@ -124,13 +126,15 @@ class Jobs:
             return None
         async with self.lock:
             jobs = sorted(await self.storage.openJobs(self.config.maxJobs), key=lambda j: (j.timestamp, j.id))
+            assigned = set(await self.storage.assignments(self.config.maxJobs))
             for job in jobs:
-                if not self.members.owns(job.id) or await self.storage.assignment(job.id) is not None:
+                if job.id in assigned or job.status != JobStatus.OPEN or not self.members.owns(job.id):
                     continue
                 if await self.storage.archived(job.id):
                     await self.storage.dropOpen(job.id)
                     continue
-                await self.storage.assign(job.id, caller, self.clock.seconds())
+                job.status = JobStatus.LOCKED
+                await self.storage.assignJob(job, caller, self.clock.seconds())
                 log.info("patrick: job {jid} assigned to {peer} (attempt {attempt})", jid=job.id, peer=caller,
                          attempt=job.attempt + 1)
                 return job
@@ -173,6 +177,9 @@ class Jobs:
             job = await self._assignedTo(caller, jid)
             job.logs.update(logs)
             job.assetCid.update(assets or {})
+            if not logs:
+                await self._addNote(job, f"job {jid} attempt {job.attempt + 1}: the monkey {caller} reported "
+                                         "a failure without logs")
             return await self._failedAttempt(job, f"reported failed by {caller}")
 
     async def timeout(self, caller, jid):
@@ -240,8 +247,15 @@ class Jobs:
             return 0
         expired = 0
         async with self.lock:
+            assigned = set(await self.storage.assignments(self.config.maxJobs))
             for job in await self.storage.openJobs(self.config.maxJobs):
                 if not self.members.owns(job.id):
+                    continue
+                if job.id not in assigned:
+                    if job.status == JobStatus.LOCKED:
+                        # its assignment is gone (an older write won): queued again
+                        job.status = JobStatus.OPEN
+                        await self.storage.requeue(job)
                     continue
                 if await self.storage.archived(job.id):
                     await self.storage.dropOpen(job.id)

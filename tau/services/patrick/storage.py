@@ -3,7 +3,7 @@ Every read and write patrick makes to the replicated key/value store, in
 one place: the database C{patrick}, keyed as Taubyte keys it (values
 CBOR):
 
-    /jobs/<jid>               Job (open: queued, assigned, or waiting for its retry)
+    /jobs/<jid>               Job (open: queued, or waiting for its retry; locked: assigned)
     /archive/jobs/<jid>       Job (ended: success, failed or cancelled)
     /assigned/<jid>           {1: monkey peer id, 2: last refresh (unix s), 3: assigned at (tau)}
     /by/project/<P>/<jid>     empty
@@ -141,6 +141,13 @@ class Storage:
         refreshed = value.get(2) if isinstance(value.get(2), (int, float)) else 0
         since = value.get(3) if isinstance(value.get(3), (int, float)) else refreshed
         return value[1], refreshed, since
+
+    async def assignJob(self, job, peer, now):
+        """
+        Store C{job} (locked) and its assignment to C{peer}, in one write.
+        """
+        await self._write([("/jobs/" + job.id, job.toCBOR()),
+                           ("/assigned/" + job.id, {1: str(peer), 2: int(now), 3: int(now)})])
 
     async def assign(self, jid, peer, now, since=None):
         await self._write([("/assigned/" + jid, {1: str(peer), 2: int(now), 3: int(now if since is None else since)})])

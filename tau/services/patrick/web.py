@@ -6,7 +6,7 @@ patrick's HTTP API (Taubyte's routes, on an endpoint string; any host).
     GET  /jobs                          {"jobs": [job + "Project"]}   (tau: every job the caller reaches)
     GET  /jobs/{projectId}              {"ProjectId", "JobIds"}
     GET  /job/{jid}                     {"job"}
-    GET  /logs/{cid}                    the log's bytes (at most max-log)
+    GET  /logs/{cid}                    the log's bytes (at most max-log), of a job the caller reaches
     POST /cancel/{jid}                  {"cancelled"}
     POST /retry/{jid}                   {"retry"}
     GET  /download/{jobId}/{resourceId} the asset's bytes (zip or wasm), at most max-download
@@ -301,7 +301,17 @@ class PatrickResource(Resource):
         return data
 
     async def logs(self, projects, cid):
-        return Raw(await self._read(_id(cid, "cid"), self.config.maxLog, "log"), b"text/plain; charset=utf-8")
+        """
+        A log of a job of the caller's projects (Taubyte serves any CID to
+        any caller with a token).
+        """
+        cid = _id(cid, "cid")
+        for project in sorted(projects):
+            for jid in await self.jobs.storage.jobsOf(project, self.config.maxJobs):
+                job, _archived = await self.jobs.storage.job(jid)
+                if job is not None and cid in job.logs.values():
+                    return Raw(await self._read(cid, self.config.maxLog, "log"), b"text/plain; charset=utf-8")
+        raise HTTPError(404, f"log {cid} not found")
 
     async def download(self, projects, jid, resource):
         job = await self._reached(projects, jid)

@@ -173,9 +173,22 @@ class HTTPTests(TestCase):
         limit = self.service.config.maxLog
         exact = await self.content.add(b"x" * limit)
         over = await self.content.add(b"x" * (limit + 1))
+        status, job = await self.push(encoded(pushEvent()))
+        monkey = self.host.peerID
+        await self.service.jobs.dequeue(monkey)
+        await self.service.jobs.failed(monkey, job["Id"], {"a": cidText(exact.cid), "b": cidText(over.cid)})
+        # a token that does not reach the job's project reads none of its logs
+        status, answer = await self.request("GET", f"/logs/{cidText(exact.cid)}", token="github tokB")
+        self.assertEqual(status, 404)
         status, text = await self.request("GET", f"/logs/{cidText(exact.cid)}", token="github tokA")
         self.assertEqual((status, len(text)), (200, limit))
         status, answer = await self.request("GET", f"/logs/{cidText(over.cid)}", token="github tokA")
         self.assertEqual((status, answer["error"]), (413, f"the log is over {limit} bytes"))
         status, answer = await self.request("GET", "/logs/notacid", token="github tokA")
+        self.assertEqual((status, answer["error"]), (404, "log notacid not found"))
+        # a log of the job that is not in the store
+        other = cidText((await FakeContent().add(b"elsewhere")).cid)
+        await self.service.jobs.dequeue(monkey)
+        await self.service.jobs.failed(monkey, job["Id"], {"c": other})
+        status, answer = await self.request("GET", f"/logs/{other}", token="github tokA")
         self.assertEqual(status, 404)

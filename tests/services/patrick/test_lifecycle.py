@@ -183,3 +183,33 @@ class LifecycleTests(TestCase):
             self.assertIn(why, str(e))
         # exactly the limits: taken
         await self.client.done(job.id, {str(i): "c" * 256 for i in range(256)}, {})
+
+    async def test_lockedWhileAssigned(self):
+        """
+        A job handed out shows locked (running) until it ends or times out.
+        """
+        job = await self.submit()
+        taken = await self.client.dequeue()
+        self.assertEqual(taken.status, JobStatus.LOCKED)
+        self.assertEqual(await self.state(job.id), (JobStatus.LOCKED, 0, False))
+        await self.client.timeout(job.id)
+        self.assertEqual(await self.state(job.id), (JobStatus.OPEN, 1, False))
+        await self.client.dequeue()
+        # its assignment lost (an older write won in the kvdb): queued again at the next check
+        await self.node.storage._write([("/assigned/" + job.id, None)])
+        self.assertEqual(await self.jobs.check(), 0)
+        self.assertEqual(await self.state(job.id), (JobStatus.OPEN, 1, False))
+        self.assertEqual((await self.otherClient.dequeue()).id, job.id)
+
+    async def test_failureWithoutLogs(self):
+        """
+        A failure reported without logs gets patrick's: every ended job has
+        logs.
+        """
+        job = await self.submit()
+        for _ in range(2):
+            await self.client.dequeue()
+            await self.client.failed(job.id, {})
+        ended = await self.jobs.info(job.id)
+        self.assertEqual((ended.status, sorted(ended.logs)), (JobStatus.FAILED, ["patrick-1", "patrick-2"]))
+        self.assertIn("reported a failure without logs", self.node.notes[1])

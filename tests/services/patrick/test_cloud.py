@@ -53,9 +53,9 @@ class PushToJobTests(TestCase):
         url = repo["clone_url"].replace("http://", f"http://ci:{self.token[4:]}@", 1)
         await self.git.ok("push", url, "main", cwd=work)
 
-    async def tau(self, *args):
-        status, out, err = await run(reactor, TAU + ["--root", str(self.cloud.roots[0]), "--shape",
-                                                     self.cloud.shapeName(0), *args])
+    async def tau(self, *args, node=0):
+        status, out, err = await run(reactor, TAU + ["--root", str(self.cloud.roots[node]), "--shape",
+                                                     self.cloud.shapeName(node), *args])
         self.assertEqual(status, 0, out + err)
         return out
 
@@ -90,13 +90,19 @@ class PushToJobTests(TestCase):
         self.assertEqual(await self.patrick.storage.projectOf(job.id), project)
 
         # its first run fails, the retry fails too: failed; another push is open
-        for _attempt in range(2):
+        from tau.store.unixfs import cidText
+
+        logCID = cidText((await self.cloud.nodes[0].content.add(b"git-clone ok\nbuild: exit 1\n")).cid)
+        for attempt in range(2):
             taken = await self.patrick.jobs.dequeue("monkey-1")
             if taken is None:   # the node settles (hears its peers) in its first seconds
                 await until(lambda: self._settled(), "patrick settled")
                 taken = await self.patrick.jobs.dequeue("monkey-1")
-            await self.patrick.jobs.failed("monkey-1", job.id, {"log": "bafylog"})
+            await self.patrick.jobs.failed("monkey-1", job.id, {f"run-{attempt}": logCID})
         self.assertEqual((await self.patrick.jobs.info(job.id)).status, JobStatus.FAILED)
+        logs = await self.tau("job", "logs", job.id)
+        self.assertEqual(logs, f"== run-0 ({logCID})\ngit-clone ok\nbuild: exit 1\n"
+                               f"== run-1 ({logCID})\ngit-clone ok\nbuild: exit 1\n")
         with open(f"{work}/more.txt", "w") as f:
             f.write("more\n")
         await self.git.ok("add", "-A", cwd=work)
@@ -118,6 +124,9 @@ class PushToJobTests(TestCase):
         self.assertEqual([s for _, s in cli], [JobStatus.OPEN, JobStatus.OPEN])
         shown = json.loads(await self.tau("job", "show", job.id))
         self.assertEqual((shown["Id"], shown["State"], shown["Attempt"]), (job.id, "open", 0))
+        # the auth node runs no patrick: its CLI asks the patrick node over p2p
+        elsewhere = json.loads(await self.tau("job", "list", "--json", node=1))
+        self.assertEqual([(j["Id"], j["Status"]) for j in elsewhere], cli)
 
     async def _settled(self):
         return self.patrick.members.settled

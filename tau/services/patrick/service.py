@@ -3,6 +3,7 @@ L{PatrickService}: patrick on a node, L{makePatrick}, and its factory.
 """
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -89,7 +90,7 @@ class PatrickService(StartedService, MultiService):
         self.listener = None
         self._installed = False
         self._checks = None
-        self._watch = None
+        self._checksDone = None
 
     async def _note(self, text):
         from tau.store.unixfs import cidText
@@ -109,7 +110,7 @@ class PatrickService(StartedService, MultiService):
             self.announcer.start()
         self._checks = LoopingCall(self._check)
         self._checks.clock = self.reactor
-        self._checks.start(self.config.checkInterval, now=False)
+        self._checksDone = self._checks.start(self.config.checkInterval, now=False)
         self.listener = Listener("patrick-http", self.config.httpListen,
                                  PatrickSite(self.resource, self.config.maxBody), self.reactor)
         self.listener.setServiceParent(self)
@@ -131,9 +132,14 @@ class PatrickService(StartedService, MultiService):
         if self.announcer is not None:
             self.announcer.stop()
         if self._checks is not None and self._checks.running:
+            # a check under way finishes first
             self._checks.stop()
         self.members.stop()
-        return super().stopService()
+        stopping = [super().stopService()]
+        if self._checksDone is not None:
+            stopping.append(self._checksDone)
+            self._checksDone = None
+        return DeferredList([d for d in stopping if d is not None], consumeErrors=True)
 
     def local(self):
         """

@@ -116,6 +116,10 @@ class PushToJobTests(TestCase):
         cli, http = await self.listed()
         self.assertEqual(cli, http)
         self.assertEqual(sorted(s for _, s in cli), [JobStatus.FAILED, JobStatus.OPEN])
+        table = (await self.tau("job", "list")).splitlines()
+        self.assertEqual(len(table), 2)
+        self.assertTrue(table[1].startswith(f"{job.id}  failed     attempt 2  local/{config['id']}@main  {head[:12]}"),
+                        table)
 
         # retried through the CLI: open again, in both
         await self.tau("job", "retry", job.id)

@@ -13,7 +13,7 @@ from tau.control.routes import APIError, argument, command
 from tau.control.store import _contentOf, _guard
 from tau.services.commands import RemoteError
 from tau.services.framework import ServiceError
-from tau.services.patrick.client import PatrickClient
+from tau.services.patrick.client import PatrickClient, clientFor
 from tau.services.patrick.job import JobStatus
 
 #: the most bytes of one log job/logs reads
@@ -27,12 +27,13 @@ LOG_TIMEOUT = 30.0
 def patrickClient(node):
     """
     A L{PatrickClient} for the node: on its own service where it runs
-    patrick, else on the patrick nodes it finds.
+    patrick (every patrick node reads every job), else on the patrick
+    nodes it finds.
     """
     service = getattr(node, "shapeServices", {}).get("patrick")
     if service is not None:
         return PatrickClient(None, None, client=service.local())
-    return PatrickClient(node.host, node.dht)
+    return clientFor(node.host, node.dht)
 
 
 async def _ask(coroutine):

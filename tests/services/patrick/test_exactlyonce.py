@@ -134,3 +134,41 @@ class ExactlyOnceTests(TestCase):
             handed.append(job.id)
         self.assertEqual(sorted(handed), sorted(j.id for j in jobs if j.id != taken.id))
         await viaB.done(taken.id, {}, {})
+
+
+class LocalAndRemoteTests(TestCase):
+    async def test_monkeyOnAPatrickNode(self):
+        """
+        A monkey on a patrick node (L{clientFor} with its service) asks its
+        own patrick and the others by turns, so it gets every job.
+        """
+        from tau.services.framework import LocalCalls
+        from tau.services.patrick.client import clientFor
+
+        cloud = await Cloud(self).start(2)
+        a, b = cloud.nodes
+        await a.host.dial(b.host.peerID)
+        jobs = [(await a.jobs.submit(newJob(n), PROJECT))[0] for n in range(8)]
+
+        class Service:
+            def local(self):
+                return LocalCalls(a.commands.handlers, a.host.peerID)
+
+        client = clientFor(a.host, None, Service())
+        taken = []
+        for _ in range(20):
+            job = await client.dequeue()
+            if job is not None:
+                taken.append(job.id)
+        self.assertEqual(sorted(taken), sorted(j.id for j in jobs))
+        owners = {ownerOf(jid, [a.host.peerID, b.host.peerID]) for jid in taken}
+        self.assertEqual(len(owners), 2)
+        # alone (no other patrick known), its own patrick answers
+        alone = await Cloud(self).start(1)
+        node = alone.nodes[0]
+
+        class Own:
+            def local(self):
+                return LocalCalls(node.commands.handlers, node.host.peerID)
+
+        self.assertEqual(await clientFor(node.host, None, Own()).list(), [])

@@ -229,6 +229,8 @@ class PatrickResource(Resource):
             return {"ignored": f"branch {repo.branch} deleted"}
         repo.provider = record.get("provider") or "github"
         jid = pushJobID(meta)
+        if jid is None:
+            self._refuse(request, 400, hook, "the push lacks ref, after or repository.pushed_at (its job's id)")
         try:
             project = (await self.auth.repository(repo.id, repo.provider)).get("project") or ""
         except RemoteError as e:

@@ -14,6 +14,7 @@ payload is refused with a message naming the field.
 import hashlib
 import hmac
 import json
+import re
 
 from tau.services.patrick.job import Meta, Repository
 
@@ -26,6 +27,7 @@ MAX_URL = 2048
 MAX_REPO_ID = 128
 HEADS = "refs/heads/"
 ZERO = "0" * 40
+_SHA = re.compile(r"\A[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 
 
 class SignatureError(Exception):
@@ -127,6 +129,8 @@ def parsePush(raw):
         raise PayloadError(f"ref: {ref!r} is not a branch (refs/heads/...)")
     before = _text(event, "before", "", MAX_SHA, required=False)
     after = _text(event, "after", "", MAX_SHA)
+    if not _SHA.match(after):
+        raise PayloadError("after: expected a commit id (40 or 64 hex digits)")
     head = event.get("head_commit")
     if head is not None and not isinstance(head, dict):
         raise PayloadError(f"head_commit: expected an object or null, found {type(head).__name__}")

@@ -8,7 +8,12 @@ takes each; monkeys report C{done} or C{failed} with the CIDs of their logs
 and artefacts.  Served on L{PROTOCOL} with Taubyte's C{patrick} command.
 
 Modules: L{job} (the job record and its encodings), L{client} (what monkeys,
-the control API and dream use).
+the control API and dream use), L{config} (the C{patrick} section),
+L{storage} (the kvdb keys), L{members} (live patrick nodes, each job's
+owner), L{lifecycle} (the owner's decisions: hand out, leases, retry,
+timeouts), L{commands} (the C{patrick} command, forwarding to owners),
+L{webhook} (signature and payload checks), L{web} (the HTTP API),
+L{service} (the service and its factory).
 """
 
 PROTOCOL = "/patrick/v1"

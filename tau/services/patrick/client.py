@@ -23,11 +23,24 @@ class PatrickClient:
         body["action"] = action
         return await self.client.call("patrick", body, peers=peers)
 
-    async def list(self):
+    async def list(self, project=None):
         """
-        The ids of the jobs patrick knows (open and archived).
+        The ids of the jobs patrick knows (open and archived); of one
+        project's only with C{project} (tau).
         """
-        return list((await self._call("list")).get("Ids") or [])
+        body = {} if project is None else {"project": project}
+        return list((await self._call("list", **body)).get("Ids") or [])
+
+    async def jobs(self, project=None, limit=None):
+        """
+        The L{Job}s patrick knows, open ones first (tau), of C{project}
+        only when given; at most C{limit} (patrick's most, 1000, when
+        None).
+        """
+        body = {} if project is None else {"project": project}
+        if limit is not None:
+            body["limit"] = limit
+        return [Job.fromCBOR(j) for j in (await self._call("jobs", **body)).get("jobs") or []]
 
     async def info(self, jid):
         """
@@ -77,5 +90,49 @@ class PatrickClient:
         """
         return (await self._call("cancel", jid=jid)).get("cancelled")
 
+    async def retry(self, jid):
+        """
+        Queue the ended job C{jid} again (tau; Taubyte's is HTTP only).
+        """
+        return (await self._call("retry", jid=jid)).get("retry")
+
     async def hasJob(self, jid):
         return bool((await self._call("hasJob", jid=jid)).get("has"))
+
+
+class _LocalAndRemote:
+    """
+    Calls by turns to this node's own patrick (C{local}, a
+    L{tau.services.framework.LocalCalls}) and to the others (C{remote}, a
+    L{ServiceClient}): each job has one owner among the patrick nodes, so
+    a monkey on a patrick node asks them all, itself included.
+    """
+
+    def __init__(self, local, remote):
+        self.local = local
+        self.remote = remote
+        self._turn = 0
+
+    async def peers(self):
+        return [*(await self.local.peers()), *(await self.remote.peers())]
+
+    async def call(self, name, body=None, *, peers=None):
+        if peers is not None:
+            return await self.remote.call(name, body, peers=peers)
+        others = await self.remote.peers()
+        turn, self._turn = self._turn, self._turn + 1
+        if not others or turn % (len(others) + 1) == 0:
+            return await self.local.call(name, body)
+        return await self.remote.call(name, body)
+
+
+def clientFor(host, routing, service=None):
+    """
+    A node's patrick client: on its own L{tau.services.patrick.service.PatrickService}
+    (C{service}) and the other patrick nodes by turns when it runs one,
+    else on the patrick nodes found in the network.
+    """
+    remote = ServiceClient(host, routing, PROTOCOL)
+    if service is None:
+        return PatrickClient(host, routing, client=remote)
+    return PatrickClient(host, routing, client=_LocalAndRemote(service.local(), remote))

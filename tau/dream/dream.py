@@ -182,7 +182,8 @@ class Dream:
         out = {}
         for node in self.nodes:
             for name, where in node.urls().items():
-                out.setdefault(name, where)
+                if name != "api":
+                    out.setdefault(name, where)
         return out
 
     @property

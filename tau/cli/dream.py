@@ -173,19 +173,19 @@ def summary(state, health=None):
 
 async def _control(reactor, layout, method, path, timeout=120):
     import treq
-    from twisted.internet.endpoints import UNIXClientEndpoint
     from twisted.web.client import Agent
 
-    class Endpoints:
-        def endpointForURI(self, uri):
-            return UNIXClientEndpoint(reactor, str(layout.control), timeout=10)
-
-    agent = Agent.usingEndpointFactory(reactor, Endpoints())
     try:
-        response = await treq.request(method, f"http://dream{path}", agent=agent, timeout=timeout, persistent=False)
+        url = json.loads(layout.state.read_text(encoding="utf-8"))["control"]
+        token = layout.controlToken.read_text(encoding="ascii").strip()
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"the dream's supervisor is not ready (no control address in {layout.state}: {e})") from None
+    try:
+        response = await treq.request(method, url + path, headers={"Authorization": f"Bearer {token}"},
+                                      agent=Agent(reactor), timeout=timeout, persistent=False)
         body = await response.content()
     except Exception as e:
-        raise UsageError(f"the dream's supervisor does not answer on {layout.control}: {e}") from None
+        raise UsageError(f"the dream's supervisor does not answer on {url}: {e}") from None
     try:
         value = json.loads(body)
     except ValueError:
@@ -246,7 +246,7 @@ def dreamStop(args):
         raise UsageError(f"no dream {args.name} (no folder {layout.folder})")
     _killLeftovers(layout)
     if args.keep:
-        for path in (layout.pidFile, layout.state, layout.control):
+        for path in (layout.pidFile, layout.state, layout.controlToken):
             if path.exists():
                 path.unlink()
         print(f"dream {args.name} stopped; its folder {layout.folder} is kept")

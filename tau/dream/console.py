@@ -21,6 +21,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.static import File
 
+from tau.services import available
+
 log = Logger()
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -35,6 +37,7 @@ MAX_CACHED_LOGS = 256
 REFRESH_TIMEOUT = 10.0
 #: What the console says of jobs when this build has no patrick client.
 NO_PATRICK = "patrick not in this build"
+NO_PATRICK_NODE = "no patrick node in this dream"
 #: The resource kinds of a compiled project shown, as tns keeps them.
 KINDS = ("functions", "websites", "libraries", "databases", "storages", "messaging", "domains", "smartops",
          "services")
@@ -136,8 +139,10 @@ class Collector(TimerService):
         return out
 
     async def _jobs(self):
-        if self.patrick is None:
+        if self.patrick is None or "patrick" not in available():
             raise _Missing(NO_PATRICK)
+        if not any("patrick" in node.shape for node in self.dream.nodes):
+            raise _Missing(NO_PATRICK_NODE)
         ids = (await self.patrick.list())[-MAX_JOBS:]
         out = []
         for jid in ids:

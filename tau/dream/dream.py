@@ -101,6 +101,8 @@ class Dream:
     @ivar name: its name; its network is C{<name>.localtau}.
     @ivar layout: its L{Layout}.
     @ivar nodes: its L{DreamNode}s, in the order they started.
+    @ivar cloudKey: the cloud's L{PrivateKey} (it admits every node), once
+        started.
     """
 
     def __init__(self, reactor, folder, name, env=None):
@@ -110,7 +112,7 @@ class Dream:
         self.layout = Layout(folder)
         self.nodes = []
         self.env = env
-        self._cloudKey = None
+        self.cloudKey = None
         self._stopped = None
 
     def _environment(self):
@@ -131,7 +133,7 @@ class Dream:
             raise DreamError("a dream has at least one node")
         if len(shapes) > MAX_NODES:
             raise DreamError(f"a dream has at most {MAX_NODES} nodes")
-        self._cloudKey = prepareFolder(self.layout)
+        self.cloudKey = prepareFolder(self.layout)
         try:
             await self._startNode(shapes[0])
             await gatherResults([_coroutine(self._startNode(shape)) for shape in shapes[1:]], consumeErrors=True)
@@ -154,7 +156,7 @@ class Dream:
 
     async def _startNode(self, shape):
         index = len(self.nodes)
-        root = prepareNode(self.layout, index, shape, self.fqdn, self._cloudKey)
+        root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey)
         peers = [n.address for n in self.nodes if n.running and n.address][:4]
         node = DreamNode(index, shape, root, spawnNode(self.reactor, root, SHAPE, peers, self._environment()))
         self.nodes.append(node)

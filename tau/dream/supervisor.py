@@ -1,8 +1,10 @@
 """
 The process behind C{tau dream start}: it runs a L{Dream}, its own client
 node (a "simple", for the console's tns and patrick clients), the web
-console on a loopback port, and a control socket (C{FOLDER/control.sock},
-HTTP, mode 0600) that C{tau dream status|inject|stop} use:
+console on a loopback port, and a control API on another loopback port
+(C{control} in C{dream.json}; every request carries C{Authorization: Bearer}
+the token in C{FOLDER/control.token}, mode 0600) that C{tau dream
+status|inject|stop} use:
 
     GET  /status            the dream's state and each node's health
     POST /inject?shape=S    add a node of shape S (C{a+b}): its summary
@@ -13,13 +15,15 @@ HTTP, mode 0600) that C{tau dream status|inject|stop} use:
 It writes C{dream.pid} at once and C{dream.json} when every node runs,
 then C{ready} (or C{failed: WHY}) on C{--ready-fd}; on SIGTERM, SIGINT or
 C{/stop} it stops the nodes and removes C{dream.pid}, C{dream.json} and
-the socket.
+the token.
 """
 
 import argparse
 import base64
+import hmac
 import json
 import os
+import secrets
 import sys
 
 import yaml
@@ -32,6 +36,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from tau.dream.console import Collector, consoleResource
 from tau.dream.dream import Dream
 from tau.dream.universe import DreamError, Layout, parseShapes
+from tau.cloud import makeAdmission
 from tau.identity import PrivateKey
 from tau.listen import Listener
 from tau.private import writePrivate
@@ -68,18 +73,22 @@ def writeJSON(path, value):
     os.replace(tmp, path)
 
 
-def simpleConfig(layout, fqdn, peers):
+def simpleConfig(layout, fqdn, peers, cloudKey):
     """
     The config of the supervisor's own node: no service, the dream's
-    swarm, loopback listeners on port 0.
+    swarm, admitted to its cloud as a C{client} (so tns shows it every
+    project), loopback listeners on port 0.
     """
     from tau.config import loadConfig
 
     path = layout.simple / "config" / "simple.yaml"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        key = PrivateKey.generate()
         writePrivate(path, yaml.safe_dump({
-            "privatekey": base64.b64encode(PrivateKey.generate().toProtobuf()).decode("ascii"),
+            "privatekey": base64.b64encode(key.toProtobuf()).decode("ascii"),
+            "cloud": {"key": str(cloudKey.peerID()),
+                      "admission": makeAdmission(cloudKey, key.peerID(), ["client"]).text()},
             "services": [],
             "swarmkey": str(layout.swarmKey),
             "api-listen": "tcp:0:interface=127.0.0.1",
@@ -102,9 +111,15 @@ class ControlResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, supervisor):
+    def __init__(self, supervisor, token):
         super().__init__()
         self.supervisor = supervisor
+        self.token = b"Bearer " + token.encode("ascii")
+
+    def render(self, request):
+        if not hmac.compare_digest(request.getHeader(b"authorization") or b"", self.token):
+            return _json(request, {"error": "not authorised: the token is in the dream's control.token"}, 401)
+        return super().render(request)
 
     def render_GET(self, request):
         if request.path != b"/status":
@@ -157,13 +172,15 @@ class Supervisor:
         self.collector = None
         self.listeners = []
         self.consoleURL = None
+        self.controlURL = None
         self._stopping = None
 
     async def start(self):
         await self.dream.start(self.shapes)
         from tau.node import makeNode
 
-        config = simpleConfig(self.layout, self.dream.fqdn, [n.address for n in self.dream.nodes][:8])
+        config = simpleConfig(self.layout, self.dream.fqdn, [n.address for n in self.dream.nodes][:8],
+                              self.dream.cloudKey)
         self.simple = makeNode(config, reactor=self.reactor)
         self.simple.startService()
         await self.simple.whenReady()
@@ -171,21 +188,22 @@ class Supervisor:
         self.collector.startService()
         console = Listener("console", "tcp:0:interface=127.0.0.1", QuietSite(consoleResource(self.collector)),
                            self.reactor)
-        if self.layout.control.exists():
-            self.layout.control.unlink()
-        control = Listener("control", f"unix:{self.layout.control}:mode=600",
-                           QuietSite(ControlResource(self)), self.reactor)
+        token = secrets.token_hex(16)
+        writePrivate(self.layout.controlToken, token + "\n")
+        control = Listener("control", "tcp:0:interface=127.0.0.1", QuietSite(ControlResource(self, token)),
+                           self.reactor)
         for listener in (console, control):
             listener.startService()
             self.listeners.append(listener)
             await listener.whenListening()
         self.consoleURL = f"http://127.0.0.1:{console.port.getHost().port}/"
+        self.controlURL = f"http://127.0.0.1:{control.port.getHost().port}"
         self.save()
         return self
 
     def state(self):
         state = self.dream.state()
-        state.update(supervisor=os.getpid(), console=self.consoleURL, control=str(self.layout.control),
+        state.update(supervisor=os.getpid(), console=self.consoleURL, control=self.controlURL,
                      dns=("{}:{}".format(*self.dream.dns) if self.dream.dns else None))
         return state
 
@@ -215,7 +233,7 @@ class Supervisor:
         if self.simple is not None and self.simple.running:
             await self.simple.stopService()
         await self.dream.stop()
-        for path in (self.layout.state, self.layout.control):
+        for path in (self.layout.state, self.layout.controlToken):
             try:
                 path.unlink()
             except FileNotFoundError:

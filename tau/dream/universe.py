@@ -6,6 +6,7 @@ shapes (the services of each node), its keys and one root per node.
       dream.json        the running dream: nodes, pids, ports (supervisor)
       dream.pid         the supervisor's pid
       dream.log         the supervisor's log
+      control.token     the bearer token of the supervisor's control API
       cloud.key         the dream's cloud key (admits every node)
       swarm.key         its private swarm: two dreams never meet
       tmp/              TMPDIR of every process of the dream
@@ -125,7 +126,7 @@ class Layout:
     swarmKey = property(lambda self: self.folder / "swarm.key")
     tmp = property(lambda self: self.folder / "tmp")
     simple = property(lambda self: self.folder / "simple")
-    control = property(lambda self: self.folder / "control.sock")
+    controlToken = property(lambda self: self.folder / "control.token")
 
     def nodeRoot(self, index, shape):
         return self.folder / "nodes" / f"{index}-{'-'.join(shape)}"

@@ -74,3 +74,18 @@ def killAll(pids):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def killDream(folder):
+    """
+    A cleanup: SIGKILL the supervisor and nodes of the dream in C{folder}
+    if they still run.
+    """
+    try:
+        killAll(pidsOf(folder))
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        killAll([int((Path(folder) / "dream.pid").read_text())])
+    except (OSError, ValueError):
+        pass

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from tests.cloud import until
-from tests.dream.helpers import alive, killAll, pidsOf, sandbox, state, tau, tauOK
+from tests.dream.helpers import alive, killAll, killDream, pidsOf, sandbox, state, tau, tauOK
 from tests.netclients import digAddresses, digStatus
 
 
@@ -86,7 +86,7 @@ class LifecycleTests(TestCase):
         await tauOK(env, "dream", "stop", "--keep", *where)
         self.assertTrue((folder / "nodes").is_dir())
         self.assertEqual([p.name for p in folder.iterdir() if p.name.startswith(("dream.pid", "dream.json",
-                                                                                  "control.sock"))], [])
+                                                                                  "control.token"))], [])
         await tauOK(env, "dream", "start", *where, "--shapes", "tns")
         self.addCleanup(killAll, pidsOf(folder))
         self.assertEqual(state(folder)["nodes"][0]["peer"], peer)
@@ -128,8 +128,10 @@ class TwoDreamsTests(TestCase):
         base = Path(self.mktemp()).resolve()
         names = ("cycle-a", "cycle-b")
         every = []
+        folders = [base / name for name in names]
+        for folder in folders:
+            self.addCleanup(killDream, folder)
         for cycle in range(CYCLES):
-            folders = [base / name for name in names]
             await gatherResults([Deferred.fromCoroutine(tauOK(env, "dream", "start", "--name", name, "--root",
                                                               str(folder), "--shapes", "seer"))
                                  for name, folder in zip(names, folders)])

@@ -48,10 +48,12 @@ def register(sub):
     stop.add_argument("--keep", action="store_true", help="keep the folder (nodes' identities and data)")
     stop.set_defaults(run=dreamStop)
 
-    inject = dsub.add_parser("inject", help="add a node to a running dream: inject SHAPE, inject service NAME")
+    inject = dsub.add_parser("inject", help="add nodes to a running dream: inject SHAPE[,SHAPE...], "
+                                            "inject service NAME")
     common(inject)
-    inject.add_argument("words", nargs="*", metavar="SHAPE", help="the node's services (a+b), or: service NAME")
-    inject.add_argument("--shape", default=None, help="the node's services (a+b)")
+    inject.add_argument("words", nargs="*", metavar="SHAPE",
+                        help="a node per comma-separated item, its services joined by + (or: service NAME)")
+    inject.add_argument("--shape", default=None, help="the same, as an option")
     inject.set_defaults(run=dreamInject)
 
 
@@ -212,18 +214,29 @@ def dreamStatus(args):
 def dreamInject(args):
     from urllib.parse import quote
 
+    from tau.dream.universe import DreamError, parseShapes
+
     layout = _layout(args)
     words = list(args.words)
     if words[:1] in (["service"], ["services"]):
         words = words[1:]
-    shape = args.shape or "+".join(w for word in words for w in word.split(","))
-    if not shape:
-        raise UsageError("inject: give the node's services: tau dream inject SHAPE (e.g. substrate, seer+tns)")
+    text = args.shape or ",".join(words)
+    if not text:
+        raise UsageError("inject: give the new nodes' services: tau dream inject SHAPE[,SHAPE...] "
+                         "(e.g. substrate, seer+tns)")
+    try:
+        shapes = parseShapes(text)
+    except DreamError as e:
+        raise UsageError(str(e)) from None
     _needRunning(args, layout)
-    node = runReactor(lambda reactor: _control(reactor, layout, "POST", f"/inject?shape={quote(shape)}"))
-    print(f"node {node['name']} started, pid {node['pid']}: {', '.join(node['services'])}")
-    for what, where in sorted(node.get("urls", {}).items()):
-        print(f"  {what:<14} {where}")
+
+    async def injectAll(reactor):
+        for shape in shapes:
+            node = await _control(reactor, layout, "POST", f"/inject?shape={quote('+'.join(shape))}")
+            print(f"node {node['name']} started, pid {node['pid']}: {', '.join(node['services'])}")
+            for what, where in sorted(node.get("urls", {}).items()):
+                print(f"  {what:<14} {where}")
+    runReactor(injectAll)
     return 0
 
 

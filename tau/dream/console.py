@@ -147,11 +147,13 @@ class Collector(TimerService):
         out = []
         for jid in ids:
             job = await self.patrick.info(jid)
-            record = job.toJSON() if hasattr(job, "toJSON") else {}
+            meta = getattr(job, "meta", None)
+            repo = getattr(meta, "repository", None)
             status = getattr(job, "status", None)
-            out.append({"id": str(jid), "status": getattr(status, "name", str(status)).lower(),
-                        "repository": record.get("meta", {}).get("repository", {}).get("fullname", "")
-                        if isinstance(record.get("meta"), dict) else "",
+            out.append({"id": str(jid), "status": str(getattr(status, "name", status)).lower(),
+                        "repository": str(getattr(repo, "sshURL", "") or getattr(repo, "id", "") or ""),
+                        "ref": str(getattr(meta, "ref", "") or ""), "commit": str(getattr(meta, "after", "") or ""),
+                        "attempt": getattr(job, "attempt", 0),
                         "logs": [{"name": str(name), "cid": str(cid), "text": await self._log(cid)}
                                  for name, cid in sorted((getattr(job, "logs", None) or {}).items())]})
         return out

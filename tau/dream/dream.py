@@ -44,6 +44,7 @@ class DreamNode:
         self.process = process
         self.listeners = {}
         self.peerID = None
+        self._config = None
 
     @property
     def name(self):
@@ -62,7 +63,13 @@ class DreamNode:
         return not self.process.exited
 
     def config(self):
-        return loadConfig(shape=SHAPE, root=self.root, create=False)
+        """
+        The node's L{tau.config.NodeConfig} (read once: it does not change
+        while the node runs).
+        """
+        if self._config is None:
+            self._config = loadConfig(shape=SHAPE, root=self.root, create=False)
+        return self._config
 
     def urls(self):
         """

@@ -54,13 +54,15 @@ class LifecycleTests(TestCase):
         self.assertEqual(status, 1)
         self.assertIn("already runs", err)
 
-        out = await tauOK(env, "dream", "inject", "service", "tns", *where)
+        out = await tauOK(env, "dream", "inject", "service", "tns,substrate", *where)
         self.assertIn("node 2-tns started", out)
+        self.assertIn("node 3-substrate started", out)
         pids = pidsOf(folder)
         self.addCleanup(killAll, pids)
-        self.assertEqual(len(pids), 4)
+        self.assertEqual(len(pids), 5)
         out = await tauOK(env, "dream", "status", *where)
         self.assertRegex(out, r"2-tns +pid \d+ +up +tns")
+        self.assertRegex(out, r"3-substrate +pid \d+ +up +substrate")
 
         out = await tauOK(env, "dream", "stop", *where)
         self.assertIn("stopped", out)

@@ -70,7 +70,7 @@ function renderJobs(jobs) {
     title.appendChild(el("code", job.id));
     title.appendChild(el("span", " " + job.status, "status-" + job.status));
     div.appendChild(title);
-    if (job.repository) div.appendChild(el("p", job.repository));
+    if (job.repository) div.appendChild(el("p", job.repository + (job.ref ? " " + job.ref : "") + (job.commit ? " @ " + job.commit : ""), "job-source"));
     (job.logs || []).forEach(function (entry) {
       var details = el("details");
       details.appendChild(el("summary", "log " + entry.name + " (" + entry.cid + ")"));

@@ -112,13 +112,14 @@ class Dream:
         started.
     """
 
-    def __init__(self, reactor, folder, name, env=None):
+    def __init__(self, reactor, folder, name, env=None, configure=None):
         self.reactor = reactor
         self.name = checkName(name)
         self.fqdn = fqdnOf(name)
         self.layout = Layout(folder)
         self.nodes = []
         self.env = env
+        self.configure = configure
         self.cloudKey = None
         self._stopped = None
 
@@ -163,7 +164,7 @@ class Dream:
 
     async def _startNode(self, shape):
         index = len(self.nodes)
-        root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey)
+        root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey, configure=self.configure)
         peers = [n.address for n in self.nodes if n.running and n.address][:4]
         node = DreamNode(index, shape, root, spawnNode(self.reactor, root, SHAPE, peers, self._environment()))
         self.nodes.append(node)
@@ -250,7 +251,7 @@ def _unwrap(e):
     return sub.value if sub is not None else e
 
 
-async def startDream(reactor, root, shapes=None, name="dream", env=None):
+async def startDream(reactor, root, shapes=None, name="dream", env=None, configure=None):
     """
     Start a dream in folder C{root}: a L{Dream} once every node runs.
 
@@ -258,6 +259,10 @@ async def startDream(reactor, root, shapes=None, name="dream", env=None):
         None: one node per service this build provides.
     @param env: the nodes' environment (this process's by default; C{TMPDIR}
         is always the dream's own C{tmp/}).
-    @raise DreamError: a bad name or shape.
+    @param configure: C{configure(index, shape, fields)} may change each
+        node's config fields before they are written (see
+        L{tau.dream.universe.prepareNode}).
+    @raise DreamError: a bad name or shape; the nodes already started are
+        stopped.
     """
-    return await Dream(reactor, root, name, env).start(shapes)
+    return await Dream(reactor, root, name, env, configure).start(shapes)

@@ -146,12 +146,16 @@ def prepareFolder(layout):
     return PrivateKey.fromProtobuf(base64.b64decode(layout.cloudKey.read_text(encoding="ascii")))
 
 
-def prepareNode(layout, index, shape, fqdn, cloudKey, announceIP="127.0.0.1"):
+def prepareNode(layout, index, shape, fqdn, cloudKey, announceIP="127.0.0.1", configure=None):
     """
     Write node C{index}'s root: its shape file C{config/dream.yaml} with a
     new identity, its admission to the dream's cloud for its services,
     every listener on a loopback port 0, the dream's swarm key and network.
     An existing shape file (a node started before) is kept.
+
+    @param configure: C{configure(index, shape, fields)}, called with the
+        shape file's fields (a dict, Taubyte's names) before they are
+        written: a test adds or changes sections there.
 
     @return: the root.
     """
@@ -161,7 +165,7 @@ def prepareNode(layout, index, shape, fqdn, cloudKey, announceIP="127.0.0.1"):
         return root
     (root / "config").mkdir(parents=True, exist_ok=True)
     key = PrivateKey.generate()
-    writePrivate(path, yaml.safe_dump({
+    fields = {
         "privatekey": base64.b64encode(key.toProtobuf()).decode("ascii"),
         "services": list(shape),
         "swarmkey": str(layout.swarmKey),
@@ -172,5 +176,8 @@ def prepareNode(layout, index, shape, fqdn, cloudKey, announceIP="127.0.0.1"):
         # a node tells seer it lives every 2 s (a third of the TTL): a dream is
         # answered for within seconds of its start
         "seer": {"announce-ip": announceIP, "ttl": SEER_TTL},
-    }))
+    }
+    if configure is not None:
+        configure(index, tuple(shape), fields)
+    writePrivate(path, yaml.safe_dump(fields))
     return root

@@ -7,7 +7,7 @@ cleanly.
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tau.dream import startDream
+from tau.dream import Dream, DreamError, startDream
 from tests.cloud import until
 from tests.netclients import digAddresses, digStatus
 
@@ -23,11 +23,21 @@ class LibraryTests(TestCase):
         ends every process.
         """
         folder = self.mktemp()
-        dream = await startDream(reactor, folder, shapes=[("seer", "tns"), ("auth",)], name="lib1")
+        seen = []
+
+        def configure(index, shape, fields):
+            seen.append((index, shape))
+            fields.setdefault("auth", {})["git-listen"] = ""
+
+        dream = await startDream(reactor, folder, shapes=[("seer", "tns"), ("auth",)], name="lib1",
+                                 configure=configure)
         self.addCleanup(dream.stop)
         self.assertEqual([n.shape for n in dream.nodes], [("seer", "tns"), ("auth",)])
         self.assertTrue(all(n.running and n.pid for n in dream.nodes))
         self.assertTrue(dream.urls["auth"].startswith("http://127.0.0.1:"))
+        self.assertEqual(sorted(seen), [(0, ("seer", "tns")), (1, ("auth",))])
+        self.assertNotIn("auth-git", dream.urls)
+        self.assertEqual(sorted(dream.nodes[1].listeners), ["api", "auth-http"])
         host, port = dream.dns
         self.assertEqual(host, "127.0.0.1")
 
@@ -35,5 +45,25 @@ class LibraryTests(TestCase):
             return await digAddresses(reactor, port, "auth.tau.lib1.localtau") == ["127.0.0.1"]
         await until(answered, "seer answering for auth", limit=60)
         self.assertEqual(await digStatus(reactor, port, "auth.tau.other.localtau"), "REFUSED")
+        node = await dream.inject(("tns",))
+        self.assertEqual((node.index, node.name, dream.nodes[2]), (2, "2-tns", node))
+        self.assertTrue(node.running)
         await dream.stop()
+        self.assertFalse(any(n.running for n in dream.nodes))
+        with self.assertRaises(DreamError):
+            await dream.inject(("tns",))
+
+    async def test_failedStart(self):
+        """
+        A node that cannot start fails the start with where to look, and the
+        nodes already running are stopped.
+        """
+        def configure(index, shape, fields):
+            if index == 1:
+                fields["seer"]["dns-udp"] = "udp:0:interface=192.0.2.1"
+
+        dream = Dream(reactor, self.mktemp(), "lib2", configure=configure)
+        with self.assertRaises(Exception) as caught:
+            await dream.start([("tns",), ("seer",)])
+        self.assertIn("node.log", str(caught.exception))
         self.assertFalse(any(n.running for n in dream.nodes))

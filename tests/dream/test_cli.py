@@ -1,0 +1,158 @@
+"""
+C{tau dream start|status|inject|stop} as a user runs them: real processes
+(a supervisor in the background, a C{twistd} per node), seer answering the
+dream's names to C{dig}, and two dreams started and stopped side by side
+20 times without meeting, leaving nothing outside their folders.
+"""
+
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.trial.unittest import TestCase
+
+from tests.cloud import until
+from tests.dream.helpers import alive, killAll, killDream, pidsOf, sandbox, state, tau, tauOK
+from tests.netclients import digAddresses, digStatus
+
+
+class LifecycleTests(TestCase):
+    timeout = 300
+
+    async def test_lifecycle(self):
+        """
+        start prints where things are; status lists the nodes, their
+        services and health; seer answers C{<service>.tau.<name>.localtau};
+        a second start of the same dream is refused; inject adds a node;
+        stop ends every process and removes the folder.
+        """
+        env, home, tmp = sandbox(self)
+        folder = Path(self.mktemp()).resolve()
+        where = ["--name", "life", "--root", str(folder)]
+        out = await tauOK(env, "dream", "start", *where, "--shapes", "seer+tns,auth")
+        pids = pidsOf(folder)
+        self.addCleanup(killAll, pids)
+        s = state(folder)
+        self.assertEqual(s["fqdn"], "life.localtau")
+        self.assertIn(f"console  {s['console']}", out)
+        self.assertIn(f"dig @127.0.0.1 -p {s['dns'].split(':')[1]} gateway.tau.life.localtau", out)
+        self.assertTrue(all(alive(pid) for pid in pids))
+
+        out = await tauOK(env, "dream", "status", *where)
+        self.assertRegex(out, r"0-seer-tns +pid \d+ +up +seer, tns")
+        self.assertRegex(out, r"1-auth +pid \d+ +up +auth")
+        self.assertIn(s["urls"]["auth"], out)
+
+        port = int(s["dns"].split(":")[1])
+
+        async def answered():
+            return await digAddresses(reactor, port, "auth.tau.life.localtau") == ["127.0.0.1"]
+        await until(answered, "seer answering for auth.tau.life.localtau", limit=60)
+        self.assertEqual(await digStatus(reactor, port, "nobody.life.localtau"), "NXDOMAIN")
+
+        status, _, err = await tau(env, "dream", "start", *where, "--shapes", "tns")
+        self.assertEqual(status, 1)
+        self.assertIn("already runs", err)
+
+        out = await tauOK(env, "dream", "inject", "service", "tns,substrate", *where)
+        self.assertIn("node 2-tns started", out)
+        self.assertIn("node 3-substrate started", out)
+        pids = pidsOf(folder)
+        self.addCleanup(killAll, pids)
+        self.assertEqual(len(pids), 5)
+        out = await tauOK(env, "dream", "status", *where)
+        self.assertRegex(out, r"2-tns +pid \d+ +up +tns")
+        self.assertRegex(out, r"3-substrate +pid \d+ +up +substrate")
+
+        out = await tauOK(env, "dream", "stop", *where)
+        self.assertIn("stopped", out)
+        self.assertEqual([pid for pid in pids if alive(pid)], [])
+        self.assertFalse(folder.exists())
+        self.assertEqual((list(home.iterdir()), list(tmp.iterdir())), ([], []))
+
+        status, _, err = await tau(env, "dream", "status", *where)
+        self.assertEqual(status, 1)
+        self.assertIn("no dream life runs", err)
+
+    async def test_keep(self):
+        """
+        stop --keep keeps the folder (without pid, state or socket), and the
+        dream starts again from it with the same node identity.
+        """
+        env, _, _ = sandbox(self)
+        folder = Path(self.mktemp()).resolve()
+        where = ["--name", "kept", "--root", str(folder)]
+        await tauOK(env, "dream", "start", *where, "--shapes", "tns")
+        self.addCleanup(killAll, pidsOf(folder))
+        peer = state(folder)["nodes"][0]["peer"]
+        await tauOK(env, "dream", "stop", "--keep", *where)
+        self.assertTrue((folder / "nodes").is_dir())
+        self.assertEqual([p.name for p in folder.iterdir() if p.name.startswith(("dream.pid", "dream.json",
+                                                                                  "control.token"))], [])
+        await tauOK(env, "dream", "start", *where, "--shapes", "tns")
+        self.addCleanup(killAll, pidsOf(folder))
+        self.assertEqual(state(folder)["nodes"][0]["peer"], peer)
+        await tauOK(env, "dream", "stop", *where)
+        self.assertFalse(folder.exists())
+
+    async def test_badShapes(self):
+        """
+        An unknown service, or gateway and substrate on one node, is refused
+        before anything starts.
+        """
+        env, _, _ = sandbox(self)
+        folder = Path(self.mktemp()).resolve()
+        status, _, err = await tau(env, "dream", "start", "--root", str(folder), "--shapes", "tns,nosuch")
+        self.assertEqual((status, "'nosuch' is not provided by this build" in err), (1, True))
+        status, _, err = await tau(env, "dream", "start", "--root", str(folder), "--shapes", "gateway+substrate")
+        self.assertEqual((status, "never share a node" in err), (1, True))
+        status, _, err = await tau(env, "dream", "start", "--root", str(folder), "--shapes", "tns,seer", "--nodes", "1")
+        self.assertEqual((status, "need at least 2 nodes" in err), (1, True))
+        self.assertFalse(folder.exists())
+
+
+#: How many times the two dreams start and stop (the issue's figure).
+CYCLES = 20
+
+
+class TwoDreamsTests(TestCase):
+    timeout = 900
+
+    async def test_cycles(self):
+        """
+        Two dreams (one seer node each) started and stopped together
+        L{CYCLES} times: each start succeeds, each seer answers for its own
+        network and refuses the other's, their ports differ; afterwards no
+        process of theirs runs and nothing was written to C{HOME} or
+        C{TMPDIR}.
+        """
+        env, home, tmp = sandbox(self)
+        base = Path(self.mktemp()).resolve()
+        names = ("cycle-a", "cycle-b")
+        every = []
+        folders = [base / name for name in names]
+        for folder in folders:
+            self.addCleanup(killDream, folder)
+        for cycle in range(CYCLES):
+            await gatherResults([Deferred.fromCoroutine(tauOK(env, "dream", "start", "--name", name, "--root",
+                                                              str(folder), "--shapes", "seer"))
+                                 for name, folder in zip(names, folders)])
+            for folder in folders:
+                pids = pidsOf(folder)
+                every.extend(pids)
+                self.addCleanup(killAll, pids)
+            states = [state(folder) for folder in folders]
+            ports = [int(s["dns"].split(":")[1]) for s in states]
+            self.assertNotEqual(ports[0], ports[1])
+            for own, other, port in ((names[0], names[1], ports[0]), (names[1], names[0], ports[1])):
+                async def answered(port=port, own=own):
+                    return await digAddresses(reactor, port, f"seer.tau.{own}.localtau") == ["127.0.0.1"]
+                await until(answered, f"cycle {cycle}: {own}'s seer answering", limit=30)
+                self.assertEqual(await digStatus(reactor, port, f"seer.tau.{other}.localtau"), "REFUSED")
+            await gatherResults([Deferred.fromCoroutine(tauOK(env, "dream", "stop", "--name", name, "--root",
+                                                              str(folder)))
+                                 for name, folder in zip(names, folders)])
+            self.assertEqual([folder for folder in folders if folder.exists()], [])
+        self.assertEqual([pid for pid in every if alive(pid)], [])
+        self.assertEqual(list(base.iterdir()), [])
+        self.assertEqual((list(home.iterdir()), list(tmp.iterdir())), ([], []))

@@ -9,11 +9,9 @@ timeout) -> (layer, Deferred[PeerID])} (L{tau.protocols.tls.TLSSecurity},
 L{tau.protocols.noise.NoiseSecurity}).
 """
 
-from tau.protocols.noise import NoiseSecurity
-from tau.protocols.tls import TLSSecurity
-
-#: Config name -> class.
-KINDS = {"tls": TLSSecurity, "noise": NoiseSecurity}
+#: The config names (L{makeSecurities} imports their modules only when
+#: used, so the config can check names without loading OpenSSL).
+KINDS = ("tls", "noise")
 #: TLS first (what every peer of ours spoke so far), Noise offered too.
 DEFAULT = ("tls", "noise")
 
@@ -33,8 +31,12 @@ def makeSecurities(names, hostKey, clock):
             raise ValueError(f"unknown security protocol {name!r} (known: {', '.join(KINDS)})")
     if len(set(names)) != len(names):
         raise ValueError(f"security protocol listed twice in {list(names)}")
+    from tau.protocols.noise import NoiseSecurity
+    from tau.protocols.tls import TLSSecurity
+
+    classes = {"tls": TLSSecurity, "noise": NoiseSecurity}
     securities = {}
     for name in names:
-        security = KINDS[name](hostKey, clock)
+        security = classes[name](hostKey, clock)
         securities[security.protocolID] = security
     return securities

@@ -113,6 +113,24 @@ class NegotiationTests(TestCase):
         self.assertEqual(conn.security, NOISE)
         self.assertEqual(await roundTrip(a, b.peerID, b"members only"), b"members only")
 
+    async def test_relayedNoise(self):
+        """
+        Noise end to end over a circuit relay (the relay speaks TLS to
+        both): the relayed connection is Noise and carries streams.
+        """
+        from tau.relay import RelayLimits
+        from tests.relay.helpers import startRelayHost
+
+        r, _, _ = await startRelayHost(self, service="on", limits=RelayLimits(data=8 << 20, duration=60), security=["tls"])
+        a, aClient, _ = await startRelayHost(self, security=["noise", "tls"])
+        b, _, _ = await startRelayHost(self, security=["noise", "tls"])
+        await aClient.listen(r.peerID, addressOf(r))
+        conn = await b.connect(f"{addressOf(r)}/p2p-circuit/p2p/{a.peerID}")
+        self.assertEqual((conn.relay, conn.security), (r.peerID, NOISE))
+        self.assertEqual(r.connections(a.peerID)[0].security, TLS)
+        payload = os.urandom(1 << 20)
+        self.assertEqual(await roundTrip(b, a.peerID, payload), payload)
+
     async def test_garbageInsideNoise(self):
         """
         A bogus handshake after selecting /noise drops the connection; the

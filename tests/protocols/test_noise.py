@@ -292,6 +292,21 @@ class PayloadTests(SynchronousTestCase):
             e = self.assertRaises(NoiseVerifyError, readPayload, data, self.static)
             self.assertIn(reason, str(e))
 
+    def test_badKeysOfEveryType(self):
+        """
+        Keys of each type (RSA, Ed25519, secp256k1, ECDSA, unknown) whose
+        bytes are wrong are refused as L{NoiseVerifyError}, nothing else.
+        """
+        from tau.pb import crypto_pb2
+
+        keys = [b"\x08\x07\x12\x01a"]  # type 7
+        for keyType in range(4):
+            for data in [b"", b"x", b"\x30\x03\x02\x01\x01", b"\x02" * 33, b"\x04" + b"\x01" * 64, b"a" * 32]:
+                keys.append(crypto_pb2.PublicKey(Type=keyType, Data=data).SerializeToString())
+        for key in keys:
+            payload = noise_pb2.NoiseHandshakePayload(identity_key=key, identity_sig=b"s" * 64)
+            self.assertRaises(NoiseVerifyError, readPayload, payload.SerializeToString(), self.static)
+
     @given(st.binary(max_size=600))
     def test_garbage(self, data):
         """

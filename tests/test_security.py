@@ -173,9 +173,18 @@ class ConfigTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertEqual(publicView(config)["p2p-security"], ["tls", "noise"])
 
     def test_given(self):
-        path = self.writeConfig({"p2p-security": ["noise"]})
+        """
+        The node's host speaks what the config gives, in its order.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from tau.node import makeNode
+
+        path = self.writeConfig({"p2p-security": ["noise", "tls"]})
         config = loadConfig(shape="full", root=self.root, configFile=path)
-        self.assertEqual(config.p2pSecurity, ("noise",))
+        self.assertEqual(config.p2pSecurity, ("noise", "tls"))
+        node = makeNode(config, MemoryReactorClock())
+        self.assertEqual(list(node.host.securities), [NOISE, TLS])
 
 
 class BadSecurityConfigTests(ConfigTestsMixin, SynchronousTestCase):

@@ -37,6 +37,7 @@ from tau.identity import InvalidKey, PeerID, PrivateKey
 from tau.kad.config import DHTSection
 from tau.kvdb.config import KVDBSection
 from tau.relay.config import RelaySection
+from tau.security import DEFAULT as DEFAULT_SECURITY, KINDS as SECURITY_KINDS
 from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
 from tau.services.patrick.config import PatrickSection
@@ -58,6 +59,7 @@ FIELDS = (
     "protocols",
     "p2p-listen",
     "p2p-announce",
+    "p2p-security",
     "ports",
     "peers",
     "network-fqdn",
@@ -103,6 +105,7 @@ class NodeConfig:
     privateKey: PrivateKey
     p2pListen: tuple = ()
     p2pAnnounce: tuple = ()
+    p2pSecurity: tuple = DEFAULT_SECURITY
     ports: dict = field(default_factory=lambda: dict(DEFAULT_PORTS))
     peers: tuple = ()
     networkFqdn: str = ""
@@ -296,6 +299,13 @@ def _validate(source, data, configDir):
     if data.get("p2p-announce") is not None:
         value = _stringList(source, "p2p-announce", data["p2p-announce"])
         out["p2pAnnounce"] = tuple(str(_multiaddr(source, f"p2p-announce[{i}]", v)) for i, v in enumerate(value))
+    if data.get("p2p-security") is not None:
+        value = _stringList(source, "p2p-security", data["p2p-security"])
+        require(source, "p2p-security", value, f"expected a list of one or more of {', '.join(SECURITY_KINDS)}")
+        for i, name in enumerate(value):
+            require(source, f"p2p-security[{i}]", name in SECURITY_KINDS, f"unknown security protocol {name!r} (known: {', '.join(SECURITY_KINDS)})")
+            require(source, f"p2p-security[{i}]", name not in value[:i], f"{name!r} is listed twice")
+        out["p2pSecurity"] = tuple(value)
     if data.get("peers") is not None:
         value = _stringList(source, "peers", data["peers"])
         out["peers"] = tuple(_peerAddr(source, f"peers[{i}]", v) for i, v in enumerate(value))
@@ -494,6 +504,7 @@ def publicView(config):
         "services": list(config.services),
         "p2p-listen": list(config.p2pListen),
         "p2p-announce": list(config.p2pAnnounce),
+        "p2p-security": list(config.p2pSecurity),
         "ports": dict(config.ports),
         "peers": list(config.peers),
         "network-fqdn": config.networkFqdn,

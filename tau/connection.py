@@ -5,8 +5,8 @@ The layers, bottom to top::
 
     TCP (or a relayed stream)
       [pnet: XSalsa20 with the swarm key]        when the node has a swarmkey
-      multistream-select -> /tls/1.0.0
-      TLS 1.3, the remote's PeerId verified
+      multistream-select -> /tls/1.0.0 or /noise (the host's order)
+      TLS 1.3 or Noise XX, the remote's PeerId verified
       multistream-select -> /yamux/1.0.0
       yamux: one stream per protocol exchange
 
@@ -24,7 +24,6 @@ from tau.addrs import fromSocketAddress
 from tau.oneshot import OneShot
 from tau.protocols import pnet
 from tau.protocols.multistream import MultistreamNegotiator
-from tau.protocols.tls import PROTOCOL_ID as TLS
 from tau.protocols.yamux import YamuxSession
 from tau.ratelog import PeerLog, connectionKey
 
@@ -55,6 +54,7 @@ class Connection:
     @ivar session: the L{YamuxSession}.
     @ivar relay: for a relayed connection, the relay's L{PeerID}; else None.
     @ivar limited: True when the relay limits its duration or data.
+    @ivar security: the security protocol's id (C{/tls/1.0.0}, C{/noise}).
     """
 
     def __init__(self, remotePeer, direction, remoteAddr, localAddr, session, clock):
@@ -74,6 +74,7 @@ class Connection:
         self.limited = False
         self.relay = None
         self.limit = None
+        self.security = None
 
     @property
     def dialer(self):
@@ -140,7 +141,8 @@ class Connection:
 class _Forward(Protocol):
     """
     Sits where multistream-select hands the raw transport over, and starts
-    TLS on it: the TLS layer gets every byte and the end of the connection.
+    the security layer (TLS or Noise) on it: the layer gets every byte and
+    the end of the connection.
     """
 
     def __init__(self, start):
@@ -175,7 +177,8 @@ class RawConnection(Protocol):
         self.upgraded = OneShot()
         self._next = None
         self._timer = None
-        self._tls = None
+        self._secured = None
+        self._securityProtocol = None
         self.connection = None
         self.received = 0
 
@@ -189,7 +192,7 @@ class RawConnection(Protocol):
             # requests) must not wait for the ACK of the previous segment.
             self.transport.setTcpNoDelay(True)
         self._timer = clock.callLater(self.timeout, self._timedOut)
-        protocols = [TLS]
+        protocols = list(host.securities)
         if self.isClient:
             negotiator = MultistreamNegotiator.dialer(protocols, clock, self.timeout)
         else:
@@ -215,15 +218,17 @@ class RawConnection(Protocol):
     # the upgrade
 
     def _securitySelected(self, result, negotiator):
-        _protocol, leftover = result
+        protocol, leftover = result
+        security = self.host.securities[protocol]
+        self._securityProtocol = protocol
         muxer = (
             MultistreamNegotiator.dialer([YAMUX], self.host.clock, self.timeout)
             if self.isClient
             else MultistreamNegotiator.listener([YAMUX], clock=self.host.clock, timeout=self.timeout)
         )
 
-        def startTLS(transport):
-            layer, verified = self.host.security.secure(
+        def startSecurity(transport):
+            layer, verified = security.secure(
                 transport,
                 isClient=self.isClient,
                 protocol=muxer,
@@ -231,10 +236,10 @@ class RawConnection(Protocol):
                 timeout=self.timeout,
             )
             verified.addErrback(self._failed)
-            self._tls = layer
+            self._secured = layer
             return layer
 
-        negotiator.switchProtocol(_Forward(startTLS), leftover)
+        negotiator.switchProtocol(_Forward(startSecurity), leftover)
         muxer.whenNegotiated().addCallbacks(self._muxerSelected, self._failed, callbackArgs=(muxer,))
 
     def _muxerSelected(self, result, muxer):
@@ -243,7 +248,7 @@ class RawConnection(Protocol):
             return
         self._cancelTimer()
         host = self.host
-        remotePeer = self._tls.remotePeer
+        remotePeer = self._secured.remotePeer
         session = YamuxSession(
             self.isClient,
             host.clock,
@@ -259,6 +264,7 @@ class RawConnection(Protocol):
             session,
             host.clock,
         )
+        connection.security = self._securityProtocol
         self.connection = connection
         muxer.switchProtocol(session, leftover)
         self.upgraded.fire(connection)

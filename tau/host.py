@@ -23,10 +23,10 @@ from tau.oneshot import OneShot
 from tau.peerstore import PeerStore, stripPeer
 from tau.protocols.multistream import MultistreamNegotiator
 from tau.protocols.lazyselect import lazyStream
-from tau.protocols.tls import TLSSecurity
 from tau.protocols.yamux import YamuxConfig
 from tau.ratelog import PeerLog
 from tau.resources import InboundStreams, PeerBudgets
+from tau.security import DEFAULT as DEFAULT_SECURITY, makeSecurities
 from tau.streams import StreamProtocol
 
 STREAM_NEGOTIATION_TIMEOUT = 10.0
@@ -71,7 +71,11 @@ class Host(Service):
         the limits of inbound connections (L{tau.inbound.InboundLimits}:
         C{max-upgrades}, C{max-upgrades-per-ip}, C{max-per-ip},
         C{first-bytes}).
+    @param security: the security protocols' config names (C{tls},
+        C{noise}), in the order a dial proposes them.
     @ivar inbound: the L{InboundGate} inbound connections pass.
+    @ivar securities: each security protocol by its id, in that order.
+    @ivar security: the first of them.
     """
 
     log = Logger()
@@ -90,7 +94,8 @@ class Host(Service):
     #: registered without their own C{maxInbound}
     maxInboundStreams = 64
 
-    def __init__(self, key, reactor, *, listen=(), announce=(), swarmKey=None, connections=None, yamuxConfig=None):
+    def __init__(self, key, reactor, *, listen=(), announce=(), swarmKey=None, connections=None, yamuxConfig=None,
+                 security=DEFAULT_SECURITY):
         self.setName("host")
         self.key = key
         self.peerID = key.peerID()
@@ -99,7 +104,8 @@ class Host(Service):
         self.swarmKey = swarmKey
         self.agentVersion = f"tau/{__version__}"
         self.peerstore = PeerStore(reactor)
-        self.security = TLSSecurity(key, reactor)
+        self.securities = makeSecurities(security, key, reactor)
+        self.security = next(iter(self.securities.values()))
         self.yamuxConfig = yamuxConfig or YamuxConfig()
         connections = connections or {}
         self.connmgr = ConnectionManager(self, reactor, **{k: v for k, v in connections.items() if k not in INBOUND_CONFIG})

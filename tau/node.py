@@ -304,6 +304,7 @@ def makeNode(config, reactor):
         announce=config.p2pAnnounce,
         swarmKey=config.swarmKey,
         connections=config.connections,
+        security=config.p2pSecurity,
     )
     installProtocols(host, perf=config.perf)
     node.host = host

@@ -266,6 +266,7 @@ class SwarmAPITests(TestCase):
             code, body = await api(a, "swarm/peers")
             self.assertEqual([p["Peer"] for p in body["Peers"]], [str(b.config.peerID)])
             self.assertEqual(body["Peers"][0]["Direction"], "outbound")
+            self.assertEqual(body["Peers"][0]["Security"], "/tls/1.0.0")
             code, body = await api(a, "ping", arg=str(b.config.peerID), count="2")
             self.assertEqual(code, 200, body)
             self.assertEqual(len(body["RTTs"]), 2)

@@ -18,7 +18,8 @@ def peerArgument(args, name="arg"):
 @command("swarm/peers")
 async def swarmPeers(node, args):
     """
-    The open connections: peer, remote address, direction, streams, agent.
+    The open connections: peer, remote address, direction, security
+    protocol, streams, agent.
     """
     host = node.host
     peers = []
@@ -29,6 +30,7 @@ async def swarmPeers(node, args):
                 "Peer": str(conn.remotePeer),
                 "Addr": conn.remoteAddr,
                 "Direction": conn.direction,
+                "Security": conn.security,
                 "Streams": conn.streamCount,
                 "Agent": record.agentVersion if record else "",
             }

@@ -200,12 +200,14 @@ async def launchTor(reactor, settings, dataDir, progress=None):
             raise TorStartError(f"tor opened no control port in {timeout}s", process.tail.tail()) from None
         try:
             tor = await txtorcon.connect(reactor, TCP4ClientEndpoint(reactor, "127.0.0.1", controlPort))
+        except CancelledError:
+            raise
         except Exception as e:
             raise TorStartError(f"cannot reach the control port of the tor we launched: {e.__class__.__name__}: {e}",
                                 process.tail.tail()) from None
         try:
             await tor.protocol.queue_command("TAKEOWNERSHIP")
-            await waitBootstrapped(reactor, tor.protocol, max(0.0, deadline - reactor.seconds()), progress)
+            await waitBootstrapped(reactor, tor.protocol, timeout, progress, deadline=deadline)
         except BaseException:
             tor.protocol.transport.loseConnection()
             raise
@@ -275,17 +277,25 @@ def bootstrapProgress(phase):
     return progress, fields.get("TAG", ""), summary
 
 
-async def waitBootstrapped(clock, protocol, timeout, progress=None):
+async def waitBootstrapped(clock, protocol, timeout, progress=None, deadline=None):
     """
     Poll C{status/bootstrap-phase} on C{protocol} (a
     C{TorControlProtocol}) until it says 100%.
 
-    @raise TorStartError: after C{timeout} seconds, with the last phase.
+    @param deadline: when to give up (C{clock} time); default C{timeout}
+        seconds from now.
+    @raise TorStartError: then, with the last phase.
     """
-    deadline = clock.seconds() + timeout
+    if deadline is None:
+        deadline = clock.seconds() + timeout
     last = None
     while True:
-        answer = await protocol.get_info("status/bootstrap-phase")
+        asking = protocol.get_info("status/bootstrap-phase")
+        asking.addTimeout(max(1.0, deadline - clock.seconds()), clock)
+        try:
+            answer = await asking
+        except TimeoutError:
+            raise TorStartError(f"tor did not answer on its control port in {timeout}s") from None
         phase = answer.get("status/bootstrap-phase", "") if isinstance(answer, dict) else str(answer)
         percent, tag, summary = bootstrapProgress(phase)
         if (percent, tag) != last and progress is not None:

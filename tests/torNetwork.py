@@ -35,6 +35,8 @@ TOR = shutil.which("tor") or "/usr/sbin/tor"
 GENCERT = shutil.which("tor-gencert") or "/usr/bin/tor-gencert"
 #: Seconds a client may take to bootstrap on the private network.
 BOOTSTRAP_TIMEOUT = 120
+#: Seconds the authorities may take to publish their first consensus.
+CONSENSUS_TIMEOUT = 90
 
 
 def torAvailable():
@@ -243,6 +245,14 @@ class TorNetwork:
             tor.start(self.reactor)
         # each relay says when its OR listener is open
         await gatherResults([tor.process.waitFor(b"Opening OR listener", timeout=30) for tor in self.tors])
+        # a client started before the first consensus backs off between
+        # its tries: wait for the authorities to publish one
+        authorities = self.tors[: self.authorityCount]
+        try:
+            await gatherResults([tor.process.waitFor(b"Published microdesc consensus", timeout=CONSENSUS_TIMEOUT) for tor in authorities])
+        except Exception as e:
+            logs = "\n".join(f"--- {tor.name}\n{tor.log()}" for tor in authorities)
+            raise RuntimeError(f"no consensus in {CONSENSUS_TIMEOUT}s ({e.__class__.__name__}); the authorities' logs:\n{logs}") from None
 
     def _authorityLines(self):
         return [("DirAuthority", line) for line in self.dirAuthorities]

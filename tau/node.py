@@ -283,6 +283,18 @@ def _listens(config):
     return onion or (bool(config.p2pListen) and not _torOnly(config))
 
 
+def _onionReachability(config):
+    """
+    C{config}, its AutoNAT reachability forced C{public} for a node reachable
+    only on its onion service (peers cannot dial it back at an IP address,
+    and an onion service needs no relay) unless the config forces one.
+    """
+    onion = config.tor["enabled"] and config.tor["onion"]
+    if _torOnly(config) and onion and config.autonat["reachability"] == "auto":
+        return config.evolve(autonat={**config.autonat, "reachability": "public"})
+    return config
+
+
 def _relayMode(config):
     """
     C{auto} relays on a C{full} node only (while it listens and its
@@ -385,7 +397,7 @@ def makeNode(config, reactor):
     )
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)
-    node.autonat, node.autorelay = _autonat.install(node, config, reactor)
+    node.autonat, node.autorelay = _autonat.install(node, _onionReachability(config), reactor)
     node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
     node.members.setServiceParent(node)
     offered = {

@@ -217,6 +217,18 @@ class TorFailureTests(TestCase):
         self.assertEqual(node.tor.error, error)
         await self.assertOtherTransportsWork(node)
 
+    async def test_onlyThroughTor(self):
+        """
+        With C{tor.only}, the node binds no clear-net listener, announces
+        nothing while its onion service is not up, and does not ask peers
+        whether they can dial it back (it is public through its onion).
+        """
+        node = await self.startNode({"enabled": True, "only": True, "binary": "/nonexistent/tor"})
+        await self.torError(node)
+        self.assertEqual((node.host.listenAddresses(), node.announcedAddresses()), ([], []))
+        self.assertEqual(node.autonat.status, "public")
+        self.assertEqual(node.dht.mode, "server")
+
     async def test_badOption(self):
         """
         A torrc option tor does not know: tor exits, and its own words are

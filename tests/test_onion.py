@@ -16,6 +16,7 @@ import cid as pycid
 import multihash
 import yaml
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tau.config import loadConfig
@@ -146,3 +147,15 @@ class OnionNetworkTests(TestCase):
         report("B dials restarted A's onion", seconds=round(time.monotonic() - started, 2))
         self.assertEqual(conn.remotePeer, a.config.peerID)
         self.assertEqual(len(await ping(b.host, a.config.peerID, count=1, timeout=30)), 1)
+
+        # A's tor dies: A says so, withdraws its onion address, keeps running
+        changes = []
+        again.host.addChangeObserver(lambda: changes and not changes[-1].called and changes[-1].callback(None))
+        again.tor._process.transport.signalProcess("KILL")
+        while again.host.announcedAddresses():
+            changes.append(Deferred().addTimeout(30, reactor))
+            await changes[-1]
+        self.assertEqual(again.host.announcedAddresses(), [])
+        self.assertIsNone(again.tor.tor)
+        self.assertIn("tor went away", str(again.tor.error))
+        self.assertTrue(again.running)

@@ -95,6 +95,8 @@ class TorService(Service):
         else:
             self.log.info("connecting to tor at {control}", control=settings["control"])
             self.tor = await connectTor(self.reactor, settings, self._progress("tor bootstrap"))
+        tor = self.tor
+        tor.protocol.when_disconnected().addBoth(self._lost, tor)
         self.bootstrapSeconds = self.reactor.seconds() - began
         self.log.info("tor is bootstrapped ({seconds:.1f}s); /onion3 addresses can be dialed", seconds=self.bootstrapSeconds)
         if settings["onion"]:
@@ -132,6 +134,26 @@ class TorService(Service):
             seconds=self.reactor.seconds() - began,
             addr=f"{self.onionAddress}/p2p/{self.host.peerID}",
         )
+
+    def _lost(self, reason, tor):
+        """
+        Our control connection to C{tor} closed: unless we closed it, tor
+        went away (it exited, or was stopped): say so, withdraw the onion
+        address, and dial no more through it.
+        """
+        if tor is not self.tor or not self.running:
+            return None
+        why = "tor went away (our control connection to it closed)"
+        process = self._process
+        lines = process.tail.tail() if process is not None else []
+        self.error = TorStartError(why + "; /onion3 addresses cannot be dialed and the onion service is gone", lines)
+        self.log.error("tor failed: {reason} -- the node carries on without tor", reason=str(self.error))
+        self.tor = None
+        if self.onionAddress is not None:
+            self.host.removeAnnouncedAddrs([self.onionAddress])
+            self.onionAddress = None
+        self.onionService = None
+        return None
 
     def _loadKey(self):
         """

@@ -45,6 +45,7 @@ from tau.services.seer.config import SeerSection
 from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
 from tau.store.config import StorageSection
+from tau.tor.config import TorSection
 
 DEFAULT_PORTS = {"main": 4242, "lite": 4247, "ipfs": 4252}
 DEFAULT_API_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -77,6 +78,7 @@ SECTIONS = [
     DHTSection(),
     RelaySection(),
     AutoNATSection(),
+    TorSection(),
     StorageSection(),
     CloudSection(),
     KVDBSection(),

@@ -201,6 +201,17 @@ class Host(Service):
         """
         return self.running and self._admitInbound(raw, f"relay {relay}")
 
+    def admitInbound(self, raw, group):
+        """
+        Take C{raw}, an inbound L{RawConnection} that came in past the
+        host's own listeners (tor forwarding from our onion service), as
+        TCP ones are taken, its connections counted as address group
+        C{group} (a name that is no IP address, e.g. C{"onion"}).
+
+        @return: False, and nothing is kept, when the host is at its limits.
+        """
+        return self.running and self._admitInbound(raw, group)
+
     def addChangeObserver(self, observer):
         """
         Call C{observer()} (soon, once per burst of changes) when the

@@ -26,6 +26,7 @@ from tau.services.seer.beacon import beaconOf
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
+from tau.tor import service as _tor
 from tau.store.content import ContentService
 from tau.store.service import StoreService
 from tau.listen import Listener
@@ -68,6 +69,8 @@ class Node(MultiService):
         self.relayClient = None
         self.autonat = None
         self.autorelay = None
+        #: the L{tau.tor.service.TorService}, with C{tor.enabled}
+        self.tor = None
         self.apiGuard = None
         self.members = None
         self.capabilities = None
@@ -259,8 +262,37 @@ def _dhtMode(config):
     """
     mode = config.dht["mode"]
     if mode == "auto":
-        return "server" if config.p2pListen else "client"
+        return "server" if _listens(config) else "client"
     return mode
+
+
+def _torOnly(config):
+    """
+    Whether the node is reachable only through Tor (C{tor.only}): no
+    clear-net listener, nothing announced but its onion address.
+    """
+    return config.tor["enabled"] and config.tor["only"]
+
+
+def _listens(config):
+    """
+    Whether peers can dial the node: on a clear-net listener, or on its
+    onion service.
+    """
+    onion = config.tor["enabled"] and config.tor["onion"]
+    return onion or (bool(config.p2pListen) and not _torOnly(config))
+
+
+def _onionReachability(config):
+    """
+    C{config}, its AutoNAT reachability forced C{public} for a node reachable
+    only on its onion service (peers cannot dial it back at an IP address,
+    and an onion service needs no relay) unless the config forces one.
+    """
+    onion = config.tor["enabled"] and config.tor["onion"]
+    if _torOnly(config) and onion and config.autonat["reachability"] == "auto":
+        return config.evolve(autonat={**config.autonat, "reachability": "public"})
+    return config
 
 
 def _relayMode(config):
@@ -300,8 +332,8 @@ def makeNode(config, reactor):
     host = Host(
         config.privateKey,
         reactor,
-        listen=config.p2pListen,
-        announce=config.p2pAnnounce,
+        listen=() if _torOnly(config) else config.p2pListen,
+        announce=() if _torOnly(config) else config.p2pAnnounce,
         swarmKey=config.swarmKey,
         connections=config.connections,
         security=config.p2pSecurity,
@@ -332,6 +364,10 @@ def makeNode(config, reactor):
     node.store.setServiceParent(node)
     node.addListener(Listener("api", _privateSocket(config.apiListen), site, reactor))
     host.setServiceParent(node)
+    # stopped before the host (children stop in reverse order)
+    node.tor = _tor.install(host, config, reactor)
+    if node.tor is not None:
+        node.tor.setServiceParent(node)
     node.dht.setServiceParent(node)
     node.bitswap = BitswapService(host, node.store.blocks, dht=node.dht, reactor=reactor)
     node.store.fetcher = node.bitswap.fetch
@@ -358,11 +394,11 @@ def makeNode(config, reactor):
         reactor,
         service=_relayMode(config),
         limits=_relay.RelayLimits.fromConfig(config.relay),
-        autoDefault=bool(config.p2pListen),
+        autoDefault=_listens(config),
     )
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)
-    node.autonat, node.autorelay = _autonat.install(node, config, reactor)
+    node.autonat, node.autorelay = _autonat.install(node, _onionReachability(config), reactor)
     node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
     node.members.setServiceParent(node)
     offered = {

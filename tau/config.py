@@ -29,6 +29,7 @@ from multiaddr.exceptions import Error as MultiaddrError
 
 from tau import services
 from tau.autonat.config import AutoNATSection
+from tau.dcutr.config import DCUtRSection
 from tau.cloud import CloudSection
 from tau.configsection import require
 from tau.connmgr import ConnectionsSection
@@ -74,6 +75,7 @@ SECTIONS = [
     DHTSection(),
     RelaySection(),
     AutoNATSection(),
+    DCUtRSection(),
     StorageSection(),
     CloudSection(),
     KVDBSection(),

@@ -26,6 +26,7 @@ from tau.services.seer.beacon import beaconOf
 from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
+from tau import dcutr as _dcutr
 from tau.store.content import ContentService
 from tau.store.service import StoreService
 from tau.listen import Listener
@@ -68,6 +69,7 @@ class Node(MultiService):
         self.relayClient = None
         self.autonat = None
         self.autorelay = None
+        self.holepunch = None
         self.apiGuard = None
         self.members = None
         self.capabilities = None
@@ -362,6 +364,9 @@ def makeNode(config, reactor):
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)
     node.autonat, node.autorelay = _autonat.install(node, config, reactor)
+    node.holepunch = _dcutr.install(host, reactor, autonat=node.autonat, options=config.dcutr)
+    if node.holepunch is not None:
+        node.holepunch.setServiceParent(node)
     node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
     node.members.setServiceParent(node)
     offered = {

@@ -37,6 +37,24 @@ async def swarmPeers(node, args):
     return {"Peers": peers}
 
 
+@command("swarm/holepunch")
+async def swarmHolePunch(node, args):
+    """
+    How the last hole punch (DCUtR) with each peer went, or with the peer
+    C{arg}: C{State} is C{punching}, C{direct} or C{relayed} (it failed:
+    the connection stays on the relay, C{Reason} says why).
+    """
+    service = getattr(node, "holepunch", None)
+    outcomes = service.outcomes if service is not None else {}
+    if argument(args, required=False):
+        peer = peerArgument(args)
+        outcome = outcomes.get(peer)
+        if outcome is None:
+            raise APIError(f"no hole punch with {peer}", status=404)
+        return {"Peer": str(peer), **outcome.asDict()}
+    return {"Peers": [{"Peer": str(p), **o.asDict()} for p, o in sorted(outcomes.items(), key=lambda i: str(i[0]))]}
+
+
 @command("swarm/connect")
 async def swarmConnect(node, args):
     """

@@ -33,9 +33,10 @@ from tau.autonat.reachability import PRIVATE
 from tau.connection import INBOUND
 from tau.dcutr import messages as m
 from tau.dcutr.punch import PunchFailed, allowReuse, dialable, localPortOf, punchAny
+from tau.identity import InvalidKey, PeerID
 from tau.streams import withTimeout
 
-__all__ = ["HolePunchService", "Outcome", "ourAddrs"]
+__all__ = ["HolePunchService", "Outcome", "ourAddrs", "relayOf"]
 
 #: The most peers remembered in L{HolePunchService.outcomes}.
 MAX_OUTCOMES = 1024
@@ -77,6 +78,28 @@ class Outcome:
             "RTT": None if self.rtt is None else round(self.rtt * 1000, 3),
             "Seconds": None if self.seconds is None else round(self.seconds, 3),
         }
+
+
+def relayOf(connection):
+    """
+    The relay's PeerID of a relayed connection, else None.  Read from its
+    address too: the relay transport marks the connection once its
+    upgrade is done, and the first stream may come before.
+    """
+    if connection is None:
+        return None
+    if getattr(connection, "relay", None) is not None:
+        return connection.relay
+    text = str(getattr(connection, "remoteAddr", "") or "")
+    if "/p2p-circuit" not in text:
+        return None
+    head = text.split("/p2p-circuit")[0]
+    if "/p2p/" not in head:
+        return None
+    try:
+        return PeerID.fromString(head.rsplit("/p2p/", 1)[1])
+    except (InvalidKey, ValueError):
+        return None
 
 
 def ourAddrs(host, relay):
@@ -313,11 +336,11 @@ class HolePunchService(Service):
     async def _respond(self, stream):
         connection = stream.connection
         peer = stream.remotePeer
-        if connection is None or connection.relay is None:
-            # nothing to punch on a direct connection
+        relay = relayOf(connection)
+        if relay is None:
+            self.log.info("dcutr: {peer} asked for a hole punch over a direct connection; refused", peer=str(peer))
             stream.reset()
             return
-        relay = connection.relay
         ours = ourAddrs(self.host, relay)
         outcome = self.outcomes.get(peer)
         if outcome is None or outcome.state != "punching" or outcome.role != "responder":

@@ -159,7 +159,10 @@ async def punch(host, addr, peerID, *, isClient, localPort=None, timeout=5.0, re
     try:
         raw = await factory.connected
     except CancelledError:
-        connector.stopConnecting()
+        try:
+            connector.stopConnecting()
+        except Exception:
+            pass  # it connected meanwhile; the RawConnection times out alone
         raise
     except Exception as e:
         raise PunchFailed(f"{addr}: {getattr(e, 'value', e)}") from None

@@ -127,14 +127,18 @@ class HolePunchService(Service):
     @param attempts: how many times the initiator tries (the spec's 3).
     @param timeout: seconds for each message, and for each dial and its
         upgrade.
+    @param punch: C{async punch(host, addrs, peerID, *, isClient,
+        localPort, timeout)} making the direct connection (L{punchAny};
+        tests give another).
     @ivar outcomes: the last L{Outcome} of each peer (PeerID -> Outcome).
     """
 
     log = Logger()
     name = "dcutr"
 
-    def __init__(self, host, reactor, *, reachability=lambda: PRIVATE, attempts=3, timeout=5.0):
+    def __init__(self, host, reactor, *, reachability=lambda: PRIVATE, attempts=3, timeout=5.0, punch=punchAny):
         self.host = host
+        self._punch = punch
         self.reactor = reactor
         self.clock = reactor
         self.reachability = reachability
@@ -272,7 +276,7 @@ class HolePunchService(Service):
                     attempt=attempt,
                     rtt=round(rtt * 1000, 1),
                 )
-                direct = await punchAny(host, theirs, peer, isClient=False, localPort=localPort, timeout=self.timeout)
+                direct = await self._punch(host, theirs, peer, isClient=False, localPort=localPort, timeout=self.timeout)
             except (PunchFailed, m.DCUtRProtocolError, TimeoutError, ConnectionError) as e:
                 reason = str(e) or e.__class__.__name__
                 self.log.info(
@@ -373,7 +377,7 @@ class HolePunchService(Service):
                 port=localPort,
             )
             d = pending = Deferred.fromCoroutine(
-                punchAny(self.host, theirs, peer, isClient=True, localPort=localPort, timeout=self.timeout)
+                self._punch(self.host, theirs, peer, isClient=True, localPort=localPort, timeout=self.timeout)
             )
             d.addCallbacks(
                 lambda direct: self._succeeded(peer, outcome, started, direct),

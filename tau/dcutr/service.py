@@ -105,17 +105,13 @@ def relayOf(connection):
 def ourAddrs(host, relay):
     """
     What we tell the peer to dial: our address as C{relay} observed it
-    (identify), then our announced public TCP addresses.
+    (identify), then our announced public TCP addresses (a private one is
+    of no use behind a NAT).
     """
-    out = []
     record = host.peerstore.get(relay) if relay is not None else None
     observed = getattr(record, "observedAddr", None)
-    if observed:
-        out.append(observed)
-    for addr in dialable([str(a) for a in host.announcedAddresses()], limit=m.MAX_OBS_ADDRS):
-        if addr not in out:
-            out.append(addr)
-    return out[: m.MAX_OBS_ADDRS]
+    candidates = ([observed] if observed else []) + [str(a) for a in host.announcedAddresses()]
+    return dialable(candidates, limit=m.MAX_OBS_ADDRS)
 
 
 class HolePunchService(Service):

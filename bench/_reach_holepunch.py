@@ -52,8 +52,6 @@ class _Node:
     """
 
     def __init__(self, reactor, name, namespace, root, socket, **config):
-        import yaml  # noqa: F401  (checked early)
-
         from tau.identity import PrivateKey
 
         self.reactor = reactor

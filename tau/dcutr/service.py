@@ -142,6 +142,7 @@ class HolePunchService(Service):
         self.timeout = timeout
         self.outcomes = {}
         self._running = {}
+        self._answering = set()
         self._observing = False
 
     # life cycle
@@ -156,9 +157,10 @@ class HolePunchService(Service):
     def stopService(self):
         super().stopService()
         self.host.removeHandler(m.PROTOCOL_ID)
-        for d in list(self._running.values()):
+        for d in list(self._running.values()) + list(self._answering):
             d.cancel()
         self._running.clear()
+        self._answering.clear()
 
     def outcome(self, peerID):
         """
@@ -175,7 +177,7 @@ class HolePunchService(Service):
     # B: the inbound side of a relayed connection starts
 
     def _connected(self, connection):
-        if not self.running or connection.relay is None or connection.direction != INBOUND:
+        if not self.running or relayOf(connection) is None or connection.direction != INBOUND:
             return
         peer = connection.remotePeer
         status = self.reachability()
@@ -226,7 +228,7 @@ class HolePunchService(Service):
     async def _initiate(self, connection):
         host = self.host
         peer = connection.remotePeer
-        relay = connection.relay
+        relay = relayOf(connection)
         started = self.clock.seconds()
         outcome = self._record(peer, Outcome("punching", "initiator", str(relay)))
         ours = ourAddrs(host, relay)
@@ -375,6 +377,8 @@ class HolePunchService(Service):
             d = pending = Deferred.fromCoroutine(
                 self._punch(self.host, theirs, peer, isClient=True, localPort=localPort, timeout=self.timeout)
             )
+            self._answering.add(d)
+            d.addBoth(lambda result, d=d: (self._answering.discard(d), result)[1])
             d.addCallbacks(
                 lambda direct: self._succeeded(peer, outcome, started, direct),
                 lambda f: self._answerFailed(f, peer, outcome),

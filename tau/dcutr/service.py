@@ -34,6 +34,7 @@ from tau.connection import INBOUND
 from tau.dcutr import messages as m
 from tau.dcutr.punch import PunchFailed, allowReuse, dialable, localPortOf, punchAny
 from tau.identity import InvalidKey, PeerID
+from tau.protocols import identify
 from tau.streams import withTimeout
 
 __all__ = ["HolePunchService", "Outcome", "ourAddrs", "relayOf"]
@@ -229,6 +230,16 @@ class HolePunchService(Service):
         host = self.host
         peer = connection.remotePeer
         relay = relayOf(connection)
+        identified = identify.whenIdentified(host, connection)
+        identified.addTimeout(self.timeout, self.clock)
+        try:
+            await identified
+        except Exception:
+            pass  # not identified in time: ask anyway, a refusal says the same
+        else:
+            if not host.peerstore.supports(peer, m.PROTOCOL_ID):
+                self.log.debug("dcutr: {peer} does not speak {protocol}", peer=str(peer), protocol=m.PROTOCOL_ID)
+                return None
         started = self.clock.seconds()
         outcome = self._record(peer, Outcome("punching", "initiator", str(relay)))
         ours = ourAddrs(host, relay)

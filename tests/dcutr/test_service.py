@@ -202,3 +202,28 @@ class RelayOfTests(TestCase):
         self.assertIsNone(relayOf(SimpleNamespace(relay=None, remoteAddr="/ip4/11.0.1.1/tcp/1")))
         self.assertIsNone(relayOf(SimpleNamespace(relay=None, remoteAddr="/ip4/1.1.1.1/tcp/1/p2p/bad/p2p-circuit")))
         self.assertIsNone(relayOf(None))
+
+
+class NoDCUtRTests(TestCase):
+    timeout = 30
+
+    async def test_peerWithoutDCUtR(self):
+        """
+        A peer whose identify does not list /libp2p/dcutr is not asked.
+        """
+        r, _, _ = await startRelayHost(self, service="on", limits=RelayLimits(data=64 * MiB, duration=120, maxReservationsPerIP=0))
+        a, _, _ = await startRelayHost(self)
+        b, bClient, _ = await startRelayHost(self)
+        await bClient.listen(r.peerID, addressOf(r))
+        dials = Dials()
+        service = HolePunchService(b, reactor, reachability=lambda: "private", punch=dials, timeout=2)
+        service.startService()
+        self.addCleanup(service.stopService)
+        started = Deferred()
+        upgrade = service.upgrade
+        service.upgrade = lambda c: (lambda d: (started.callback(d), d)[1])(upgrade(c))
+        conn = await a.connect(f"{addressOf(r)}/p2p-circuit/p2p/{b.peerID}")
+        self.assertIsNone(await (await started))
+        self.assertEqual(service.outcomes, {})
+        self.assertEqual(dials.calls, [])
+        self.assertFalse(conn.closing)

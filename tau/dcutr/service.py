@@ -247,13 +247,13 @@ class HolePunchService(Service):
             return self._failed(peer, outcome, started, "we know no public address of ours")
         reason = "no attempt made"
         for attempt in range(1, self.attempts + 1):
+            direct = self._direct(peer)
+            if direct is not None:
+                # the peer's dial made it (or another way did)
+                return self._succeeded(peer, outcome, started, direct)
             if not self.running or connection.closing:
                 reason = "the relayed connection closed"
                 break
-            if self._direct(peer) is not None:
-                outcome.state, outcome.addr = "direct", self._direct(peer).remoteAddr
-                outcome.seconds = self.clock.seconds() - started
-                return self._direct(peer)
             outcome.attempts = attempt
             try:
                 stream = await host.newStream(peer, [m.PROTOCOL_ID], timeout=self.timeout, allowLimited=True)
@@ -298,6 +298,9 @@ class HolePunchService(Service):
                 if isinstance(e, m.DCUtRProtocolError):
                     break
                 continue
+            except CancelledError:
+                stream.reset()
+                raise
             except Exception as e:
                 stream.reset()
                 reason = f"{e.__class__.__name__}: {e}"

@@ -191,6 +191,31 @@ class HolePunchServiceTests(TestCase):
         self.assertEqual(self.bService.outcomes, {})
 
 
+    async def test_peersDialWins(self):
+        """
+        When B's own dial fails but A's made the direct connection, B
+        reports C{direct} and does not try again.
+        """
+        arrived = Deferred()
+
+        async def aDial(host, addrs, peerID, *, isClient, localPort, timeout):
+            return await host.connect(addressOf(self.b))
+
+        async def bDial(host, addrs, peerID, *, isClient, localPort, timeout):
+            await arrived
+            raise PunchFailed("dropped (test)")
+
+        await self.setUpHosts(aDials=aDial, bDials=bDial)
+        self.b.addConnectionObserver(
+            lambda c: arrived.callback(None) if c.relay is None and c.remotePeer == self.a.peerID and not arrived.called else None
+        )
+        await self.dialThroughRelay()
+        direct = await (await self.started)
+        self.assertIsNone(direct.relay)
+        outcome = self.bService.outcome(self.a.peerID)
+        self.assertEqual((outcome.state, outcome.attempts), ("direct", 1))
+
+
 class RelayOfTests(TestCase):
     def test_fromAddress(self):
         """
@@ -227,3 +252,4 @@ class NoDCUtRTests(TestCase):
         self.assertEqual(service.outcomes, {})
         self.assertEqual(dials.calls, [])
         self.assertFalse(conn.closing)
+

@@ -29,6 +29,7 @@ from multiaddr.exceptions import Error as MultiaddrError
 
 from tau import services
 from tau.autonat.config import AutoNATSection
+from tau.dcutr.config import DCUtRSection
 from tau.cloud import CloudSection
 from tau.configsection import require
 from tau.connmgr import ConnectionsSection
@@ -79,6 +80,7 @@ SECTIONS = [
     RelaySection(),
     AutoNATSection(),
     TorSection(),
+    DCUtRSection(),
     StorageSection(),
     CloudSection(),
     KVDBSection(),

@@ -380,6 +380,15 @@ class Host(Service):
             self._register(result)
         return None
 
+    def addConnection(self, conn):
+        """
+        Keep C{conn}, an upgraded L{tau.connection.Connection} made outside
+        the host's own dialing (a hole punch, L{tau.dcutr}), as if the host
+        had dialed it: connection observers are told, and a relayed
+        connection to the same peer gives way to it.
+        """
+        self._register(conn)
+
     def _register(self, conn):
         """
         Keep a new connection.  Two connections to one peer (both dialed at

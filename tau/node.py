@@ -27,6 +27,7 @@ from tau.kvdb.service import KVDBService
 from tau import relay as _relay
 from tau.autonat import policy as _autonat
 from tau.tor import service as _tor
+from tau import dcutr as _dcutr
 from tau.store.content import ContentService
 from tau.store.service import StoreService
 from tau.listen import Listener
@@ -71,6 +72,7 @@ class Node(MultiService):
         self.autorelay = None
         #: the L{tau.tor.service.TorService}, with C{tor.enabled}
         self.tor = None
+        self.holepunch = None
         self.apiGuard = None
         self.members = None
         self.capabilities = None
@@ -399,6 +401,9 @@ def makeNode(config, reactor):
     node.relayClient.setServiceParent(node)
     node.relay.setServiceParent(node)
     node.autonat, node.autorelay = _autonat.install(node, _onionReachability(config), reactor)
+    node.holepunch = _dcutr.install(host, reactor, autonat=node.autonat, options=config.dcutr)
+    if node.holepunch is not None:
+        node.holepunch.setServiceParent(node)
     node.members = CloudMembers(host, reactor, cloud=config.cloud.get("key"), admission=config.cloud.get("admission"))
     node.members.setServiceParent(node)
     offered = {

@@ -39,6 +39,24 @@ async def swarmPeers(node, args):
     return {"Peers": peers}
 
 
+@command("swarm/holepunch")
+async def swarmHolePunch(node, args):
+    """
+    How the last hole punch (DCUtR) with each peer went, or with the peer
+    C{arg}: C{State} is C{punching}, C{direct} or C{relayed} (it failed:
+    the connection stays on the relay, C{Reason} says why).
+    """
+    service = getattr(node, "holepunch", None)
+    outcomes = service.outcomes if service is not None else {}
+    if argument(args, required=False):
+        peer = peerArgument(args)
+        outcome = outcomes.get(peer)
+        if outcome is None:
+            raise APIError(f"no hole punch with {peer}", status=404)
+        return {"Peer": str(peer), **outcome.asDict()}
+    return {"Peers": [{"Peer": str(p), **o.asDict()} for p, o in sorted(outcomes.items(), key=lambda i: str(i[0]))]}
+
+
 @command("swarm/connect")
 async def swarmConnect(node, args):
     """
@@ -53,6 +71,41 @@ async def swarmConnect(node, args):
     except DialError as e:
         raise APIError(f"connect {addr} failure: {e}", status=502) from None
     return {"Strings": [f"connect {conn.remotePeer} success"], "Peer": str(conn.remotePeer), "Addr": conn.remoteAddr}
+
+
+#: Most bytes one C{perf} call moves each way.
+MAX_PERF_BYTES = 1 << 30
+
+
+@command("perf")
+async def perfPeer(node, args):
+    """
+    One perf exchange (C{/perf/1.0.0}) with the peer C{arg} on one stream:
+    C{upload} and C{download} bytes (at most 1 GiB each); the peer must
+    serve perf (its config says C{perf: true}).  Seconds are first byte
+    to last, as the client sees them.
+    """
+    from tau.protocols.perf import perf
+
+    peer = peerArgument(args)
+    sizes = {}
+    for name in ("upload", "download"):
+        text = argument(args, name, required=False) or "0"
+        if not text.isdigit() or int(text) > MAX_PERF_BYTES:
+            raise APIError(f"{name} must be a whole number of bytes from 0 to {MAX_PERF_BYTES}")
+        sizes[name] = int(text)
+    try:
+        result = await perf(node.host, peer, sizes["upload"], sizes["download"], timeout=300)
+    except DialError as e:
+        raise APIError(f"perf {peer}: {e}", status=502) from None
+    except Exception as e:
+        raise APIError(f"perf {peer} failed: {e}", status=502) from None
+    conn = node.host.connectionTo(peer)
+    return {
+        "Peer": str(peer),
+        "Addr": conn.remoteAddr if conn is not None else None,
+        **{name.capitalize(): {"Bytes": result[name][0], "Seconds": result[name][1]} for name in ("upload", "download")},
+    }
 
 
 @command("ping")

@@ -330,6 +330,7 @@ async def startJsPeer(
     jsDir: Path = JS_DIR,
     script: str = "peer.mjs",
     extraArgs: tuple = (),
+    wrapper: tuple = (),
 ) -> JsPeer:
     """
     Start C{node --import ./polyfill.mjs peer.mjs} and wait for it to be ready.
@@ -350,6 +351,8 @@ async def startJsPeer(
     @param script: another script speaking the same JSON lines (e.g.
         C{relay.mjs}); it gets C{extraArgs} and only the options it knows
         should be given.
+    @param wrapper: a command to run node under, e.g. C{("ip", "netns",
+        "exec", NAME)}.
     """
     IReactorProcess(reactor)
     node = findNode()
@@ -377,7 +380,8 @@ async def startJsPeer(
         env["DEBUG"] = debug
     peer = JsPeer(reactor, defaultTimeout=defaultTimeout)
     ready = peer._ready
-    reactor.spawnProcess(peer.process, node, args, env=env, path=os.fspath(jsDir))
+    args = list(wrapper) + args
+    reactor.spawnProcess(peer.process, args[0], args, env=env, path=os.fspath(jsDir))
 
     def tooSlow() -> None:
         if peer._ready is not None:

@@ -251,14 +251,14 @@ class Jobs:
             for job in await self.storage.openJobs(self.config.maxJobs):
                 if not self.members.owns(job.id):
                     continue
+                if await self.storage.archived(job.id):
+                    await self.storage.dropOpen(job.id)
+                    continue
                 if job.id not in assigned:
                     if job.status == JobStatus.LOCKED:
                         # its assignment is gone (an older write won): queued again
                         job.status = JobStatus.OPEN
                         await self.storage.requeue(job)
-                    continue
-                if await self.storage.archived(job.id):
-                    await self.storage.dropOpen(job.id)
                     continue
                 found = await self.storage.assignment(job.id)
                 if found is None or await self._live(job.id) is not None:

@@ -121,6 +121,9 @@ class LaggingKVDB(FakeKVDB):
         self.clock = clock
         self.peers = peers
         self.lag = lag
+        if peers:
+            # a new node catches up with what was written before it came
+            self.stored = {name: dict(db) for name, db in peers[0].stored.items()}
         peers.append(self)
 
     def _spread(self, db, entries):

@@ -21,11 +21,17 @@ class ExactlyOnceTests(TestCase):
         self.cloud = await Cloud(self, lag=0.5).start(2)
         self.a, self.b = self.cloud.nodes
 
-    async def submitAll(self, count, node=None):
+    async def submitAll(self, count, node=None, replicate=True):
+        """
+        C{count} jobs made on node a; with C{replicate}, seen by every
+        node once this returns.
+        """
         jobs = []
         for n in range(count):
             job, _ = await (node or self.a).jobs.submit(newJob(n), PROJECT)
             jobs.append(job)
+        if replicate:
+            self.cloud.clock.advance(1)
         return jobs
 
     def test_theyHearEachOther(self):
@@ -35,12 +41,12 @@ class ExactlyOnceTests(TestCase):
         self.assertTrue(self.a.members.settled)
 
     async def test_concurrentDequeuers(self):
-        jobs = await self.submitAll(20)
+        jobs = await self.submitAll(20, replicate=False)
         owners = {ownerOf(j.id, [self.a.host.peerID, self.b.host.peerID]) for j in jobs}
         self.assertEqual(len(owners), 2, "the jobs are spread over both nodes")
         monkeys = [self.cloud.monkey(node=i % 2) for i in range(6)]
         taken = []
-        for _round in range(10):
+        for _round in range(30):
             answers = await gatherResults([run(client.dequeue()) for _host, client in monkeys])
             taken += [(job.id, host.peerID) for job, (host, _c) in zip(answers, monkeys) if job is not None]
             self.cloud.clock.advance(0.1)
@@ -98,7 +104,8 @@ class ExactlyOnceTests(TestCase):
         A node that starts hands nothing out before it heard the others,
         then takes the jobs it owns.
         """
-        jobs = await self.submitAll(12)
+        # 30 jobs: the new node owns none of them once in 200,000 runs
+        jobs = await self.submitAll(30)
         await self.cloud.start(1, settle=False)
         c = self.cloud.nodes[2]
         self.assertFalse(c.members.settled)
@@ -148,7 +155,8 @@ class LocalAndRemoteTests(TestCase):
         cloud = await Cloud(self).start(2)
         a, b = cloud.nodes
         await a.host.dial(b.host.peerID)
-        jobs = [(await a.jobs.submit(newJob(n), PROJECT))[0] for n in range(8)]
+        jobs = [(await a.jobs.submit(newJob(n), PROJECT))[0] for n in range(24)]
+        cloud.clock.advance(1)
 
         class Service:
             def local(self):
@@ -156,7 +164,7 @@ class LocalAndRemoteTests(TestCase):
 
         client = clientFor(a.host, None, Service())
         taken = []
-        for _ in range(20):
+        for _ in range(80):
             job = await client.dequeue()
             if job is not None:
                 taken.append(job.id)

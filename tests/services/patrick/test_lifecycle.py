@@ -213,3 +213,20 @@ class LifecycleTests(TestCase):
         ended = await self.jobs.info(job.id)
         self.assertEqual((ended.status, sorted(ended.logs)), (JobStatus.FAILED, ["patrick-1", "patrick-2"]))
         self.assertIn("reported a failure without logs", self.node.notes[1])
+
+    async def test_redeliveryRacingTheArchive(self):
+        """
+        A redelivery stored on a node that had not seen the job archived
+        leaves an open copy of an ended job: it is dropped, never run.
+        """
+        job = await self.submit()
+        await self.client.dequeue()
+        await self.client.done(job.id, {}, {})
+        stale = newJob(0)
+        await self.node.storage.update(stale)
+        self.assertIsNone(await self.client.dequeue())
+        self.assertIsNone(await self.node.storage.openJob(job.id))
+        await self.node.storage.update(stale)
+        await self.jobs.check()
+        self.assertIsNone(await self.node.storage.openJob(job.id))
+        self.assertEqual([(j.id, j.status) for j in await self.jobs.all()], [(job.id, JobStatus.SUCCESS)])

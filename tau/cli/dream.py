@@ -265,6 +265,13 @@ def dreamStop(args):
         print(f"dream {args.name} stopped; its folder {layout.folder} is kept")
     else:
         shutil.rmtree(layout.folder, ignore_errors=True)
+        if args.root is None:
+            # ~/.cache/tau/dream and ~/.cache/tau, when no other dream is left
+            for parent in (layout.folder.parent, layout.folder.parent.parent):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         print(f"dream {args.name} stopped; {layout.folder} removed")
     return 0
 

@@ -43,7 +43,7 @@ def register(sub):
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     status.set_defaults(run=dreamStatus)
 
-    stop = dsub.add_parser("stop", help="stop every process of a dream and remove its folder")
+    stop = dsub.add_parser("stop", aliases=["kill"], help="stop every process of a dream and remove its folder")
     common(stop)
     stop.add_argument("--keep", action="store_true", help="keep the folder (nodes' identities and data)")
     stop.set_defaults(run=dreamStop)

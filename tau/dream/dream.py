@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
 from tau.config import loadConfig
-from tau.control.client import ControlError, call
+from tau.control.client import call
 from tau.dream.process import spawnNode
 from tau.dream.universe import (MAX_NODES, SHAPE, DreamError, Layout, checkName, checkShape, defaultShapes, fqdnOf,
                                 prepareFolder, prepareNode)
@@ -217,7 +217,7 @@ class Dream:
                 return f"exited ({node.process.status})"
             try:
                 await call(self.reactor, node.config(), "id", timeout=timeout)
-            except (ControlError, Exception):
+            except Exception:
                 return "unresponsive"
             return "up"
         answers = await gatherResults([_coroutine(one(n)) for n in self.nodes])

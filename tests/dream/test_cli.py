@@ -8,6 +8,7 @@ dream's names to C{dig}, and two dreams started and stopped side by side
 import os
 from pathlib import Path
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
@@ -54,6 +55,17 @@ class LifecycleTests(TestCase):
         status, _, err = await tau(env, "dream", "start", *where, "--shapes", "tns")
         self.assertEqual(status, 1)
         self.assertIn("already runs", err)
+
+        # the supervisor's control API wants its token; refuses a bad shape
+        response = await treq.get(s["control"] + "/status", persistent=False)
+        self.assertEqual(response.code, 401)
+        await response.content()
+        token = (folder / "control.token").read_text().strip()
+        self.assertEqual(oct((folder / "control.token").stat().st_mode & 0o777), "0o600")
+        response = await treq.post(s["control"] + "/inject?shape=gateway%2Bsubstrate",
+                                   headers={"Authorization": f"Bearer {token}"}, persistent=False)
+        self.assertEqual(response.code, 400)
+        self.assertIn("never share a node", (await response.json())["error"])
 
         out = await tauOK(env, "dream", "inject", "service", "tns,substrate", *where)
         self.assertIn("node 2-tns started", out)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.trial.unittest import TestCase
 
 from tests.cloud import until
@@ -106,6 +106,26 @@ class LifecycleTests(TestCase):
         self.addCleanup(killAll, pidsOf(folder))
         self.assertEqual(state(folder)["nodes"][0]["peer"], peer)
         await tauOK(env, "dream", "stop", *where)
+        self.assertFalse(folder.exists())
+
+    async def test_supervisorKilled(self):
+        """
+        When the supervisor was killed (SIGKILL: no chance to clean up),
+        stop still ends the nodes it left and removes the folder.
+        """
+        env, _, _ = sandbox(self)
+        folder = Path(self.mktemp()).resolve()
+        where = ["--name", "orphan", "--root", str(folder)]
+        self.addCleanup(killDream, folder)
+        await tauOK(env, "dream", "start", *where, "--shapes", "tns")
+        supervisor, node = pidsOf(folder)
+        killAll([supervisor])
+        await until(lambda: succeed(not alive(supervisor)), "the supervisor's end", limit=30)
+        self.assertTrue(alive(node))
+        status, _, err = await tau(env, "dream", "status", *where)
+        self.assertEqual((status, "no dream orphan runs" in err), (1, True))
+        await tauOK(env, "dream", "stop", *where)
+        await until(lambda: succeed(not alive(node)), "the node's end", limit=30)
         self.assertFalse(folder.exists())
 
     async def test_defaultFolder(self):

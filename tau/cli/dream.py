@@ -182,6 +182,8 @@ async def _control(reactor, layout, method, path, timeout=120):
         token = layout.controlToken.read_text(encoding="ascii").strip()
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"the dream's supervisor is not ready (no control address in {layout.state}: {e})") from None
+    if not isinstance(url, str):
+        raise UsageError("the dream is still starting")
     try:
         response = await treq.request(method, url + path, headers={"Authorization": f"Bearer {token}"},
                                       agent=Agent(reactor), timeout=timeout, persistent=False)

@@ -98,6 +98,8 @@ def dreamStart(args):
     pid = _running(layout)
     if pid is not None:
         raise UsageError(f"dream {args.name} already runs (supervisor pid {pid}); tau dream stop --name {args.name}")
+    # a supervisor killed earlier may have left nodes running on this folder
+    _killLeftovers(layout)
     layout.folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_source(), env.get("PYTHONPATH")) if p)

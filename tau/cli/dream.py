@@ -43,7 +43,7 @@ def register(sub):
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     status.set_defaults(run=dreamStatus)
 
-    stop = dsub.add_parser("stop", help="stop every process of a dream and remove its folder")
+    stop = dsub.add_parser("stop", aliases=["kill"], help="stop every process of a dream and remove its folder")
     common(stop)
     stop.add_argument("--keep", action="store_true", help="keep the folder (nodes' identities and data)")
     stop.set_defaults(run=dreamStop)
@@ -98,6 +98,8 @@ def dreamStart(args):
     pid = _running(layout)
     if pid is not None:
         raise UsageError(f"dream {args.name} already runs (supervisor pid {pid}); tau dream stop --name {args.name}")
+    # a supervisor killed earlier may have left nodes running on this folder
+    _killLeftovers(layout)
     layout.folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_source(), env.get("PYTHONPATH")) if p)
@@ -182,6 +184,8 @@ async def _control(reactor, layout, method, path, timeout=120):
         token = layout.controlToken.read_text(encoding="ascii").strip()
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"the dream's supervisor is not ready (no control address in {layout.state}: {e})") from None
+    if not isinstance(url, str):
+        raise UsageError("the dream is still starting")
     try:
         response = await treq.request(method, url + path, headers={"Authorization": f"Bearer {token}"},
                                       agent=Agent(reactor), timeout=timeout, persistent=False)
@@ -265,6 +269,13 @@ def dreamStop(args):
         print(f"dream {args.name} stopped; its folder {layout.folder} is kept")
     else:
         shutil.rmtree(layout.folder, ignore_errors=True)
+        if args.root is None:
+            # ~/.cache/tau/dream and ~/.cache/tau, when no other dream is left
+            for parent in (layout.folder.parent, layout.folder.parent.parent):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         print(f"dream {args.name} stopped; {layout.folder} removed")
     return 0
 

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
 from tau.config import loadConfig
-from tau.control.client import ControlError, call
+from tau.control.client import call
 from tau.dream.process import spawnNode
 from tau.dream.universe import (MAX_NODES, SHAPE, DreamError, Layout, checkName, checkShape, defaultShapes, fqdnOf,
                                 prepareFolder, prepareNode)
@@ -112,7 +112,7 @@ class Dream:
         started.
     """
 
-    def __init__(self, reactor, folder, name, env=None, configure=None):
+    def __init__(self, reactor, folder, name, env=None, configure=None, changed=None):
         self.reactor = reactor
         self.name = checkName(name)
         self.fqdn = fqdnOf(name)
@@ -120,6 +120,8 @@ class Dream:
         self.nodes = []
         self.env = env
         self.configure = configure
+        #: called with no argument whenever a node was spawned or started
+        self.changed = changed or (lambda: None)
         self.cloudKey = None
         self._stopped = None
 
@@ -163,11 +165,14 @@ class Dream:
         return await self._startNode(shape)
 
     async def _startNode(self, shape):
+        if self._stopped is not None:
+            raise DreamError("the dream is stopping")
         index = len(self.nodes)
         root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey, configure=self.configure)
         peers = [n.address for n in self.nodes if n.running and n.address][:4]
         node = DreamNode(index, shape, root, spawnNode(self.reactor, root, SHAPE, peers, self._environment()))
         self.nodes.append(node)
+        self.changed()
         started = node.process.whenStarted()
         timer = self.reactor.callLater(START_TIMEOUT, node.process.signal, "KILL")
         try:
@@ -180,6 +185,7 @@ class Dream:
         node.peerID = node.address.rsplit("/p2p/", 1)[-1]
         log.info("dream {name}: node {node} ({services}) started, pid {pid}", name=self.name, node=node.name,
                  services=", ".join(shape), pid=node.pid)
+        self.changed()
         return node
 
     @property
@@ -217,7 +223,7 @@ class Dream:
                 return f"exited ({node.process.status})"
             try:
                 await call(self.reactor, node.config(), "id", timeout=timeout)
-            except (ControlError, Exception):
+            except Exception:
                 return "unresponsive"
             return "up"
         answers = await gatherResults([_coroutine(one(n)) for n in self.nodes])

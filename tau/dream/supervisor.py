@@ -35,7 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from tau.dream.console import Collector, consoleResource
 from tau.dream.dream import Dream
-from tau.dream.universe import DreamError, Layout, parseShapes
+from tau.dream.universe import DreamError, Layout, checkShape, parseShapes
 from tau.cloud import makeAdmission
 from tau.identity import PrivateKey
 from tau.listen import Listener
@@ -166,7 +166,9 @@ class Supervisor:
     def __init__(self, reactor, folder, name, shapes):
         self.reactor = reactor
         self.layout = Layout(folder)
-        self.dream = Dream(reactor, folder, name)
+        # dream.json names every node from its spawn on: a supervisor
+        # killed while starting leaves no process C{tau dream stop} misses
+        self.dream = Dream(reactor, folder, name, changed=self.save)
         self.shapes = shapes
         self.simple = None
         self.collector = None
@@ -216,7 +218,7 @@ class Supervisor:
         return state
 
     async def inject(self, shape):
-        node = await self.dream.inject(parseShapes(shape)[0])
+        node = await self.dream.inject(checkShape(shape))
         self.save()
         return node.summary()
 

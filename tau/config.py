@@ -39,6 +39,7 @@ from tau.kvdb.config import KVDBSection
 from tau.relay.config import RelaySection
 from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
+from tau.services.monkey.config import MonkeySection
 from tau.services.seer.config import SeerSection
 from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
@@ -82,6 +83,7 @@ SECTIONS = [
     SeerSection(),
     GatewaySection(),
     SubstrateSection(),
+    MonkeySection(),
 ]
 
 

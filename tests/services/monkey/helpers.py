@@ -200,7 +200,8 @@ class World:
             full = os.path.join(work, path)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             if text is None:
-                os.remove(full)
+                if os.path.exists(full):
+                    os.remove(full)
                 continue
             with open(full, "w") as f:
                 f.write(text)

@@ -22,11 +22,12 @@ from tests.build.test_taubyte import BUILD_SH, PING_RS, PING_WAT
 from tests.githost.helpers import GitClient, Hosting
 
 PROJECT = "QmWwcZoxfgAihk2bC38RCyVHBLTdiYx4XJA7iwMRgXGCne"
-CONFIG_REPO, CODE_REPO, WEBSITE_REPO = 201, 202, 203
+CONFIG_REPO, CODE_REPO, WEBSITE_REPO, LIBRARY_REPO = 201, 202, 203, 204
 FUNCTION_WAT = "QmPT6dJHnSc6npt2VPnW8sPeyeVwgmaJiqc2Jk4jbxZ1N7"
 FUNCTION_RUST = "QmTDPCiJR8JVkjd1ZUabBHqBffZZKGSKhrJHeXqRUnu9P4"
 WEBSITE = "QmWbJTYQ4XPTSjDYEtDktZbrgYX4zJHmG4Hxj8JMmMYjVo"
 DOMAIN = "QmbxUBSx6Wcq9TSkDoDgfj94YxZKV6zi4FENjABbT3cJNg"
+LIBRARY = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 MONKEY_PEER = "monkey-under-test"
 
 
@@ -42,6 +43,8 @@ CONFIG_FILES = {
     "functions/rping.yaml": function(FUNCTION_RUST, "rping", "ping"),
     "websites/site.yaml": (f"id: {WEBSITE}\ndomains: [main]\npaths: [/]\nsource:\n  branch: main\n  github:\n"
                            f"    id: {WEBSITE_REPO}\n    fullname: demo/site\n"),
+    "libraries/shared.yaml": (f"id: {LIBRARY}\nsource:\n  branch: main\n  path: /\n  github:\n"
+                              f"    id: \"{LIBRARY_REPO}\"\n    fullname: demo/shared\n"),
 }
 
 TAUBYTE = ".taubyte/config.yaml"
@@ -163,7 +166,7 @@ class World:
         self.auth = TestAuth()
         self.auth.projects[PROJECT] = {"id": PROJECT, "name": "demo", "provider": "github",
                                        "code": str(CODE_REPO), "config": str(CONFIG_REPO)}
-        for repoId in (CONFIG_REPO, CODE_REPO, WEBSITE_REPO):
+        for repoId in (CONFIG_REPO, CODE_REPO, WEBSITE_REPO, LIBRARY_REPO):
             self.hosting.access.repos[str(repoId)] = (f"hook{repoId}", "s3cret")
             self.hosting.access.tokens[f"push{repoId}"] = ("alice", {str(repoId)})
             self.hosting.access.tokens[deployReadToken(key(repoId))] = ("deploy", {str(repoId)})

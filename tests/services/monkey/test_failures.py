@@ -40,7 +40,7 @@ class FailureTests(TestCase):
     timeout = 180
 
     async def setUp(self):
-        self.world = await World().start(self, buildCPU=2, buildWall=20.0, buildOutput=1 * MiB)
+        self.world = await World().start(self, buildCPU=1, buildWall=90.0, buildOutput=1 * MiB)
         self.failedAt = []
         runner = self.world.monkey.runner
         run = runner.run
@@ -118,7 +118,7 @@ class FailureTests(TestCase):
         """
         cid = await self.good()
         _, log = await self.failedJob(CODE_REPO, pingCode("while :; do :; done\n"), 3)
-        self.assertIn("function ping: the build failed: stopped at the CPU-time limit of 2 s", log)
+        self.assertIn("function ping: the build failed: stopped at the CPU-time limit of 1 s", log)
         await self.assertKept(cid)
 
     async def test_buildSleeps(self):

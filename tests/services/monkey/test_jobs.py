@@ -23,12 +23,16 @@ from tests.services.monkey.helpers import (
     CONFIG_REPO,
     FUNCTION_RUST,
     FUNCTION_WAT,
+    LIBRARY,
+    LIBRARY_REPO,
     PROJECT,
     WEBSITE,
     WEBSITE_FILES,
     WEBSITE_REPO,
     World,
+    taubyteConfig,
 )
+from tests.build.test_taubyte import BUILD_SH, PING_WAT
 
 
 class JobTests(TestCase):
@@ -131,6 +135,22 @@ class JobTests(TestCase):
         self.assertEqual(await self.world.tns.fetch(assetKey(PROJECT, WEBSITE, "main")), cid)
         names = sorted(name for name, _cid, _size in await self.world.content.ls(cid))
         self.assertEqual(names, ["about", "index.html"])
+
+    async def test_library(self):
+        """
+        A library repository's job builds its root into an artifact.zip,
+        published at the library's asset key.
+        """
+        await self.publishConfig()
+        after = await self.world.push(LIBRARY_REPO, {**taubyteConfig("tau/wat"), ".taubyte/build.sh": BUILD_SH,
+                                                     "lib.wat": PING_WAT})
+        self.world.queue(self.world.job(LIBRARY_REPO, after))
+        await self.world.startMonkey()
+        reports = await self.world.patrick.wait(2)
+        self.assertEqual(reports[1]["action"], "done", await self.world.logOf(reports[1]))
+        cid = reports[1]["assets"][LIBRARY]
+        self.assertEqual(await self.world.tns.fetch(assetKey(PROJECT, LIBRARY, "main")), cid)
+        self.assertTrue(moduleOf(await self.world.cat(cid), 1 << 20).startswith(b"\0asm"))
 
     async def test_nothingToBuild(self):
         """

@@ -7,7 +7,8 @@ As Taubyte's monkey (C{services/monkey/job.go}, C{jobs/*.go}):
     its project and deploy key (C{repositories get}, retried while the key
     is empty) and the project's code and config repositories
     (C{projects get}); a library or website is what tns says;
- 2. the clone, at the pushed commit (L{tau.services.monkey.clone});
+ 2. the clone, at the pushed commit (C{after}; the head commit when a
+    job has none) (L{tau.services.monkey.clone});
  3. by type:
 
     - config: compiled (L{tau.project.compileInThread}); its id must be the
@@ -58,6 +59,10 @@ log = Logger()
 AUTH_TRIES = 3
 #: tries of each tns push of an asset key
 PUSH_TRIES = 5
+#: the provider of the tns keys the config compiler writes for libraries and
+#: websites (it reads only C{source.github}), whatever host the job's
+#: repository is on
+TNS_PROVIDER = "github"
 #: the groups of a project whose C{source: .} resources a code repository builds
 CODE_GROUPS = ("functions", "smartops")
 #: the most resources one job builds
@@ -183,7 +188,8 @@ class JobRunner:
         provider = (repo.provider or "github").lower()
         repoId = repositoryNumber(repo.id)
         branch = branchOf(meta)
-        joblog.say(f"job {job.id}: repository {provider}/{repoId} branch {branch} commit {meta.after}"
+        commit = meta.after or meta.headCommit
+        joblog.say(f"job {job.id}: repository {provider}/{repoId} branch {branch} commit {commit}"
                    f" (attempt {job.attempt + 1})")
         if repoId == NOTHING_TO_BUILD:
             joblog.say("repository id 1: nothing to build")
@@ -202,7 +208,7 @@ class JobRunner:
             raise JobFailed(f"auth could not give project {projectId}: {e}") from None
         try:
             kind = await repositoryType(repoId, projectId, repositoryNumber(project.get("code")),
-                                        repositoryNumber(project.get("config")), self.tns.fetch, provider)
+                                        repositoryNumber(project.get("config")), self.tns.fetch, TNS_PROVIDER)
         except RepositoryTypeError as e:
             raise JobFailed(str(e)) from None
         if kind is None:
@@ -212,18 +218,17 @@ class JobRunner:
         work = await self._inThread(self._makeWork)
         try:
             try:
-                tree = await cloneAt(self.reactor, repo.sshURL, branch, meta.after, work, key=info.get("key") or None,
+                tree = await cloneAt(self.reactor, repo.sshURL, branch, commit, work, key=info.get("key") or None,
                                      timeout=self.cloneTimeout, say=joblog.say)
             except CloneError as e:
                 raise JobFailed(str(e)) from None
-            commit = meta.after
             if kind == RepositoryType.CONFIG:
                 await self._config(tree, projectId, branch, commit, joblog)
                 return {}
             if kind == RepositoryType.CODE:
                 built = await self._code(tree, projectId, branch, joblog)
             else:
-                built = await self._repositoryBuild(kind, tree, work, repoId, provider, projectId, joblog)
+                built = await self._repositoryBuild(kind, tree, work, repoId, projectId, joblog)
             return await self._publish(built, projectId, branch, joblog)
         finally:
             await self._inThread(shutil.rmtree, work, True)
@@ -295,8 +300,8 @@ class JobRunner:
             built.append((resourceId, await self._inThread(artifactZip, result.wasm)))
         return built
 
-    async def _repositoryBuild(self, kind, tree, work, repoId, provider, projectId, joblog):
-        value = await self.tns.fetch(["repositories", provider, str(repoId), projectId, "resources"])
+    async def _repositoryBuild(self, kind, tree, work, repoId, projectId, joblog):
+        value = await self.tns.fetch(["repositories", TNS_PROVIDER, str(repoId), projectId, "resources"])
         if isinstance(value, dict):
             resources = sorted(k for k in value if isinstance(k, str) and k)
         elif isinstance(value, str) and value:
@@ -304,7 +309,7 @@ class JobRunner:
         else:
             resources = []
         if not resources:
-            raise JobFailed(f"tns has no resource of project {projectId} built from repository {provider}/{repoId}")
+            raise JobFailed(f"tns has no resource of project {projectId} built from repository {repoId}")
         joblog.say(f"building the {kind.name.lower()} of resource(s) {', '.join(resources)}")
         if kind == RepositoryType.WEBSITE:
             result = await self.builder.buildWebsite(tree, os.path.join(work, "website"))

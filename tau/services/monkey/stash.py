@@ -10,7 +10,7 @@ so once and stashes nothing.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 log = Logger()
@@ -77,7 +77,7 @@ class Stasher:
         if entry is None:
             return
         entry[1] = None
-        d = Deferred.fromCoroutine(self._client.stash(cid, target=TARGET))
+        d = maybeDeferred(lambda: ensureDeferred(self._client.stash(cid, target=TARGET)))
         d.addCallbacks(lambda _: self._pending.pop(cid, None), lambda f: self._failed(cid, f))
 
     def _failed(self, cid, failure):

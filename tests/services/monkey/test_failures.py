@@ -228,6 +228,22 @@ class FailureTests(TestCase):
         self.assertEqual(report["action"], "failed")
         self.assertIn(f"git could not fetch branch main of {self.world.hosting.url(str(CONFIG_REPO))}", log)
 
+    async def test_deployKeyLate(self):
+        """
+        auth is asked again (3 times) while it has no deploy key for the
+        repository; without one the clone is refused by the host.
+        """
+        after = await self.world.push(CONFIG_REPO, CONFIG_FILES)
+        self.world.auth.repositories[("github", CONFIG_REPO)]["key"] = ""
+        self.world.monkey.runner.authDelay = 0.01
+        self.world.queue(self.world.job(CONFIG_REPO, after))
+        await self.world.startMonkey()
+        [report] = await self.world.patrick.wait(1)
+        log = await self.world.logOf(report)
+        self.assertEqual(report["action"], "failed")
+        self.assertEqual(log.count("auth has no deploy key for repository github/201 yet"), 3)
+        self.assertIn("git could not fetch branch main", log)
+
     async def test_unknownCommit(self):
         """
         A job naming a commit the repository does not hold fails.

@@ -242,7 +242,9 @@ class MonkeyService(StartedService):
                      why=str(e))
             assigned = True
         if not assigned:
-            running.stop("unassigned")
+            # from the reactor, not inside this check (stopping the run
+            # cancels this check's own Deferred)
+            self.reactor.callLater(0, running.stop, "unassigned")
         elif not running.deferred.called:
             running.timer = self.reactor.callLater(self.config.leaseInterval, self._lease, running)
 

@@ -8,7 +8,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -322,3 +322,23 @@ class LoopTests(SynchronousTestCase):
         said = [e for e in seen if "takes no jobs" in e.get("log_format", "")]
         self.assertEqual([e["log_level"] for e in said], [LogLevel.error])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_jobCommandRefusals(self):
+        """
+        The job command names what is wrong: no jid, an unknown job, an
+        unknown action.
+        """
+        from tau.services.framework import LocalCalls
+        from tau.services.commands import RemoteError
+
+        clock, host, service = self.monkey(CountingPatrick(), FakeSandbox())
+        calls = LocalCalls(service.router._handlers, "caller")
+        for body, said in [({"action": "status"}, "job: jid is missing"),
+                           ({"action": "status", "jid": "j1"}, "job j1 is not known to this monkey"),
+                           ({"action": "cancel", "jid": "j1"}, "job j1 is not running on this monkey"),
+                           ({"action": "explode", "jid": "j1"}, "job: unknown action 'explode'")]:
+            d = Deferred.fromCoroutine(calls.call("job", body))
+            failure = self.failureResultOf(d, RemoteError)
+            self.assertIn(said, str(failure.value))
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(calls.call("job", {"action": "list"}))),
+                         {"ids": []})

@@ -136,8 +136,17 @@ class TestAuth:
     def __init__(self):
         self.repositories = {}
         self.projects = {}
-        handlers = {"repositories": self._repositories, "projects": self._projects}
-        self.client = AuthClient(None, None, client=LocalCalls(handlers, MONKEY_PEER))
+        self.handlers = {"repositories": self._repositories, "projects": self._projects}
+        self.client = AuthClient(None, None, client=LocalCalls(self.handlers, MONKEY_PEER))
+
+    def router(self, clock):
+        """
+        These commands on C{/auth/v1}, to install on a host.
+        """
+        router = CommandRouter("/auth/v1", clock)
+        for name, handler in self.handlers.items():
+            router.define(name, handler)
+        return router
 
     async def _repositories(self, peer, body):
         record = self.repositories.get((body["provider"], body["id"]))

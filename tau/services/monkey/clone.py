@@ -9,7 +9,9 @@ a job builds exactly what was pushed.  The branch is fetched first (the
 commit is on it); a commit no longer on it (a force push) is fetched by
 its id.
 
-The git folder is kept apart from the work tree (no C{.git} in the tree
+The git folder and the tree together hold at most C{maxBytes} (checked
+while git runs, which is killed past it), and git runs at most
+C{timeout} seconds per fetch or checkout.  The git folder is kept apart from the work tree (no C{.git} in the tree
 that goes into the sandbox).  Only C{https}, C{http} and C{ssh} are
 allowed (C{GIT_ALLOW_PROTOCOL}: no C{file}, no C{ext}); no user or system
 git config is read.  Credentials:
@@ -27,6 +29,10 @@ from __future__ import annotations
 import base64
 import os
 import re
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 
 from tau.githost.credentials import deployReadToken
 from tau.githost.process import GitError, gitEnvironment, runGit
@@ -113,12 +119,68 @@ def environment(kind, key, work, gitDir, workTree):
     return env
 
 
-async def cloneAt(reactor, url, branch, commit, work, *, key=None, timeout=300.0, say=lambda line: None):
+def folderSize(folder):
+    """
+    Bytes of the files under C{folder} (blocking; links not followed).
+    """
+    total = 0
+    for top, _folders, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+async def _watched(reactor, run, work, maxBytes, every):
+    """
+    Await C{run} (a coroutine of git) while C{work} holds at most
+    C{maxBytes}: checked every C{every} seconds (git is killed past it)
+    and once it ended.
+    """
+    def size():
+        return deferToThreadPool(reactor, reactor.getThreadPool(), folderSize, work)
+
+    running = Deferred.fromCoroutine(run)
+    over = []
+
+    async def watch():
+        while True:
+            await deferLater(reactor, every, lambda: None)
+            if running.called:
+                return
+            found = await size()
+            if found > maxBytes and not running.called:
+                over.append(found)
+                running.cancel()
+                return
+
+    watcher = Deferred.fromCoroutine(watch())
+    watcher.addErrback(lambda f: f.trap(CancelledError))
+    try:
+        result = await running
+    except CancelledError:
+        if over:
+            raise CloneError(f"the repository is larger than the clone limit of {maxBytes} bytes") from None
+        raise
+    finally:
+        watcher.cancel()
+    if await size() > maxBytes:
+        raise CloneError(f"the repository is larger than the clone limit of {maxBytes} bytes")
+    return result
+
+
+async def cloneAt(reactor, url, branch, commit, work, *, key=None, timeout=300.0, maxBytes=2 << 30, every=1.0,
+                  say=lambda line: None):
     """
     Check out C{commit} of C{url}'s C{branch} into C{work}/src (C{work}, an
     empty folder of the job, also holds the git folder and the key).
 
     @param key: the repository's deploy key (PEM text) from auth, or None.
+    @param maxBytes: the most bytes the git folder and the tree may hold
+        (checked every C{every} seconds while git runs: it is killed past
+        it).
     @param say: called with each line for the job's log.
     @return: the work tree's path.
     @raise CloneError: why it could not (git's own words, bounded).
@@ -135,8 +197,9 @@ async def cloneAt(reactor, url, branch, commit, work, *, key=None, timeout=300.0
     try:
         bare = {k: v for k, v in env.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
         await runGit(reactor, ["init", "--quiet", "--bare", gitDir], env=bare, timeout=SHORT)
-        await runGit(reactor, ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url,
-                               f"+refs/heads/{branch}:refs/remotes/origin/{branch}"], env=env, timeout=timeout)
+        await _watched(reactor, runGit(reactor, ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url,
+                                                 f"+refs/heads/{branch}:refs/remotes/origin/{branch}"],
+                                       env=env, timeout=timeout), work, maxBytes, every)
     except GitError as e:
         raise CloneError(f"git could not fetch branch {branch} of {shown}: {e}") from None
     present, _ = await runGit(reactor, ["cat-file", "-e", f"{commit}^{{commit}}"], env=env, timeout=SHORT,
@@ -144,12 +207,14 @@ async def cloneAt(reactor, url, branch, commit, work, *, key=None, timeout=300.0
     if present != 0:
         say(f"git: commit {commit} is not on branch {branch}; fetching it by id")
         try:
-            await runGit(reactor, ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url, commit],
-                         env=env, timeout=timeout)
+            await _watched(reactor, runGit(reactor, ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
+                                                     "--", url, commit], env=env, timeout=timeout),
+                           work, maxBytes, every)
         except GitError as e:
             raise CloneError(f"commit {commit} is not in {shown}: {e}") from None
     try:
-        await runGit(reactor, ["checkout", "--quiet", "--detach", "--force", commit], env=env, timeout=timeout)
+        await _watched(reactor, runGit(reactor, ["checkout", "--quiet", "--detach", "--force", commit], env=env,
+                                       timeout=timeout), work, maxBytes, every)
         _, head = await runGit(reactor, ["rev-parse", "HEAD"], env=env, timeout=SHORT)
     except GitError as e:
         raise CloneError(f"git could not check out {commit}: {e}") from None

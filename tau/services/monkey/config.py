@@ -6,6 +6,7 @@ The C{monkey} section of a node config.
       lease-interval: 10        # seconds between two isAssigned checks while a job runs
       job-timeout: 3600         # seconds a whole job may take (clone, builds, publishing)
       clone-timeout: 300        # seconds a clone may take
+      max-clone: 2GiB           # bytes a clone (git folder and tree) may hold
       build-cpu: 300            # CPU seconds of each build process (RLIMIT_CPU)
       build-memory: 4GiB        # address space of each build process (RLIMIT_AS)
       build-output: 256MiB      # size of a build's /out (and of its /tmp)
@@ -32,6 +33,7 @@ class MonkeyConfig:
         running job (each refreshes its assignment at patrick).
     @ivar jobTimeout: seconds a whole job may take before it fails.
     @ivar cloneTimeout: seconds one clone may take.
+    @ivar maxClone: bytes one clone (its git folder and tree) may hold.
     @ivar buildCPU: CPU seconds of each build process.
     @ivar buildMemory: bytes of address space of each build process.
     @ivar buildOutput: bytes of a build's C{/out} and C{/tmp}.
@@ -46,6 +48,7 @@ class MonkeyConfig:
     leaseInterval: float = 10.0
     jobTimeout: float = 3600.0
     cloneTimeout: float = 300.0
+    maxClone: int = 2048 * MIB
     buildCPU: int = 300
     buildMemory: int = 4096 * MIB
     buildOutput: int = 256 * MIB
@@ -60,6 +63,7 @@ class MonkeyConfig:
         "lease-interval": "leaseInterval",
         "job-timeout": "jobTimeout",
         "clone-timeout": "cloneTimeout",
+        "max-clone": "maxClone",
         "build-cpu": "buildCPU",
         "build-memory": "buildMemory",
         "build-output": "buildOutput",
@@ -119,6 +123,7 @@ _CHECKS = {
     "lease-interval": _seconds,
     "job-timeout": _seconds,
     "clone-timeout": _seconds,
+    "max-clone": _bytes,
     "build-cpu": _wholeSeconds,
     "build-memory": _bytes,
     "build-output": _bytes,

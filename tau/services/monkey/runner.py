@@ -156,11 +156,12 @@ class JobRunner:
     @param cloud: the network FQDN the config compiler reads C{clouds:}
         entries for, or None.
     @param cloneTimeout: seconds a clone may take.
+    @param maxClone: bytes a clone may hold.
     @param authDelay: seconds between two C{repositories get} tries.
     """
 
     def __init__(self, reactor, content, tns, auth, builder, workdir, *, stash=lambda cid: None, cloud=None,
-                 cloneTimeout=300.0, authDelay=5.0):
+                 cloneTimeout=300.0, maxClone=2 << 30, authDelay=5.0):
         self.reactor = reactor
         self.content = content
         self.tns = tns
@@ -170,6 +171,7 @@ class JobRunner:
         self.stash = stash
         self.cloud = cloud
         self.cloneTimeout = cloneTimeout
+        self.maxClone = maxClone
         self.authDelay = authDelay
 
     def _inThread(self, f, *args):
@@ -219,7 +221,7 @@ class JobRunner:
         try:
             try:
                 tree = await cloneAt(self.reactor, repo.sshURL, branch, commit, work, key=info.get("key") or None,
-                                     timeout=self.cloneTimeout, say=joblog.say)
+                                     timeout=self.cloneTimeout, maxBytes=self.maxClone, say=joblog.say)
             except CloneError as e:
                 raise JobFailed(str(e)) from None
             if kind == RepositoryType.CONFIG:

@@ -385,7 +385,8 @@ def makeMonkey(host, routing, content, tns, reactor, config, workdir, *, cloud=N
     stasher = Stasher(reactor, lambda: hoarderClient(host, routing))
     runner = JobRunner(reactor, content, tns, auth or AuthClient(host, routing), Builder(reactor, sandbox,
                                                                                         config.limits()),
-                       str(workdir), stash=stasher.stash, cloud=cloud, cloneTimeout=config.cloneTimeout)
+                       str(workdir), stash=stasher.stash, cloud=cloud, cloneTimeout=config.cloneTimeout,
+                       maxClone=config.maxClone)
     return MonkeyService(host, reactor, config, runner, patrick or PatrickClient(host, routing), sandbox, content,
                          stasher=stasher, trusted=trusted, workdir=str(workdir))
 

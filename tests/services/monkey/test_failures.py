@@ -5,6 +5,7 @@ failed (within 10 s of its failure, with a log saying why) or dropped;
 nothing is published and tns keeps pointing at the last good version.
 """
 
+import os
 import socket
 
 from twisted.internet import reactor
@@ -227,6 +228,20 @@ class FailureTests(TestCase):
         log = await self.world.logOf(report)
         self.assertEqual(report["action"], "failed")
         self.assertIn(f"git could not fetch branch main of {self.world.hosting.url(str(CONFIG_REPO))}", log)
+
+    async def test_cloneTooLarge(self):
+        """
+        A repository larger than the clone limit fails its job; nothing is
+        published.
+        """
+        self.world.monkey.runner.maxClone = 1 * MiB
+        after = await self.world.push(CONFIG_REPO, {**CONFIG_FILES, "blob.txt": os.urandom(3 * MiB).hex()})
+        self.world.queue(self.world.job(CONFIG_REPO, after))
+        await self.world.startMonkey()
+        [report] = await self.world.patrick.wait(1)
+        self.assertEqual(report["action"], "failed")
+        self.assertIn(f"the repository is larger than the clone limit of {MiB} bytes", await self.world.logOf(report))
+        self.assertIsNone(await self.world.tns.project(PROJECT, "main"))
 
     async def test_deployKeyLate(self):
         """

@@ -5,10 +5,11 @@ service factory.
 """
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -342,3 +343,46 @@ class LoopTests(SynchronousTestCase):
             self.assertIn(said, str(failure.value))
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(calls.call("job", {"action": "list"}))),
                          {"ids": []})
+
+
+class CloneWatchTests(TestCase):
+    async def test_killedPastTheLimit(self):
+        """
+        A git command whose folder grows past the limit is stopped while it
+        runs (it is cancelled, as runGit kills git), not when it ends.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        work = self.mktemp()
+        os.makedirs(work)
+        stopped = []
+
+        async def git():
+            with open(os.path.join(work, "pack"), "wb") as f:
+                f.write(b"x" * 2000)
+            try:
+                await deferLater(reactor, 30, lambda: None)
+            except CancelledError:
+                stopped.append(reactor.seconds())
+                raise
+
+        start = reactor.seconds()
+        with self.assertRaises(clone.CloneError) as caught:
+            await clone._watched(reactor, git(), work, 1000, 0.05)
+        self.assertEqual(str(caught.exception), "the repository is larger than the clone limit of 1000 bytes")
+        self.assertEqual(len(stopped), 1)
+        self.assertLess(stopped[0] - start, 5)
+
+    async def test_withinTheLimit(self):
+        from twisted.internet import reactor
+
+        work = self.mktemp()
+        os.makedirs(work)
+
+        async def git():
+            with open(os.path.join(work, "pack"), "wb") as f:
+                f.write(b"x" * 1000)
+            return "ok"
+
+        self.assertEqual(await clone._watched(reactor, git(), work, 1000, 0.05), "ok")

@@ -208,6 +208,8 @@ class JobRunner:
             raise
         except Exception as e:
             raise JobFailed(f"auth could not give project {projectId}: {e}") from None
+        if not isinstance(project, dict):
+            raise JobFailed(f"auth gave no record of project {projectId}")
         try:
             kind = await repositoryType(repoId, projectId, repositoryNumber(project.get("code")),
                                         repositoryNumber(project.get("config")), self.tns.fetch, TNS_PROVIDER)
@@ -220,8 +222,9 @@ class JobRunner:
         work = await self._inThread(self._makeWork)
         try:
             try:
-                tree = await cloneAt(self.reactor, repo.sshURL, branch, commit, work, key=info.get("key") or None,
-                                     timeout=self.cloneTimeout, maxBytes=self.maxClone, say=joblog.say)
+                tree = await cloneAt(self.reactor, repo.sshURL or repo.uri, branch, commit, work,
+                                     key=info.get("key") or None, timeout=self.cloneTimeout, maxBytes=self.maxClone,
+                                     say=joblog.say)
             except CloneError as e:
                 raise JobFailed(str(e)) from None
             if kind == RepositoryType.CONFIG:

@@ -280,15 +280,29 @@ class LifecycleTests(TestCase):
         self.world.queue(self.world.job(CONFIG_REPO, await self.world.push(CONFIG_REPO, {})))
         await self.world.startMonkey()
         await self.world.patrick.wait(1)
+        self.building = []
+        builder = self.world.monkey.runner.builder
+        build = builder.buildWasm
+
+        async def recorded(root, libraries=()):
+            self.building.append(root)
+            return await build(root, libraries)
+        builder.buildWasm = recorded
 
     async def sleepingJob(self):
+        """
+        A job whose build sleeps, once its build started (past the clone:
+        git's transfer is not cut).
+        """
         after = await self.world.push(CODE_REPO, pingCode("sleep 600\n"))
         job = self.world.job(CODE_REPO, after)
         self.world.queue(job)
-        for _ in range(400):
-            if self.world.monkey._running is not None and self.world.monkey._running.jid == job.id:
+        for _ in range(1200):
+            if self.building:
                 break
             await deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(self.building, "the build did not start")
+        self.assertEqual(self.world.monkey._running.jid, job.id)
         return job
 
     async def waitEnded(self, jid):

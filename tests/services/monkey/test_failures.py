@@ -7,6 +7,7 @@ nothing is published and tns keeps pointing at the last good version.
 
 import os
 import socket
+from dataclasses import replace
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -126,8 +127,7 @@ class FailureTests(TestCase):
         """
         A build that waits past the wall-clock limit is killed.
         """
-        self.world.monkey.runner.builder.limits = self.world.config.limits().__class__(
-            **{**self.world.config.limits().__dict__, "wallSeconds": 1.0})
+        self.world.monkey.runner.builder.limits = replace(self.world.config.limits(), wallSeconds=1.0)
         cid = await self.good()
         _, log = await self.failedJob(CODE_REPO, pingCode("sleep 600\n"), 3)
         self.assertIn("function ping: the build failed: stopped at the wall-clock limit of 1 s", log)
@@ -369,12 +369,14 @@ class LifecycleTests(TestCase):
         """
         A job past its time limit is stopped and reported failed.
         """
-        self.world.monkey.config = self.world.config.__class__(**{**self.world.config.__dict__, "jobTimeout": 1.0})
-        job = await self.sleepingJob()
+        self.world.monkey.config = replace(self.world.config, jobTimeout=2.0)
+        after = await self.world.push(CODE_REPO, pingCode("sleep 600\n"))
+        job = self.world.job(CODE_REPO, after)
+        self.world.queue(job)
         reports = await self.world.patrick.wait(2)
         self.assertEqual((reports[1]["jid"], reports[1]["action"]), (job.id, "failed"))
         log = await self.world.logOf(reports[1])
-        self.assertIn("the job ran past its limit of 1 s and was stopped", log)
+        self.assertIn("the job ran past its limit of 2 s and was stopped", log)
 
     async def test_stopWaits(self):
         """

@@ -42,6 +42,7 @@ from tau.security import DEFAULT as DEFAULT_SECURITY, KINDS as SECURITY_KINDS
 from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
 from tau.services.patrick.config import PatrickSection
+from tau.services.monkey.config import MonkeySection
 from tau.services.seer.config import SeerSection
 from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
@@ -90,6 +91,7 @@ SECTIONS = [
     GatewaySection(),
     SubstrateSection(),
     PatrickSection(),
+    MonkeySection(),
 ]
 
 

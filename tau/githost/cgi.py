@@ -7,8 +7,10 @@ client with flow control, what a push changed is read on descriptor 3.
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
+from zope.interface import implementer
 
 from tau.githost.process import GIT, MAX_ERRORS
 
@@ -52,6 +54,27 @@ def parseHeaders(block):
     return status, headers
 
 
+@implementer(IPushProducer)
+class _BackendProducer:
+    """
+    The backend's output as the request's producer: paused and resumed with
+    the client's connection, stopped (the process killed) when it is lost
+    (a C{Process} has no C{stopProducing} of its own).
+    """
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    def pauseProducing(self):
+        self.protocol.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.protocol.transport.resumeProducing()
+
+    def stopProducing(self):
+        self.protocol._stop("the client went away")
+
+
 class BackendProtocol(ProcessProtocol):
     """
     One run of C{git http-backend} answering C{request}.
@@ -78,7 +101,7 @@ class BackendProtocol(ProcessProtocol):
 
     def connectionMade(self):
         self._timer = self.clock.callLater(self.timeout, self._expire)
-        self.request.registerProducer(self.transport, True)
+        self.request.registerProducer(_BackendProducer(self), True)
         self.request.notifyFinish().addErrback(self._clientGone)
         self.body.seek(0)
         self._sender = FileSender()

@@ -19,6 +19,7 @@ FACTORIES = {
     "auth": "tau.services.auth.service:serviceFactory",
     "gateway": "tau.services.gateway.service:serviceFactory",
     "patrick": "tau.services.patrick.service:serviceFactory",
+    "monkey": "tau.services.monkey.service:serviceFactory",
     "seer": "tau.services.seer.service:serviceFactory",
     "substrate": "tau.services.substrate.service:serviceFactory",
     "tns": "tau.services.tns.service:serviceFactory",

@@ -147,6 +147,23 @@ class BackendTests(TestCase):
         self.assertEqual(error, "the client went away")
 
 
+    async def test_connectionLost(self):
+        """
+        The client's connection lost mid-answer (its transport stops the
+        request's producer) kills the backend: the request's producer is
+        not the process itself, which cannot be stopped.
+        """
+        request, protocol = run("printf 'X: y\\n\\nstart'; exec sleep 30")
+        await request.wrote
+        started = reactor.seconds()
+        request.producer.pauseProducing()
+        request.producer.resumeProducing()
+        request.producer.stopProducing()
+        code, updates, error = await protocol.done
+        self.assertEqual(error, "the client went away")
+        self.assertLess(reactor.seconds() - started, 15)
+
+
 class RunGitTests(TestCase):
     timeout = 30
 

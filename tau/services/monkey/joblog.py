@@ -1,0 +1,50 @@
+"""
+L{JobLog}: what a job did, line by line, each with its time from the
+reactor's clock, bounded; stored by CID when the job ends, as Taubyte
+stores it (C{Logs[<RFC 3339 time>]} for the job's body, then
+C{Logs[<job id>]} with its last lines).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tau.build.sandbox import BoundedLog
+
+
+def rfc3339(seconds):
+    """
+    C{seconds} since the epoch as Go's C{time.RFC3339} in UTC
+    (C{2026-12-07T15:25:52Z}).
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class JobLog:
+    """
+    @param clock: gives each line its time.
+    @param limit: bytes kept (its start and its end, what was dropped
+        said between them).
+    """
+
+    def __init__(self, clock, limit):
+        self.clock = clock
+        self._log = BoundedLog(limit)
+
+    def say(self, line):
+        """
+        Add one line (text) of tau's.
+        """
+        stamp = rfc3339(self.clock.seconds())
+        for part in str(line).splitlines() or [""]:
+            self._log.write(f"{stamp} {part}\n".encode("utf-8", "replace"))
+
+    def output(self, data):
+        """
+        Add a command's output (bytes, already bounded by the sandbox).
+        """
+        if data:
+            self._log.write(data if data.endswith(b"\n") else data + b"\n")
+
+    def value(self):
+        return self._log.value()

@@ -374,3 +374,40 @@ class ITNSClient(Interface):
         """
         A coroutine: the commit C{branch} of the project points at, or None.
         """
+
+
+class IPatrickClient(Interface):
+    """
+    The cloud's CI/CD jobs, as a monkey calls them
+    (L{tau.services.patrick.client.PatrickClient}): the node's own patrick
+    and the other patrick nodes by turns where it runs one (each job has
+    one owner among them), else the patrick nodes it finds.
+    """
+
+    def dequeue(peers=None):
+        """
+        A coroutine: the next queued job, now assigned to the caller, or
+        None.
+        """
+
+    def isAssigned(jid):
+        """
+        A coroutine: whether job C{jid} is still the caller's (asking
+        refreshes its lease).
+        """
+
+    def done(jid, logs, assets):
+        """
+        A coroutine: report job C{jid} built, with the CIDs of its logs and
+        artefacts.
+        """
+
+    def failed(jid, logs, assets=None):
+        """
+        A coroutine: report job C{jid} failed, with the CIDs of its logs.
+        """
+
+    def info(jid):
+        """
+        A coroutine: the job C{jid}.
+        """

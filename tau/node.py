@@ -16,11 +16,12 @@ from tau.control.intake import ControlSite
 from tau.control.server import ControlResource
 from tau.bitswap.service import BitswapService
 from tau.host import Host
-from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting, ITNSClient
+from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPatrickClient, IPubSub, IRouting, ITNSClient
 from tau.kad.network import DHTService
 from tau.members import CloudMembers
 from tau.protocols import installProtocols
 from tau.pubsub.service import PubSubService
+from tau.services.patrick.client import clientFor as patrickClientFor
 from tau.services.tns.client import clientFor as tnsClientFor
 from tau.services.seer.beacon import beaconOf
 from tau.kvdb.service import KVDBService
@@ -419,16 +420,20 @@ def makeNode(config, reactor):
         service.setServiceParent(node)
         node.shapeServices[name] = service
 
-    # tns first: every node calls tns through one client, on its own
-    # service where it runs one, else on the tns nodes it finds; the
-    # other services get that client
+    # tns, then patrick, first: every node calls them through one client
+    # each, on its own service where it runs one (too), else on the nodes
+    # it finds; the other services get those clients
     if "tns" in config.services:
         build("tns")
     node.tnsClient = tnsClientFor(host, node.pubsub, node.dht, reactor, node.shapeServices.get("tns"))
     offered[ITNSClient] = node.tnsClient
     node.capabilities = services.Capabilities(offered)
+    if "patrick" in config.services:
+        build("patrick")
+    offered[IPatrickClient] = patrickClientFor(host, node.dht, node.shapeServices.get("patrick"))
+    node.capabilities = services.Capabilities(offered)
     for name in config.services:
-        if name != "tns":
+        if name not in ("tns", "patrick"):
             build(name)
     # a node given its address tells seer what it runs, and that it is alive
     node.seerBeacon = beaconOf(host, node.dht, config, reactor, node.shapeServices.get("seer"))

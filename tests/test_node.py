@@ -134,6 +134,17 @@ class RealReactorTests(TestCase):
         self.assertIn(response.code, (404, 503))
         await treq.content(response)
 
+    async def test_fullShapeMonkeyReachesItsPatrick(self):
+        """
+        On a C{full} node, alone in its cloud, the monkey asks the node's
+        own patrick for jobs (a client of the network alone would find no
+        patrick: it never calls its own node).
+        """
+        node = await self.startNode()
+        monkey = node.shapeServices["monkey"]
+        self.assertIsNone(await monkey.patrick.dequeue())
+        self.assertEqual(await monkey.patrick.client.peers(), [node.host.peerID])
+
     def test_portInUse(self):
         """
         A listener that cannot bind makes whenReady fail with a clear error.

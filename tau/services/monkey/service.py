@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 
 from tau.build.sandbox import Sandbox, SandboxUnavailable
 from tau.build.taubyte import Builder
-from tau.interfaces import IContent, IHost, IMembers, IRouting, ITNSClient
+from tau.interfaces import IContent, IHost, IMembers, IPatrickClient, IRouting, ITNSClient
 from tau.services import needs
 from tau.services.auth.client import AuthClient
 from tau.services.framework import CommandRouter, Refused
@@ -391,7 +391,7 @@ def makeMonkey(host, routing, content, tns, reactor, config, workdir, *, cloud=N
                          stasher=stasher, trusted=trusted, workdir=str(workdir))
 
 
-@needs(IHost, IRouting, IContent, ITNSClient, IMembers)
+@needs(IHost, IRouting, IContent, ITNSClient, IMembers, IPatrickClient)
 def serviceFactory(capabilities, config, reactor):
     """
     The monkey of a node whose shape names it: it reaches patrick, auth and
@@ -402,4 +402,4 @@ def serviceFactory(capabilities, config, reactor):
     members = capabilities[IMembers]
     return makeMonkey(capabilities[IHost], capabilities[IRouting], capabilities[IContent], capabilities[ITNSClient],
                       reactor, config.monkey, workdirOf(config), cloud=config.networkFqdn or None,
-                      trusted=members.isMember)
+                      trusted=members.isMember, patrick=capabilities[IPatrickClient])

@@ -4,11 +4,15 @@ patrick over the network (C{/patrick/v1}, command C{patrick}); they never
 import its server code.
 """
 
+from zope.interface import implementer
+
+from tau.interfaces import IPatrickClient
 from tau.services.discovery import ServiceClient
 from tau.services.patrick import PROTOCOL
 from tau.services.patrick.job import Job
 
 
+@implementer(IPatrickClient)
 class PatrickClient:
     """
     @param host: the local host.

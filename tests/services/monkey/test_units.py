@@ -18,7 +18,7 @@ from zope.interface.verify import verifyObject
 from tau import fakes, loadConfig
 from tau.build.sandbox import MiB
 from tau.errors import ConfigError
-from tau.interfaces import IContent, IHost, IMembers, IRouting, ITNSClient
+from tau.interfaces import IContent, IHost, IMembers, IPatrickClient, IRouting, ITNSClient
 from tau.services import Capabilities, factoryFor
 from tau.services.monkey import clone
 from tau.services.monkey.config import MonkeyConfig
@@ -26,6 +26,7 @@ from tau.services.monkey.joblog import JobLog, rfc3339
 from tau.services.monkey.runner import artifactZip, branchOf, codeTargets, repositoryNumber
 from tau.services.monkey.service import MonkeyService, workdirOf
 from tau.services.monkey.stash import GIVE_UP, RETRY, Stasher
+from tau.services.patrick.client import PatrickClient
 from tau.services.patrick.job import Meta, Repository
 
 
@@ -224,15 +225,21 @@ class FactoryTests(TestCase):
         that serves /monkey/v1 once started.
         """
         factory = factoryFor("monkey")
-        self.assertEqual(set(factory.needs), {IHost, IRouting, IContent, ITNSClient, IMembers})
+        self.assertEqual(set(factory.needs), {IHost, IRouting, IContent, ITNSClient, IMembers, IPatrickClient})
         clock = Clock()
         host = fakes.FakeHost(clock)
         config = loadConfig(shape="monkey", root=Path(self.mktemp()))
+        patrick = PatrickClient(host, None)
         capabilities = Capabilities({IHost: host, IRouting: fakes.FakeRouting(), IContent: fakes.FakeContent(),
-                                     ITNSClient: fakes.fakeTNSClient(clock), IMembers: Members()})
+                                     ITNSClient: fakes.fakeTNSClient(clock), IMembers: Members(),
+                                     IPatrickClient: patrick})
         verifyObject(IContent, capabilities[IContent])
+        verifyObject(IPatrickClient, patrick)
         service = factory(capabilities.only(factory.needs), config, clock)
         self.assertIsInstance(service, MonkeyService)
+        # patrick is reached through the node's client (on a node that runs
+        # patrick, it asks that one too)
+        self.assertIs(service.patrick, patrick)
         self.assertEqual(service.name, "monkey")
         self.assertNotIn("/monkey/v1", host.protocols())
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -11,6 +11,7 @@ folder (L{tau.dream.universe}).
 """
 
 import os
+import socket
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -144,6 +145,9 @@ class Dream:
         if len(shapes) > MAX_NODES:
             raise DreamError(f"a dream has at most {MAX_NODES} nodes")
         self.cloudKey = prepareFolder(self.layout)
+        # patrick's nodes first: auth posts the webhooks of pushes to
+        # patrick's HTTP listener, whose port is known once it runs
+        shapes.sort(key=lambda shape: "patrick" not in shape)
         try:
             await self._startNode(shapes[0])
             await gatherResults([_coroutine(self._startNode(shape)) for shape in shapes[1:]], consumeErrors=True)
@@ -151,6 +155,22 @@ class Dream:
             await self.stop()
             raise _unwrap(e) from None
         return self
+
+    def _configure(self, index, shape, fields):
+        """
+        Wire the node's services to the dream's: auth's webhooks go to
+        patrick's HTTP listener (a running patrick node's, or, on a node
+        that runs both, a port picked now); then the caller's C{configure}.
+        """
+        patrick = self.urls.get("patrick")
+        if "auth" in shape and "patrick" in shape:
+            port = freePort()
+            fields.setdefault("patrick", {})["http-listen"] = f"tcp:{port}:interface=127.0.0.1"
+            patrick = f"http://127.0.0.1:{port}"
+        if "auth" in shape and patrick is not None:
+            fields.setdefault("auth", {})["webhook-url"] = f"{patrick}/github/"
+        if self.configure is not None:
+            self.configure(index, shape, fields)
 
     async def inject(self, shape):
         """
@@ -168,7 +188,7 @@ class Dream:
         if self._stopped is not None:
             raise DreamError("the dream is stopping")
         index = len(self.nodes)
-        root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey, configure=self.configure)
+        root = prepareNode(self.layout, index, shape, self.fqdn, self.cloudKey, configure=self._configure)
         peers = [n.address for n in self.nodes if n.running and n.address][:4]
         node = DreamNode(index, shape, root, spawnNode(self.reactor, root, SHAPE, peers, self._environment()))
         self.nodes.append(node)
@@ -246,6 +266,15 @@ class Dream:
             await gatherResults([_coroutine(n.process.stop(self.reactor)) for n in self.nodes])
             self._stopped.fire(None)
         await self._stopped.whenFired()
+
+
+def freePort():
+    """
+    A loopback TCP port free now (the kernel's pick).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _coroutine(coroutine):

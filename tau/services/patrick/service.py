@@ -7,7 +7,7 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting
+from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting, ITNSClient
 from tau.listen import Listener
 from tau.services import needs
 from tau.services.auth.client import AuthClient
@@ -69,10 +69,12 @@ class PatrickService(StartedService, MultiService):
     @param routing: DHT routing: the service is announced; None: not.
     @param isPatrick: C{isPatrick(peer)}: a patrick node of this cloud
         (heartbeats); C{trusted} when None.
+    @param tns: an L{tau.interfaces.ITNSClient} (the project of a website
+        or library repository), or None.
     """
 
     def __init__(self, host, kvdb, pubsub, reactor, config, trusted, auth, *, content=None, routing=None,
-                 isPatrick=None):
+                 isPatrick=None, tns=None):
         super().__init__()
         self.setName("patrick")
         self.host = host
@@ -86,7 +88,7 @@ class PatrickService(StartedService, MultiService):
         self.announcer = Announcer(routing, PROTOCOL, reactor) if routing is not None else None
         self.content = content
         self.resource = PatrickResource(self.jobs, PatrickClient(None, None, client=self.local()), auth, content,
-                                        config, reactor)
+                                        config, reactor, tns=tns)
         self.listener = None
         self._installed = False
         self._checks = None
@@ -158,7 +160,7 @@ class PatrickService(StartedService, MultiService):
 
 
 def makePatrick(host, kvdb, pubsub, reactor, config, trusted, *, content=None, routing=None, auth=None,
-                isPatrick=None):
+                isPatrick=None, tns=None):
     """
     The patrick service of a node.
 
@@ -167,10 +169,11 @@ def makePatrick(host, kvdb, pubsub, reactor, config, trusted, *, content=None, r
         auth through C{routing}).
     """
     return PatrickService(host, kvdb, pubsub, reactor, config or PatrickConfig(), trusted,
-                          auth or AuthCalls(host, routing), content=content, routing=routing, isPatrick=isPatrick)
+                          auth or AuthCalls(host, routing), content=content, routing=routing, isPatrick=isPatrick,
+                          tns=tns)
 
 
-@needs(IHost, IKVDB, IPubSub, IRouting, IMembers, IContent)
+@needs(IHost, IKVDB, IPubSub, IRouting, IMembers, IContent, ITNSClient)
 def serviceFactory(capabilities, config, reactor):
     """
     The patrick service of a node whose shape names it: its callers are
@@ -180,5 +183,5 @@ def serviceFactory(capabilities, config, reactor):
     members = capabilities[IMembers]
     return makePatrick(capabilities[IHost], capabilities[IKVDB], capabilities[IPubSub], reactor, config.patrick,
                        members.isMember, content=capabilities[IContent], routing=capabilities[IRouting],
-                       isPatrick=lambda peer: members.isMember(peer, "patrick"))
+                       isPatrick=lambda peer: members.isMember(peer, "patrick"), tns=capabilities[ITNSClient])
 

@@ -88,15 +88,19 @@ class PatrickResource(Resource):
     @param content: has C{cat(cid, offset, length, timeout)}, or None.
     @param config: L{tau.services.patrick.config.PatrickConfig}.
     @param clock: IReactorTime.
+    @param tns: an L{tau.interfaces.ITNSClient}: the project of a library
+        or website repository (auth knows only a project's config and code
+        repositories), or None.
     """
 
     isLeaf = True
 
-    def __init__(self, jobs, patrick, auth, content, config, clock):
+    def __init__(self, jobs, patrick, auth, content, config, clock, tns=None):
         super().__init__()
         self.jobs = jobs
         self.patrick = patrick
         self.auth = auth
+        self.tns = tns
         self.content = content
         self.config = config
         self.clock = clock
@@ -233,15 +237,34 @@ class PatrickResource(Resource):
             self._refuse(request, 400, hook, "the push lacks ref, after or repository.pushed_at (its job's id)")
         try:
             project = (await self.auth.repository(repo.id, repo.provider)).get("project") or ""
+            why = f"repository {repo.id} is in no project"
         except RemoteError as e:
-            self._refuse(request, 400, hook, f"repository {repo.id}: {str(e).partition(' failed: ')[2] or e}")
+            project, why = "", f"repository {repo.id}: {str(e).partition(' failed: ')[2] or e}"
+        if not project and self.tns is not None:
+            project = await self._projectInTNS(request, hook, repo.id)
         if not project:
-            self._refuse(request, 400, hook, f"repository {repo.id} is in no project")
+            self._refuse(request, 400, hook, why)
         job, created = await self.jobs.submit(Job(id=jid, timestamp=int(self.clock.seconds()), meta=meta), project)
         if not created:
             log.info("patrick: webhook for hook {hook} redelivered: job {jid} already known, not run again",
                      hook=hook, jid=jid)
         return job.toJSON()
+
+    async def _projectInTNS(self, request, hook, repoID):
+        """
+        The project whose config names repository C{repoID} as a library's
+        or website's (tns C{repositories/github/<id>/<P>/...}, which
+        compiled configs write), as Taubyte's patrick asks when auth knows
+        none; "" when none does.
+        """
+        try:
+            keys = await self.tns.lookup(["repositories", "github", str(repoID)])
+        except (RemoteError, ServiceError) as e:
+            raise HTTPError(502, f"tns did not answer: {e}") from None
+        projects = sorted({key.split("/")[4] for key in keys if len(key.split("/")) > 4})
+        if len(projects) > 1:
+            self._refuse(request, 400, hook, f"repository {repoID} is in several projects: {', '.join(projects)}")
+        return projects[0] if projects else ""
 
     async def ping(self, request):
         return {"ping": "pong"}

@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tau.fakes import FakeContent, FakeHost, FakeKVDB
+from tau.fakes import FakeContent, FakeHost, FakeKVDB, fakeTNSClient
 from tau.services.patrick.config import PatrickConfig
 from tau.services.patrick.job import JobStatus
 from tau.services.patrick.service import makePatrick
@@ -70,6 +70,27 @@ class HTTPTests(TestCase):
         self.assertEqual(len(await self.service.jobs.all()), 1)
         status, answer = await self.request("GET", f"/jobs/{PROJECT}", token="github tokA")
         self.assertEqual((status, answer), (200, {"ProjectId": PROJECT, "JobIds": [job["Id"]]}))
+
+    async def test_websiteRepositoryProjectFromTNS(self):
+        """
+        auth knows only a project's config and code repositories: a push of
+        a website's (or library's) repository belongs to the project whose
+        compiled config names it in tns (C{repositories/github/<id>/<P>}),
+        as Taubyte's patrick asks; none, or two projects, are refused.
+        """
+        tns = fakeTNSClient(reactor)
+        self.service.resource.tns = tns
+        del self.auth.repositories[("github", "101")]
+        body = encoded(pushEvent())
+        status, answer = await self.push(body)
+        self.assertEqual((status, answer["error"]), (400, "repository 101: repository not found"))
+        tns.calls.leaves[("repositories", "github", "101", PROJECT, "type")] = 4
+        status, job = await self.push(body)
+        self.assertEqual(status, 200, job)
+        self.assertEqual(await self.service.jobs.storage.projectOf(job["Id"]), PROJECT)
+        tns.calls.leaves[("repositories", "github", "101", "QmOther", "type")] = 4
+        status, answer = await self.push(encoded(pushEvent(after="b" * 40)))
+        self.assertEqual((status, answer["error"]), (400, f"repository 101 is in several projects: QmOther, {PROJECT}"))
 
     async def test_signaturesRefused(self):
         body = encoded(pushEvent())

@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from tau.fakes import FakeContent, FakeHost, FakeKVDB, FakePubSub
-from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting
+from tau.interfaces import IContent, IHost, IKVDB, IMembers, IPubSub, IRouting, ITNSClient
 from tau.services import factoryFor
 from tau.services.patrick import PROTOCOL
 from tau.services.patrick.config import PatrickConfig
@@ -56,7 +56,7 @@ class ServiceTests(TestCase):
 
     def test_factory(self):
         factory = factoryFor("patrick")
-        self.assertEqual(set(factory.needs), {IHost, IKVDB, IPubSub, IRouting, IMembers, IContent})
+        self.assertEqual(set(factory.needs), {IHost, IKVDB, IPubSub, IRouting, IMembers, IContent, ITNSClient})
         verifyObject(IHost, self.host)
         self.addCleanup(self.service.stopService)
         self.assertIsInstance(self.service, PatrickService)

@@ -39,6 +39,7 @@ from tau.kvdb.config import KVDBSection
 from tau.relay.config import RelaySection
 from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
+from tau.services.hoarder.config import HoarderSection
 from tau.services.seer.config import SeerSection
 from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
@@ -79,6 +80,7 @@ SECTIONS = [
     KVDBSection(),
     AuthSection(),
     TNSSection(),
+    HoarderSection(),
     SeerSection(),
     GatewaySection(),
     SubstrateSection(),

@@ -18,6 +18,7 @@ KNOWN = ("auth", "gateway", "hoarder", "monkey", "patrick", "seer", "substrate",
 FACTORIES = {
     "auth": "tau.services.auth.service:serviceFactory",
     "gateway": "tau.services.gateway.service:serviceFactory",
+    "hoarder": "tau.services.hoarder.service:serviceFactory",
     "seer": "tau.services.seer.service:serviceFactory",
     "substrate": "tau.services.substrate.service:serviceFactory",
     "tns": "tau.services.tns.service:serviceFactory",

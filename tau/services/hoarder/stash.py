@@ -29,6 +29,12 @@ class BadStash(ValueError):
     """
 
 
+class StashFailed(Exception):
+    """
+    The artefact could not be fetched.
+    """
+
+
 def canonicalCID(value):
     """
     The canonical text of CID C{value} (text).
@@ -86,7 +92,10 @@ class Stasher:
         """
         cid = canonicalCID(cid)
         target = checkTarget(target)
-        await withTimeout(self.clock, self.fetchTimeout, self.content.pin(cid))
+        try:
+            await withTimeout(self.clock, self.fetchTimeout, self.content.pin(cid))
+        except Exception as e:
+            raise StashFailed(f"fetching {cid} failed: {e.__class__.__name__}: {e}") from None
         provided = self.content.provide(cid)
         if provided is not None and hasattr(provided, "addErrback"):
             provided.addErrback(lambda f: log.debug("hoarder: providing {cid} failed: {why}", cid=cid,

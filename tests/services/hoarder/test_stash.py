@@ -126,3 +126,25 @@ class StashTests(TestCase):
         self.assertEqual(len(answer["claims"]), limit)
         e = await self.assertFailure(Deferred.fromCoroutine(client.stashStatus([f"c{i}" for i in range(limit + 1)])), RemoteError)
         self.assertIn(f"cids: {limit + 1} given, limit {limit}", str(e))
+
+
+class AssetSweepTests(TestCase):
+    async def test_adoptedByBestPlaced(self):
+        """
+        A build CID in tns's C{assets/} that no hoarder holds is adopted,
+        10 s after start, by the best placed member, and fanned out.
+        """
+        fleet = Fleet(self)
+        monkey = fleet.plain()
+        cid = cidText((await monkey.content.add(b"website build" * 50)).cid)
+        fleet.tns.calls.leaves[("assets", "QmAssetKey")] = cid
+        fleet.tns.calls.leaves[("assets", "QmBadKey")] = "not a cid"
+        nodes = await fleet.add(3)
+        fleet.advance(9)
+        holders = lambda: sorted(n.me for n in nodes if any(cidText(c) == cid for c in n.content.pinned))
+        self.assertEqual(holders(), [])
+        fleet.advance(2)
+        best = ranked(cid, [n.me for n in nodes])
+        self.assertEqual(holders(), sorted(best[:2]))
+        meta = await nodes[0].service.registry.stashMeta(cid)
+        self.assertEqual(meta, {"Target": 2, "OwnerHash": "QmAssetKey"})

@@ -182,10 +182,13 @@ class Membership:
             return False
         if message.source is None or beat.peer != str(message.source):
             return False
-        return bool(await self.isMember(message.source, "hoarder"))
+        # a node outside the cloud (or not a hoarder) is no member, yet it
+        # broke no rule: ignored, its relays not penalised
+        return True if await self.isMember(message.source, "hoarder") else None
 
     async def _read(self, sub):
         async for message in sub:
+            # (messages the validator ignored do not come here)
             try:
                 beat = decodeHeartbeat(message.data)
             except InvalidHeartbeat:

@@ -143,7 +143,7 @@ class HoarderService(StartedService):
             return False
         if not isinstance(value, dict) or not isinstance(value.get("Hash"), str):
             return False
-        return bool(await self.isMember(message.source, "hoarder"))
+        return True if await self.isMember(message.source, "hoarder") else None
 
     async def _readReconciles(self, sub):
         async for _message in sub:

@@ -11,7 +11,7 @@ CRDT replicates to them (L{Reconciler}).
 import random
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -155,6 +155,8 @@ class Reconciler:
                 self._again = False
                 try:
                     await self.reconcile()
+                except CancelledError:
+                    break
                 except Exception:
                     log.failure("hoarder: reconcile failed")
                 if not self._again:
@@ -162,6 +164,17 @@ class Reconciler:
         finally:
             self._busy = False
             self._running = None
+
+    def stop(self):
+        """
+        Stop reconciling: the run under way is cancelled; a Deferred firing
+        once it has ended.
+        """
+        self.stopped = True
+        idle = self.whenIdle()
+        if self._running is not None:
+            self._running.cancel()
+        return idle
 
     def whenIdle(self):
         """

@@ -97,7 +97,7 @@ class HoarderService(StartedService):
         return self
 
     def stopService(self):
-        self.reconciler.stopped = True
+        idle = self.reconciler.stop()
         for loop in (self._backstop, self._sweeps):
             if loop is not None and loop.running:
                 loop.stop()
@@ -116,7 +116,7 @@ class HoarderService(StartedService):
         if self.announcer is not None:
             self.announcer.stop()
         super().stopService()
-        return self.reconciler.whenIdle()
+        return idle
 
     # what starts a reconcile
 

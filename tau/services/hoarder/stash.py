@@ -11,8 +11,6 @@ among its live holders pushes it again until it is back at its target
 (L{Stasher.repair}).
 """
 
-import math
-
 from twisted.logger import Logger
 
 from tau.cids import InvalidCID, cidText, parseCID
@@ -131,7 +129,7 @@ class Stasher:
             need -= 1
         return pushed
 
-    async def repair(self, maxItems=math.inf):
+    async def repair(self, maxItems=None):
         """
         Push each artefact this node holds that is under its target, where
         this node is the best placed of its live holders.
@@ -139,7 +137,7 @@ class Stasher:
         @return: the number of artefacts pushed again.
         """
         repaired = 0
-        for cid in (await self.registry.stashedBy(self.me))[: int(min(maxItems, 1 << 62))]:
+        for cid in (await self.registry.stashedBy(self.me))[:maxItems]:
             holders = await self.liveHolders(cid)
             if self.me not in holders:
                 continue

@@ -148,3 +148,32 @@ class AssetSweepTests(TestCase):
         self.assertEqual(holders(), sorted(best[:2]))
         meta = await nodes[0].service.registry.stashMeta(cid)
         self.assertEqual(meta, {"Target": 2, "OwnerHash": "QmAssetKey"})
+
+
+class StopTests(TestCase):
+    async def test_stopCancelsReconcile(self):
+        """
+        A reconcile waiting on a push that does not answer is cancelled
+        when the service stops: the stop does not wait for it.
+        """
+        fleet = Fleet(self)
+        nodes = await fleet.add(3)
+        fleet.advance(1)
+        monkey = fleet.plain()
+        cid = cidText((await monkey.content.add(b"artefact")).cid)
+        answer = await clientTo(fleet, nodes[0], monkey.peerID).stash(cid)
+        survivor = fleet.byID(answer["peers"][0])
+        pending = []
+
+        async def hanging(peer, cid, target, owner):
+            d = Deferred()
+            pending.append(d)
+            await d
+
+        survivor.service.stasher.push = hanging
+        fleet.kill(fleet.byID(answer["peers"][1]))
+        fleet.advance(7)
+        self.assertEqual(len(pending), 1)
+        stopped = survivor.service.stopService()
+        self.assertTrue(stopped.called)
+        self.assertTrue(pending[0].called)   # cancelled

@@ -133,6 +133,7 @@ class Reconciler:
         self.runs = 0
         self._running = None
         self._busy = False
+        self._tnsFailure = None
         self._again = False
         self.stopped = False
 
@@ -188,17 +189,23 @@ class Reconciler:
 
     async def reconcile(self):
         self.runs += 1
+        # the stashes first: they need only the registry, tns may be slow
+        await self.stasher.repair(self.maxItems)
+        if self.stopped:
+            return
         live = self.membership.live()
         target = instanceTarget(len(live))
         try:
             instances = await discover(self.tns, self.maxItems)
         except Exception as e:
-            log.info("hoarder: the instances could not be read from tns: {why}", why=str(e))
-            instances = None
-        if instances is not None:
-            await self._instances(instances, live, target)
-        if not self.stopped:
-            await self.stasher.repair(self.maxItems)
+            # said once while the reason stays the same
+            why = str(e) or e.__class__.__name__
+            (log.debug if why == self._tnsFailure else log.info)(
+                "hoarder: the instances could not be read from tns: {why}", why=why)
+            self._tnsFailure = why
+            return
+        self._tnsFailure = None
+        await self._instances(instances, live, target)
 
     async def _instances(self, instances, live, target):
         waited = False

@@ -7,6 +7,8 @@ killed (SIGKILL) and the artefact is gone from the monkey: within a
 minute the third hoarder has it, pushed by the survivor.
 """
 
+import json
+
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -17,6 +19,11 @@ from tests.cloud import Cloud, ProcessCloud, until
 
 class ProcessTests(TestCase):
     timeout = 240
+
+    async def ok(self, cloud, index, *args):
+        status, out, err = await cloud.tau(index, *args)
+        self.assertEqual(status, 0, f"tau {' '.join(args)} on node {index}: {out}{err}")
+        return out
 
     async def test_holderKilledRebuilt(self):
         cloud = await ProcessCloud(self).start(["hoarder", "hoarder", "hoarder"])
@@ -63,4 +70,11 @@ class ProcessTests(TestCase):
         self.assertLess(took, 60)
         status = await client.stashStatus([cid], peers=[cloud.keys[third].peerID()])
         self.assertEqual(status["claims"][cid], 2)
+        # the tau CLI, through the third node's control API
+        out = await self.ok(cloud, third, "hoarder", "status", cid)
+        self.assertEqual(json.loads(out), {"claims": {cid: 2}, "target": 2})
+        self.assertEqual(await self.ok(cloud, third, "hoarder", "list"), f"{cid}\n")
+        self.assertEqual(await self.ok(cloud, third, "hoarder", "rare"), "")
+        status, out, err = await cloud.tau(third, "hoarder", "status", "not-a-cid")
+        self.assertEqual(json.loads(out), {"claims": {"not-a-cid": 0}, "target": 2})
         print(f"\nhoarder: the artefact was back at its target {took:.1f} s after a holder was killed")

@@ -5,10 +5,14 @@ commands that read it; its limits; and a holder's death repaired within
 seconds of the clock.
 """
 
+from types import SimpleNamespace
+
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tau.cids import cidText
+from tau.control import hoarder as control
+from tau.control.routes import APIError
 from tau.services.commands import RemoteError
 from tau.services.framework import LocalCalls
 from tau.services.hoarder.client import HoarderClient
@@ -177,3 +181,28 @@ class StopTests(TestCase):
         stopped = survivor.service.stopService()
         self.assertTrue(stopped.called)
         self.assertTrue(pending[0].called)   # cancelled
+
+
+class ControlTests(TestCase):
+    """
+    The control API's hoarder commands on a node that runs hoarder.
+    """
+
+    async def test_commands(self):
+        fleet = Fleet(self)
+        nodes = await fleet.add(2)
+        fleet.advance(1)
+        node = SimpleNamespace(host=nodes[0].host, dht=None, shapeServices={"hoarder": nodes[0].service})
+        cid = cidText((await nodes[0].content.add(b"pinned here")).cid)
+        answer = await control.stash(node, {"arg": [cid], "target": ["2"]})
+        self.assertEqual(answer, {"Cid": cid, "Peers": [nodes[0].me, nodes[1].me]})
+        self.assertEqual(await control.stashStatus(node, {"arg": [cid]}), {"Claims": {cid: 2}, "Target": 2})
+        self.assertEqual(await control.listStashed(node, {}), {"Ids": [cid]})
+        self.assertEqual(await control.rare(node, {}), {"Rare": []})
+        self.assertEqual(await control.replicas(node, {"arg": ["P"], "match": ["m"]}), {"Peers": []})
+        for call, args, why in [(control.stash, {"arg": [cid], "target": ["x"]}, "target: expected a whole number"),
+                                (control.stash, {"arg": ["nope"]}, "hoarder: router"),
+                                (control.stashStatus, {"arg": ["c"] * (control.MAX_CIDS + 1)}, "expected 1 to 1000")]:
+            e = await self.assertFailure(Deferred.fromCoroutine(call(node, args)), APIError)
+            self.assertIn(why, str(e))
+        self.assertEqual(len((await control.stashStatus(node, {"arg": ["c"] * control.MAX_CIDS}))["Claims"]), 1)

@@ -15,13 +15,14 @@ Taubyte's clients:
 At most L{MAX_BYTES} bytes are taken, within the fetch timeout.
 """
 
+from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 
 from tau.cids import cidText
 from tau.services.commands import CommandError, decodeCommand, encodeErrorResponse, encodeResponse
 from tau.services.frames import FrameDecoder, FrameError, HEADER_SIZE
 from tau.services.framework import Upgrade
-from tau.services.hoarder.stash import BadStash, canonicalCID, checkTarget
+from tau.services.hoarder.stash import BadStash, StashFailed, canonicalCID, checkTarget
 from tau.streams import withTimeout
 
 #: the largest push header, and the largest artefact
@@ -84,7 +85,7 @@ class RawStash:
     async def _receive(self, stream):
         try:
             answer = encodeResponse(await withTimeout(self.clock, self.stasher.fetchTimeout, self._stash(stream)))
-        except (RawStashError, BadStash, FrameError, CommandError, ValueError) as e:
+        except (RawStashError, BadStash, StashFailed, FrameError, CommandError, ValueError, TimeoutError) as e:
             log.info("hoarder: a raw stash from {peer} failed: {why}", peer=str(stream.remotePeer), why=str(e))
             answer = encodeErrorResponse(str(e))
         stream.write(answer)

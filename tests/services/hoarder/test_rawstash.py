@@ -4,14 +4,16 @@ C{{ready: true}}, then the C{push} frame and the raw bytes; the CID checked
 against the bytes; the limits.
 """
 
+from hypothesis import given, strategies as st
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tau.cids import cidText
-from tau.services.commands import decodeCBOR, encodeCommand
-from tau.services.frames import FrameDecoder
+from tau.services.commands import CommandError, decodeCBOR, encodeCommand
+from tau.services.frames import FrameDecoder, FrameError
 from tau.services.framework import readFrame
 from tau.services.hoarder import PROTOCOL
-from tau.services.hoarder.rawstash import MAX_HEADER
+from tau.services.hoarder.rawstash import MAX_HEADER, RawStashError, _read
 from tests.services.hoarder.helpers import Fleet
 
 
@@ -81,3 +83,31 @@ class RawStashTests(TestCase):
     async def test_outsider(self):
         answer = await self.exchange([], caller=self.fleet.plain(outsider=True))
         self.assertIn("is not a node of this cloud", answer["error"])
+
+
+class _Bytes:
+    def __init__(self, data, size=7):
+        self.pieces = [data[i:i + size] for i in range(0, len(data), size)]
+
+    async def readSome(self):
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+class ReadTests(TestCase):
+    @given(st.binary(max_size=300), st.integers(1, 40))
+    def test_anyBytes(self, data, size):
+        """
+        Whatever comes on the stream, the reader answers a header and the
+        bytes after it, or one of its errors.
+        """
+        d = Deferred.fromCoroutine(_read(_Bytes(data, size), 100))
+        failures = []
+        d.addErrback(lambda f: failures.append(f.trap(RawStashError, FrameError, CommandError)))
+        self.assertTrue(d.called)
+
+    def test_headerThenBytes(self):
+        data = encodeCommand("push", {"cid": "x"}) + b"raw" * 10
+        d = Deferred.fromCoroutine(_read(_Bytes(data, 5), 30))
+        self.assertEqual(self.successResultOf(d), (("push", {"cid": "x"}), b"raw" * 10))
+        d = Deferred.fromCoroutine(_read(_Bytes(data, 5), 29))
+        self.failureResultOf(d, RawStashError)

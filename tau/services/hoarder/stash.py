@@ -75,7 +75,7 @@ class Stasher:
         self.push = push
         self.clock = clock
         self.fetchTimeout = fetchTimeout
-        #: the pushes made (peer, cid), for tests and status
+        #: how many pushes to other members succeeded
         self.pushes = 0
 
     def _nanos(self):
@@ -86,7 +86,9 @@ class Stasher:
         Fetch, pin and claim C{cid}, then (with C{fanout}) push it to the
         other members it needs.
 
-        @return: the ids of the members that hold it now (this one first).
+        @return: the ids of the live members that hold it now: this one,
+            those that held it already (with C{fanout}), those it was
+            pushed to.
         """
         cid = canonicalCID(cid)
         target = checkTarget(target)
@@ -103,6 +105,7 @@ class Stasher:
         await self.registry.stashClaim(cid, self.me, self._nanos())
         holders = [self.me]
         if fanout:
+            holders += [p for p in await self.liveHolders(cid) if p != self.me]
             holders += await self._fanout(cid, target, owner or "", holders)
         return holders
 

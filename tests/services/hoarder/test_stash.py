@@ -206,3 +206,23 @@ class ControlTests(TestCase):
             e = await self.assertFailure(Deferred.fromCoroutine(call(node, args)), APIError)
             self.assertIn(why, str(e))
         self.assertEqual(len((await control.stashStatus(node, {"arg": ["c"] * control.MAX_CIDS}))["Claims"]), 1)
+
+
+class RestashTests(TestCase):
+    async def test_stashedTwice(self):
+        """
+        A CID stashed again through another hoarder is not pushed again to
+        its holders: the answer names them.
+        """
+        fleet = Fleet(self)
+        nodes = await fleet.add(3)
+        fleet.advance(1)
+        monkey = fleet.plain()
+        cid = cidText((await monkey.content.add(b"twice")).cid)
+        first = await clientTo(fleet, nodes[0], monkey.peerID).stash(cid)
+        third = next(n for n in nodes if n.me not in first["peers"])
+        pushes = sum(n.service.stasher.pushes for n in nodes)
+        again = await clientTo(fleet, third, monkey.peerID).stash(cid)
+        self.assertEqual(again["peers"][0], third.me)
+        self.assertEqual(sorted(again["peers"]), sorted(n.me for n in nodes))
+        self.assertEqual(sum(n.service.stasher.pushes for n in nodes), pushes)

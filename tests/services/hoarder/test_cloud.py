@@ -35,5 +35,10 @@ class CloudTests(TestCase):
 
         await until(held, "the database on both hoarders", limit=60)
         client = HoarderClient(substrateNode.host, substrateNode.dht)
-        peers = await client.replicas(PROJECT_ID, APP_ID, "carts")
-        self.assertEqual(sorted(peers), sorted(str(n.host.peerID) for n in hoarders))
+        expected = sorted(str(n.host.peerID) for n in hoarders)
+
+        async def claimed():
+            # each hoarder's claim replicated to the one that answers
+            return sorted(await client.replicas(PROJECT_ID, APP_ID, "carts")) == expected
+
+        await until(claimed, "both claims seen by the hoarders", limit=30)

@@ -91,7 +91,9 @@ class HoarderService(StartedService):
             self.announcer.start()
         self._backstop = LoopingCall(self.reconciler.trigger)
         self._backstop.clock = self.reactor
-        self._backstop.start(self.config.backstop, now=True)
+        # not at once: the node's other services (its tns) may still be
+        # opening; the members' first heartbeats start one soon enough
+        self._backstop.start(self.config.backstop, now=False)
         self._firstSweep = self.reactor.callLater(FIRST_SWEEP, self._startSweeps)
         log.info("hoarder serving {protocol}", protocol=PROTOCOL)
         return self

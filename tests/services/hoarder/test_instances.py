@@ -95,6 +95,8 @@ class InstanceTests(TestCase):
         fleet = Fleet(self)
         publishProject(fleet)
         [only] = await fleet.add(1)
+        self.assertEqual(only.kvdb.opened, ["hoarder"])
+        fleet.advance(15)   # alone, no member joins: the backstop
         self.assertEqual(sorted(only.kvdb.opened[1:]), [f"db-{PROJECT}-QmDb", f"st-{PROJECT}-QmSt"])
         self.assertEqual(only.kvdb.opened[0], "hoarder")
 

@@ -43,6 +43,7 @@ from tau.services.auth.config import AuthSection
 from tau.services.gateway.config import GatewaySection
 from tau.services.patrick.config import PatrickSection
 from tau.services.monkey.config import MonkeySection
+from tau.services.hoarder.config import HoarderSection
 from tau.services.seer.config import SeerSection
 from tau.services.substrate.config import SubstrateSection
 from tau.services.tns.config import TNSSection
@@ -87,6 +88,7 @@ SECTIONS = [
     KVDBSection(),
     AuthSection(),
     TNSSection(),
+    HoarderSection(),
     SeerSection(),
     GatewaySection(),
     SubstrateSection(),

@@ -40,8 +40,8 @@ class PubSubCommandTests(TestCase):
         self.addCleanup(stopped, sub)
         jsonSub = spawn(reactor, TAU + ["--root", str(rootB), "pubsub", "sub", "chat", "--json"])
         self.addCleanup(stopped, jsonSub)
-        # the node's services replicate their databases, and seers gossip, on topics of their own
-        await self.eventually(rootB, ["pubsub", "ls"], ["chat"], among=["/tau/kvdb/", "/seer/oracle/", "/patrick/v1/"])
+        # the node's services replicate their databases, seers gossip, patricks and hoarders beat, on topics of their own
+        await self.eventually(rootB, ["pubsub", "ls"], ["chat"], among=["/tau/kvdb/", "/seer/oracle/", "/patrick/v1/", "/hoarder/"])
         await self.eventually(rootA, ["pubsub", "peers", "chat"], [idB])
         await self.eventually(rootA, ["pubsub", "peers"], [idB])
         await self.ok(rootA, "pubsub", "pub", "chat", "hello from A")
@@ -54,7 +54,7 @@ class PubSubCommandTests(TestCase):
         jsonSub.kill(signal.SIGTERM)
         await sub.ended()
         await jsonSub.ended()
-        await self.eventually(rootB, ["pubsub", "ls"], [], among=["/tau/kvdb/", "/seer/oracle/", "/patrick/v1/"])
+        await self.eventually(rootB, ["pubsub", "ls"], [], among=["/tau/kvdb/", "/seer/oracle/", "/patrick/v1/", "/hoarder/"])
         await self.eventually(rootA, ["pubsub", "peers", "chat"], [])
 
     async def test_errors(self):

@@ -14,7 +14,7 @@ from tau._version import __version__
 from tau.control.client import ControlError
 from tau.errors import ConfigError
 
-COMMAND_MODULES = ("tau.cli.node", "tau.cli.swarm", "tau.cli.dht", "tau.cli.store", "tau.cli.kvdb", "tau.cli.pubsub", "tau.cli.project", "tau.cli.tns", "tau.cli.job", "tau.cli.cloud", "tau.cli.run", "tau.cli.dream")
+COMMAND_MODULES = ("tau.cli.node", "tau.cli.swarm", "tau.cli.dht", "tau.cli.store", "tau.cli.kvdb", "tau.cli.pubsub", "tau.cli.project", "tau.cli.tns", "tau.cli.job", "tau.cli.hoarder", "tau.cli.cloud", "tau.cli.run", "tau.cli.dream")
 
 
 class UsageError(Exception):

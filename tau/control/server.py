@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from tau.control import dht, jobs, kvdb, listeners, pubsub, store, swarm, tns  # noqa: F401  (they register their commands)
+from tau.control import dht, hoarder, jobs, kvdb, listeners, pubsub, store, swarm, tns  # noqa: F401  (they register their commands)
 from tau.control.intake import check, errorBody, storeFull
 from tau.control.routes import COMMANDS, TAKES_BODY, APIError, BodyStream
 from tau.diskfull import isFull

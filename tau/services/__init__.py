@@ -18,6 +18,7 @@ KNOWN = ("auth", "gateway", "hoarder", "monkey", "patrick", "seer", "substrate",
 FACTORIES = {
     "auth": "tau.services.auth.service:serviceFactory",
     "gateway": "tau.services.gateway.service:serviceFactory",
+    "hoarder": "tau.services.hoarder.service:serviceFactory",
     "patrick": "tau.services.patrick.service:serviceFactory",
     "monkey": "tau.services.monkey.service:serviceFactory",
     "seer": "tau.services.seer.service:serviceFactory",

@@ -251,9 +251,9 @@ class NodeTests(TestCase):
         code, body = await post("kv/list", [("arg", "db1")])
         self.assertEqual(json.loads(body)["Keys"], ["a/2", "b", "c"])
         code, body = await post("kv/dbs", [])
-        # besides the databases of the node's services (tns@..., auth@...)
+        # besides the databases of the node's services (tns@..., auth@..., hoarder@...)
         names = [d["Name"] for d in json.loads(body)["Databases"]]
-        self.assertEqual([n for n in names if not n.startswith(("tns@", "auth@", "patrick@"))], ["db1"])
+        self.assertEqual([n for n in names if not n.startswith(("tns@", "auth@", "patrick@", "hoarder@"))], ["db1"])
         code, body = await post("kv/put", [("arg", "bad/name"), ("arg", "k")], b"v")
         self.assertEqual(code, 400)
         code, body = await post("kv/put", [("arg", "db1"), ("arg", "k"), ("replicas", "2"), ("timeout", "0.3")], b"v")

@@ -51,6 +51,7 @@ from tau.build.website import BadWebsite, addWebsite
 from tau.project import ProjectErrors, compileInThread
 from tau.project.indexes import assetKey
 from tau.services.monkey.clone import CloneError, cloneAt
+from tau.services.tns.client import projectsOfRepository
 from tau.store.unixfs import cidText
 
 log = Logger()
@@ -201,7 +202,7 @@ class JobRunner:
         info = await self._repository(repoId, provider, joblog)
         projectId = info.get("project")
         if not isinstance(projectId, str) or not projectId:
-            raise JobFailed(f"auth knows no project for repository {provider}/{repoId}")
+            projectId = await self._projectInTNS(repoId, provider)
         try:
             project = await self.auth.project(projectId)
         except CancelledError:
@@ -241,6 +242,23 @@ class JobRunner:
     def _makeWork(self):
         os.makedirs(self.workdir, exist_ok=True)
         return tempfile.mkdtemp(prefix="job-", dir=self.workdir)
+
+    async def _projectInTNS(self, repoId, provider):
+        """
+        The project whose config names the repository as a website's or
+        library's (auth knows only a project's config and code
+        repositories), as patrick found it.
+        """
+        try:
+            projects = await projectsOfRepository(self.tns, repoId, TNS_PROVIDER)
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise JobFailed(f"auth knows no project for repository {provider}/{repoId}, and tns did not answer: {e}")
+        if len(projects) != 1:
+            raise JobFailed(f"auth knows no project for repository {provider}/{repoId}, and tns names"
+                            f" {len(projects)} ({', '.join(projects) or 'none'})")
+        return projects[0]
 
     async def _repository(self, repoId, provider, joblog):
         """

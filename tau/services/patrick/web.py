@@ -36,6 +36,7 @@ from tau.services.commands import RemoteError
 from tau.services.framework import ServiceError
 from tau.services.patrick.job import Job, pushJobID
 from tau.services.patrick.storage import MAX_ID
+from tau.services.tns.client import projectsOfRepository
 from tau.services.patrick.webhook import ZERO, PayloadError, SignatureError, checkSignature, parsePush
 
 log = Logger()
@@ -258,10 +259,9 @@ class PatrickResource(Resource):
         none; "" when none does.
         """
         try:
-            keys = await self.tns.lookup(["repositories", "github", str(repoID)])
+            projects = await projectsOfRepository(self.tns, repoID)
         except (RemoteError, ServiceError) as e:
             raise HTTPError(502, f"tns did not answer: {e}") from None
-        projects = sorted({key.split("/")[4] for key in keys if len(key.split("/")) > 4})
         if len(projects) > 1:
             self._refuse(request, 400, hook, f"repository {repoID} is in several projects: {', '.join(projects)}")
         return projects[0] if projects else ""

@@ -250,6 +250,19 @@ class TNSClient:
         self._answersByTopic.clear()
 
 
+async def projectsOfRepository(tns, repoId, provider="github"):
+    """
+    The projects whose compiled configs name repository C{repoId} as a
+    library's or website's (tns C{repositories/<provider>/<id>/<P>/...}),
+    sorted: where a push of such a repository belongs (auth knows a
+    project's config and code repositories only).
+
+    @param tns: an L{ITNSClient}.
+    """
+    keys = await tns.lookup(["repositories", provider, str(repoId)])
+    return sorted({key.split("/")[4] for key in keys if len(key.split("/")) > 4})
+
+
 def clientFor(host, pubsub, routing, clock, service=None):
     """
     A node's tns client: on C{service} (its L{TNSService}) when the node

@@ -136,6 +136,21 @@ class JobTests(TestCase):
         names = sorted(name for name, _cid, _size in await self.world.content.ls(cid))
         self.assertEqual(names, ["about", "index.html"])
 
+    async def test_websiteRepositoryOfNoProjectInAuth(self):
+        """
+        auth gives a hosted website repository its deploy key but no project
+        (it knows a project's config and code repositories only): the job
+        is the project's whose config names the repository in tns.
+        """
+        await self.publishConfig()
+        self.world.auth.repositories[("github", WEBSITE_REPO)]["project"] = ""
+        after = await self.world.push(WEBSITE_REPO, WEBSITE_FILES)
+        self.world.queue(self.world.job(WEBSITE_REPO, after))
+        await self.world.startMonkey()
+        reports = await self.world.patrick.wait(2)
+        self.assertEqual(reports[1]["action"], "done", await self.world.logOf(reports[1]))
+        self.assertEqual(await self.world.tns.fetch(assetKey(PROJECT, WEBSITE, "main")), reports[1]["assets"][WEBSITE])
+
     async def test_library(self):
         """
         A library repository's job builds its root into an artifact.zip,

@@ -49,7 +49,8 @@ MAX_SHAPE = 256
 
 def alive(pid):
     """
-    Whether process C{pid} exists.
+    Whether process C{pid} runs (a zombie, ended but not reaped by its
+    parent, does not).
     """
     try:
         os.kill(pid, 0)
@@ -57,7 +58,11 @@ def alive(pid):
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def readPid(layout):

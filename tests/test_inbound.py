@@ -21,7 +21,8 @@ from tau import loadConfig, makeNode
 from tau.addrs import addressGroup
 from tau.connection import RawConnection, UpgradeFailed
 from tau.errors import ConfigError
-from tau.host import Host, _RawFactory
+from tau.host import Host
+from tau.hostconns import RawFactory
 from tau.identity import PrivateKey
 from tau.inbound import InboundGate, InboundLimits
 from tau.oneshot import OneShot
@@ -211,7 +212,7 @@ class HostWiringTests(SynchronousTestCase):
         its IPv6 /64.
         """
         host = self.host(**{"max-upgrades-per-ip": 2})
-        factory = _RawFactory(host, isClient=False)
+        factory = RawFactory(host, isClient=False)
 
         def accepted(address):
             return factory.buildProtocol(address) is not None

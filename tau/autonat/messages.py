@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID
 from tau.pb import autonat_pb2
-from tau.protocols.identify import decodeAddr, encodeAddr
+from tau.protocols.peerrecord import decodeAddr, encodeAddr
 
 __all__ = [
     "PROTOCOL_ID",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from tau.pb import holepunch_pb2
-from tau.protocols.identify import decodeAddr, encodeAddr
+from tau.protocols.peerrecord import decodeAddr, encodeAddr
 
 __all__ = [
     "PROTOCOL_ID",

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID
 from tau.pb.kad_pb2 import Message, Record
-from tau.protocols.identify import decodeAddr
+from tau.protocols.peerrecord import decodeAddr
 
 __all__ = [
     "PROTOCOL_ID",

@@ -18,7 +18,7 @@ from tau.kad.messages import PROTOCOL_ID, PeerInfo
 from tau.kad.records import RecordStore
 from tau.kad.wire import requestOverStream, serveStream
 from tau.peerstore import stripPeer
-from tau.protocols.identify import decodeAddr, encodeAddr
+from tau.protocols.peerrecord import decodeAddr, encodeAddr
 
 # How long addresses learnt from a lookup stay in the peer store.
 LEARNT_ADDR_TTL = 600.0

@@ -34,9 +34,10 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from tau.identity import PeerID
-from tau.kad.dht import IKadTransport, KademliaCore, NotFound
+from tau.kad.dht import IKadTransport, KademliaCore
 from tau.kad.keys import KEY_BITS, kadID, peerKadID
 from tau.kad.messages import PeerInfo, decodeMessage, encodeMessage
+from tau.kad.queries import NotFound
 from tau.kad.records import RecordStore
 
 __all__ = ["SimNetwork", "SimTransport", "percentile", "runScenario"]

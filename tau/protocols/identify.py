@@ -1,24 +1,19 @@
 """
-identify (C{/ipfs/id/1.0.0}), identify push (C{/ipfs/id/push/1.0.0}),
-signed envelopes and signed peer records.
+identify (C{/ipfs/id/1.0.0}) and identify push (C{/ipfs/id/push/1.0.0}):
+the streams, and what they teach the peerstore.
 
 identify: the requester opens a stream and sends nothing; the responder
 writes one or more length-prefixed C{Identify} protobufs and closes its
 write side; the requester reads them until the end of the stream (at most
-L{MAX_MESSAGES}, each at most L{MAX_MESSAGE_SIZE} bytes) and merges them.
-A reply that carries a signed peer record and exceeds L{LEGACY_MESSAGE_SIZE}
-is sent as two messages, the record alone in the second (as go does).
+L{MAX_MESSAGES}, each at most
+L{tau.protocols.identifymsg.MAX_MESSAGE_SIZE} bytes) and merges them.
 
 push: the sender opens a stream, writes the message(s) and closes; the
 receiver merges the fields present and leaves the others alone.
 
-Signed envelopes (libp2p RFC 0002): the signature covers
-C{uvarint(len(domain)) domain uvarint(len(type)) type uvarint(len(payload))
-payload}.  A peer record (RFC 0003) travels in an envelope with the domain
-C{libp2p-peer-record} and the raw payload type C{03 01}.
-
-Wire-level decoding (L{decodeIdentify}, L{parseIdentify}, L{openEnvelope},
-L{openPeerRecord}) is sans-IO and raises only L{IdentifyError} subclasses.
+The message itself (built, decoded, parsed) is L{tau.protocols.identifymsg};
+signed envelopes, peer records and the binary multiaddr codec are
+L{tau.protocols.peerrecord}.  Failures are L{IdentifyError} subclasses.
 
 Use L{install} to serve both protocols on a host and identify every new
 connection.
@@ -26,49 +21,30 @@ connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from weakref import WeakKeyDictionary
 
-import multiaddr
-from cryptography.exceptions import UnsupportedAlgorithm
-from google.protobuf.message import DecodeError
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from tau.identity import InvalidKey, PeerID, PublicKey
+from tau.identity import PeerID, PublicKey
 from tau.oneshot import OneShot
-from tau.pb import envelope_pb2, identify_pb2
-from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS, stripPeer
+from tau.pb import identify_pb2
 from tau.protocols import varint
+from tau.protocols.identifymsg import MAX_MESSAGE_SIZE, decodeIdentify, identifyMessages, parseIdentify
 from tau.protocols.multistream import MultistreamNegotiator
+from tau.protocols.peerrecord import IdentifyError, SignedPeerRecord
 from tau.ratelog import PeerLog
 from tau.streams import StreamProtocol, StreamTooLong, withTimeout
 
 __all__ = [
     "ID",
     "PUSH",
-    "PROTOCOL_VERSION",
-    "PEER_RECORD_DOMAIN",
-    "PEER_RECORD_PAYLOAD_TYPE",
-    "MAX_MESSAGE_SIZE",
     "MAX_MESSAGES",
     "IdentifyError",
     "IdentifyRejected",
-    "InvalidEnvelope",
-    "IdentifyInfo",
     "IdentifyResult",
-    "SignedPeerRecord",
-    "signatureBuffer",
-    "makeEnvelope",
-    "openEnvelope",
-    "makePeerRecord",
-    "openPeerRecord",
-    "signedPeerRecord",
-    "identifyMessage",
-    "identifyMessages",
-    "decodeIdentify",
-    "parseIdentify",
     "handleIdentify",
     "identify",
     "whenIdentified",
@@ -80,23 +56,9 @@ __all__ = [
 
 ID = "/ipfs/id/1.0.0"
 PUSH = "/ipfs/id/push/1.0.0"
-PROTOCOL_VERSION = "ipfs/0.1.0"
 
-PEER_RECORD_DOMAIN = "libp2p-peer-record"
-#: The multicodec of libp2p-peer-record (0x0301) as the raw bytes go and js
-#: use, not as a varint.
-PEER_RECORD_PAYLOAD_TYPE = b"\x03\x01"
-
-#: Largest identify message accepted or sent (go and js use the same).
-MAX_MESSAGE_SIZE = 8192
 #: Most identify messages accepted on one stream.
 MAX_MESSAGES = 10
-#: A reply larger than this that carries a signed record is split in two.
-LEGACY_MESSAGE_SIZE = 2048
-#: Largest envelope accepted.
-MAX_ENVELOPE_SIZE = MAX_MESSAGE_SIZE
-#: Largest binary multiaddr accepted.
-MAX_ADDR_SIZE = 1024
 
 #: Lifetime of the addresses learned from a connected peer (go's
 #: ConnectedAddrTTL is "until disconnected"; two hours bounds it).
@@ -113,12 +75,6 @@ log = Logger()
 peerLog = PeerLog(log)
 
 
-class IdentifyError(ValueError):
-    """
-    An identify message, envelope or peer record is malformed or refused.
-    """
-
-
 class IdentifyRejected(IdentifyError):
     """
     A well-formed identify answer that we refuse: no public key, or the key
@@ -126,200 +82,11 @@ class IdentifyRejected(IdentifyError):
     """
 
 
-class InvalidEnvelope(IdentifyError):
-    """
-    A signed envelope (or the peer record in it) does not decode or verify.
-    """
-
-
-# -- signed envelopes ---------------------------------------------------------
-
-
-def _publicKey(data: bytes) -> PublicKey:
-    try:
-        return PublicKey.fromProtobuf(data)
-    except (InvalidKey, UnsupportedAlgorithm) as e:
-        # cryptography raises UnsupportedAlgorithm for unknown EC curves.
-        raise IdentifyError(f"public key: {e}") from None
-
-
-def signatureBuffer(domain: str, payloadType: bytes, payload: bytes) -> bytes:
-    """
-    The bytes an envelope's signature covers (RFC 0002).
-    """
-    d = domain.encode("utf-8")
-    return b"".join(
-        (
-            varint.encode(len(d)),
-            d,
-            varint.encode(len(payloadType)),
-            bytes(payloadType),
-            varint.encode(len(payload)),
-            bytes(payload),
-        )
-    )
-
-
-def makeEnvelope(key, payloadType: bytes, payload: bytes, domain: str) -> bytes:
-    """
-    Sign C{payload} with C{key} (a L{tau.identity.PrivateKey}) for C{domain}
-    and return the encoded C{Envelope}.
-    """
-    if not domain:
-        raise ValueError("a signed envelope needs a domain")
-    envelope = envelope_pb2.Envelope(
-        public_key=key.publicKey().toProtobuf(),
-        payload_type=bytes(payloadType),
-        payload=bytes(payload),
-        signature=key.sign(signatureBuffer(domain, payloadType, payload)),
-    )
-    return envelope.SerializeToString(deterministic=True)
-
-
-def openEnvelope(
-    data: bytes, domain: str, expectedType: bytes | None, maxSize: int = MAX_ENVELOPE_SIZE
-) -> tuple[PublicKey, bytes]:
-    """
-    Decode an C{Envelope} and verify its signature for C{domain}.
-
-    @param expectedType: the payload type required, or L{None} for any.
-    @return: C{(signer's PublicKey, payload)}.
-    @raise InvalidEnvelope: if it is too long, malformed, of another type,
-        or the signature does not verify.
-    """
-    if len(data) > maxSize:
-        raise InvalidEnvelope(f"envelope of {len(data)} bytes exceeds {maxSize}")
-    envelope = envelope_pb2.Envelope()
-    try:
-        envelope.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise InvalidEnvelope(f"malformed envelope: {e}") from None
-    if expectedType is not None and envelope.payload_type != expectedType:
-        raise InvalidEnvelope(
-            f"envelope payload type {envelope.payload_type.hex()} is not {expectedType.hex()}"
-        )
-    if not envelope.public_key:
-        raise InvalidEnvelope("envelope without a public key")
-    try:
-        key = _publicKey(envelope.public_key)
-    except IdentifyError as e:
-        raise InvalidEnvelope(f"envelope {e}") from None
-    signed = signatureBuffer(domain, envelope.payload_type, envelope.payload)
-    if not envelope.signature or not key.verify(envelope.signature, signed):
-        raise InvalidEnvelope("envelope signature does not verify")
-    return key, envelope.payload
-
-
-# -- signed peer records -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignedPeerRecord:
-    """
-    A verified peer record.
-
-    @ivar addrs: the valid addresses, as multiaddr text without C{/p2p}.
-    @ivar envelope: the envelope as received, to pass on unchanged.
-    """
-
-    peerID: PeerID
-    seq: int
-    addrs: tuple
-    envelope: bytes
-
-
-def makePeerRecord(key, addrs, seq: int) -> bytes:
-    """
-    A signed envelope with a peer record of C{key}'s peer listing C{addrs}
-    (multiaddr text, without C{/p2p}).
-    """
-    record = envelope_pb2.PeerRecord(peer_id=key.peerID().toBytes(), seq=seq)
-    for addr in addrs:
-        encoded = encodeAddr(addr)
-        if encoded is not None:
-            record.addresses.add(multiaddr=encoded)
-    return makeEnvelope(
-        key,
-        PEER_RECORD_PAYLOAD_TYPE,
-        record.SerializeToString(deterministic=True),
-        PEER_RECORD_DOMAIN,
-    )
-
-
-def openPeerRecord(data: bytes) -> SignedPeerRecord:
-    """
-    Verify and decode a signed peer record.
-
-    @raise InvalidEnvelope: if the envelope does not verify, the record does
-        not decode, or the record names another peer than its signer.
-    """
-    key, payload = openEnvelope(data, PEER_RECORD_DOMAIN, PEER_RECORD_PAYLOAD_TYPE)
-    record = envelope_pb2.PeerRecord()
-    try:
-        record.ParseFromString(payload)
-    except DecodeError as e:
-        raise InvalidEnvelope(f"malformed peer record: {e}") from None
-    try:
-        peerID = PeerID.fromBytes(record.peer_id)
-    except InvalidKey as e:
-        raise InvalidEnvelope(f"peer record peer ID: {e}") from None
-    if not peerID.matches(key):
-        raise InvalidEnvelope(f"peer record of {peerID} signed by {key.peerID()}")
-    addrs = _decodeAddrs(a.multiaddr for a in record.addresses)
-    return SignedPeerRecord(peerID, record.seq, tuple(addrs), bytes(data))
-
-
-# -- multiaddrs ---------------------------------------------------------------
-
-
-def encodeAddr(addr) -> bytes | None:
-    """
-    The binary form of a multiaddr (text or object), or L{None} if it does
-    not parse.
-    """
-    try:
-        ma = addr if isinstance(addr, multiaddr.Multiaddr) else multiaddr.Multiaddr(addr)
-        return ma.to_bytes()
-    except Exception:
-        return None
-
-
-def decodeAddr(data: bytes) -> str | None:
-    """
-    The text form of a binary multiaddr, or L{None} if it is not a valid
-    one.  The text is encoded again and compared, because the multiaddr
-    library accepts some truncated values.
-    """
-    if not data or len(data) > MAX_ADDR_SIZE:
-        return None
-    try:
-        text = str(multiaddr.Multiaddr(bytes(data)))
-        if multiaddr.Multiaddr(text).to_bytes() != data:
-            return None
-    except Exception:
-        return None
-    return text
-
-
-def _decodeAddrs(encoded) -> list[str]:
-    out = []
-    for data in encoded:
-        if len(out) >= MAX_ADDRS:
-            break
-        text = decodeAddr(data)
-        if text is not None and text not in out:
-            out.append(text)
-    return out
-
-
 # -- per-host state -----------------------------------------------------------
 
 
 class _HostState:
     def __init__(self) -> None:
-        self.seq = 0
-        self.recordAddrs: tuple | None = None
-        self.record: bytes | None = None
         # peer -> (seq, addrs) of the newest signed record seen
         self.peerRecords: dict = {}
         # connection -> OneShot of its identify result
@@ -334,175 +101,6 @@ def _state(host) -> _HostState:
     if state is None:
         state = _states[host] = _HostState()
     return state
-
-
-def _ownAddrs(host) -> list[str]:
-    getter = getattr(host, "announcedAddresses", None) or host.listenAddresses
-    out = []
-    for addr in getter():
-        try:
-            text, _ = stripPeer(addr)
-        except Exception:
-            continue
-        if text not in out:
-            out.append(text)
-    return out
-
-
-def signedPeerRecord(host) -> bytes:
-    """
-    The host's signed peer record (an envelope) of its current addresses.
-    It is signed again, with a larger sequence number (nanoseconds of the
-    host clock, and always more than the last one), when they change.
-    """
-    state = _state(host)
-    addrs = tuple(_ownAddrs(host))
-    if state.record is None or state.recordAddrs != addrs:
-        state.seq = max(int(host.clock.seconds() * 1_000_000_000), state.seq + 1)
-        state.record = makePeerRecord(host.key, addrs, state.seq)
-        state.recordAddrs = addrs
-    return state.record
-
-
-# -- building messages --------------------------------------------------------
-
-
-def _buildIdentify(host, connection) -> identify_pb2.Identify:
-    msg = identify_pb2.Identify()
-    msg.publicKey = host.key.publicKey().toProtobuf()
-    for addr in _ownAddrs(host)[:MAX_ADDRS]:
-        encoded = encodeAddr(addr)
-        if encoded is not None:
-            msg.listenAddrs.append(encoded)
-    msg.protocols.extend(
-        p for p in list(host.protocols())[:MAX_PROTOCOLS] if len(p) <= MAX_PROTOCOL_LENGTH
-    )
-    remote = getattr(connection, "remoteAddr", None)
-    if remote:
-        encoded = encodeAddr(remote)
-        if encoded is not None:
-            msg.observedAddr = encoded
-    msg.protocolVersion = PROTOCOL_VERSION
-    msg.agentVersion = host.agentVersion[:MAX_AGENT_LENGTH]
-    msg.signedPeerRecord = signedPeerRecord(host)
-    return msg
-
-
-def _fit(msg: identify_pb2.Identify) -> bytes:
-    """
-    Encode C{msg}, dropping protocols and then addresses from the end until
-    it fits in L{MAX_MESSAGE_SIZE}.
-    """
-    data = msg.SerializeToString(deterministic=True)
-    if len(data) <= MAX_MESSAGE_SIZE:
-        return data
-    log.warn(
-        "identify message of {size} bytes is too long; dropping protocols and addresses",
-        size=len(data),
-    )
-    while len(data) > MAX_MESSAGE_SIZE and (msg.protocols or msg.listenAddrs):
-        if msg.protocols:
-            del msg.protocols[-1]
-        else:
-            del msg.listenAddrs[-1]
-        data = msg.SerializeToString(deterministic=True)
-    return data
-
-
-def identifyMessage(host, connection) -> bytes:
-    """
-    The complete C{Identify} message that C{host} sends on C{connection}
-    (whose C{remoteAddr} becomes the observed address).
-    """
-    return _buildIdentify(host, connection).SerializeToString(deterministic=True)
-
-
-def identifyMessages(host, connection) -> list[bytes]:
-    """
-    The C{Identify} message(s) to write: one, or two when the signed record
-    makes it longer than L{LEGACY_MESSAGE_SIZE} (the record alone goes
-    second).  Each is at most L{MAX_MESSAGE_SIZE} bytes.
-    """
-    msg = _buildIdentify(host, connection)
-    data = msg.SerializeToString(deterministic=True)
-    if len(data) <= LEGACY_MESSAGE_SIZE:
-        return [data]
-    record = msg.signedPeerRecord
-    msg.ClearField("signedPeerRecord")
-    out = [_fit(msg)]
-    second = identify_pb2.Identify(signedPeerRecord=record).SerializeToString(deterministic=True)
-    if len(second) <= MAX_MESSAGE_SIZE:
-        out.append(second)
-    return out
-
-
-# -- decoding messages --------------------------------------------------------
-
-
-def decodeIdentify(data: bytes) -> identify_pb2.Identify:
-    """
-    Decode one C{Identify} message.
-
-    @raise IdentifyError: if it is too long or malformed.
-    """
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise IdentifyError(f"identify message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
-    msg = identify_pb2.Identify()
-    try:
-        msg.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise IdentifyError(f"malformed identify message: {e}") from None
-    return msg
-
-
-@dataclass
-class IdentifyInfo:
-    """
-    The fields of a (merged) C{Identify} message, decoded and bounded.
-    Fields absent from the message are L{None} (lists: empty).
-    """
-
-    publicKey: PublicKey | None = None
-    listenAddrs: list = field(default_factory=list)
-    protocols: list = field(default_factory=list)
-    observedAddr: str | None = None
-    protocolVersion: str | None = None
-    agentVersion: str | None = None
-    signedRecord: SignedPeerRecord | None = None
-    recordError: str | None = None
-
-
-def parseIdentify(msg: identify_pb2.Identify) -> IdentifyInfo:
-    """
-    Decode the fields of C{msg}.  Malformed addresses and protocols are
-    skipped; an invalid signed record is dropped (its error is kept in
-    C{recordError}).
-
-    @raise IdentifyError: when the public key is present but invalid.
-    """
-    info = IdentifyInfo()
-    if msg.HasField("publicKey"):
-        info.publicKey = _publicKey(msg.publicKey)
-    info.listenAddrs = _decodeAddrs(msg.listenAddrs)
-    protocols = []
-    for p in msg.protocols:
-        if len(protocols) >= MAX_PROTOCOLS:
-            break
-        if 0 < len(p) <= MAX_PROTOCOL_LENGTH and p not in protocols:
-            protocols.append(p)
-    info.protocols = protocols
-    if msg.HasField("observedAddr"):
-        info.observedAddr = decodeAddr(msg.observedAddr)
-    if msg.HasField("protocolVersion"):
-        info.protocolVersion = msg.protocolVersion[:MAX_AGENT_LENGTH]
-    if msg.HasField("agentVersion"):
-        info.agentVersion = msg.agentVersion[:MAX_AGENT_LENGTH]
-    if msg.HasField("signedPeerRecord"):
-        try:
-            info.signedRecord = openPeerRecord(msg.signedPeerRecord)
-        except InvalidEnvelope as e:
-            info.recordError = str(e)
-    return info
 
 
 # -- streams ------------------------------------------------------------------

@@ -423,7 +423,7 @@ class PubSubService(Service):
             writer.send(frame)
 
     def _connectPX(self, offered):
-        from tau.protocols.identify import IdentifyError, openPeerRecord
+        from tau.protocols.peerrecord import IdentifyError, openPeerRecord
 
         for peer, record in offered:
             if record is not None:

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID
 from tau.pb import circuit_pb2
-from tau.protocols.identify import InvalidEnvelope, decodeAddr, encodeAddr, makeEnvelope, openEnvelope
+from tau.protocols.peerrecord import InvalidEnvelope, decodeAddr, encodeAddr, makeEnvelope, openEnvelope
 
 HOP = "/libp2p/circuit/relay/0.2.0/hop"
 STOP = "/libp2p/circuit/relay/0.2.0/stop"

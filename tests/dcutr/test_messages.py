@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tau.dcutr import messages as m
 from tau.pb import holepunch_pb2
-from tau.protocols.identify import encodeAddr
+from tau.protocols.peerrecord import encodeAddr
 
 
 def raw(kind=m.CONNECT, addrs=(), extra=b""):

@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tau.identity import PrivateKey
-from tau.kad.dht import IKadTransport, KademliaCore, NotFound
+from tau.kad.dht import IKadTransport, KademliaCore
 from tau.kad.keys import InvalidKey, kadID, peerKadID
 from tau.kad.messages import KadProtocolError, Message, Record, parsePeers, peerEntry
+from tau.kad.queries import NotFound
 from tau.kad.records import InvalidRecord, RecordStore, Validator, defaultValidators, pkKey
 from tau.kad.simulation import SIM_ADDR, SimNetwork, SimTransport
 from tests.kad.helpers import RecordingTransport, peers

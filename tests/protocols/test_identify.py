@@ -12,21 +12,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from tau.identity import PeerID, PrivateKey
 from tau.pb import crypto_pb2, envelope_pb2, identify_pb2
 from tau.protocols import identify, varint
-from tau.protocols.identify import (
-    ID,
-    PUSH,
+from tau.protocols.identify import ID, PUSH, IdentifyRejected
+from tau.protocols.identifymsg import decodeIdentify, identifyMessage, identifyMessages, parseIdentify
+from tau.protocols.peerrecord import (
     IdentifyError,
-    IdentifyRejected,
     InvalidEnvelope,
     decodeAddr,
-    decodeIdentify,
-    identifyMessage,
-    identifyMessages,
     makeEnvelope,
     makePeerRecord,
     openEnvelope,
     openPeerRecord,
-    parseIdentify,
     signatureBuffer,
     signedPeerRecord,
 )

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tau.identity import PrivateKey
 from tau.pb import circuit_pb2
-from tau.protocols.identify import makeEnvelope
+from tau.protocols.peerrecord import makeEnvelope
 from tau.relay import messages as m
 from tau.relay.client import splitCircuit
 
@@ -112,7 +112,7 @@ class VoucherTests(SynchronousTestCase):
         the libp2p-relay-rsvp domain.
         """
         from tau.pb import envelope_pb2
-        from tau.protocols.identify import InvalidEnvelope, openEnvelope
+        from tau.protocols.peerrecord import InvalidEnvelope, openEnvelope
 
         data = m.makeVoucher(RELAY, PEER.peerID(), 123)
         envelope = envelope_pb2.Envelope.FromString(data)

@@ -102,6 +102,12 @@ const config = {
   transports: [tcp()],
   connectionEncrypters: encrypters,
   streamMuxers: [yamux()],
+  // js-libp2p pings every connection every 10 s and aborts it when a ping
+  // takes longer than an adaptive timeout (5 s at least): on a loaded
+  // machine a ping queued behind the echo streams' data takes longer and
+  // the connection was cut mid-test.  A peer that stops answering for a
+  // minute is still cut.
+  connectionMonitor: { pingTimeout: { minTimeout: 60_000 } },
   connectionManager: {
     // defaults are 5 inbound connections/s per host and 10 pending upgrades,
     // too few for loopback stress tests

@@ -63,6 +63,12 @@ const node = await createLibp2p({
   transports: [tcp(), circuitRelayTransport()],
   connectionEncrypters: [tls(), noise()],
   streamMuxers: [yamux()],
+  // js-libp2p pings every connection every 10 s and aborts it when a ping
+  // takes longer than an adaptive timeout (5 s at least): on a loaded
+  // machine a ping queued behind the echo streams' data takes longer and
+  // the connection was cut mid-test.  A peer that stops answering for a
+  // minute is still cut.
+  connectionMonitor: { pingTimeout: { minTimeout: 60_000 } },
   connectionManager: { inboundConnectionThreshold: 1e6, maxIncomingPendingConnections: 256 },
   services
 })

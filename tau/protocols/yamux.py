@@ -104,7 +104,9 @@ class YamuxConfig:
     @ivar keepAliveInterval: seconds between keepalive pings (the first one
         at start measures the RTT); L{None} disables keepalive.
     @ivar pingTimeout: a ping unanswered for this long fails; a keepalive
-        ping that fails closes the session.
+        ping that fails closes the session, unless bytes arrived in the
+        last C{pingTimeout} seconds (then the pong is late behind the
+        peer's data and another ping goes out).
     @ivar streamOpenTimeout: an outbound stream not acknowledged in this
         time is reset.
     @ivar streamCloseTimeout: after we sent FIN, a stream whose peer does
@@ -199,6 +201,9 @@ class YamuxSession(Protocol):
         self._pings: dict[int, tuple[float, Deferred[float], IDelayedCall]] = {}
         self._nextPingID = 0
         self._keepAliveCall: IDelayedCall | None = None
+        #: clock seconds when bytes last arrived (keepalive: a peer that
+        #: sends is alive even if its pong is late)
+        self._lastReceived = clock.seconds()
         self._closedWaiters: list[Deferred[None]] = []
         self._closeReason: Failure | None = None
 
@@ -313,6 +318,7 @@ class YamuxSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._state == _CLOSED:
             return
+        self._lastReceived = self.clock.seconds()
         wasCorked = self._corked
         self._corked = True
         try:
@@ -651,6 +657,13 @@ class YamuxSession(Protocol):
 
     def _keepAliveFailed(self, reason: Failure) -> None:
         if self._state != _OPEN:
+            return
+        if reason.check(TimeoutError) and self.clock.seconds() - self._lastReceived < self.config.pingTimeout:
+            # Bytes came in while we waited: the peer is alive, its pong is
+            # queued behind the data it sends (a bulk transfer on a loaded
+            # machine takes longer than the ping timeout to drain).  Only a
+            # peer silent for a whole ping timeout is given up on.
+            self._keepAlive()
             return
         log.info(
             "yamux keepalive to {peer} failed: {reason}; closing the session",

@@ -445,6 +445,33 @@ class SessionTests(SessionTestsMixin, SynchronousTestCase):
         self.clock.advance(10)
         self.assertTrue(self.transport.disconnected)  # aborted
 
+    def test_keepAliveLatePongBehindData(self) -> None:
+        """
+        A keepalive ping unanswered after the ping timeout does not close a
+        session that received bytes within that time (the pong is queued
+        behind the peer's data): another ping goes out, and the session
+        closes only after a whole ping timeout with nothing received.
+        """
+        config = YamuxConfig(keepAliveInterval=30, pingTimeout=10)
+        self.makeSession(config=config)
+        [(_, _, _, opaque, _)] = self.written()
+        self.session.dataReceived(pingFrame(FLAG_ACK, opaque))
+        self.clock.advance(30)
+        [(type, _, _, _, _)] = self.written()
+        self.assertEqual(type, TYPE_PING)
+        self.clock.advance(9.5)
+        self.session.dataReceived(pingFrame(FLAG_SYN, 7))  # the peer is busy but alive
+        self.written()
+        self.clock.advance(0.5)
+        self.assertFalse(self.transport.disconnected)
+        [(type, flags, _, _, _)] = self.written()
+        self.assertEqual((type, flags), (TYPE_PING, FLAG_SYN))
+        # 9.5 s since the last byte: still alive; at 10 s of silence, gone
+        self.clock.advance(9)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(1)
+        self.assertTrue(self.transport.disconnected)
+
     def test_closeFailsPendingPings(self) -> None:
         self.makeSession()
         d = self.session.ping()

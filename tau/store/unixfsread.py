@@ -217,9 +217,20 @@ async def walkDag(store, c) -> AsyncIterator:
 
 
 async def pinRecursive(store, root) -> int:
-    """Pin ``root`` directly and every block under it on its behalf."""
+    """
+    Pin ``root`` directly and every block under it on its behalf, each one
+    held first: the walk reads the dag-pb nodes only, so the raw leaves
+    ``store`` lacks are fetched (where it fetches: the network) before they
+    are pinned; a pin never claims a block the store does not have.
+    """
     root = _parse(root)
     cids = [c async for c in walkDag(store, root)]
+    leaves = [c for c in cids if c.codec != "dag-pb"]
+    if leaves:
+        held = await store.hasMany(leaves)
+        for c in leaves:
+            if bytes(c.multihash) not in held:
+                await _block(store, c)
     await store.pinMany(cids[1:], root)
     await store.pin(root)
     return len(cids)

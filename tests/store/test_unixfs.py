@@ -20,6 +20,7 @@ import errno
 import hashlib
 import io
 import os
+from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -170,6 +171,38 @@ class ExportTests(StoreMixin, unittest.TestCase):
                 await catAll(s, e.cid)
             # a range that avoids the missing leaf still works
             self.assertEqual(await catAll(s, e.cid, 0, 1000), data[:1000])
+        return d(t())
+
+    def test_pinRecursiveFetchesWhatItPins(self):
+        """
+        Pinning a DAG this store lacks (a hoarder keeping a build it was
+        asked to stash) fetches every block, raw leaves included (the walk
+        reads only the dag-pb nodes), so the pinned data is still here once
+        its source has gone; a raw-block root too.
+        """
+        async def t():
+            remote = await self.openStore(Path(self.mktemp()))
+            local = await self.openStore(Path(self.mktemp()))
+            tree = await importFile(remote, content(700000), reactor, self.pool)
+            single = await importFile(remote, b"one raw block", reactor, self.pool)
+            self.assertEqual(single.cid.codec, "raw")
+
+            class Fetching:
+                async def get(self, c):
+                    block = await local.get(c)
+                    if block is None:
+                        block = await remote.get(c)
+                        await local.put(c, block)
+                    return block
+
+                def __getattr__(self, name):
+                    return getattr(local, name)
+
+            for entry in (tree, single):
+                await unixfsread.pinRecursive(Fetching(), entry.cid)
+            await local.gc()
+            self.assertEqual(await catAll(local, tree.cid), content(700000))
+            self.assertEqual(await catAll(local, single.cid), b"one raw block")
         return d(t())
 
     def test_pinRecursiveSurvivesGc(self):

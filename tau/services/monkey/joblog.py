@@ -30,6 +30,8 @@ class JobLog:
     def __init__(self, clock, limit):
         self.clock = clock
         self._log = BoundedLog(limit)
+        self._stage = None
+        self.stages = {}
 
     def say(self, line):
         """
@@ -38,6 +40,32 @@ class JobLog:
         stamp = rfc3339(self.clock.seconds())
         for part in str(line).splitlines() or [""]:
             self._log.write(f"{stamp} {part}\n".encode("utf-8", "replace"))
+
+    def stage(self, name):
+        """
+        The job enters stage C{name} (C{clone}, C{build}, C{store},
+        C{publish}): the time since the last stage began is added to that
+        one's (L{stages}: name -> seconds).
+        """
+        now = self.clock.seconds()
+        if self._stage is not None:
+            last, began = self._stage
+            self.stages[last] = self.stages.get(last, 0.0) + now - began
+        self._stage = (name, now)
+
+    def endStages(self):
+        """
+        Close the stage under way; the line that says how long each took
+        (C{tau: stages clone 0.512 s, build 3.104 s, ...}), or None when
+        the job had none.
+        """
+        if self._stage is not None:
+            self.stage(None)
+            self._stage = None
+        self.stages.pop(None, None)
+        if not self.stages:
+            return None
+        return "tau: stages " + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in self.stages.items())
 
     def output(self, data):
         """

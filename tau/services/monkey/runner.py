@@ -159,10 +159,12 @@ class JobRunner:
     @param cloneTimeout: seconds a clone may take.
     @param maxClone: bytes a clone may hold.
     @param authDelay: seconds between two C{repositories get} tries.
+    @param cache: a L{tau.services.monkey.buildcache.BuildCache} (functions
+        of unchanged sources are not built again), or None.
     """
 
     def __init__(self, reactor, content, tns, auth, builder, workdir, *, stash=lambda cid: None, cloud=None,
-                 cloneTimeout=300.0, maxClone=2 << 30, authDelay=5.0):
+                 cloneTimeout=300.0, maxClone=2 << 30, authDelay=5.0, cache=None):
         self.reactor = reactor
         self.content = content
         self.tns = tns
@@ -174,6 +176,7 @@ class JobRunner:
         self.cloneTimeout = cloneTimeout
         self.maxClone = maxClone
         self.authDelay = authDelay
+        self.cache = cache
 
     def _inThread(self, f, *args):
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args)
@@ -222,12 +225,14 @@ class JobRunner:
         joblog.say(f"repository {provider}/{repoId} is the {kind.name.lower()} repository of project {projectId}")
         work = await self._inThread(self._makeWork)
         try:
+            joblog.stage("clone")
             try:
                 tree = await cloneAt(self.reactor, repo.sshURL or repo.uri, branch, commit, work,
                                      key=info.get("key") or None, timeout=self.cloneTimeout, maxBytes=self.maxClone,
                                      say=joblog.say)
             except CloneError as e:
                 raise JobFailed(str(e)) from None
+            joblog.stage("build")
             if kind == RepositoryType.CONFIG:
                 await self._config(tree, projectId, branch, commit, joblog)
                 return {}
@@ -293,6 +298,7 @@ class JobRunner:
                             f"{'s' if len(e.errors) != 1 else ''}); nothing was published") from None
         if compiled.projectId != projectId:
             raise JobFailed(f"project ids not equal `{projectId}` != `{compiled.projectId}`")
+        joblog.stage("publish")
         try:
             peer = await self.tns.publish(compiled, commit)
         except CancelledError:
@@ -315,13 +321,35 @@ class JobRunner:
             relative = os.path.relpath(folder, tree)
             if not await self._inThread(os.path.isdir, folder):
                 raise JobFailed(f"{group[:-1]} {name}: the code repository has no folder {relative}")
+            key = await self.cache.key(folder) if self.cache is not None else None
+            cached = await self.cache.get(key) if key is not None else None
+            if cached is not None and await self.content.has(cached):
+                joblog.say(f"{group[:-1]} {name} ({resourceId}): source unchanged since it built {cached}: reused")
+                built.append((resourceId, cached))
+                continue
+            joblog.stage("build")
             joblog.say(f"building {group[:-1]} {name} ({resourceId}) from {relative}")
             result = await self.builder.buildWasm(folder)
             joblog.output(result.log)
             if not result.ok:
                 raise JobFailed(f"{group[:-1]} {name}: the build failed: {result.failure}")
-            built.append((resourceId, await self._inThread(artifactZip, result.wasm)))
+            joblog.stage("store")
+            archive = await self._inThread(artifactZip, result.wasm)
+            cid = await self._store(archive, resourceId, joblog)
+            if key is not None:
+                await self.cache.put(key, cid)
+            built.append((resourceId, cid))
         return built
+
+    async def _store(self, archive, resourceId, joblog):
+        """
+        Store an artefact zip, pinned, and hand it to hoarder: its CID.
+        """
+        entry = await self.content.add(archive, pin=True)
+        cid = cidText(entry.cid)
+        self.stash(cid)
+        joblog.say(f"{resourceId}: artifact.zip stored as {cid} ({len(archive)} bytes)")
+        return cid
 
     async def _repositoryBuild(self, kind, tree, work, repoId, projectId, joblog):
         value = await self.tns.fetch(["repositories", TNS_PROVIDER, str(repoId), projectId, "resources"])
@@ -360,15 +388,10 @@ class JobRunner:
         stored), then write every asset key.
         """
         assets = {}
+        joblog.stage("store")
         for resourceId, build in built:
-            if isinstance(build, bytes):
-                entry = await self.content.add(build, pin=True)
-                cid = cidText(entry.cid)
-                self.stash(cid)
-                joblog.say(f"{resourceId}: artifact.zip stored as {cid} ({len(build)} bytes)")
-            else:
-                cid = build
-            assets[resourceId] = cid
+            assets[resourceId] = await self._store(build, resourceId, joblog) if isinstance(build, bytes) else build
+        joblog.stage("publish")
         for resourceId, cid in assets.items():
             key = assetKey(projectId, resourceId, branch)
             await self._push(key, cid)

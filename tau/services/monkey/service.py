@@ -28,6 +28,7 @@ from tau.services.monkey import PROTOCOL
 from tau.services.monkey.config import MonkeyConfig
 from tau.services.monkey.joblog import JobLog, rfc3339
 from tau.services.monkey.runner import JobFailed, JobRunner
+from tau.services.monkey.buildcache import BuildCache
 from tau.services.monkey.stash import Stasher, hoarderClient
 from tau.services.patrick.client import PatrickClient
 from tau.services.patrick.job import JobStatus
@@ -255,6 +256,9 @@ class MonkeyService(StartedService):
         """
         stamp = rfc3339(self.reactor.seconds())
         logs = {}
+        stages = joblog.endStages()
+        if stages is not None:
+            joblog.say(stages)
         body = await self._storeLog(joblog)
         if failure is None:
             joblog.say(f"Running job `{job.id}` was successful")
@@ -386,7 +390,7 @@ def makeMonkey(host, routing, content, tns, reactor, config, workdir, *, cloud=N
     runner = JobRunner(reactor, content, tns, auth or AuthClient(host, routing), Builder(reactor, sandbox,
                                                                                         config.limits()),
                        str(workdir), stash=stasher.stash, cloud=cloud, cloneTimeout=config.cloneTimeout,
-                       maxClone=config.maxClone)
+                       maxClone=config.maxClone, cache=BuildCache(reactor, os.path.join(str(workdir), "builds.json")))
     return MonkeyService(host, reactor, config, runner, patrick or PatrickClient(host, routing), sandbox, content,
                          stasher=stasher, trusted=trusted, workdir=str(workdir))
 

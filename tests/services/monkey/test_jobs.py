@@ -120,6 +120,35 @@ class JobTests(TestCase):
         self.assertIn("building function rping", log)
         self.assertIn("imports checked", log)
 
+    async def test_unchangedSourceReused(self):
+        """
+        A push that changes one function rebuilds that one only: the
+        other's source is unchanged, so its artefact is reused (no sandbox
+        run); the log says how long each stage took.
+        """
+        await self.publishConfig()
+        first = await self.world.push(CODE_REPO, CODE_FILES)
+        self.world.queue(self.world.job(CODE_REPO, first))
+        await self.world.startMonkey()
+        reports = await self.world.patrick.wait(2)
+        self.assertEqual(reports[1]["action"], "done", await self.world.logOf(reports[1]))
+        log = await self.world.logOf(reports[1])
+        self.assertRegex(log, r"tau: stages clone \d+\.\d{3} s, build \d+\.\d{3} s, store \d+\.\d{3} s, "
+                              r"publish \d+\.\d{3} s")
+        changed = PING_WAT.replace('"pong"', '"PONG"')
+        self.assertNotEqual(changed, PING_WAT)
+        second = await self.world.push(CODE_REPO, {"functions/ping/ping.wat": changed})
+        self.world.queue(self.world.job(CODE_REPO, second))
+        reports = await self.world.patrick.wait(3)
+        self.assertEqual(reports[2]["action"], "done", await self.world.logOf(reports[2]))
+        log = await self.world.logOf(reports[2])
+        self.assertIn("building function ping", log)
+        self.assertNotIn("building function rping", log)
+        self.assertIn(f"function rping ({FUNCTION_RUST}): source unchanged since it built"
+                      f" {reports[1]['assets'][FUNCTION_RUST]}: reused", log)
+        self.assertEqual(reports[2]["assets"][FUNCTION_RUST], reports[1]["assets"][FUNCTION_RUST])
+        self.assertNotEqual(reports[2]["assets"][FUNCTION_WAT], reports[1]["assets"][FUNCTION_WAT])
+
     async def test_website(self):
         """
         A website repository's job builds its root and stores the tree as a

@@ -176,8 +176,11 @@ class DeployTests(TestCase):
         first = await self.jobOf(codeCommit)
         self.assertEqual(len(first["AssetCid"]), 2, first)
 
-        # a change: the new version serves, and tns keeps the old commit of
-        # the config
+        # a new commit of the config: tns keeps the old one beside it
+        configCommit2 = await self.push(config, configWork, "an empty change of the config")
+        await self.jobOf(configCommit2)
+
+        # a change of the code: the new version serves
         wat = Path(codeWork) / "functions" / "hellowat" / "main.wat"
         wat.write_text(wat.read_text().replace("wat v1", "wat v2"))
         # the monkey that builds it is stopped as soon as the job is done:
@@ -198,8 +201,6 @@ class DeployTests(TestCase):
         await self.served("/wat", b"hello from wat v2")
         await self.served("/rust", b"hello from rust")
 
-        configCommit2 = await self.push(config, configWork, "an empty change of the config")
-        await self.jobOf(configCommit2)
         # tns keeps the config of the first commit beside the second's
         for commit in (configCommit, configCommit2):
             status, out, err = await self.tau("tns", "fetch", f"branches/main/commit/{commit}/projects/{projectId}")

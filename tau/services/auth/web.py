@@ -29,11 +29,12 @@ import json
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET
 
 from tau.services.auth.core import Invalid, NotFound
 from tau.services.auth.providers import ProviderError, Unauthorized
 from tau.services.auth.secrets import SealError
+from tau.weblimits import LimitedSite
 
 log = Logger()
 
@@ -228,35 +229,7 @@ class AuthResource(Resource):
         return {"token": await self.local.issue(body.get("name"), body.get("repositories"))}
 
 
-class _LimitedRequest(Request):
+class AuthSite(LimitedSite):
     """
-    A request whose body stops being kept past the site's C{maxBody}
-    bytes; the resource then answers 413.
+    The site of the API (bodies past C{maxBody} answered 413).
     """
-
-    tooLarge = False
-    _received = 0
-
-    def gotLength(self, length):
-        super().gotLength(min(length, self.channel.site.maxBody + 1) if length is not None else None)
-        if length is not None and length > self.channel.site.maxBody:
-            self.tooLarge = True
-
-    def handleContentChunk(self, data):
-        self._received += len(data)
-        if self._received > self.channel.site.maxBody:
-            self.tooLarge = True
-            return
-        super().handleContentChunk(data)
-
-
-class AuthSite(Site):
-    noisy = False
-    requestFactory = _LimitedRequest
-
-    def __init__(self, resource, maxBody):
-        super().__init__(resource)
-        self.maxBody = maxBody
-
-    def log(self, request):
-        pass

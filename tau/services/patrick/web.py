@@ -30,7 +30,7 @@ import json
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET
 
 from tau.services.commands import RemoteError
 from tau.services.framework import ServiceError
@@ -38,6 +38,7 @@ from tau.services.patrick.job import Job, pushJobID
 from tau.services.patrick.storage import MAX_ID
 from tau.services.tns.client import projectsOfRepository
 from tau.services.patrick.webhook import ZERO, PayloadError, SignatureError, checkSignature, parsePush
+from tau.weblimits import LimitedSite
 
 log = Logger()
 
@@ -347,35 +348,7 @@ class PatrickResource(Resource):
         return Raw(data, assetType(data))
 
 
-class _LimitedRequest(Request):
+class PatrickSite(LimitedSite):
     """
-    A request whose body stops being kept past the site's C{maxBody}
-    bytes; the resource then answers 413.
+    The site of the API (bodies past C{maxBody} answered 413).
     """
-
-    tooLarge = False
-    _received = 0
-
-    def gotLength(self, length):
-        super().gotLength(min(length, self.channel.site.maxBody + 1) if length is not None else None)
-        if length is not None and length > self.channel.site.maxBody:
-            self.tooLarge = True
-
-    def handleContentChunk(self, data):
-        self._received += len(data)
-        if self._received > self.channel.site.maxBody:
-            self.tooLarge = True
-            return
-        super().handleContentChunk(data)
-
-
-class PatrickSite(Site):
-    noisy = False
-    requestFactory = _LimitedRequest
-
-    def __init__(self, resource, maxBody):
-        super().__init__(resource)
-        self.maxBody = maxBody
-
-    def log(self, request):
-        pass

@@ -11,10 +11,11 @@ anything, and the connection closed.
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET
 
 from tau.services.tunnel import requestOf
 from tau.webflow import WriteGate
+from tau.weblimits import LimitedSite
 
 #: the size of the body chunks a handler reads
 CHUNK = 64 * 1024
@@ -26,29 +27,6 @@ class ClientGone(Exception):
     """
     The HTTP client went away before its answer was written.
     """
-
-
-class _LimitedRequest(Request):
-    """
-    A request whose body stops being kept past the site's C{maxBody}
-    bytes; the resource then answers 413.
-    """
-
-    tooLarge = False
-    _received = 0
-
-    def gotLength(self, length):
-        limit = self.channel.site.maxBody
-        super().gotLength(min(length, limit + 1) if length is not None else None)
-        if length is not None and length > limit:
-            self.tooLarge = True
-
-    def handleContentChunk(self, data):
-        self._received += len(data)
-        if self._received > self.channel.site.maxBody:
-            self.tooLarge = True
-            return
-        super().handleContentChunk(data)
 
 
 class _Body:
@@ -159,17 +137,10 @@ class SubstrateResource(Resource):
         response.finish()
 
 
-class SubstrateSite(Site):
+class SubstrateSite(LimitedSite):
     """
     The direct HTTP site: C{maxBody} bytes of request body at most.
     """
 
-    noisy = False
-    requestFactory = _LimitedRequest
-
     def __init__(self, handler, maxBody):
-        super().__init__(SubstrateResource(handler))
-        self.maxBody = maxBody
-
-    def log(self, request):
-        pass
+        super().__init__(SubstrateResource(handler), maxBody)

@@ -26,6 +26,8 @@ from tau.oneshot import OneShot
 log = Logger()
 
 _SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: Seconds between two asks of a dream's monkeys to patrick for a job.
+DREAM_POLL = 1.0
 #: Seconds a node gets to start (print its address and answer its API).
 START_TIMEOUT = 90.0
 
@@ -160,7 +162,8 @@ class Dream:
         """
         Wire the node's services to the dream's: auth's webhooks go to
         patrick's HTTP listener (a running patrick node's, or, on a node
-        that runs both, a port picked now); then the caller's C{configure}.
+        that runs both, a port picked now); monkeys ask for jobs every
+        L{DREAM_POLL} seconds; then the caller's C{configure}.
         """
         patrick = self.urls.get("patrick")
         if "auth" in shape and "patrick" in shape:
@@ -169,6 +172,10 @@ class Dream:
             patrick = f"http://127.0.0.1:{port}"
         if "auth" in shape and patrick is not None:
             fields.setdefault("auth", {})["webhook-url"] = f"{patrick}/github/"
+        if "monkey" in shape:
+            # a development cloud: a push is taken within a second (Taubyte's
+            # dream polls every 2 s, its production every 5 s)
+            fields.setdefault("monkey", {})["poll-interval"] = DREAM_POLL
         if self.configure is not None:
             self.configure(index, shape, fields)
 

@@ -67,3 +67,35 @@ class LibraryTests(TestCase):
             await dream.start([("tns",), ("seer",)])
         self.assertIn("node.log", str(caught.exception))
         self.assertFalse(any(n.running for n in dream.nodes))
+
+
+class _Node:
+    def __init__(self, urls):
+        self._urls = urls
+
+    def urls(self):
+        return dict(self._urls)
+
+
+class WiringTests(TestCase):
+    def test_servicesWired(self):
+        """
+        auth posts webhooks to the running patrick's listener, or, on a
+        node that runs both, to a port picked for its patrick; monkeys ask
+        for jobs every second; the caller's configure runs last.
+        """
+        dream = Dream(reactor, self.mktemp(), "wired", configure=lambda i, s, f: f.setdefault("seen", True))
+        fields = {}
+        dream._configure(0, ("auth",), fields)
+        self.assertNotIn("auth", fields)
+        self.assertTrue(fields["seen"])
+        dream.nodes.append(_Node({"patrick": "http://127.0.0.1:4321"}))
+        fields = {}
+        dream._configure(1, ("auth", "monkey"), fields)
+        self.assertEqual(fields["auth"], {"webhook-url": "http://127.0.0.1:4321/github/"})
+        self.assertEqual(fields["monkey"], {"poll-interval": 1.0})
+        fields = {}
+        dream._configure(2, ("auth", "patrick"), fields)
+        port = int(fields["patrick"]["http-listen"].split(":")[1])
+        self.assertEqual(fields["patrick"]["http-listen"], f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual(fields["auth"], {"webhook-url": f"http://127.0.0.1:{port}/github/"})

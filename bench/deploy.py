@@ -119,7 +119,9 @@ class Cloud:
 
     async def deploy(self, repo, work, message, path, body):
         """
-        Commit and push; the time of each stage, and the job's log.
+        Commit and push; the time of each stage (until C{path} answers
+        C{body} through the gateway; None: until the job is done), and the
+        job's log.
         """
         commit = await self.commit(work, message)
         marks = {"start": self.reactor.seconds()}
@@ -140,7 +142,8 @@ class Cloud:
 
         async def served():
             return await self.answers(path) == body
-        await self.until(served, f"{path} answering {body!r}")
+        if body is not None:
+            await self.until(served, f"{path} answering {body!r}")
         marks["served"] = self.reactor.seconds()
         log = await self.log(done)
         stages = dict((name, float(s)) for name, s in re.findall(r"(\w+) (\d+\.\d+) s", log.split("tau: stages", 1)[1]
@@ -203,8 +206,7 @@ async def main(reactor, runs="3"):
             await cloud.git("init", "--quiet", "--initial-branch=main", works[name])
         writeTree(works["config"], configFiles(projectId, site))
         shutil.copytree(FIXTURES / "code", works["code"], dirs_exist_ok=True)
-        await cloud.commit(works["config"], "config")
-        await cloud.git("push", "--quiet", cloud.pushURL(config), "main", cwd=works["config"])
+        await cloud.deploy(config, works["config"], "config", "/rust", None)
         await cloud.deploy(code, works["code"], "code", "/rust", b"hello from rust")
 
         configRuns, codeRuns = [], []

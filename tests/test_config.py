@@ -184,11 +184,13 @@ class BadConfigTests(ConfigTestsMixin, SynchronousTestCase):
         self.patch(services, "FACTORIES", {"gateway": "x:y", "substrate": "x:y"})
         self.assertRefused({"services": ["gateway", "substrate"]}, "services", ["gateway and substrate"])
 
-    def test_serviceNotProvidedYet(self):
-        missing = [n for n in services.KNOWN if n not in services.FACTORIES]
-        if not missing:
-            return
-        self.assertRefused({"services": [missing[0]]}, "services[0]", ["not provided by this version"])
+    def test_serviceNotProvided(self):
+        """
+        A service Taubyte has but this build does not provide is refused,
+        never ignored.
+        """
+        self.patch(services, "FACTORIES", {n: f for n, f in services.FACTORIES.items() if n != "hoarder"})
+        self.assertRefused({"services": ["hoarder"]}, "services[0]", ["not provided by this version"])
 
     def test_unreadableKey(self):
         self.assertRefused({"privatekey": "not base64!"}, "privatekey", ["unreadable key"])

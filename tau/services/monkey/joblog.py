@@ -7,7 +7,7 @@ C{Logs[<job id>]} with its last lines).
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, timezone
 
 from tau.build.sandbox import BoundedLog
 
@@ -17,7 +17,7 @@ def rfc3339(seconds):
     C{seconds} since the epoch as Go's C{time.RFC3339} in UTC
     (C{2026-12-07T15:25:52Z}).
     """
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class JobLog:

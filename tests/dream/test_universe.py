@@ -31,10 +31,10 @@ class ShapeTests(SynchronousTestCase):
         that order (services being written join once registered).
         """
         self.assertEqual(defaultShapes(), [(s,) for s in services.KNOWN if s in services.available()])
-        self.patch(services, "FACTORIES", dict(services.FACTORIES, patrick="x:y", monkey="x:y"))
-        self.assertIn(("patrick",), defaultShapes())
-        self.assertIn(("monkey",), defaultShapes())
+        self.assertIn(("hoarder",), defaultShapes())
+        self.patch(services, "FACTORIES", {n: f for n, f in services.FACTORIES.items() if n != "hoarder"})
         self.assertNotIn(("hoarder",), defaultShapes())
+        self.assertIn(("patrick",), defaultShapes())
 
     def test_parse(self):
         """

@@ -1,8 +1,9 @@
 """
-L{LimitedSite}: a quiet C{twisted.web} site whose requests stop keeping
-their body past C{maxBody} bytes (L{LimitedRequest.tooLarge} then tells
-the resource to answer 413).  auth's API, patrick's and substrate's direct
-listener use it.
+What the JSON HTTP APIs of the services share: L{LimitedSite}, a quiet
+C{twisted.web} site whose requests stop keeping their body past C{maxBody}
+bytes (L{LimitedRequest.tooLarge} then tells the resource to answer 413),
+used by auth's API, patrick's and substrate's direct listener; and
+L{matchRoute}, the route table of auth's and patrick's APIs.
 """
 
 from twisted.web.server import Request, Site
@@ -46,3 +47,47 @@ class LimitedSite(Site):
 
     def log(self, request):
         pass
+
+
+class HTTPError(Exception):
+    """
+    An answer with status C{status} and an error C{message}.
+    """
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def matchRoute(routes, method, path):
+    """
+    The route of C{routes} (tuples starting C{(method, pattern)}, a pattern
+    such as C{/job/{jid}}) for C{method path}, and the pattern's
+    arguments (C{{"jid": ...}}; an empty segment matches no argument).
+
+    @raise HTTPError: 405 (the path is served for other methods, named) or
+        404.
+    """
+    segments = path.split("/")
+    allowed = []
+    for route in routes:
+        routeMethod, pattern = route[0], route[1]
+        parts = pattern.split("/")
+        if len(parts) != len(segments):
+            continue
+        args = {}
+        for part, segment in zip(parts, segments):
+            if part.startswith("{"):
+                if not segment:
+                    break
+                args[part[1:-1]] = segment
+            elif part != segment:
+                break
+        else:
+            if routeMethod == method:
+                return route, args
+            allowed.append(routeMethod)
+    if allowed:
+        raise HTTPError(405, f"{method} not allowed here (use {', '.join(allowed)})")
+    raise HTTPError(404, "no such route")

@@ -255,7 +255,7 @@ class ContentService:
 
     async def pin(self, cid):
         c = parse(cid)
-        return await typed(unixfsread.pinRecursive(NetworkBlocks(self.store), c))
+        return await typed(unixfsread.pinRecursive(NetworkBlocks(self.store), c, fetch=True))
 
     async def unpin(self, cid):
         c = parse(cid)

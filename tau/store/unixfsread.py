@@ -216,16 +216,19 @@ async def walkDag(store, c) -> AsyncIterator:
             stack.extend(cidFromBytes(l.hash) for l in reversed(links))
 
 
-async def pinRecursive(store, root) -> int:
+async def pinRecursive(store, root, fetch=False) -> int:
     """
-    Pin ``root`` directly and every block under it on its behalf, each one
-    held first: the walk reads the dag-pb nodes only, so the raw leaves
-    ``store`` lacks are fetched (where it fetches: the network) before they
-    are pinned; a pin never claims a block the store does not have.
+    Pin ``root`` directly and every block under it on its behalf.
+
+    @param fetch: the DAG may not all be here (``store`` fetches what it
+        lacks, from the network): the walk reads the dag-pb nodes only, so
+        the raw leaves the store lacks are fetched before they are pinned,
+        and a pin never claims a block the store does not have.  False
+        for a DAG just imported (nothing to check).
     """
     root = _parse(root)
     cids = [c async for c in walkDag(store, root)]
-    leaves = [c for c in cids if c.codec != "dag-pb"]
+    leaves = [c for c in cids if c.codec != "dag-pb"] if fetch else []
     if leaves:
         held = await store.hasMany(leaves)
         for c in leaves:

@@ -199,7 +199,7 @@ class ExportTests(StoreMixin, unittest.TestCase):
                     return getattr(local, name)
 
             for entry in (tree, single):
-                await unixfsread.pinRecursive(Fetching(), entry.cid)
+                await unixfsread.pinRecursive(Fetching(), entry.cid, fetch=True)
             await local.gc()
             self.assertEqual(await catAll(local, tree.cid), content(700000))
             self.assertEqual(await catAll(local, single.cid), b"one raw block")

@@ -34,16 +34,9 @@ from twisted.web.server import NOT_DONE_YET
 from tau.services.auth.core import Invalid, NotFound
 from tau.services.auth.providers import ProviderError, Unauthorized
 from tau.services.auth.secrets import SealError
-from tau.weblimits import LimitedSite
+from tau.weblimits import HTTPError, LimitedSite, matchRoute
 
 log = Logger()
-
-
-class HTTPError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _repoRef(value):
@@ -89,27 +82,8 @@ class AuthResource(Resource):
         return [(method, pattern) for method, pattern, _ in self._routes]
 
     def _match(self, method, path):
-        segments = path.split("/")
-        allowed = []
-        for routeMethod, pattern, handler in self._routes:
-            parts = pattern.split("/")
-            if len(parts) != len(segments):
-                continue
-            args = {}
-            for part, segment in zip(parts, segments):
-                if part.startswith("{"):
-                    if not segment:
-                        break
-                    args[part[1:-1]] = segment
-                elif part != segment:
-                    break
-            else:
-                if routeMethod == method:
-                    return handler, args
-                allowed.append(routeMethod)
-        if allowed:
-            raise HTTPError(405, f"{method} not allowed here (use {', '.join(allowed)})")
-        raise HTTPError(404, "no such route")
+        (_, _, handler), args = matchRoute(self._routes, method, path)
+        return handler, args
 
     def render(self, request):
         d = Deferred.fromCoroutine(self._serve(request))

@@ -38,19 +38,12 @@ from tau.services.patrick.job import Job, pushJobID
 from tau.services.patrick.storage import MAX_ID
 from tau.services.tns.client import projectsOfRepository
 from tau.services.patrick.webhook import ZERO, PayloadError, SignatureError, checkSignature, parsePush
-from tau.weblimits import LimitedSite
+from tau.weblimits import HTTPError, LimitedSite, matchRoute
 
 log = Logger()
 
 #: seconds a log or an asset may take to come
 FETCH_TIMEOUT = 30.0
-
-
-class HTTPError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Raw:
@@ -122,27 +115,8 @@ class PatrickResource(Resource):
         return [(method, pattern) for method, pattern, _, _ in self._routes]
 
     def _match(self, method, path):
-        segments = path.split("/")
-        allowed = []
-        for routeMethod, pattern, handler, authenticated in self._routes:
-            parts = pattern.split("/")
-            if len(parts) != len(segments):
-                continue
-            args = {}
-            for part, segment in zip(parts, segments):
-                if part.startswith("{"):
-                    if not segment:
-                        break
-                    args[part[1:-1]] = segment
-                elif part != segment:
-                    break
-            else:
-                if routeMethod == method:
-                    return handler, args, authenticated
-                allowed.append(routeMethod)
-        if allowed:
-            raise HTTPError(405, f"{method} not allowed here (use {', '.join(allowed)})")
-        raise HTTPError(404, "no such route")
+        (_, _, handler, authenticated), args = matchRoute(self._routes, method, path)
+        return handler, args, authenticated
 
     def render(self, request):
         d = Deferred.fromCoroutine(self._serve(request))

@@ -235,8 +235,8 @@ class Node(MultiService):
 
     def stopService(self):
         """
-        Stop the services first, then the host, then the listeners, each
-        step waiting for the one before.
+        Stop the services first, then the host, then tor, then the
+        listeners, each step waiting for the one before.
         """
         self._removeAPIFile()
         if self.tnsClient is not None:
@@ -244,6 +244,11 @@ class Node(MultiService):
         self.running = 0
         children = list(self)
         children.reverse()
+        if self.tor in children and self.host in children:
+            # tor quits after the host: the host's goodbyes to peers dialed
+            # through it still get there
+            children.remove(self.tor)
+            children.insert(children.index(self.host) + 1, self.tor)
         return _stopInOrder(children)
 
 
@@ -367,7 +372,7 @@ def makeNode(config, reactor):
     node.store.setServiceParent(node)
     node.addListener(Listener("api", _privateSocket(config.apiListen), site, reactor))
     host.setServiceParent(node)
-    # stopped before the host (children stop in reverse order)
+    # stopped after the host (Node.stopService)
     node.tor = _tor.install(host, config, reactor)
     if node.tor is not None:
         node.tor.setServiceParent(node)

@@ -135,6 +135,12 @@ class OnionNetworkTests(TestCase):
 
         # restarted from its root, A keeps its onion address
         await a.stopService()
+        # B learns the circuit is gone when its tor tears it down (or at
+        # the latest from yamux's keepalive); until then a dial would
+        # reuse the dead connection
+        started = time.monotonic()
+        await conn.whenClosed().addTimeout(60, reactor)
+        report("B sees stopped A's connection close", seconds=round(time.monotonic() - started, 2))
         self.assertIsNone(a.tor.tor)
         self.assertEqual(a.host.announcedAddresses(), [])
         again = await self.startNode(nodeConfig(rootA, "onion-a", torA))

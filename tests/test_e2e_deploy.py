@@ -8,7 +8,7 @@ webhooks to patrick, monkeys take the jobs, build in the sandbox with the
 real toolchains (WAT with wabt, Rust with Debian's rustc) and publish to
 tns; then C{curl} through the gateway gets each function's answer and the
 website's page.  A pushed change serves its new version while tns keeps
-the old commit.  The monkey that built and stored a new build is stopped
+the old commit.  The monkey that built and stored a new build is killed
 before anyone asks for it: hoarder's copy serves it.
 """
 
@@ -183,7 +183,7 @@ class DeployTests(TestCase):
         # a change of the code: the new version serves
         wat = Path(codeWork) / "functions" / "hellowat" / "main.wat"
         wat.write_text(wat.read_text().replace("wat v1", "wat v2"))
-        # the monkey that builds it is stopped as soon as the job is done:
+        # the monkey that builds it is killed as soon as the job is done:
         # the build is then only on hoarder's nodes
         codeCommit2 = await self.push(code, codeWork, "v2")
         second = await self.jobOf(codeCommit2)
@@ -195,9 +195,11 @@ class DeployTests(TestCase):
             status, out, err = await self.tau("hoarder", "status", newBuild, service="hoarder")
             return status == 0 and json.loads(out)["claims"].get(newBuild, 0) >= 1
         await until(stashed, f"hoarder holds {newBuild}", limit=60)
+        # killed, not stopped: no goodbye to its peers
         for node in self.dream.nodes:
             if "monkey" in node.shape:
-                await node.process.stop(reactor)
+                node.process.signal("KILL")
+                await node.process.whenEnded()
         await self.served("/wat", b"hello from wat v2")
         await self.served("/rust", b"hello from rust")
 

@@ -13,7 +13,9 @@ Modules: C{loader} walks the folders, C{yamlnodes} parses YAML with lines,
 C{fields} reads typed fields, C{units} parses durations and sizes,
 C{validators} checks values, C{kinds} declares every resource kind,
 C{scopes} reads the project and its applications, C{references} resolves
-names to ids, C{indexes} writes the index keys, C{tree} the compiled tree.
+names to ids, C{indexes} writes the index keys, C{tree} the compiled tree,
+C{lookups} reads the tree back (on any C{async fetch(path)}: the tns
+client's, with its cache).
 """
 
 from tau.project.compiler import DEFAULT_BRANCH, compileInThread, compileProject

@@ -14,7 +14,7 @@ from tau.githost.webhook import WebhookSender
 from tau.interfaces import IHost, IKVDB, IMembers, IRouting
 from tau.listen import Listener
 from tau.services import needs
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.auth import PROTOCOL
 from tau.services.auth.certificates import Certificates
 from tau.services.auth.commands import Commands

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from tau.interfaces import IHost, IRouting
 from tau.listen import Listener
 from tau.services import needs
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.tlspem import contextFromPEM
 from tau.services.auth.client import AuthClient
 from tau.services.gateway.config import GatewayConfig

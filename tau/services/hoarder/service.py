@@ -28,7 +28,7 @@ from tau.services.hoarder.membership import Membership
 from tau.services.hoarder.rawstash import RawStash
 from tau.services.hoarder.registry import Registry
 from tau.services.hoarder.stash import Stasher
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 
 #: the largest reconcile request, and seconds after start of the first asset sweep
 MAX_RECONCILE = 4096

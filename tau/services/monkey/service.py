@@ -23,15 +23,14 @@ from tau.interfaces import IContent, IHost, IMembers, IPatrickClient, IRouting, 
 from tau.services import needs
 from tau.services.auth.client import AuthClient
 from tau.services.framework import CommandRouter, Refused
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.monkey import PROTOCOL
 from tau.services.monkey.config import MonkeyConfig
 from tau.services.monkey.joblog import JobLog, rfc3339
 from tau.services.monkey.runner import JobFailed, JobRunner
 from tau.services.monkey.buildcache import BuildCache
 from tau.services.monkey.stash import Stasher, hoarderClient
-from tau.services.patrick.client import PatrickClient
-from tau.services.patrick.job import JobStatus
+from tau.services.patrick.client import JobStatus, PatrickClient
 from tau.store.unixfs import cidText
 
 log = Logger()

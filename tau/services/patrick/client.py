@@ -9,7 +9,9 @@ from zope.interface import implementer
 from tau.interfaces import IPatrickClient
 from tau.services.discovery import ServiceClient
 from tau.services.patrick import PROTOCOL
-from tau.services.patrick.job import Job
+from tau.services.patrick.job import Job, JobStatus
+
+__all__ = ["Job", "JobStatus", "PatrickClient", "clientFor"]
 
 
 @implementer(IPatrickClient)

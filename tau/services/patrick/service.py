@@ -13,7 +13,7 @@ from tau.services import needs
 from tau.services.auth.client import AuthClient
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter, LocalCalls
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.patrick import PROTOCOL
 from tau.services.patrick.client import PatrickClient
 from tau.services.patrick.commands import Commands

@@ -10,7 +10,7 @@ from twisted.names.error import DomainError
 
 from tau.interfaces import IHost, IMembers, IPubSub, IRouting, ITNSClient
 from tau.services import needs
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.auth.client import AuthClient
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter

@@ -32,7 +32,7 @@ from tau.interfaces import IContent, IHost, IKVDB, IPubSub, IRouting, ITNSClient
 from tau.listen import Listener
 from tau.oneshot import OneShot
 from tau.services import needs
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.discovery import Announcer
 from tau.services.framework import CommandRouter, Refused, Upgrade
 from tau.services.substrate import NOT_SERVED, PROTOCOL

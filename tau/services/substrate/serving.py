@@ -4,7 +4,7 @@ L{Serving}: how a substrate answers an HTTP request, whichever way it came
 substrate's own HTTP listener, L{tau.services.substrate.web}).
 
 A request is looked up in tns (host, path, method: Taubyte's rules, see
-L{tau.services.tns.lookups.http}); the resource's build CID is the tns
+L{tau.project.lookups.http}); the resource's build CID is the tns
 value at L{tau.project.indexes.assetKey}.
 
   - A function is run by the substrate's
@@ -41,7 +41,7 @@ from tau.services.substrate.runner import FETCH_TIMEOUT, MAX_REMEMBERED, Functio
 from tau.services.substrate.sniff import detectContentType
 from tau.services.substrate.wasm import HttpRequest
 from tau.services.substrate.website import Website
-from tau.services.tns.paths import PathError
+from tau.services.tns.client import PathError
 from tau.services.tunnel import HOP_BY_HOP
 from tau.store.content import BadInput, ContentError
 
@@ -190,7 +190,7 @@ class Serving:
 
     async def find(self, host, path, method):
         """
-        What serves C{method path} on C{host} (L{tau.services.tns.lookups.http}),
+        What serves C{method path} on C{host} (L{tau.project.lookups.http}),
         or None.
 
         @raise ServiceError: tns could not be asked, or answered an error.

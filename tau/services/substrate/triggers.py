@@ -3,12 +3,12 @@ The substrate's non-HTTP triggers, as a library the substrate service
 wires: L{PubsubTriggers} (functions run for pubsub messages) and
 L{P2PTriggers} (functions that answer C{substrate-p2p} commands).  Both
 find functions in a project's current config through a tns C{fetch}
-(L{tau.services.tns.lookups}) and leave running them to a C{run} callable,
+(L{tau.project.lookups}) and leave running them to a C{run} callable,
 so they know nothing of the runtime.
 
 A function is handed to C{run} as C{{project, application (None at
 project level), group, id, branch, commit, config}} (what
-L{tau.services.tns.lookups.resource} answers).
+L{tau.project.lookups.resource} answers).
 
 Pubsub, as Taubyte's substrate (C{components/pubsub}) does it:
 
@@ -50,11 +50,11 @@ import cbor2
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.logger import Logger
 
+from tau.project import lookups
 from tau.project.indexes import multihash
 from tau.saferegex import UnsafeRegex, compileSafe
 from tau.services.commands import CommandError, decodeCBOR
 from tau.services.framework import CommandRouter
-from tau.services.tns import lookups
 
 log = Logger()
 

@@ -7,8 +7,10 @@ dropped as soon as a message comes on their C{/tns/updates/...} topic
 (L{tau.services.tns.paths.updatesTopic}), which tns publishes after every
 push it stores; every answer is dropped when a tns node announces on
 C{/tns/updates} that its replica changed (so an answer read from a node
-that had not yet merged a push does not outlive the merge).  The lookups (L{tau.services.tns.lookups}) run on the
-cached fetches.
+that had not yet merged a push does not outlive the merge).  The lookups
+(L{tau.project.lookups}) run on the cached fetches.
+
+A path tns cannot hold raises L{PathError}.
 """
 
 from twisted.internet.defer import Deferred
@@ -16,10 +18,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tau.interfaces import ITNSClient
+from tau.project import lookups
 from tau.services.discovery import ServiceClient
 from tau.services.framework import ServiceError
-from tau.services.tns import PROTOCOL, lookups
-from tau.services.tns.paths import CHANGED_TOPIC, checkPath, updatesTopic
+from tau.services.tns import PROTOCOL
+from tau.services.tns.paths import CHANGED_TOPIC, PathError, checkPath, updatesTopic
+
+__all__ = ["PathError", "TNSClient", "clientFor", "projectsOfRepository"]
 
 log = Logger()
 

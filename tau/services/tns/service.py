@@ -8,7 +8,7 @@ from twisted.logger import Logger
 
 from tau.interfaces import IHost, IKVDB, IMembers, IPubSub, IRouting
 from tau.services import needs
-from tau.services.lifecycle import StartedService
+from tau.services.base import StartedService
 from tau.services.auth.client import PROTOCOL as AUTH_PROTOCOL, AuthClient
 from tau.services.commands import RemoteError
 from tau.services.discovery import Announcer, ServiceClient

@@ -15,7 +15,7 @@ from tau.services.seer.dns import SeerDNSFactory, Zones, listen
 from tau.services.seer.domains import ProjectDomains
 from tau.services.seer.registry import Registry
 from tau.services.seer.service import systemTXT
-from tau.services.tns.lookups import hostProjects
+from tau.project.lookups import hostProjects
 
 FQDN = "tau.example.com"
 TTL = 60

@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from tau.project import compileProject
 from tau.services.tns.client import TNSClient
-from tau.services.tns.lookups import functionScore, hostKey, websiteScore
+from tau.project.lookups import functionScore, hostKey, websiteScore
 from tau.services.tns.paths import PathError
 from tests.project.helpers import APP_ID, PROJECT_ID
 from tests.services.tns.helpers import DATABASE, GET_ITEMS, POST_ITEMS, SITE, calls, makeCommands, shopProject

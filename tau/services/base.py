@@ -1,6 +1,6 @@
 """
-L{StartedService}: a service that starts with a coroutine, and tells when
-it is up (L{StartedService.whenReady}).
+The base of every service: L{StartedService}, a service that starts with
+a coroutine and tells when it is up (L{StartedService.whenReady}).
 """
 
 from twisted.application.service import Service

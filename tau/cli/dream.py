@@ -245,20 +245,10 @@ def dreamInject(args):
 
 
 def dreamStop(args):
-    from tau.dream.supervisor import alive
-
     layout = _layout(args)
     pid = _running(layout)
     if pid is not None:
-        try:
-            runReactor(lambda reactor: _control(reactor, layout, "POST", "/stop", timeout=30))
-        except UsageError:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        runReactor(_stopSupervisor, layout, pid)
     elif not layout.folder.exists():
         raise UsageError(f"no dream {args.name} (no folder {layout.folder})")
     _killLeftovers(layout)
@@ -278,6 +268,33 @@ def dreamStop(args):
                     break
         print(f"dream {args.name} stopped; {layout.folder} removed")
     return 0
+
+
+async def _stopSupervisor(reactor, layout, pid, wait=60.0):
+    """
+    Ask the supervisor C{pid} to stop (SIGTERM when its control API does not
+    answer), wait up to C{wait} seconds for it to exit, then SIGKILL it.
+    """
+    from twisted.internet.task import deferLater
+
+    from tau.dream.supervisor import alive
+
+    try:
+        await _control(reactor, layout, "POST", "/stop", timeout=30)
+    except UsageError:
+        _signal(pid, signal.SIGTERM)
+    deadline = reactor.seconds() + wait
+    while alive(pid) and reactor.seconds() < deadline:
+        await deferLater(reactor, 0.05, lambda: None)
+    if alive(pid):
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid, number):
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
 
 
 def _killLeftovers(layout):

@@ -28,6 +28,7 @@ import sys
 
 import yaml
 from twisted.internet.defer import Deferred
+from twisted.internet.task import react
 from twisted.logger import (FilteringLogObserver, Logger, PredicateResult, globalLogBeginner,
                             textFileLogObserver)
 from twisted.web.resource import Resource
@@ -277,13 +278,17 @@ def _parser():
 
 
 def main(argv=None):
-    from twisted.internet import reactor
+    """
+    Run a dream until SIGTERM, SIGINT or C{/stop}; exits with 1 when it
+    could not start.
+    """
+    react(_supervise, [_parser().parse_args(argv)])
 
-    args = _parser().parse_args(argv)
+
+async def _supervise(reactor, args):
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stdout), [_quiet])],
                                      redirectStandardIO=False)
     ready = os.fdopen(args.ready_fd, "w", encoding="utf-8") if args.ready_fd is not None else None
-    outcome = {"status": 0}
 
     def tell(text):
         if ready is not None and not ready.closed:
@@ -295,39 +300,40 @@ def main(argv=None):
         supervisor = Supervisor(reactor, args.folder, args.name, shapes)
     except DreamError as e:
         tell(f"failed: {e}")
-        return 1
+        raise SystemExit(1)
     layout = supervisor.layout
     layout.folder.mkdir(parents=True, exist_ok=True)
     other = readPid(layout)
     if other is not None and other != os.getpid() and alive(other):
         tell(f"failed: dream {args.name} already runs (pid {other}) in {layout.folder}")
-        return 1
+        raise SystemExit(1)
     layout.pidFile.write_text(f"{os.getpid()}\n", encoding="ascii")
 
-    async def run():
+    async def stop():
+        await supervisor.stop()
         try:
-            await supervisor.start()
-        except BaseException as e:
-            sub = getattr(e, "subFailure", None)
-            reason = sub.getErrorMessage() if sub is not None else str(e) or e.__class__.__name__
-            log.error("dream {name} failed to start: {reason}", name=args.name, reason=reason)
-            tell(f"failed: {reason}")
-            outcome["status"] = 1
-            reactor.stop()
-            return
-        log.info("dream {name} running, console at {url}", name=args.name, url=supervisor.consoleURL)
-        tell("ready")
+            if readPid(layout) == os.getpid():
+                layout.pidFile.unlink()
+        except OSError:
+            pass
 
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(supervisor.stop()))
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(run()))
-    reactor.run()
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(stop()))
+    running = Deferred()
+    reactor.callWhenRunning(running.callback, None)
+    await running
     try:
-        if readPid(layout) == os.getpid():
-            layout.pidFile.unlink()
-    except OSError:
-        pass
-    return outcome["status"]
+        await supervisor.start()
+    except BaseException as e:
+        sub = getattr(e, "subFailure", None)
+        reason = sub.getErrorMessage() if sub is not None else str(e) or e.__class__.__name__
+        log.error("dream {name} failed to start: {reason}", name=args.name, reason=reason)
+        tell(f"failed: {reason}")
+        raise SystemExit(1)
+    log.info("dream {name} running, console at {url}", name=args.name, url=supervisor.consoleURL)
+    tell("ready")
+    # until SIGTERM, SIGINT or /stop stops the reactor
+    await Deferred()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

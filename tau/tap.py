@@ -3,8 +3,10 @@ The twistd plugin: C{twistd -n taubyte --shape=full [--root DIR] ...}.
 """
 
 import gc
+import signal
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -96,7 +98,9 @@ class _Guard(Service):
             # ends the process with the message and exit status 1.
             raise SystemExit(f"taubyte: {now[0].getErrorMessage()}")
         d.addCallbacks(self._started, self._failedLater)
-        self._reactor.addSystemEventTrigger("after", "shutdown", self._cleanExit)
+        # 'during startup' triggers run in order: this one after the
+        # reactor's own, which installs its signal handlers
+        self._reactor.addSystemEventTrigger("during", "startup", self._stopCleanlyOnSignals)
 
     def _started(self, node):
         # What the node built to start (modules, config, keys, tables)
@@ -111,12 +115,28 @@ class _Guard(Service):
         log.error("taubyte: {reason}; stopping", reason=failure.getErrorMessage())
         self._reactor.callWhenRunning(self._reactor.stop)
 
-    def _cleanExit(self):
-        # twistd re-raises SIGTERM/SIGINT on itself after a clean shutdown, so
-        # the exit status would say "killed".  A node that stopped cleanly on
-        # request exits 0, as operators and service managers expect.
-        if getattr(self._reactor, "_exitSignal", None) is not None:
-            self._reactor._exitSignal = None
+    def _stopCleanlyOnSignals(self):
+        # The reactor's own SIGTERM and SIGINT handlers record the signal, and
+        # twistd raises it again on itself after a clean shutdown, so the exit
+        # status would say "killed".  A node that stopped cleanly on request
+        # exits 0, as operators and service managers expect: these handlers
+        # stop the reactor the same way without recording the signal.  Left
+        # alone when the reactor runs without signal handlers.
+        for number, theirs in ((signal.SIGTERM, getattr(self._reactor, "sigTerm", None)),
+                               (signal.SIGINT, getattr(self._reactor, "sigInt", None))):
+            if theirs is not None and signal.getsignal(number) == theirs:
+                signal.signal(number, self._stopOnSignal)
+
+    def _stopOnSignal(self, number, frame):
+        log.info("taubyte: {signal}, stopping", signal=signal.Signals(number).name)
+        self._reactor.callFromThread(self._stopReactor)
+
+    def _stopReactor(self):
+        try:
+            self._reactor.stop()
+        except ReactorNotRunning:
+            # a second signal while stopping
+            pass
 
 
 def makeService(options):

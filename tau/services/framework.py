@@ -278,11 +278,16 @@ class LocalCalls:
     as over a stream (the command and the answer go through CBOR, an error
     is a L{tau.services.commands.RemoteError} with the router's text), with
     the interface of L{tau.services.discovery.ServiceClient}.
+
+    @param ready: C{ready() -> Deferred} firing once the service serves
+        (its C{whenReady}); a call made before waits for it, as a call over
+        the network finds no handler until then.
     """
 
-    def __init__(self, handlers, peerID):
+    def __init__(self, handlers, peerID, ready=None):
         self.handlers = handlers
         self.peerID = peerID
+        self.ready = ready
 
     async def peers(self):
         return [self.peerID]
@@ -294,6 +299,8 @@ class LocalCalls:
             frame = encodeErrorResponse(f'router: command "{name}" not registered')
         else:
             try:
+                if self.ready is not None:
+                    await self.ready()
                 frame = encodeResponse(await handler(self.peerID, body))
             except Exception as e:
                 frame = encodeErrorResponse(f'router: executing command "{name}" failed: {e}')

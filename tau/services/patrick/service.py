@@ -147,7 +147,7 @@ class PatrickService(StartedService, MultiService):
         """
         L{LocalCalls} to this service, as this node.
         """
-        return LocalCalls(self.commands.handlers, self.host.peerID)
+        return LocalCalls(self.commands.handlers, self.host.peerID, ready=self.whenReady)
 
     @property
     def url(self):

@@ -108,7 +108,7 @@ class TNSService(StartedService):
         """
         L{LocalCalls} to this service, as this node.
         """
-        return LocalCalls(self.commands.handlers, self.host.peerID)
+        return LocalCalls(self.commands.handlers, self.host.peerID, ready=self.whenReady)
 
 
 class CredentialRefused(Exception):

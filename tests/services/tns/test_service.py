@@ -8,6 +8,7 @@ and the announcement of replica changes.
 import struct
 
 import cbor2
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -15,6 +16,7 @@ from tau.errors import ConfigError
 from tau.fakes import FakeKVDB, FakePubSub
 from tau.project import compileProject
 from tau.services import frames
+from tau.services.commands import RemoteError
 from tau.services.framework import call
 from tau.services.tns import PROTOCOL
 from tau.services.tns.config import TNSConfig
@@ -164,6 +166,54 @@ class AnnounceTests(TestCase):
         await kvdb.put("tns@service:tns", b"/tns/v1/c", b"\x51\x01")
         clock.advance(1)
         self.assertEqual(len(pubsub.published), 1)
+
+
+class LocalTests(TestCase):
+    async def test_localCallWaitsForStorage(self):
+        """
+        A call through C{local()} (what a tns client on the same node
+        uses) made before tns's database is open waits for it, and what it
+        pushes lands in tns's database, where the node reads it later.
+        """
+        opened = Deferred()
+
+        class SlowKVDB(FakeKVDB):
+            def whenReady(self):
+                return opened.addCallback(lambda _: self)
+
+        kvdb = SlowKVDB()
+        host = type("Host", (), {"peerID": "me", "setStreamHandler": lambda *a: None,
+                                 "removeHandler": lambda *a: None})()
+        service = TNSService(host, kvdb, None, Clock(), TNSConfig(), lambda peer: False)
+        local = service.local()
+        service.startService()
+        self.addCleanup(service.stopService)
+        pushed = Deferred.fromCoroutine(local.call("push", {"path": ["a"], "data": "x"}))
+        self.assertFalse(pushed.called)
+        opened.callback(None)
+        self.assertEqual(await pushed, {"pushed": True})
+        self.assertEqual(await local.call("fetch", {"path": ["a"]}), {"object": "x"})
+        self.assertEqual(list(kvdb.stored), ["tns@service:tns"])
+
+    async def test_localCallWhenStartFailed(self):
+        """
+        When tns cannot open its database, a local call answers the reason
+        as an error instead of waiting.
+        """
+
+        class BrokenKVDB(FakeKVDB):
+            def whenReady(self):
+                return fail(OSError("disk gone"))
+
+        host = type("Host", (), {"peerID": "me", "setStreamHandler": lambda *a: None,
+                                 "removeHandler": lambda *a: None})()
+        service = TNSService(host, BrokenKVDB(), None, Clock(), TNSConfig(), lambda peer: False)
+        service.startService()
+        self.addCleanup(service.stopService)
+        with self.assertRaises(RemoteError) as e:
+            await service.local().call("fetch", {"path": ["a"]})
+        self.assertIn("disk gone", str(e.exception))
+        self.flushLoggedErrors(OSError)
 
 
 class ConfigTests(TestCase):

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -79,6 +80,9 @@ DEFAULT = object()
 
 #: Seconds the check of bwrap may take.
 PROBE_SECONDS = 30
+
+#: seconds between two kills of what still holds a stopped command's pipes
+ESCAPE_SWEEP = 1.0
 
 # Made read-only once every mount is in place.
 _SEAL = ("--remount-ro", "/dev", "--remount-ro", "/")
@@ -207,8 +211,9 @@ class BoundedLog:
 
 
 class _Collect(ProcessProtocol):
-    def __init__(self, logLimit):
+    def __init__(self, logLimit, reactor):
         self.log = BoundedLog(logLimit)
+        self.reactor = reactor
         # cancelling the wait kills the command; done fires when it ended
         self.ended = Deferred(lambda d: _killGroup(self.transport))
         self.done = Deferred()
@@ -229,10 +234,40 @@ class _Collect(ProcessProtocol):
     async def stop(self):
         """
         Kill the process (if it still runs) and wait for its end.
+
+        The end comes once every process holding our pipes is gone.  One
+        can escape the kill of the group: bwrap's sandboxed child, in its
+        own session, is meant to die with bwrap (C{--die-with-parent}), but
+        not when bwrap is killed before the child asked for that.  Every
+        L{ESCAPE_SWEEP} seconds until the end, what still holds the pipes
+        is killed.
         """
-        if not self.done.called:
-            _killGroup(self.transport)
+        if self.done.called:
+            return
+        inodes = _pipeInodes(self.transport)
+        _killGroup(self.transport)
+        sweep = LoopingCall(self._sweep, inodes)
+        sweep.clock = self.reactor
+        swept = sweep.start(ESCAPE_SWEEP, now=False)
+        try:
             await self.done
+        finally:
+            sweep.stop()
+            await swept
+
+    async def _sweep(self, inodes):
+        pool = self.reactor.getThreadPool()
+        try:
+            holders = await deferToThreadPool(self.reactor, pool, _pipeHolders, inodes)
+        except OSError as e:
+            log.warn("sandbox: cannot look for processes that escaped a kill: {why}", why=str(e))
+            return
+        for pid in holders:
+            log.warn("sandbox: killing process {pid}, which escaped the kill of its group", pid=pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 class Sandbox:
@@ -312,7 +347,7 @@ class Sandbox:
             drop = [tools["setpriv"], f"--reuid={self.runAs}", f"--regid={self.runAs}", "--clear-groups", "--"]
         argv = [*drop, tools[self.bwrap], *self._base({"PATH": "/usr/bin:/bin"}), *_SEAL, "--", "/bin/sh", "-c",
                 "exit 0"]
-        proto = _Collect(4096)
+        proto = _Collect(4096, self.reactor)
         transport = self.reactor.spawnProcess(proto, argv[0], argv, env={}, childFDs={0: "w", 1: "r", 2: "r"})
         timer = self.reactor.callLater(PROBE_SECONDS, _killGroup, transport)
         try:
@@ -389,7 +424,7 @@ class Sandbox:
                 os.unlink(tarPath)
 
     async def _run(self, argv, opened, tarPath, source, outDir, limits, command):
-        proto = _Collect(limits.logBytes)
+        proto = _Collect(limits.logBytes, self.reactor)
         started = self.reactor.seconds()
         childFDs = {0: "w", 1: opened[-1], 2: "r"}
         for number, fd in enumerate(opened[:-1], start=3):
@@ -400,12 +435,11 @@ class Sandbox:
                 readEnd, writeEnd = os.pipe()
                 opened += [readEnd, writeEnd]
                 childFDs[0] = readEnd
-                feeder = _Collect(4096)
+                feeder = _Collect(4096, self.reactor)
                 self.reactor.spawnProcess(feeder, self._tools()["tar"],
                                           ["tar", "-C", os.path.abspath(source), "-cf", "-", "."],
                                           env={"PATH": "/usr/bin:/bin"}, childFDs={0: "w", 1: writeEnd, 2: "r"})
-            transport = self.reactor.spawnProcess(proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
-                                                  childFDs=childFDs)
+            self.reactor.spawnProcess(proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"}, childFDs=childFDs)
         finally:
             for fd in opened:
                 os.close(fd)
@@ -413,7 +447,8 @@ class Sandbox:
 
         def kill():
             timedOut.append(True)
-            _killGroup(transport)
+            Deferred.fromCoroutine(proto.stop()).addErrback(
+                lambda f: log.failure("sandbox: stopping a command at its wall-clock limit failed", f))
         timer = self.reactor.callLater(limits.wallSeconds, kill)
         try:
             status, sig = await proto.ended
@@ -451,6 +486,46 @@ class Sandbox:
         log.info("sandboxed {command} ended in {elapsed:.2f} s: {failure}", command=command[:1], elapsed=elapsed,
                  failure=failure or "ok")
         return SandboxResult(code, failure, logged, output, elapsed)
+
+
+def _pipeInodes(transport):
+    """
+    The inodes of the pipes between us and the process of C{transport}.
+    """
+    inodes = set()
+    for pipe in getattr(transport, "pipes", {}).values():
+        try:
+            inodes.add(os.fstat(pipe.fileno()).st_ino)
+        except (OSError, ValueError):
+            pass
+    return inodes
+
+
+def _pipeHolders(inodes, proc="/proc"):
+    """
+    The pids of the processes (not ours) with a pipe of C{inodes} open.
+    """
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    holders = []
+    if not wanted:
+        return holders
+    me = os.getpid()
+    for name in os.listdir(proc):
+        if not name.isdigit() or int(name) == me:
+            continue
+        folder = os.path.join(proc, name, "fd")
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(os.path.join(folder, fd)) in wanted:
+                    holders.append(int(name))
+                    break
+            except OSError:
+                continue
+    return holders
 
 
 def _killGroup(transport):

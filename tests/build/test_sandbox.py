@@ -398,6 +398,34 @@ class SandboxTests(TestCase):
         return Deferred.fromCoroutine(check())
 
 
+class EscapedTests(TestCase):
+    """
+    A process that left the command's process group (as bwrap's sandboxed
+    child does when bwrap is killed before it asked to die with it) still
+    holds the command's pipes: stopping the command kills it too, instead
+    of waiting for it forever.
+    """
+
+    def test_stopKillsWhatHoldsThePipes(self):
+        marker = "4344.%d" % os.getpid()
+
+        async def check():
+            proto = sandbox._Collect(4096, reactor)
+            reactor.spawnProcess(proto, "/bin/sh", sh(f"setsid sleep {marker} & exit 0"), env={"PATH": "/usr/bin:/bin"})
+            for _ in range(100):
+                if _running(marker, b"sleep"):
+                    break
+                await task.deferLater(reactor, 0.05, lambda: None)
+            [escaped] = _running(marker, b"sleep")
+            self.assertNotEqual(os.getpgid(escaped), proto.transport.pid)
+            started = reactor.seconds()
+            await Deferred.fromCoroutine(proto.stop()).addTimeout(10, reactor)
+            self.assertLess(reactor.seconds() - started, 10)
+            self.assertEqual(_running(marker, b"sleep"), [])
+            self.assertTrue(proto.done.called)
+        return Deferred.fromCoroutine(check())
+
+
 class UnavailableTests(TestCase):
     """
     Where bwrap cannot work, nothing runs: a clear error instead.

@@ -5,12 +5,10 @@ tau dream start|status|stop|inject: a whole tau cloud on this machine
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tau.cli import UsageError, runReactor
@@ -113,7 +111,7 @@ def dreamStart(args):
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, pass_fds=(writeEnd,),
             start_new_session=True, env=env, cwd=str(layout.folder))
     os.close(writeEnd)
-    answer = _readAll(readEnd, args.timeout)
+    answer = runReactor(_readAll, readEnd, args.timeout) or "failed: interrupted"
     if answer.strip() != "ready":
         why = answer.strip().removeprefix("failed: ") or f"the supervisor gave no answer (see {layout.log})"
         _killLeftovers(layout)
@@ -122,23 +120,59 @@ def dreamStart(args):
     return 0
 
 
-def _readAll(fd, timeout):
-    deadline = time.monotonic() + timeout
-    data = b""
+async def _readAll(reactor, fd, timeout):
+    """
+    What the supervisor writes on its ready pipe C{fd} until it closes it
+    (C{ready} or C{failed: WHY}); C{failed: timed out} after C{timeout}
+    seconds of silence.
+    """
+    from twisted.internet.defer import TimeoutError
+
+    pipe = _Pipe(reactor, fd)
+    reactor.addReader(pipe)
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return data.decode("utf-8", "replace") or "failed: timed out"
-            readable, _, _ = select.select([fd], [], [], left)
-            if not readable:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return data.decode("utf-8", "replace")
-            data += chunk
+        return (await pipe.done.addTimeout(timeout, reactor)).decode("utf-8", "replace")
+    except TimeoutError:
+        return pipe.data.decode("utf-8", "replace") or "failed: timed out"
     finally:
+        reactor.removeReader(pipe)
         os.close(fd)
+
+
+class _Pipe:
+    """
+    The read end of a pipe, read on the reactor (an C{IReadDescriptor}):
+    C{done} fires with all it carried once the writer closed it.
+    """
+
+    def __init__(self, reactor, fd):
+        from twisted.internet.defer import Deferred
+
+        os.set_blocking(fd, False)
+        self.reactor = reactor
+        self.fd = fd
+        self.data = b""
+        self.done = Deferred()
+
+    def fileno(self):
+        return self.fd
+
+    def logPrefix(self):
+        return "dream-ready"
+
+    def doRead(self):
+        try:
+            chunk = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return
+        if chunk:
+            self.data += chunk
+        elif not self.done.called:
+            self.done.callback(self.data)
+
+    def connectionLost(self, reason):
+        if not self.done.called:
+            self.done.callback(self.data)
 
 
 def summary(state, health=None):

@@ -206,3 +206,38 @@ class TwoDreamsTests(TestCase):
         self.assertEqual([pid for pid in every if alive(pid)], [])
         self.assertEqual(list(base.iterdir()), [])
         self.assertEqual((list(home.iterdir()), list(tmp.iterdir())), ([], []))
+
+
+class ReadyPipeTests(TestCase):
+    """
+    C{tau dream start} reads the supervisor's answer from its ready pipe on
+    the reactor.
+    """
+
+    async def test_answerThenClose(self):
+        from tau.cli.dream import _readAll
+
+        readEnd, writeEnd = os.pipe()
+        reading = Deferred.fromCoroutine(_readAll(reactor, readEnd, 30))
+        os.write(writeEnd, b"rea")
+        os.write(writeEnd, b"dy\n")
+        self.assertFalse(reading.called)
+        os.close(writeEnd)
+        self.assertEqual(await reading, "ready\n")
+
+    async def test_silenceTimesOut(self):
+        """
+        A supervisor that says nothing (and keeps the pipe open) is given
+        up after the timeout, with what it said so far.
+        """
+        from tau.cli.dream import _readAll
+
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, writeEnd)
+        started = reactor.seconds()
+        self.assertEqual(await _readAll(reactor, readEnd, 0.3), "failed: timed out")
+        self.assertGreaterEqual(reactor.seconds() - started, 0.3)
+        readEnd, writeEnd2 = os.pipe()
+        self.addCleanup(os.close, writeEnd2)
+        os.write(writeEnd2, b"fai")
+        self.assertEqual(await _readAll(reactor, readEnd, 0.3), "fai")

@@ -190,7 +190,7 @@ def coldStarts(count):
     from tau.services.substrate.serving import Serving
     from tau.services.substrate.wasm import Runtime
     from tau.services.tns.client import TNSClient
-    from tau.services.tunnel import TunnelRequest
+    from tau.services.substrate.tunnel import TunnelRequest
     from tests.services.substrate.helpers import publishShop
     from tests.services.tns.helpers import calls, makeCommands
 

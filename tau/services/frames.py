@@ -27,7 +27,7 @@ CLOSE = 1
 COMMAND_MAGIC = b"\x01\xec"
 COMMAND_VERSION = 1
 
-#: Taubyte's HTTP tunnel (C{p2p/streams/tunnels/http}, L{tau.services.tunnel})
+#: Taubyte's HTTP tunnel (C{p2p/streams/tunnels/http}, L{tau.services.substrate.tunnel})
 TUNNEL_MAGIC = b"\x02\xfc"
 TUNNEL_VERSION = 1
 

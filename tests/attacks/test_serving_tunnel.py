@@ -10,7 +10,7 @@ headers.  Each is refused with a framed error answer (or the stream is
 reset), and the substrate still serves the real gateway.  It also holds
 as many tunnels open as the substrate lets one peer hold, and one more.
 
-tests/services/test_tunnel*.py prove the decoder and L{serveTunnel}
+tests/services/substrate/test_tunnel*.py prove the decoder and L{serveTunnel}
 between two in-process hosts; this is the twistd node's own substrate
 service, its router and its limits per peer.
 """
@@ -30,7 +30,7 @@ from tau.services.framework import readFrame
 from tau.services.substrate import PROTOCOL
 from tau.services.substrate.metrics import FunctionMetrics, decodeAnswer
 from tau.services.substrate.service import MAX_TUNNELS
-from tau.services.tunnel import (
+from tau.services.substrate.tunnel import (
     BODY, HEAD, MAX_CHUNK, MAX_HEAD, REQUEST, TunnelDecoder, TunnelError, TunnelRequest, encodeEnd, encodeRequest)
 from tests import e2e
 from tests.attacks.servingcloud import MiB, openFiles, pause, rss, startAttackCloud, stillServes

@@ -1,7 +1,7 @@
 """
 What the gateway does with one request: ask the substrates which serves
 it (L{tau.services.substrate.client.SubstrateClient}) and tunnel it to the
-best (L{tau.services.tunnel.forward}).
+best (L{tau.services.substrate.tunnel.forward}).
 
  - Nothing serves the host and path (every substrate that answered said
    so): 404.  No substrate found or none answered: 502; one silent past the
@@ -20,8 +20,7 @@ best (L{tau.services.tunnel.forward}).
 
 from twisted.logger import Logger
 
-from tau.services.substrate.client import NoSubstrate, NotServed
-from tau.services.tunnel import Unanswered, answerError, forward
+from tau.services.substrate.client import NoSubstrate, NotServed, Unanswered, answerError, forward
 
 #: the response header naming the substrate that served (go's ProxyHeader)
 PEER_HEADER = b"X-Substrate-Peer"

@@ -1,6 +1,6 @@
 """
 The substrate service: serves the requests gateways tunnel to it
-(L{tau.services.tunnel}): websites and a project's functions
+(L{tau.services.substrate.tunnel}): websites and a project's functions
 (WebAssembly) for HTTP, pubsub and p2p events.
 
 Modules: L{website} (a UnixFS folder served over HTTP), L{wasm} (the

@@ -8,7 +8,9 @@ path, method}} on C{/substrate/v1}, each on a stream of its own.  A
 substrate answers one command frame: an error (C{NOT_SERVED} when nothing
 it knows serves that host and path) or its metrics for the website or the
 function that does (L{tau.services.substrate.metrics}); after such an
-answer the same stream carries the HTTP tunnel (L{tau.services.tunnel}).
+answer the same stream carries the HTTP tunnel (L{tau.services.substrate.tunnel}),
+whose caller's side (L{forward}, L{answerError}, L{Unanswered}) this
+module hands the gateway.
 
 Unlike go (a 10 ms timeout, the first answer wins or a bad pick) every
 exchange has a real timeout, the answers that came are ranked (L{rank}),
@@ -28,6 +30,7 @@ from tau.services.frames import CLOSE, FrameDecoder, FrameError
 from tau.services.framework import readFrame
 from tau.services.substrate import NOT_SERVED, PROTOCOL
 from tau.services.substrate.metrics import FunctionMetrics, MetricsError, decodeAnswer
+from tau.services.substrate.tunnel import Unanswered, answerError, forward
 from tau.streams import withTimeout
 
 #: substrates asked at once (go: 3)
@@ -42,6 +45,9 @@ MAX_ANSWER = 64 * 1024
 BACKOFF = 10.0
 #: substrates remembered as failed at most
 MAX_FAILED = 1024
+
+__all__ = ["Choice", "NoSubstrate", "NotServed", "Offer", "SubstrateClient", "Unanswered", "answerError",
+           "forward", "rank"]
 
 log = Logger()
 

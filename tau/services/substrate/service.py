@@ -6,7 +6,7 @@ HTTP listener), and L{serviceFactory}.
 A gateway sends C{proxy-http {host, path, method}}; the substrate looks the
 request up in tns and answers C{{"functions": metrics}} or
 C{{"websites": metrics}} (L{tau.services.substrate.metrics}), then serves
-the tunnelled request on that stream (L{tau.services.tunnel.serveTunnel});
+the tunnelled request on that stream (L{tau.services.substrate.tunnel.serveTunnel});
 when nothing serves the host and path, the answer is an error whose text
 begins with L{NOT_SERVED} and the stream ends.  How a request is answered:
 L{tau.services.substrate.serving}.
@@ -42,7 +42,7 @@ from tau.services.substrate.serving import Serving
 from tau.services.substrate.triggers import P2PTriggers, PubsubTriggers
 from tau.services.substrate.wasm import FunctionServices, HttpClientPolicy, Runtime
 from tau.services.substrate.web import SubstrateSite
-from tau.services.tunnel import serveTunnel
+from tau.services.substrate.tunnel import serveTunnel
 
 #: the longest host, path or method a C{proxy-http} may name
 MAX_FIELD = 8192

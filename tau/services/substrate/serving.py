@@ -1,6 +1,6 @@
 """
 L{Serving}: how a substrate answers an HTTP request, whichever way it came
-(a gateway's tunnel, L{tau.services.tunnel.serveTunnel}, or the
+(a gateway's tunnel, L{tau.services.substrate.tunnel.serveTunnel}, or the
 substrate's own HTTP listener, L{tau.services.substrate.web}).
 
 A request is looked up in tns (host, path, method: Taubyte's rules, see
@@ -42,7 +42,7 @@ from tau.services.substrate.sniff import detectContentType
 from tau.services.substrate.wasm import HttpRequest
 from tau.services.substrate.website import Website
 from tau.services.tns.client import PathError
-from tau.services.tunnel import HOP_BY_HOP
+from tau.services.substrate.tunnel import HOP_BY_HOP
 from tau.store.content import BadInput, ContentError
 
 #: calls after which the average run time becomes a moving average
@@ -226,8 +226,8 @@ class Serving:
 
     async def handle(self, request, body, response):
         """
-        Answer C{request} (a L{tau.services.tunnel.TunnelRequest}): a
-        L{tau.services.tunnel.serveTunnel} handler; C{body} has C{await
+        Answer C{request} (a L{tau.services.substrate.tunnel.TunnelRequest}): a
+        L{tau.services.substrate.tunnel.serveTunnel} handler; C{body} has C{await
         read()}, C{response} C{head(status, headers)} and C{await
         write(data)}.
         """

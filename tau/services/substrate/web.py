@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from tau.services.tunnel import requestOf
+from tau.services.substrate.tunnel import requestOf
 from tau.webflow import WriteGate
 from tau.weblimits import LimitedSite
 
@@ -100,7 +100,7 @@ class _Response:
 class SubstrateResource(Resource):
     """
     Every path of every host: C{await handler(request, body, response)}
-    (a L{tau.services.tunnel.serveTunnel} handler) answers it.
+    (a L{tau.services.substrate.tunnel.serveTunnel} handler) answers it.
     """
 
     isLeaf = True

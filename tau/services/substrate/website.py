@@ -10,7 +10,7 @@ C{/404.html} when it has one).  A path that tries to leave the folder
 
 L{Website.respond} is the answer, independent of any transport; the same
 site is served through the tunnel (L{Website.handle}, a
-L{tau.services.tunnel.serveTunnel} handler) and as a C{twisted.web}
+L{tau.services.substrate.tunnel.serveTunnel} handler) and as a C{twisted.web}
 resource (L{WebsiteResource}).
 """
 
@@ -237,7 +237,7 @@ class Website:
 
     async def handle(self, request, body, response):
         """
-        A L{tau.services.tunnel.serveTunnel} handler.
+        A L{tau.services.substrate.tunnel.serveTunnel} handler.
         """
         headers = {name.lower(): ", ".join(values) for name, values in request.headers.items()}
         answer = await self.respond(request.method, request.url, headers)

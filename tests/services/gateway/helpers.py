@@ -19,7 +19,7 @@ from tau.services.gateway.service import makeGateway
 from tau.services.substrate import NOT_SERVED, PROTOCOL
 from tau.services.substrate.client import SubstrateClient
 from tau.services.substrate.metrics import FunctionMetrics, WebsiteMetrics, encodeAnswer
-from tau.services.tunnel import serveTunnel
+from tau.services.substrate.tunnel import serveTunnel
 from tests.hosts import addressOf, startHost
 
 

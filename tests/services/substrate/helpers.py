@@ -17,7 +17,7 @@ from tau.services import frames
 from tau.services.commands import encodeCommand
 from tau.services.framework import readFrame
 from tau.services.substrate import PROTOCOL
-from tau.services.tunnel import HEAD, TunnelDecoder, TunnelRequest, encodeChunk, encodeEnd, encodeRequest
+from tau.services.substrate.tunnel import HEAD, TunnelDecoder, TunnelRequest, encodeChunk, encodeEnd, encodeRequest
 from tests.project.helpers import IDS, PROJECT_ID, write
 
 SDK = "taubyte/sdk"

@@ -14,11 +14,11 @@ from twisted.web.server import Site
 
 from tau.cids import cidText
 from tau.fakes import FakeContent
-from tau.services.tunnel import serveTunnel
+from tau.services.substrate.tunnel import serveTunnel
 from tau.services.substrate.website import MAX_DEPTH, BadPath, Website, WebsiteResource, contentType, parseRange, segments
 
 from tests.hosts import addressOf, startHost
-from tests.services.test_tunnel_hosts import PROTOCOL, Forwarder
+from tests.services.substrate.test_tunnel_hosts import PROTOCOL, Forwarder
 
 BIG = os.urandom(700_000)  # several chunks: ranges cross them
 SITE = [

@@ -17,7 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from tau.protocols.yamuxframe import StreamReset
 from tau.services.frames import TUNNEL_MAGIC
-from tau.services.tunnel import encodeChunk, encodeRequest, TunnelRequest, forward, serveTunnel
+from tau.services.substrate.tunnel import encodeChunk, encodeRequest, TunnelRequest, forward, serveTunnel
 from tests.hosts import addressOf, startHost
 
 PROTOCOL = "/tau/test-tunnel/1.0.0"

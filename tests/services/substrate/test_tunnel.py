@@ -1,5 +1,5 @@
 """
-Taubyte's HTTP tunnel codec (tau.services.tunnel), sans-IO.
+Taubyte's HTTP tunnel codec (tau.services.substrate.tunnel), sans-IO.
 """
 
 import io
@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tau.services.frames import HEADER_SIZE
-from tau.services.tunnel import (
+from tau.services.substrate.tunnel import (
     BODY,
     HEAD,
     MAX_HEADERS,

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID
-from tau.pb import autonat_pb2
+from tau.pb import autonat_pb2, decodeBounded
 from tau.protocols.peerrecord import decodeAddr, encodeAddr
 
 __all__ = [
@@ -135,13 +134,7 @@ def decodeMessage(data: bytes) -> DialRequest | DialResponse:
         unknown type, a C{DIAL} without peer info, a C{DIAL_RESPONSE}
         without a known status, or carries a peer ID that does not decode.
     """
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise AutoNATProtocolError(f"autonat message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
-    msg = autonat_pb2.Message()
-    try:
-        msg.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise AutoNATProtocolError(f"malformed autonat message: {e}") from None
+    msg = decodeBounded(autonat_pb2.Message, data, MAX_MESSAGE_SIZE, AutoNATProtocolError, "autonat message")
     if not msg.HasField("type"):
         raise AutoNATProtocolError("autonat message without a type")
     if msg.type == autonat_pb2.Message.DIAL:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
 
-from tau.pb import holepunch_pb2
+from tau.pb import decodeBounded, holepunch_pb2
 from tau.protocols.peerrecord import decodeAddr, encodeAddr
 
 __all__ = [
@@ -103,13 +102,7 @@ def decodeMessage(data: bytes) -> HolePunch:
         does not decode, has no known type, or carries more than
         L{MAX_OBS_ADDRS} addresses.
     """
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise DCUtRProtocolError(f"dcutr message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
-    msg = holepunch_pb2.HolePunch()
-    try:
-        msg.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise DCUtRProtocolError(f"malformed dcutr message: {e}") from None
+    msg = decodeBounded(holepunch_pb2.HolePunch, data, MAX_MESSAGE_SIZE, DCUtRProtocolError, "dcutr message")
     if not msg.HasField("type") or msg.type not in _NAMES:
         # proto2 keeps an unknown enum value as an unknown field
         raise DCUtRProtocolError("dcutr message without a known type")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
 from tau.identity import PublicKey
-from tau.pb import identify_pb2
+from tau.pb import decodeBounded, identify_pb2
 from tau.peerstore import MAX_ADDRS, MAX_AGENT_LENGTH, MAX_PROTOCOL_LENGTH, MAX_PROTOCOLS
 from tau.protocols.peerrecord import (
     IdentifyError,
@@ -132,14 +131,7 @@ def decodeIdentify(data: bytes) -> identify_pb2.Identify:
 
     @raise IdentifyError: if it is too long or malformed.
     """
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise IdentifyError(f"identify message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
-    msg = identify_pb2.Identify()
-    try:
-        msg.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise IdentifyError(f"malformed identify message: {e}") from None
-    return msg
+    return decodeBounded(identify_pb2.Identify, data, MAX_MESSAGE_SIZE, IdentifyError, "identify message")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from google.protobuf.message import DecodeError
 
 from tau.identity import InvalidKey, PeerID, PublicKey
-from tau.pb import envelope_pb2
+from tau.pb import decodeBounded, envelope_pb2
 from tau.peerstore import MAX_ADDRS, stripPeer
 from tau.protocols import varint
 
@@ -133,13 +133,7 @@ def openEnvelope(
     @raise InvalidEnvelope: if it is too long, malformed, of another type,
         or the signature does not verify.
     """
-    if len(data) > maxSize:
-        raise InvalidEnvelope(f"envelope of {len(data)} bytes exceeds {maxSize}")
-    envelope = envelope_pb2.Envelope()
-    try:
-        envelope.ParseFromString(bytes(data))
-    except DecodeError as e:
-        raise InvalidEnvelope(f"malformed envelope: {e}") from None
+    envelope = decodeBounded(envelope_pb2.Envelope, data, maxSize, InvalidEnvelope, "envelope")
     if expectedType is not None and envelope.payload_type != expectedType:
         raise InvalidEnvelope(
             f"envelope payload type {envelope.payload_type.hex()} is not {expectedType.hex()}"
